@@ -1,0 +1,692 @@
+"""gaas: GEMSEO disciplines over HTTP. The Starlette app: `uvicorn gaas:app`."""
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import time
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+import auth
+import runner
+import settings
+import store
+import worker
+
+logger = logging.getLogger("gaas")
+OWNER_ID = runner.owner_id("web")
+DESCRIPTION_ROUTES = (
+    "input_names",
+    "output_names",
+    "inputs_schema",
+    "outputs_schema",
+    "default_input_data",
+)
+EXECUTE_FIELDS = {
+    "name": str,
+    "discipline_options": dict,
+    "input_data": dict,
+    "input_data_type": str,
+    "input_files": list,
+    "linearize": bool,
+    "linearization_mode": str,
+    "linearize_options": dict,
+    "differentiated_inputs": list,
+    "differentiated_outputs": list,
+    "timeout": (int, float),
+}
+LINEARIZATION_MODES = (
+    "auto",
+    "direct",
+    "reverse",
+    "adjoint",
+    "complex_step",
+    "finite_differences",
+    "centered_differences",
+    "hybrid_complex_step",
+    "hybrid_finite_differences",
+    "hybrid_centered_differences",
+)
+USER_CACHE_SECONDS = 5.0
+
+
+class ApiError(Exception):
+    """A request that cannot be served; becomes {"detail": ...} with its status."""
+
+    def __init__(self, status, detail, headers=None):
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers
+
+
+# Shared state of this web app process, set up in the lifespan.
+class State:
+    pool = None
+    watcher = None
+    catalogue = None
+    descriptions = OrderedDict()
+    users = {}
+    upload_locks = {}
+
+
+# Auth
+
+
+async def current_user(request):
+    """Return the caller's user row from the bearer token, or raise 401."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    user_id = auth.read_token(token.strip()) if scheme.lower() == "bearer" else None
+    if user_id is None:
+        raise ApiError(401, "Not authenticated.", {"WWW-Authenticate": "Bearer"})
+    cached = State.users.get(user_id)
+    if cached is None or cached[1] < time.monotonic():
+        # A short cache: a deleted user's tokens stop working within USER_CACHE_SECONDS.
+        row = await run_in_threadpool(store.user_by_id, user_id)
+        cached = (row, time.monotonic() + USER_CACHE_SECONDS)
+        State.users[user_id] = cached
+    if cached[0] is None:
+        raise ApiError(401, "Not authenticated.", {"WWW-Authenticate": "Bearer"})
+    return cached[0]
+
+
+async def token(request):
+    form = await request.form()
+    username, password = form.get("username"), form.get("password")
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise ApiError(422, "The form needs the fields 'username' and 'password'.")
+
+    def check():
+        user = store.user_by_name(username)
+        return user if auth.check_login(password, user) else None
+
+    user = await run_in_threadpool(check)
+    if user is None:
+        raise ApiError(401, "Incorrect username or password.", {"WWW-Authenticate": "Bearer"})
+    return JSONResponse({"access_token": auth.make_token(user["id"]), "token_type": "bearer"})
+
+
+async def user_me(request):
+    user = await current_user(request)
+    return JSONResponse({"id": user["id"], "username": user["username"]})
+
+
+# Disciplines
+
+
+async def json_body(request, required=False):
+    """Return the request body as a JSON object ({} when empty and not required)."""
+    raw = await request.body()
+    if not raw.strip():
+        if required:
+            raise ApiError(422, "A JSON object body is required.")
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ApiError(400, f"The request body is not valid JSON: {error}.") from None
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ApiError(422, "The request body must be a JSON object.")
+    return body
+
+
+def check_field(body, name, kind):
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool and kind != bool):
+        expected = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+        raise ApiError(422, f"Field '{name}' must be {expected.get(kind, 'a number')}.")
+    return value
+
+
+async def ask_pool(message):
+    reply = await run_in_threadpool(State.pool.call, message)
+    if not reply["ok"]:
+        raise ApiError(reply["status"], reply["detail"])
+    return reply["value"]
+
+
+async def catalogue():
+    if State.catalogue is None:
+        State.catalogue = await ask_pool({"op": "catalogue"})
+    return State.catalogue
+
+
+async def describe(name, options):
+    """Return the description of a discipline built with these options, cached."""
+    if name not in await catalogue():
+        raise ApiError(404, f"Unknown discipline {name!r}.")
+    if not isinstance(options, dict):
+        raise ApiError(422, "Field 'discipline_options' must be an object.")
+    key = (name, json.dumps(options, sort_keys=True))
+    description = State.descriptions.get(key)
+    if description is None:
+        description = await ask_pool({"op": "describe", "name": name, "options": options})
+        State.descriptions[key] = description
+        if len(State.descriptions) > 512:
+            State.descriptions.popitem(last=False)
+    return description
+
+
+async def list_disciplines(request):
+    await current_user(request)
+    return JSONResponse(await catalogue())
+
+
+async def discipline_description(request):
+    await current_user(request)
+    body = await json_body(request)
+    options = check_field(body, "discipline_options", dict) or {}
+    description = await describe(request.path_params["name"], options)
+    return JSONResponse(description[request.path_params["what"]])
+
+
+def check_input_data(input_data, input_names):
+    for name, value in input_data.items():
+        if name not in input_names:
+            raise ApiError(
+                422,
+                f"Field 'input_data': {name!r} is not an input of this discipline;"
+                f" its inputs are {', '.join(input_names)}.",
+            )
+        if not isinstance(value, (list, str, int, float, bool)):
+            raise ApiError(422, f"Field 'input_data.{name}' must be a list, a number or a string.")
+
+
+def job_timeout(requested):
+    """The time limit of a new job: the request's, capped by the setting."""
+    if requested is not None and requested <= 0:
+        raise ApiError(422, "Field 'timeout' must be a positive number of seconds.")
+    limits = [value for value in (requested, settings.JOB_TIMEOUT) if value]
+    return min(limits) if limits else None
+
+
+async def execute(request):
+    user = await current_user(request)
+    mode = request.query_params.get("execution_mode", "synchronous")
+    if mode not in ("synchronous", "asynchronous"):
+        raise ApiError(422, "Query 'execution_mode' must be 'synchronous' or 'asynchronous'.")
+    body = await json_body(request)
+    for field, kind in EXECUTE_FIELDS.items():
+        check_field(body, field, kind)
+    name = request.path_params["name"]
+    options = body.get("discipline_options") or {}
+    description = await describe(name, options)
+    input_data = body.get("input_data") or {}
+    check_input_data(input_data, description["input_names"])
+    if body.get("input_data_type", "json") != "json":
+        raise ApiError(422, "Field 'input_data_type' must be 'json'.")
+    mode_name = str(body.get("linearization_mode") or "auto")
+    if mode_name not in LINEARIZATION_MODES:
+        raise ApiError(
+            422, f"Field 'linearization_mode' must be one of {', '.join(LINEARIZATION_MODES)}."
+        )
+    for field in ("differentiated_inputs", "differentiated_outputs"):
+        if not all(isinstance(item, str) for item in body.get(field) or ()):
+            raise ApiError(422, f"Field '{field}' must be a list of names.")
+    linearize = bool(body.get("linearize"))
+    fields = {
+        "user_id": user["id"],
+        "name": body.get("name") or "",
+        "discipline_class_name": name,
+        "job_type": "execute_and_linearize" if linearize else "execute",
+        "job_status": "pending",
+        "execution_mode": mode,
+        "timeout": job_timeout(body.get("timeout")),
+        "linearization_mode": mode_name,
+        "discipline_options": json.dumps(options),
+        "linearize_options": json.dumps(body.get("linearize_options") or {}),
+        "differentiated_inputs": json.dumps(body.get("differentiated_inputs") or []),
+        "differentiated_outputs": json.dumps(body.get("differentiated_outputs") or []),
+        "input_data": json.dumps(input_data),
+    }
+    files = body.get("input_files") or []
+    job_id = await run_in_threadpool(submit, user["id"], fields, files, mode)
+    if mode == "synchronous":
+        await run_in_threadpool(runner.run_job, State.pool, job_id, OWNER_ID)
+    row = await run_in_threadpool(store.get_job, job_id)
+    return Response(
+        store.job_json(row),
+        status_code=200 if mode == "synchronous" else 202,
+        media_type="application/json",
+    )
+
+
+def submit(user_id, fields, files, mode):
+    """Record a job, lay out its directory with its input files, and queue it if asynchronous."""
+    sources = []
+    for item in files:
+        if not isinstance(item, dict):
+            raise ApiError(422, "Field 'input_files' must be a list of File objects.")
+        row = store.owned_file(user_id, item.get("id"), item.get("unique_filename"))
+        if row is None:
+            raise ApiError(404, f"Uploaded file {item.get('filename') or item.get('id')!r} not found.")
+        sources.append(row)
+    fields["input_files"] = json.dumps([store.file_entry(row) for row in sources])
+    job_id = store.create_job(fields)
+    workdir = Path(store.get_job(job_id)["workdir"])
+    workdir.mkdir(parents=True, exist_ok=True)
+    for row in sources:
+        shutil.copyfile(settings.FILE_DIRECTORY / row["unique_filename"], workdir / row["filename"])
+    if mode == "asynchronous":
+        try:
+            worker.run_job(job_id)
+        except Exception as error:
+            logger.exception("job %s could not be queued", job_id)
+            store.set_status(
+                job_id,
+                "failed",
+                ("pending",),
+                ended_at=time.time(),
+                error="enqueue",
+                traceback=f"The job could not be queued: {type(error).__name__}: {error}",
+            )
+            raise ApiError(503, f"Job {job_id} could not be queued: {error}.") from None
+    logger.info("job %s pending: user %s, %s, %s", job_id, user_id, fields["discipline_class_name"], mode)
+    return job_id
+
+
+# Jobs
+
+
+def job_id_of(request):
+    try:
+        return int(request.path_params["job_id"])
+    except ValueError:
+        raise ApiError(404, "Job not found.") from None
+
+
+async def owned_job(request, user):
+    row = await run_in_threadpool(store.get_job, job_id_of(request), user["id"])
+    if row is None:
+        raise ApiError(404, "Job not found.")
+    return row
+
+
+def parse_bool(value, name):
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ApiError(422, f"Query '{name}' must be true or false.")
+
+
+def parse_number(request, name, default, cast=float, minimum=0):
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = cast(raw)
+    except ValueError:
+        raise ApiError(422, f"Query '{name}' must be a number.") from None
+    if not value >= minimum or value != value:
+        raise ApiError(422, f"Query '{name}' must be at least {minimum}.")
+    return value
+
+
+async def get_job(request):
+    user = await current_user(request)
+    row = await owned_job(request, user)
+    if parse_bool(request.query_params.get("long_polling", "false"), "long_polling"):
+        timeout = parse_number(request, "long_polling_timeout", 100.0)
+        timeout = min(timeout, settings.MAX_LONG_POLLING_TIMEOUT)
+        if row["job_status"] not in store.ENDED and await State.watcher.wait(row["id"], timeout):
+            row = await owned_job(request, user)
+    return Response(store.job_json(row), media_type="application/json")
+
+
+async def list_jobs(request):
+    user = await current_user(request)
+    status = request.query_params.get("status") or None
+    if status not in (None, "created", "pending", "running", "finished", "failed"):
+        raise ApiError(422, "Query 'status' must be a job status.")
+    limit = parse_number(request, "limit", 100, int, 1)
+    offset = parse_number(request, "offset", 0, int, 0)
+    rows, total = await run_in_threadpool(store.list_jobs, user["id"], status, min(limit, 1000), offset)
+    return JSONResponse([store.job_entry(row) for row in rows], headers={"X-Total-Count": str(total)})
+
+
+def file_tree(folder, root):
+    """The folder as {file: None, subfolder: {...}}, files first at each level."""
+    files, folders = {}, {}
+    for entry in sorted(os.scandir(folder), key=lambda item: item.name):
+        path = Path(entry.path)
+        if entry.is_symlink() and not inside(path, root):
+            continue
+        if entry.is_dir():
+            folders[entry.name] = file_tree(path, root)
+        else:
+            files[entry.name] = None
+    return files | folders
+
+
+def inside(path, root):
+    """Whether a path, symlinks resolved, stays within root."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
+async def job_files(request):
+    user = await current_user(request)
+    row = await owned_job(request, user)
+    workdir = Path(row["workdir"])
+    tree = await run_in_threadpool(lambda: file_tree(workdir, workdir) if workdir.is_dir() else {})
+    return JSONResponse(tree)
+
+
+async def download(request):
+    user = await current_user(request)
+    row = await owned_job(request, user)
+    name = request.query_params.get("filename")
+    if not name:
+        raise ApiError(422, "Query 'filename' is required.")
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts or "\0" in name:
+        raise ApiError(400, "Query 'filename' must be a relative path inside the job directory.")
+    workdir = Path(row["workdir"])
+    path = workdir / relative
+    if not path.is_file() or not inside(path, workdir):
+        raise ApiError(404, f"File {name!r} not found in job {row['id']}.")
+    return FileResponse(path, filename=path.name, media_type="application/octet-stream")
+
+
+async def job_log(request):
+    user = await current_user(request)
+    row = await owned_job(request, user)
+    path = Path(row["workdir"]) / "gaas-job.log"
+    text = await run_in_threadpool(lambda: path.read_bytes() if path.is_file() else b"")
+    return PlainTextResponse(text)
+
+
+async def cancel_job(request):
+    user = await current_user(request)
+    row = await owned_job(request, user)
+    await run_in_threadpool(cancel, row["id"])
+    row = await owned_job(request, user)
+    return Response(store.job_json(row), media_type="application/json")
+
+
+def cancel(job_id):
+    """Cancel a job: a pending one ends at once, a running one is stopped by its runner."""
+    text = "The job was cancelled."
+    if store.set_status(
+        job_id, "failed", ("pending", "created"), ended_at=time.time(), error="cancelled", traceback=text
+    ):
+        logger.info("job %s failed: cancelled while pending", job_id)
+        return
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND job_status = 'running'", (job_id,)
+        )
+    # The runner checks the flag every CANCEL_CHECK_INTERVAL; wait for it to take effect.
+    deadline = time.monotonic() + 3
+    while store.job_status(job_id) == "running" and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+async def delete_job(request):
+    user = await current_user(request)
+    row = await owned_job(request, user)
+
+    def delete():
+        cancel(row["id"])
+        with store.transaction() as conn:
+            conn.execute("DELETE FROM jobs WHERE id = ?", (row["id"],))
+        shutil.rmtree(row["workdir"], ignore_errors=True)
+
+    await run_in_threadpool(delete)
+    logger.info("job %s deleted by user %s", row["id"], user["id"])
+    return Response(status_code=204)
+
+
+# Uploaded files
+
+
+def safe_name(name):
+    """Reduce a client's file name to a plain base name, or '' if nothing safe remains."""
+    base = (name or "").replace("\\", "/").split("/")[-1]
+    base = "".join(char for char in base if char.isprintable()).strip()
+    return "" if base in ("", ".", "..") else base[:255]
+
+
+async def list_files(request):
+    user = await current_user(request)
+    return JSONResponse(await run_in_threadpool(store.list_files, user["id"]))
+
+
+async def upload(request):
+    user = await current_user(request)
+    async with request.form(max_files=100, max_part_size=1024 * 1024) as form:
+        chunk = form_number(form, "chunk_number", 0)
+        total = form_number(form, "total_chunks", 1)
+        if total < 1 or not 0 <= chunk < total:
+            raise ApiError(422, "Fields need 0 <= chunk_number < total_chunks.")
+        upload_id = str(form.get("upload_id") or "")[:100]
+        parts = [part for part in form.getlist("files") if hasattr(part, "read")]
+        if not parts:
+            raise ApiError(422, "The form needs at least one file part named 'files'.")
+        results = []
+        for part in parts:
+            name = safe_name(part.filename)
+            if not name:
+                raise ApiError(400, f"File name {part.filename!r} is not usable.")
+            key = f"{upload_id}/{name}"
+            lock = State.upload_locks.setdefault((user["id"], key), asyncio.Lock())
+            async with lock:
+                results.append(
+                    await run_in_threadpool(save_chunk, user["id"], key, name, part.file, chunk, total)
+                )
+            if not lock.locked():
+                State.upload_locks.pop((user["id"], key), None)
+    if chunk + 1 < total:
+        return JSONResponse({"next_chunk": chunk + 1, "total_chunks": total})
+    return JSONResponse(results)
+
+
+def form_number(form, name, default):
+    raw = form.get(name, default)
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise ApiError(422, f"Field '{name}' must be an integer.") from None
+
+
+def save_chunk(user_id, key, name, source, chunk, total):
+    """Append one chunk to its upload; on the last one, turn the upload into a stored file."""
+    partial_dir = settings.FILE_DIRECTORY / ".partial"
+    state = store.upload_state(user_id, key)
+    if chunk == 0:
+        if state is not None:
+            (partial_dir / state["partial_name"]).unlink(missing_ok=True)
+        partial_name = uuid.uuid4().hex
+        mode = "wb"
+    else:
+        if state is None or state["next_chunk"] != chunk or state["total_chunks"] != total:
+            expected = 0 if state is None else state["next_chunk"]
+            raise ApiError(409, f"Chunk {chunk} of {name!r} is out of order; expected chunk {expected}.")
+        partial_name = state["partial_name"]
+        mode = "ab"
+    partial = partial_dir / partial_name
+    with partial.open(mode) as target:
+        shutil.copyfileobj(source, target)
+    if chunk + 1 < total:
+        store.save_upload_state(user_id, key, partial_name, chunk + 1, total)
+        return None
+    digest, size = hashlib.sha256(), 0
+    with partial.open("rb") as handle:
+        while block := handle.read(1024 * 1024):
+            digest.update(block)
+            size += len(block)
+    unique = uuid.uuid4().hex
+    os.replace(partial, settings.FILE_DIRECTORY / unique)
+    store.drop_upload_state(user_id, key)
+    file_id = store.add_file(user_id, name, unique, digest.hexdigest(), size)
+    return store.file_entry(store.owned_file(user_id, file_id))
+
+
+# Health
+
+
+async def health(request):
+    def check():
+        store.connect().execute("SELECT 1").fetchone()
+        return len(worker.huey)
+
+    try:
+        depth = await run_in_threadpool(check)
+    except Exception as error:
+        return JSONResponse({"status": "unhealthy", "reason": str(error)}, status_code=503)
+    return JSONResponse({"status": "ok", "queue_depth": depth})
+
+
+# Waiting for jobs without a thread per waiting client
+
+
+class Watcher:
+    """Wakes long-polling clients when their jobs end.
+
+    One task per process polls SQLite's data_version (a counter that moves when another
+    connection commits) every few milliseconds, and reads the waited jobs only when it moved.
+    Those reads are microseconds on one private connection, so they run on the event loop.
+    """
+
+    INTERVAL = 0.002
+
+    def __init__(self):
+        self.waiters = {}
+        self.task = None
+        self.dirty = True
+
+    async def wait(self, job_id, timeout):
+        """Wait until the job ends or the timeout passes; return whether it ended."""
+        event = asyncio.Event()
+        self.waiters.setdefault(job_id, set()).add(event)
+        self.dirty = True
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self.run())
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            events = self.waiters.get(job_id)
+            if events is not None:
+                events.discard(event)
+                if not events:
+                    del self.waiters[job_id]
+
+    async def run(self):
+        conn = sqlite3.connect(settings.USER_DATABASE_PATH, isolation_level=None)
+        version = None
+        try:
+            while self.waiters:
+                current = conn.execute("PRAGMA data_version").fetchone()[0]
+                if current != version or self.dirty:
+                    version, self.dirty = current, False
+                    ids = list(self.waiters)
+                    for start in range(0, len(ids), 500):
+                        batch = ids[start : start + 500]
+                        marks = ", ".join("?" * len(batch))
+                        ended = conn.execute(
+                            f"SELECT id FROM jobs WHERE id IN ({marks})"
+                            " AND job_status IN ('finished', 'failed')",
+                            batch,
+                        ).fetchall()
+                        for (job_id,) in ended:
+                            for event in self.waiters.get(job_id, ()):
+                                event.set()
+                await asyncio.sleep(self.INTERVAL)
+        finally:
+            conn.close()
+
+
+# Errors, in one place
+
+
+def error_response(status, detail, headers=None):
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+async def api_error(request, error):
+    return error_response(error.status, error.detail, error.headers)
+
+
+async def http_error(request, error):
+    return error_response(error.status_code, error.detail, getattr(error, "headers", None))
+
+
+async def server_error(request, error):
+    logger.error("error on %s %s", request.method, request.url.path, exc_info=error)
+    return error_response(500, "Internal server error; the administrator can read the log.")
+
+
+# The app
+
+
+async def housekeeping():
+    """Beat this app's heart and end the jobs of processes that vanished."""
+    while True:
+        try:
+            await run_in_threadpool(store.beat, OWNER_ID)
+            await run_in_threadpool(runner.fail_lost_jobs)
+        except Exception:
+            logger.exception("housekeeping failed")
+        await asyncio.sleep(settings.HEARTBEAT_INTERVAL)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    runner.setup_logging()
+    await run_in_threadpool(store.init)
+    auth.secret_key()
+    State.pool = runner.Pool(settings.SYNC_PROCESSES, "web", OWNER_ID)
+    State.pool.start()
+    State.watcher = Watcher()
+    task = asyncio.create_task(housekeeping())
+    logger.info("gaas web app %s serving, root %s", OWNER_ID, settings.ROOT_PATH)
+    try:
+        yield
+    finally:
+        task.cancel()
+        State.pool.close()
+        await run_in_threadpool(store.forget, OWNER_ID)
+
+
+routes = [
+    Route("/token", token, methods=["POST"]),
+    Route("/health", health, methods=["GET"]),
+    Route("/v1/user/me/", user_me, methods=["GET"]),
+    Route("/v1/discipline", list_disciplines, methods=["GET"]),
+    Route("/v1/discipline/{name}/execute", execute, methods=["POST"]),
+    Route(
+        "/v1/discipline/{name}/{what:str}",
+        discipline_description,
+        methods=["POST"],
+    ),
+    Route("/v1/job", list_jobs, methods=["GET"]),
+    Route("/v1/job/{job_id}", get_job, methods=["GET"]),
+    Route("/v1/job/{job_id}", delete_job, methods=["DELETE"]),
+    Route("/v1/job/{job_id}/cancel", cancel_job, methods=["POST"]),
+    Route("/v1/job/{job_id}/files", job_files, methods=["GET"]),
+    Route("/v1/job/{job_id}/files/download", download, methods=["GET"]),
+    Route("/v1/job/{job_id}/log", job_log, methods=["GET"]),
+    Route("/v1/file", list_files, methods=["GET"]),
+    Route("/v1/file/upload", upload, methods=["POST"]),
+]
+exception_handlers = {ApiError: api_error, HTTPException: http_error, Exception: server_error}
+app = Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)

@@ -1,0 +1,284 @@
+"""A warm job process: GEMSEO imported once, then one request at a time from its parent.
+
+Started by runner.Pool as `python jobproc.py FD`, where FD is its end of a socket pair. It is the
+leader of its own process group, so that a cancel or a timeout can stop it with everything it
+started. It is the only place where GEMSEO is imported: the web app and the consumer stay small.
+"""
+
+import ctypes
+import json
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+
+LOG_NAME = "gaas-job.log"
+# Discipline classes whose JSON options can run code or commands, read or write any server file,
+# or make the server send requests: served only when the admin enables them by name. The first
+# three were shown exploitable here; the others run code or touch paths by design (README).
+UNSAFE = frozenset(
+    {
+        "AnalyticDiscipline",  # sympy parses expressions with eval
+        "DiscFromExe",  # runs command_line, reads and writes any path
+        "HTTPDiscipline",  # requests to any host, uploads any server file
+        "XLSDiscipline",  # opens any workbook and runs its macros
+        "JobSchedulerDisciplineWrapper",  # runs scheduler commands
+        "SLURM",
+        "LSF",
+        "MDOScenarioAdapter",  # writes optimization histories to a chosen path
+        "MDOObjectiveScenarioAdapter",
+        "AutoPyDiscipline",  # wraps a Python callable
+        "ArrayBasedFunctionDiscipline",
+        "LinearLinkDiscipline",
+        "SurrogateDiscipline",
+        "DataDrivenScalableDiscipline",
+    }
+)
+
+
+class ClientError(Exception):
+    """A mistake in the request, reported to the client as a 4xx."""
+
+    def __init__(self, status, detail):
+        super().__init__(detail)
+        self.status = status
+
+
+def _die_with_parent():
+    """Take the whole process group down when the parent goes, even if it was SIGKILLed."""
+    signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    parent = os.getppid()
+
+    def watch():
+        # Backstop for the signal: polling the parent also catches a missed PDEATHSIG.
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+class Engine:
+    """What the job process does with GEMSEO."""
+
+    def __init__(self, enabled):
+        import gemseo
+
+        gemseo.configure(
+            enable_discipline_statistics=False,
+            enable_function_statistics=False,
+            enable_progress_bar=False,
+            # Every job builds a new discipline; a cache would only cost time.
+            enable_discipline_cache=False,
+        )
+        self.gemseo = gemseo
+        names = gemseo.get_available_disciplines()
+        self.catalogue = sorted(name for name in names if name not in UNSAFE or name in enabled)
+
+    def create(self, name, options):
+        if name not in self.catalogue:
+            raise ClientError(404, f"Unknown discipline {name!r}.")
+        if not isinstance(options, dict):
+            raise ClientError(422, "discipline_options must be an object.")
+        try:
+            return self.gemseo.create_discipline(name, **options)
+        except Exception as error:  # any constructor error is a bad option from the client
+            raise ClientError(400, f"Invalid discipline_options for {name}: {error}") from None
+
+    def describe(self, name, options):
+        discipline = self.create(name, options)
+        return {
+            "input_names": list(discipline.io.input_grammar.names),
+            "output_names": list(discipline.io.output_grammar.names),
+            "inputs_schema": self.gemseo.get_discipline_inputs_schema(discipline),
+            "outputs_schema": self.gemseo.get_discipline_outputs_schema(discipline),
+            "default_input_data": to_json_values(discipline.io.input_grammar.defaults),
+        }
+
+    def execute(self, job):
+        """Run a job in the current directory; return the reply fields for the store."""
+        discipline = self.create(job["discipline_class_name"], job["discipline_options"])
+        defaults = discipline.io.input_grammar.defaults
+        given = json.loads(job["input_data"])
+        unknown = sorted(set(given) - set(discipline.io.input_grammar.names))
+        if unknown:
+            raise ValueError(f"Unknown input names for {discipline.name}: {', '.join(unknown)}.")
+        input_data = {name: to_array(value, defaults.get(name)) for name, value in given.items()}
+        data = discipline.execute(input_data)
+        used = {name: data[name] for name in discipline.io.input_grammar.names if name in data}
+        outputs = {name: data[name] for name in discipline.io.output_grammar.names if name in data}
+        reply = {
+            "input_data": dumps(to_json_values(used)),
+            "output_data": dumps(to_json_values(outputs)),
+        }
+        if job["job_type"] == "execute_and_linearize":
+            discipline.linearization_mode = job["linearization_mode"]
+            if job["differentiated_inputs"]:
+                discipline.add_differentiated_inputs(job["differentiated_inputs"])
+            if job["differentiated_outputs"]:
+                discipline.add_differentiated_outputs(job["differentiated_outputs"])
+            options = dict(job["linearize_options"])
+            # Without names to differentiate, GEMSEO computes nothing: give the whole Jacobian.
+            if not (job["differentiated_inputs"] or job["differentiated_outputs"]):
+                options.setdefault("compute_all_jacobians", True)
+            jacobian = discipline.linearize(input_data, **options)
+            reply["jacobian_data"] = dumps(
+                {out: to_json_values(block) for out, block in jacobian.items()}
+            )
+        return reply
+
+
+def to_array(value, default):
+    """Turn a JSON value into what GEMSEO expects: arrays for numbers, as the defaults are."""
+    import numpy
+
+    if isinstance(value, list) and not any(isinstance(item, str) for item in value):
+        return numpy.array(value)
+    if isinstance(value, (int, float)) and isinstance(default, numpy.ndarray):
+        return numpy.array([value])
+    return value
+
+
+def to_json_values(data):
+    """Turn GEMSEO data (arrays, sparse matrices, numpy scalars) into JSON values."""
+    import numpy
+
+    converted = {}
+    for name, value in data.items():
+        if hasattr(value, "toarray"):
+            value = value.toarray()
+        if isinstance(value, numpy.ndarray):
+            value = numpy.real(value).tolist()
+        elif isinstance(value, numpy.generic):
+            value = numpy.real(value).item()
+        elif isinstance(value, complex):
+            value = value.real
+        elif not isinstance(value, (str, int, float, bool, list, dict, type(None))):
+            value = str(value)
+        converted[name] = value
+    return converted
+
+
+def dumps(value):
+    # NaN and infinities are not JSON: they become null rather than break every client.
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(_nan_to_none(value))
+
+
+def _nan_to_none(value):
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, list):
+        return [_nan_to_none(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _nan_to_none(item) for key, item in value.items()}
+    return value
+
+
+class redirected_output:
+    """Send fds 1 and 2 (C and Fortran output too) to a log file while a job runs."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.saved = [os.dup(1), os.dup(2)]
+        log = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+
+    def __exit__(self, *exc):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, saved in zip((1, 2), self.saved):
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
+class memory_limit:
+    """Cap the address space of this process (and what it starts) during a job."""
+
+    def __init__(self, megabytes):
+        self.limit = int(megabytes * 1024 * 1024) if megabytes else None
+
+    def __enter__(self):
+        if self.limit:
+            self.saved = resource.getrlimit(resource.RLIMIT_AS)
+            resource.setrlimit(resource.RLIMIT_AS, (self.limit, self.saved[1]))
+
+    def __exit__(self, *exc):
+        if self.limit:
+            resource.setrlimit(resource.RLIMIT_AS, self.saved)
+
+
+def handle(engine, request, idle_dir):
+    """Answer one request; never raises."""
+    try:
+        if request["op"] == "catalogue":
+            return {"ok": True, "value": engine.catalogue}
+        if request["op"] == "describe":
+            os.chdir(idle_dir)
+            return {"ok": True, "value": engine.describe(request["name"], request["options"])}
+        return run_job(engine, request)
+    except ClientError as error:
+        return {"ok": False, "status": error.status, "detail": str(error)}
+    except Exception as error:
+        traceback.print_exc()
+        return {"ok": False, "status": 500, "detail": f"{type(error).__name__}: {error}"}
+    finally:
+        os.chdir(idle_dir)
+
+
+def run_job(engine, request):
+    job = request["job"]
+    os.chdir(job["workdir"])
+    try:
+        with redirected_output(LOG_NAME), memory_limit(request.get("memory_limit_mb")):
+            reply = engine.execute(job)
+    except MemoryError:
+        return {
+            "ok": True,
+            "job_status": "failed",
+            "error": "memory",
+            "traceback": f"The job went past its memory limit of {request['memory_limit_mb']} MB.\n"
+            + traceback.format_exc(),
+        }
+    except (Exception, SystemExit) as error:
+        # A discipline calling sys.exit() fails its job; it does not end the warm process.
+        text = str(error) if isinstance(error, ClientError) else traceback.format_exc()
+        return {"ok": True, "job_status": "failed", "error": type(error).__name__, "traceback": text}
+    return {"ok": True, "job_status": "finished", **reply}
+
+
+def main():
+    conn = Connection(int(sys.argv[1]))
+    _die_with_parent()
+    idle_dir = os.environ.get("GAAS_IDLE_DIR", "/")
+    os.chdir(idle_dir)
+    enabled = frozenset(filter(None, os.environ.get("GAAS_ENABLED", "").split(",")))
+    engine = Engine(enabled)
+    conn.send({"ready": True, "pid": os.getpid()})
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
+        conn.send(handle(engine, request, idle_dir))
+
+
+if __name__ == "__main__":
+    main()

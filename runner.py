@@ -1,0 +1,356 @@
+"""A pool of warm job processes, and running one job in one of them.
+
+Used by the worker (asynchronous jobs) and by the web app (synchronous jobs and discipline
+descriptions). Each job runs in a process that runs nothing else meanwhile, in the job's own
+directory, so jobs never share a current directory and a crash only costs that process.
+"""
+
+import json
+import logging
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import settings
+import store
+
+logger = logging.getLogger("gaas")
+JOBPROC = str(Path(__file__).with_name("jobproc.py"))
+STARTUP_TIMEOUT = 300
+# How often a running job's record is read to notice a cancel request.
+CANCEL_CHECK_INTERVAL = 0.2
+
+
+class PoolClosed(Exception):
+    """The pool is shutting down."""
+
+
+class ProcessGone(Exception):
+    """A job process died or was stopped while it held a request."""
+
+    def __init__(self, reason, returncode):
+        super().__init__(reason)
+        self.reason, self.returncode = reason, returncode
+
+
+def setup_logging():
+    """Send the gaas log lines to stderr (journald) once per process."""
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s gaas: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(settings.LOG_LEVEL)
+        logger.propagate = False
+
+
+def idle_directory():
+    return settings.ROOT_PATH / "idle"
+
+
+def child_environment():
+    env = dict(os.environ)
+    env["GAAS_IDLE_DIR"] = str(idle_directory())
+    env["GAAS_ENABLED"] = ",".join(sorted(settings.ENABLED_DISCIPLINES))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class JobProcess:
+    """One warm process, the leader of its own process group."""
+
+    def __init__(self, env, marker):
+        parent, child = socket.socketpair()
+        env = dict(env, GAAS_POOL=marker)
+        self.popen = subprocess.Popen(
+            [sys.executable, JOBPROC, str(child.fileno())],
+            pass_fds=(child.fileno(),),
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=env["GAAS_IDLE_DIR"],
+        )
+        child.close()
+        self.conn = Connection(parent.detach())
+        self.pid = self.popen.pid
+        self.jobs = 0
+
+    def wait_ready(self):
+        if not self.conn.poll(STARTUP_TIMEOUT):
+            raise RuntimeError(f"job process {self.pid} did not start in {STARTUP_TIMEOUT} s")
+        self.conn.recv()
+
+    def kill(self):
+        """Stop the process and everything in its group, and reap it."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.popen.wait()
+        self.conn.close()
+        return self.popen.returncode
+
+    def ask(self, message, deadline=None, should_stop=None):
+        """Send a request and wait for its reply; kill the process and raise ProcessGone if it
+        dies, passes the deadline (monotonic) or should_stop() returns a reason."""
+        self.conn.send(message)
+        next_check = time.monotonic() + CANCEL_CHECK_INTERVAL
+        while True:
+            try:
+                if self.conn.poll(0.05):
+                    return self.conn.recv()
+            except (EOFError, OSError):
+                return self._gone("crashed")
+            if self.popen.poll() is not None:
+                return self._gone("crashed")
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return self._gone("timeout")
+            if should_stop is not None and now >= next_check:
+                next_check = now + CANCEL_CHECK_INTERVAL
+                reason = should_stop()
+                if reason:
+                    return self._gone(reason)
+
+    def _gone(self, reason):
+        raise ProcessGone(reason, self.kill())
+
+
+class Pool:
+    """Keeps `size` warm job processes; each serves one request at a time."""
+
+    def __init__(self, size, name, owner_id):
+        self.size, self.name, self.owner_id = size, name, owner_id
+        self._idle = []
+        self._alive = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self._spawns = queue.SimpleQueue()
+        self._env = None
+        self._processes = set()
+
+    def start(self):
+        """Start the processes; they warm up in the background."""
+        self._env = child_environment()
+        idle_directory().mkdir(parents=True, exist_ok=True)
+        # One long-lived thread forks every process: the kernel's parent-death signal is tied
+        # to the forking thread, so that thread must live as long as the pool.
+        threading.Thread(target=self._spawner, name=f"{self.name}-spawner", daemon=True).start()
+        with self._cond:
+            for _ in range(self.size):
+                self._add()
+
+    def grow(self):
+        """Keep one more warm process."""
+        with self._cond:
+            self.size += 1
+            self._add()
+
+    def _add(self):
+        self._alive += 1
+        self._spawns.put(True)
+
+    def _spawner(self):
+        while self._spawns.get():
+            try:
+                process = JobProcess(self._env, self.owner_id)
+            except OSError:
+                logger.exception("cannot start a job process")
+                with self._cond:
+                    self._alive -= 1
+                    self._cond.notify_all()
+                time.sleep(1)
+                continue
+            threading.Thread(target=self._warm, args=(process,), daemon=True).start()
+
+    def _warm(self, process):
+        try:
+            process.wait_ready()
+        except (RuntimeError, EOFError, OSError):
+            logger.error("job process %s failed to start (exit %s)", process.pid, process.kill())
+            with self._cond:
+                self._alive -= 1
+                self._cond.notify_all()
+            return
+        with self._cond:
+            if self._closed:
+                process.kill()
+                return
+            self._processes.add(process)
+            self._idle.append(process)
+            self._cond.notify()
+
+    def acquire(self, timeout=None):
+        """Take an idle warm process, waiting for one if needed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._idle:
+                if self._closed:
+                    raise PoolClosed(self.name)
+                if self._alive < self.size:
+                    self._add()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"no {self.name} job process free")
+                self._cond.wait(remaining)
+            return self._idle.pop()
+
+    def release(self, process, healthy=True):
+        """Give a process back; an unhealthy or worn one is replaced by a fresh one."""
+        process.jobs += 1
+        with self._cond:
+            if healthy and not self._closed and process.jobs < settings.PROCESS_MAX_JOBS:
+                self._idle.append(process)
+                self._cond.notify()
+                return
+            self._processes.discard(process)
+            self._alive -= 1
+            if not self._closed:
+                self._add()
+        process.kill()
+
+    def call(self, message, timeout=120):
+        """Ask any process a quick question (catalogue, description)."""
+        process = self.acquire()
+        try:
+            reply = process.ask(message, deadline=time.monotonic() + timeout)
+        except ProcessGone as gone:
+            self.release(process, healthy=False)
+            raise RuntimeError(f"the job process {gone.reason} while answering") from None
+        except BaseException:
+            self.release(process, healthy=False)
+            raise
+        self.release(process)
+        return reply
+
+    def close(self):
+        with self._cond:
+            self._closed = True
+            processes = list(self._processes)
+            self._cond.notify_all()
+        self._spawns.put(False)
+        for process in processes:
+            process.kill()
+
+
+def decoded_job(row):
+    job = dict(row)
+    for key in store.JSON_FIELDS:
+        job[key] = json.loads(job[key])
+    return job
+
+
+def describe_exit(returncode):
+    if returncode is not None and returncode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+def run_job(pool, job_id, worker_id):
+    """Run a pending job to its end in a warm process; return its final status or None."""
+    row = store.get_job(job_id)
+    if row is None or row["job_status"] != "pending":
+        return None
+    process = pool.acquire()
+    started = time.monotonic()
+    if not store.set_status(
+        job_id, "running", ("pending",), started_at=time.time(), worker=worker_id, pid=process.pid
+    ):
+        pool.release(process)  # cancelled or deleted while it waited for a process
+        return None
+    logger.info("job %s running: user %s, %s", job_id, row["user_id"], row["discipline_class_name"])
+    job = decoded_job(row)
+    Path(job["workdir"]).mkdir(parents=True, exist_ok=True)
+    deadline = started + row["timeout"] if row["timeout"] else None
+
+    def cancelled():
+        return "cancelled" if store.cancel_requested(job_id) else None
+
+    message = {"op": "execute", "job": job, "memory_limit_mb": settings.JOB_MEMORY_LIMIT_MB}
+    try:
+        reply = process.ask(message, deadline=deadline, should_stop=cancelled)
+    except ProcessGone as gone:
+        pool.release(process, healthy=False)
+        reply = {"job_status": "failed", "error": gone.reason, "traceback": _gone_text(gone, row)}
+    else:
+        pool.release(process, healthy=reply.get("error") != "memory")
+    reply.pop("ok", None)
+    status = reply.pop("job_status")
+    store.set_status(job_id, status, ("running",), ended_at=time.time(), **reply)
+    logger.info(
+        "job %s %s: user %s, %s, %.3f s%s",
+        job_id,
+        status,
+        row["user_id"],
+        row["discipline_class_name"],
+        time.monotonic() - started,
+        f", error {reply['error']}" if reply.get("error") else "",
+    )
+    return status
+
+
+def _gone_text(gone, row):
+    if gone.reason == "timeout":
+        return f"The job was stopped after its time limit of {row['timeout']:g} s."
+    if gone.reason == "cancelled":
+        return "The job was cancelled."
+    return f"The job process died: {describe_exit(gone.returncode)}."
+
+
+def owner_id(kind):
+    """A unique id for this worker or web app process: kind:host:pid:random."""
+    return f"{kind}:{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kill_leftovers(dead_owner):
+    """Kill the job processes (and their children) a dead owner left on this machine."""
+    marker = f"GAAS_POOL={dead_owner}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
+def fail_lost_jobs():
+    """End as `lost` the running jobs whose owner died here or stopped beating anywhere."""
+    host = socket.gethostname()
+    stale_before = time.time() - settings.HEARTBEAT_TIMEOUT
+    lost = 0
+    for job_id, owner, beat_at in store.running_jobs():
+        parts = owner.split(":")
+        here = len(parts) == 4 and parts[1] == host
+        dead_here = here and not _pid_alive(int(parts[2]))
+        if not dead_here and beat_at is not None and beat_at >= stale_before:
+            continue
+        if here and (dead_here or beat_at is None or beat_at < stale_before):
+            kill_leftovers(owner)
+        text = f"The process running this job ({owner or 'unknown'}) stopped before the job ended."
+        if store.set_status(
+            job_id, "failed", ("running",), ended_at=time.time(), error="lost", traceback=text
+        ):
+            lost += 1
+            logger.warning("job %s failed: lost (owner %s)", job_id, owner)
+    return lost

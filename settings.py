@@ -1,0 +1,76 @@
+"""All configuration, read once from environment variables.
+
+Every path is made absolute here, at start, so nothing later depends on the current directory.
+"""
+
+import os
+from pathlib import Path
+
+CODE_DIR = Path(__file__).resolve().parent
+
+
+def _text(name, default="", aliases=()):
+    for key in (name, *aliases):
+        value = os.environ.get(key)
+        if value not in (None, ""):
+            return value
+    return default
+
+
+def _path(name, default, aliases=()):
+    return Path(_text(name, str(default), aliases)).expanduser().resolve()
+
+
+def _number(name, default, cast=int):
+    raw = _text(name)
+    if not raw:
+        return default
+    try:
+        return cast(raw)
+    except ValueError:
+        raise SystemExit(f"setting {name}={raw!r} is not a valid {cast.__name__}") from None
+
+
+def _names(name):
+    return frozenset(item.strip() for item in _text(name).split(",") if item.strip())
+
+
+ROOT_PATH = _path("GEMSEO_HTTP_ROOT_PATH", CODE_DIR / "var")
+USER_DATABASE_PATH = _path("GEMSEO_HTTP_USER_DATABASE_PATH", ROOT_PATH / "database" / "gaas.db")
+HUEY_DATABASE_PATH = _path("GEMSEO_HTTP_HUEY_DATABASE_PATH", ROOT_PATH / "database" / "huey.db")
+FILE_DIRECTORY = _path(
+    "GEMSEO_HTTP_FILE_DIRECTORY", ROOT_PATH / "files", aliases=("GEMSEO_HTTP_USER_FILE_DIRECTORY",)
+)
+WORKSPACE_EXECUTION = _path(
+    "GEMSEO_HTTP_WORKSPACE_EXECUTION",
+    ROOT_PATH / "workdir",
+    aliases=("GEMSEO_HTTP_USER_WORKSPACE_EXECUTION",),
+)
+SECRET_KEY_PATH = _path("GEMSEO_HTTP_SECRET_KEY_PATH", ROOT_PATH / "secret_key")
+# Read by secret_key() only: an unset key means "create one under the root once".
+SECRET_KEY = _text("GEMSEO_HTTP_SECRET_KEY")
+
+HOST = _text("GEMSEO_HTTP_HOST", "127.0.0.1")
+PORT = _number("GEMSEO_HTTP_PORT", 8000)
+WORKERS = _number("GEMSEO_HTTP_WORKERS", 2)
+ACCESS_TOKEN_EXPIRE_MINUTES = _number("GEMSEO_HTTP_ACCESS_TOKEN_EXPIRE_MINUTES", 60 * 12, float)
+LOG_LEVEL = _text("GEMSEO_HTTP_LOG_LEVEL", "INFO").upper()
+
+# Disciplines that run code taken from the request; off unless named here (see README).
+ENABLED_DISCIPLINES = _names("GEMSEO_HTTP_ENABLED_DISCIPLINES")
+# Processes kept warm in the web app for synchronous executions and discipline descriptions.
+SYNC_PROCESSES = _number("GEMSEO_HTTP_SYNC_PROCESSES", 2)
+# A warm job process is replaced after this many jobs, to bound what one run can leave behind.
+PROCESS_MAX_JOBS = _number("GEMSEO_HTTP_PROCESS_MAX_JOBS", 500)
+# Longest long poll a client may ask for, in seconds.
+MAX_LONG_POLLING_TIMEOUT = _number("GEMSEO_HTTP_MAX_LONG_POLLING_TIMEOUT", 300.0, float)
+# Largest accepted request body for JSON routes and for one upload chunk, in MiB.
+MAX_BODY_MB = _number("GEMSEO_HTTP_MAX_BODY_MB", 512, float)
+# Time limit of a job in seconds (0: none); a request may ask for less, never for more.
+JOB_TIMEOUT = _number("GEMSEO_HTTP_JOB_TIMEOUT", 0.0, float)
+# Address-space limit of a job process in MiB (0: none).
+JOB_MEMORY_LIMIT_MB = _number("GEMSEO_HTTP_JOB_MEMORY_LIMIT_MB", 0.0, float)
+# Seconds between heartbeats of the worker and the web app, and how old a heartbeat may get
+# before the jobs of its owner count as lost.
+HEARTBEAT_INTERVAL = _number("GEMSEO_HTTP_HEARTBEAT_INTERVAL", 2.0, float)
+HEARTBEAT_TIMEOUT = _number("GEMSEO_HTTP_HEARTBEAT_TIMEOUT", 30.0, float)

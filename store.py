@@ -1,0 +1,359 @@
+"""The SQLite store of users, jobs and uploaded files, shared by the web app and the worker."""
+
+import json
+import sqlite3
+import threading
+import time
+from datetime import datetime, timezone
+
+import settings
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    username TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+-- The big data columns come last so that list queries never walk their overflow pages.
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    discipline_class_name TEXT NOT NULL,
+    job_type TEXT NOT NULL,
+    job_status TEXT NOT NULL,
+    execution_mode TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    timeout REAL,
+    worker TEXT NOT NULL DEFAULT '',
+    pid INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    workdir TEXT NOT NULL DEFAULT '',
+    linearization_mode TEXT NOT NULL DEFAULT 'auto',
+    discipline_options TEXT NOT NULL DEFAULT '{}',
+    linearize_options TEXT NOT NULL DEFAULT '{}',
+    differentiated_inputs TEXT NOT NULL DEFAULT '[]',
+    differentiated_outputs TEXT NOT NULL DEFAULT '[]',
+    input_files TEXT NOT NULL DEFAULT '[]',
+    traceback TEXT NOT NULL DEFAULT '',
+    input_data TEXT NOT NULL DEFAULT '{}',
+    output_data TEXT NOT NULL DEFAULT '{}',
+    jacobian_data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs (user_id, id);
+CREATE INDEX IF NOT EXISTS jobs_by_user_status ON jobs (user_id, job_status, id);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (job_status, worker);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL,
+    filename TEXT NOT NULL,
+    unique_filename TEXT NOT NULL UNIQUE,
+    sha256sum TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_by_user ON files (user_id, id);
+CREATE TABLE IF NOT EXISTS uploads (
+    user_id INTEGER NOT NULL,
+    upload_key TEXT NOT NULL,
+    partial_name TEXT NOT NULL,
+    next_chunk INTEGER NOT NULL,
+    total_chunks INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (user_id, upload_key)
+);
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    beat_at REAL NOT NULL
+);
+"""
+
+ENDED = ("finished", "failed")
+# Columns of a list entry: everything but the data fields.
+LIST_COLUMNS = (
+    "id, user_id, name, discipline_class_name, job_type, job_status, execution_mode, error,"
+    " created_at, started_at, ended_at, timeout, workdir, linearization_mode"
+)
+JSON_FIELDS = (
+    "discipline_options",
+    "linearize_options",
+    "differentiated_inputs",
+    "differentiated_outputs",
+    "input_files",
+)
+DATA_FIELDS = ("input_data", "output_data", "jacobian_data")
+
+_local = threading.local()
+
+
+def connect():
+    """Return this thread's connection to the store, opening it on first use."""
+    conn = getattr(_local, "conn", None)
+    if conn is None or getattr(_local, "path", None) != settings.USER_DATABASE_PATH:
+        conn = sqlite3.connect(settings.USER_DATABASE_PATH, timeout=30, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        # WAL with NORMAL stays consistent on power loss; only the last commits may be lost.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        _local.conn, _local.path = conn, settings.USER_DATABASE_PATH
+    return conn
+
+
+class transaction:
+    """`with transaction() as conn:` runs a write transaction that takes the lock at once."""
+
+    def __enter__(self):
+        self.conn = connect()
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, kind, value, tb):
+        self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def init():
+    """Create the folders and the schema; safe to call any number of times."""
+    for folder in (
+        settings.USER_DATABASE_PATH.parent,
+        settings.HUEY_DATABASE_PATH.parent,
+        settings.FILE_DIRECTORY,
+        settings.FILE_DIRECTORY / ".partial",
+        settings.WORKSPACE_EXECUTION,
+    ):
+        folder.mkdir(parents=True, exist_ok=True)
+    connect().executescript(SCHEMA)
+
+
+def iso(timestamp):
+    """Format a POSIX timestamp as ISO 8601 UTC, or None."""
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# Users
+
+
+def add_user(username, password_hash):
+    """Insert a user; raise sqlite3.IntegrityError when the name is taken."""
+    with transaction() as conn:
+        cursor = conn.execute(
+            "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)",
+            (username, password_hash, time.time()),
+        )
+        return cursor.lastrowid
+
+
+def user_by_name(username):
+    return connect().execute("SELECT * FROM users WHERE username = ?", (username,)).fetchone()
+
+
+def user_by_id(user_id):
+    return connect().execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
+
+
+def set_password(username, password_hash):
+    """Change a password; return whether the user exists."""
+    with transaction() as conn:
+        cursor = conn.execute(
+            "UPDATE users SET password_hash = ? WHERE username = ?", (password_hash, username)
+        )
+        return cursor.rowcount == 1
+
+
+def delete_user(username):
+    """Delete a user (their jobs and files stay for the admin); return whether it existed."""
+    with transaction() as conn:
+        return conn.execute("DELETE FROM users WHERE username = ?", (username,)).rowcount == 1
+
+
+def list_users():
+    return connect().execute("SELECT id, username, created_at FROM users ORDER BY id").fetchall()
+
+
+# Jobs
+
+
+def create_job(fields):
+    """Insert a job from a dict of column values and return its id."""
+    fields = dict(fields, created_at=time.time())
+    names = ", ".join(fields)
+    marks = ", ".join("?" * len(fields))
+    with transaction() as conn:
+        cursor = conn.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", tuple(fields.values()))
+        job_id = cursor.lastrowid
+        workdir = settings.WORKSPACE_EXECUTION / f"user-{fields['user_id']}" / f"job-{job_id}"
+        conn.execute("UPDATE jobs SET workdir = ? WHERE id = ?", (str(workdir), job_id))
+    return job_id
+
+
+def get_job(job_id, user_id=None):
+    """Return the job row, or None when absent or owned by another user."""
+    row = connect().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None or (user_id is not None and row["user_id"] != user_id):
+        return None
+    return row
+
+
+def job_status(job_id):
+    row = connect().execute("SELECT job_status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return None if row is None else row["job_status"]
+
+
+def list_jobs(user_id, status=None, limit=100, offset=0):
+    """Return (rows without data fields, total count) of a user's jobs, newest first."""
+    where, params = "user_id = ?", [user_id]
+    if status:
+        where += " AND job_status = ?"
+        params.append(status)
+    conn = connect()
+    rows = conn.execute(
+        f"SELECT {LIST_COLUMNS} FROM jobs WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+        (*params, limit, offset),
+    ).fetchall()
+    total = conn.execute(f"SELECT count(*) FROM jobs WHERE {where}", params).fetchone()[0]
+    return rows, total
+
+
+def set_status(job_id, status, expected, **fields):
+    """Move a job to `status` if it is in one of the `expected` states; return whether it moved."""
+    fields["job_status"] = status
+    assignments = ", ".join(f"{name} = ?" for name in fields)
+    marks = ", ".join("?" * len(expected))
+    with transaction() as conn:
+        cursor = conn.execute(
+            f"UPDATE jobs SET {assignments} WHERE id = ? AND job_status IN ({marks})",
+            (*fields.values(), job_id, *expected),
+        )
+        return cursor.rowcount == 1
+
+
+def cancel_requested(job_id):
+    row = connect().execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return row is None or bool(row[0])
+
+
+def ended_among(job_ids):
+    """Return the subset of job ids that have ended."""
+    marks = ", ".join("?" * len(job_ids))
+    rows = connect().execute(
+        f"SELECT id FROM jobs WHERE id IN ({marks}) AND job_status IN ('finished', 'failed')",
+        tuple(job_ids),
+    )
+    return {row[0] for row in rows}
+
+
+def job_entry(row):
+    """Return a job row as the JSON-ready dict of the wire contract, without data fields."""
+    job = {key: row[key] for key in row.keys() if key not in DATA_FIELDS}
+    for key in JSON_FIELDS:
+        if key in job:
+            job[key] = json.loads(job[key])
+    for key in ("created_at", "started_at", "ended_at"):
+        job[key] = iso(job[key])
+    for key in ("worker", "pid", "cancel_requested"):
+        job.pop(key, None)
+    job.setdefault("traceback", "")
+    return job
+
+
+def job_json(row):
+    """Serialize a full job row, splicing the stored data fields in without parsing them."""
+    head = json.dumps(job_entry(row))[:-1]
+    data = "".join(f', "{key}": {row[key]}' for key in DATA_FIELDS)
+    return (head + data + "}").encode()
+
+
+# Uploaded files
+
+
+def add_file(user_id, filename, unique_filename, sha256sum, size):
+    with transaction() as conn:
+        cursor = conn.execute(
+            "INSERT INTO files (user_id, filename, unique_filename, sha256sum, size, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (user_id, filename, unique_filename, sha256sum, size, time.time()),
+        )
+        return cursor.lastrowid
+
+
+def file_entry(row):
+    return {key: row[key] for key in ("id", "filename", "unique_filename", "sha256sum", "user_id")} | {
+        "size": row["size"],
+        "created_at": iso(row["created_at"]),
+    }
+
+
+def list_files(user_id):
+    rows = connect().execute("SELECT * FROM files WHERE user_id = ? ORDER BY id", (user_id,))
+    return [file_entry(row) for row in rows]
+
+
+def owned_file(user_id, file_id=None, unique_filename=None):
+    """Return a file row of this user found by id or by unique name, or None."""
+    conn = connect()
+    if file_id is not None:
+        row = conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT * FROM files WHERE unique_filename = ?", (unique_filename,)
+        ).fetchone()
+    if row is None or row["user_id"] != user_id:
+        return None
+    return row
+
+
+def upload_state(user_id, upload_key):
+    return connect().execute(
+        "SELECT * FROM uploads WHERE user_id = ? AND upload_key = ?", (user_id, upload_key)
+    ).fetchone()
+
+
+def save_upload_state(user_id, upload_key, partial_name, next_chunk, total_chunks):
+    with transaction() as conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?, ?, ?)",
+            (user_id, upload_key, partial_name, next_chunk, total_chunks, time.time()),
+        )
+
+
+def drop_upload_state(user_id, upload_key):
+    with transaction() as conn:
+        conn.execute("DELETE FROM uploads WHERE user_id = ? AND upload_key = ?", (user_id, upload_key))
+
+
+# Heartbeats of workers and web apps
+
+
+def beat(owner_id):
+    """Record that a worker or web app is alive."""
+    host, pid = owner_id.split(":")[1:3]
+    now = time.time()
+    with transaction() as conn:
+        conn.execute(
+            "INSERT INTO workers (id, host, pid, started_at, beat_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at",
+            (owner_id, host, int(pid), now, now),
+        )
+
+
+def forget(owner_id):
+    with transaction() as conn:
+        conn.execute("DELETE FROM workers WHERE id = ?", (owner_id,))
+
+
+def running_jobs():
+    """Return (job id, owner id, owner's last beat or None) of every running job."""
+    return connect().execute(
+        "SELECT jobs.id, jobs.worker, workers.beat_at FROM jobs"
+        " LEFT JOIN workers ON workers.id = jobs.worker WHERE jobs.job_status = 'running'"
+    ).fetchall()
