@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the web app: uvicorn gaas:app on GEMSEO_HTTP_HOST:GEMSEO_HTTP_PORT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# One uvicorn process: long-polling waiters and the warm processes for synchronous runs live in it.
+exec .venv/bin/uvicorn gaas:app \
+    --host "${GEMSEO_HTTP_HOST:-127.0.0.1}" \
+    --port "${GEMSEO_HTTP_PORT:-8000}" \
+    --no-server-header \
+    --timeout-graceful-shutdown 30

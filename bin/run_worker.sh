@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the worker: huey_consumer worker.huey with GEMSEO_HTTP_WORKERS threads.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# -d/-m/-b: Huey sleeps between polls of an empty queue, backing off up to 10 s by default, so
+# a job submitted after an idle spell would wait seconds. Polling the SQLite queue every 5 ms to
+# 50 ms costs little CPU and starts any job within 50 ms.
+# -k thread: each thread only waits on its job process; the work itself runs in those processes.
+exec .venv/bin/huey_consumer worker.huey \
+    -k thread \
+    -w "${GEMSEO_HTTP_WORKERS:-2}" \
+    -d 0.005 -m 0.05 -b 1.1

@@ -1,0 +1,206 @@
+"""Fixtures: a real gaas service (uvicorn and huey_consumer subprocesses) on a free loopback port."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+CODE = Path(__file__).resolve().parent.parent
+PLUGINS = Path(__file__).resolve().parent / "plugins"
+TIMEOUT = 60
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Api:
+    """A tiny HTTP client bound to one user."""
+
+    def __init__(self, url, token=None):
+        self.url = url
+        self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def request(self, method, path, **kwargs):
+        kwargs.setdefault("timeout", TIMEOUT)
+        return self.session.request(method, self.url + path, **kwargs)
+
+    def get(self, path, **kwargs):
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path, **kwargs):
+        return self.request("POST", path, **kwargs)
+
+    def delete(self, path, **kwargs):
+        return self.request("DELETE", path, **kwargs)
+
+    def run(self, discipline, mode="synchronous", **body):
+        """Execute a discipline and return the job JSON (checking the status code)."""
+        response = self.post(f"/v1/discipline/{discipline}/execute?execution_mode={mode}", json=body)
+        assert response.status_code == (200 if mode == "synchronous" else 202), response.text
+        return response.json()
+
+    def wait(self, job_id, timeout=60):
+        """Long-poll a job until it ends."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.get(f"/v1/job/{job_id}?long_polling=true&long_polling_timeout=5").json()
+            if job["job_status"] in ("finished", "failed"):
+                return job
+        raise AssertionError(f"job {job_id} did not end in {timeout} s")
+
+
+class Service:
+    """The server and the worker, started from bin/ as an operator would, on a temporary root."""
+
+    def __init__(self, root, **settings):
+        self.root = Path(root)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ)
+        self.env.update(
+            GEMSEO_HTTP_ROOT_PATH=str(self.root),
+            GEMSEO_HTTP_HOST="127.0.0.1",
+            GEMSEO_HTTP_PORT=str(self.port),
+            GEMSEO_HTTP_WORKERS="2",
+            GEMSEO_PATH=str(PLUGINS),
+            **{key: str(value) for key, value in settings.items()},
+        )
+        self.server = self.worker = None
+        self.logs = self.root / "test-logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def admin(self, *args, stdin=None):
+        return subprocess.run(
+            [str(CODE / "bin" / "gaas-admin"), *args],
+            input=stdin,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def add_user(self, name, password):
+        result = self.admin("create-user", name, "--password-stdin", stdin=password + "\n")
+        assert result.returncode == 0, result.stderr
+
+    def _spawn(self, script, log_name):
+        log = open(self.logs / log_name, "ab")
+        return subprocess.Popen(
+            [str(CODE / "bin" / script)], cwd=CODE, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def start_server(self, wait=True):
+        self.server = self._spawn("run_server.sh", "server.log")
+        if wait:
+            self.wait_ready()
+
+    def start_worker(self):
+        self.worker = self._spawn("run_worker.sh", "worker.log")
+
+    def wait_ready(self, timeout=180):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.server.poll() is None, self.log("server.log")
+            try:
+                if requests.get(self.url + "/health", timeout=5).status_code in (200, 503):
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("server not ready:\n" + self.log("server.log"))
+
+    def log(self, name):
+        return (self.logs / name).read_text(errors="replace")[-5000:]
+
+    def token(self, name, password):
+        response = requests.post(
+            self.url + "/token", data={"username": name, "password": password}, timeout=TIMEOUT
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["access_token"]
+
+    def api(self, name, password):
+        return Api(self.url, self.token(name, password))
+
+    @staticmethod
+    def stop(process, sig=signal.SIGINT, timeout=60):
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def stop_server(self):
+        self.stop(self.server)
+
+    def stop_worker(self, sig=signal.SIGINT):
+        self.stop(self.worker, sig)
+
+    def close(self):
+        self.stop_server()
+        self.stop_worker()
+
+
+def start_service(root, users=(("alice", "alice-pw"), ("bob", "bob-pw")), worker=True, **settings):
+    service = Service(root, **settings)
+    for name, password in users:
+        service.add_user(name, password)
+    service.start_server()
+    if worker:
+        service.start_worker()
+    return service
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory):
+    """One service shared by the tests that do not stop or break it."""
+    service = start_service(tmp_path_factory.mktemp("live"))
+    try:
+        alice = service.api("alice", "alice-pw")
+        # The first description waits for a warm process: take that wait here, once.
+        assert alice.get("/v1/discipline", timeout=300).status_code == 200
+        yield service
+    finally:
+        service.close()
+
+
+@pytest.fixture(scope="session")
+def alice(live):
+    return live.api("alice", "alice-pw")
+
+
+@pytest.fixture(scope="session")
+def bob(live):
+    return live.api("bob", "bob-pw")
+
+
+@pytest.fixture
+def fresh_service(tmp_path):
+    """A service of its own, for the tests that stop, restart or break it."""
+    services = []
+
+    def make(**settings):
+        service = start_service(tmp_path / f"root{len(services)}", **settings)
+        services.append(service)
+        return service
+
+    yield make
+    for service in services:
+        service.close()
+
+
+sys.path.insert(0, str(CODE))

@@ -1,0 +1,111 @@
+"""Disciplines used by the tests, found through GEMSEO_PATH like any plugin."""
+
+import ctypes
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gemseo.core.discipline import Discipline
+from numpy import array
+
+
+class _Simple(Discipline):
+    inputs = {}
+    outputs = ()
+
+    def __init__(self, name=""):
+        super().__init__(name)
+        self.io.input_grammar.update_from_names(list(self.inputs))
+        self.io.output_grammar.update_from_names(list(self.outputs))
+        self.io.input_grammar.defaults = {key: array(value) for key, value in self.inputs.items()}
+
+
+class WriteTag(_Simple):
+    """Writes out.txt by a relative path, after a delay, and reads it back."""
+
+    inputs = {"tag": [0.0], "delay": [0.0]}
+    outputs = ("echo",)
+
+    def _run(self, input_data):
+        tag = int(input_data["tag"][0])
+        Path("out.txt").write_text(f"tag {tag}\n")
+        time.sleep(float(input_data["delay"][0]))
+        return {"echo": array([float(Path("out.txt").read_text().split()[1])])}
+
+
+class ReadInput(_Simple):
+    """Reads input.txt from its directory and writes results/upper.txt."""
+
+    inputs = {"x": [1.0]}
+    outputs = ("length",)
+
+    def _run(self, input_data):
+        text = Path("input.txt").read_text()
+        Path("results").mkdir(exist_ok=True)
+        Path("results", "upper.txt").write_text(text.upper())
+        print("read", len(text), "characters")
+        return {"length": array([float(len(text))])}
+
+
+class Failing(_Simple):
+    inputs = {"x": [1.0]}
+    outputs = ("y",)
+
+    def _run(self, input_data):
+        raise ValueError("the model diverged at x=%s" % input_data["x"][0])
+
+
+class Sleeper(_Simple):
+    """Prints, then sleeps; with child=1 it starts a child process that sleeps too."""
+
+    inputs = {"duration": [1.0], "child": [0.0]}
+    outputs = ("slept",)
+
+    def _run(self, input_data):
+        duration = float(input_data["duration"][0])
+        print("sleeper pid", os.getpid(), flush=True)
+        if input_data["child"][0]:
+            child = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({duration})"])
+            Path("child.pid").write_text(str(child.pid))
+        time.sleep(duration)
+        return {"slept": array([duration])}
+
+
+class Crasher(_Simple):
+    """mode 0: segfault; 1: os._exit(3); 2: SIGKILL itself."""
+
+    inputs = {"mode": [0.0]}
+    outputs = ("y",)
+
+    def _run(self, input_data):
+        mode = int(input_data["mode"][0])
+        if mode == 0:
+            ctypes.string_at(0)
+        elif mode == 1:
+            os._exit(3)
+        os.kill(os.getpid(), 9)
+        return {"y": array([0.0])}
+
+
+class MemoryHog(_Simple):
+    inputs = {"megabytes": [100.0]}
+    outputs = ("y",)
+
+    def _run(self, input_data):
+        block = bytearray(int(input_data["megabytes"][0]) * 1024 * 1024)
+        return {"y": array([float(len(block))])}
+
+
+class Printer(_Simple):
+    """Prints from Python and from C, to check that the job log gets both."""
+
+    inputs = {"x": [1.0]}
+    outputs = ("y",)
+
+    def _run(self, input_data):
+        print("python says hello")
+        sys.stderr.write("python stderr line\n")
+        ctypes.CDLL(None).puts(b"C says hello")
+        return {"y": input_data["x"] * 2}
