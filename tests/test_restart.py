@@ -1,0 +1,32 @@
+"""The web app and the worker can be stopped and started again without losing jobs."""
+
+import time
+
+
+def test_server_restart_while_a_job_runs(fresh_service):
+    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1)
+    alice = service.api("alice", "alice-pw")
+    job = alice.run("Sleeper", "asynchronous", input_data={"duration": [4]})
+    deadline = time.monotonic() + 60
+    while alice.get(f"/v1/job/{job['id']}").json()["job_status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    service.stop_server()
+    assert service.server.returncode is not None
+    service.start_server()
+    # The token is still valid after the restart (the secret key is kept under the root).
+    ended = alice.wait(job["id"], timeout=60)
+    assert ended["job_status"] == "finished", ended["traceback"]
+    assert ended["output_data"] == {"slept": [4.0]}
+    assert "sleeper pid" in alice.get(f"/v1/job/{job['id']}/log").text
+
+
+def test_jobs_wait_for_a_worker(fresh_service):
+    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, worker=False)
+    alice = service.api("alice", "alice-pw")
+    jobs = [alice.run("Sellar1", "asynchronous", input_data={"x_1": [n]}) for n in range(3)]
+    time.sleep(1)
+    assert all(alice.get(f"/v1/job/{job['id']}").json()["job_status"] == "pending" for job in jobs)
+    service.start_worker()
+    for job in jobs:
+        assert alice.wait(job["id"], timeout=120)["job_status"] == "finished"
