@@ -14,4 +14,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     .venv/bin/python -m pip install --quiet -r requirements.txt ${GAAS_EXTRA_REQUIREMENTS:+-r $GAAS_EXTRA_REQUIREMENTS}
     echo "$wanted" > "$stamp"
 fi
-.venv/bin/python admin.py init
+# GAAS_SKIP_INIT=1: only the .venv (an install run as root leaves the data to the service user).
+if [ -z "${GAAS_SKIP_INIT:-}" ]; then
+    .venv/bin/python admin.py init
+fi
