@@ -25,7 +25,7 @@ def test_curl_walkthrough(live, tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert '"username": "demo"' in out
+    assert '"username":"demo"' in out
     assert "Sellar1" in out and '"x_1"' in out
     assert '{"y_1": [1.6733200530681511]}' in out
     assert '"y_1": {"x_1": [[' in out
