@@ -1,0 +1,168 @@
+"""Unit tests: settings, passwords, tokens, the admin command, file names."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import CODE
+
+
+def python(code, env, cwd=None):
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd or CODE,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(CODE), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+SHOW = (
+    "import json, settings; print(json.dumps({k: str(getattr(settings, k)) for k in "
+    "('ROOT_PATH', 'USER_DATABASE_PATH', 'HUEY_DATABASE_PATH', 'FILE_DIRECTORY', "
+    "'WORKSPACE_EXECUTION', 'HOST', 'PORT', 'WORKERS')}))"
+)
+
+
+def test_default_paths_live_under_the_root(tmp_path):
+    shown = json.loads(python(SHOW, {"GEMSEO_HTTP_ROOT_PATH": "data"}, cwd=tmp_path))
+    root = tmp_path / "data"
+    assert shown["ROOT_PATH"] == str(root)
+    for key in ("USER_DATABASE_PATH", "HUEY_DATABASE_PATH", "FILE_DIRECTORY", "WORKSPACE_EXECUTION"):
+        assert shown[key].startswith(str(root) + "/"), key
+    assert (shown["HOST"], shown["PORT"], shown["WORKERS"]) == ("127.0.0.1", "8000", "2")
+    default = json.loads(python(SHOW, {}))
+    assert default["ROOT_PATH"] == str(CODE / "var")
+
+
+def test_path_settings_and_aliases(tmp_path):
+    env = {
+        "GEMSEO_HTTP_ROOT_PATH": str(tmp_path),
+        "GEMSEO_HTTP_HUEY_DATABASE_PATH": str(tmp_path / "q.db"),
+        "GEMSEO_HTTP_USER_FILE_DIRECTORY": str(tmp_path / "uploads"),
+        "GEMSEO_HTTP_USER_WORKSPACE_EXECUTION": "runs",
+    }
+    shown = json.loads(python(SHOW, env, cwd=tmp_path))
+    assert shown["HUEY_DATABASE_PATH"] == str(tmp_path / "q.db")
+    assert shown["FILE_DIRECTORY"] == str(tmp_path / "uploads")
+    assert shown["WORKSPACE_EXECUTION"] == str(tmp_path / "runs")
+
+
+def test_bad_number_setting_names_the_key():
+    result = subprocess.run(
+        [sys.executable, "-c", "import settings"],
+        cwd=CODE,
+        env={"PATH": os.environ["PATH"], "GEMSEO_HTTP_PORT": "eighty"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0 and "GEMSEO_HTTP_PORT" in result.stderr
+
+
+def test_secret_key_is_created_once_private_and_reused(tmp_path):
+    code = "import auth; print(auth.secret_key().decode())"
+    env = {"GEMSEO_HTTP_ROOT_PATH": str(tmp_path)}
+    first, second = python(code, env), python(code, env)
+    assert first == second and len(first.strip()) == 64
+    assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
+    assert python(code, {**env, "GEMSEO_HTTP_SECRET_KEY": "from-env"}).strip() == "from-env"
+
+
+@pytest.fixture
+def auth_module(tmp_path, monkeypatch):
+    import auth
+    import settings
+
+    monkeypatch.setattr(settings, "SECRET_KEY", "unit-test-key")
+    monkeypatch.setattr(auth, "_secret", None)
+    yield auth
+    auth._secret = None
+
+
+def test_passwords_are_salted_scrypt(auth_module):
+    first, second = auth_module.hash_password("pw"), auth_module.hash_password("pw")
+    assert first != second and first.startswith("scrypt$")
+    assert auth_module.check_password("pw", first)
+    assert not auth_module.check_password("other", first)
+    assert not auth_module.check_password("pw", "garbage")
+    assert not auth_module.check_login("pw", None)
+
+
+def test_tokens(auth_module, monkeypatch):
+    token = auth_module.make_token(42)
+    assert auth_module.read_token(token) == 42
+    assert auth_module.read_token(token[:-3] + "abc") is None
+    assert auth_module.read_token("not a token") is None
+    assert auth_module.read_token("") is None
+    expired = auth_module.make_token(42, minutes=-1)
+    assert auth_module.read_token(expired) is None
+    # A token signed with another key is refused.
+    monkeypatch.setattr(auth_module, "_secret", b"another key")
+    assert auth_module.read_token(token) is None
+
+
+def admin(args, env, stdin=""):
+    return subprocess.run(
+        [str(CODE / "bin" / "gaas-admin"), *args],
+        input=stdin,
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_admin_commands(tmp_path):
+    env = {"GEMSEO_HTTP_ROOT_PATH": str(tmp_path)}
+    assert admin(["create-user", "carol", "--password-stdin"], env, "pw1\n").returncode == 0
+    assert admin(["create-user", "carol", "--password-stdin"], env, "pw1\n").returncode != 0
+    # A password is never taken from the command line.
+    refused = admin(["create-user", "dave", "--password", "pw"], env)
+    assert refused.returncode != 0
+    assert admin(["create-user", "erin", "--password-stdin"], env, "\n").returncode != 0
+    listed = admin(["list-users"], env).stdout
+    assert "carol" in listed and "scrypt" not in listed and "dave" not in listed
+    assert admin(["set-password", "carol", "--password-stdin"], env, "pw2\n").returncode == 0
+    code = (
+        "import auth, store; user = store.user_by_name('carol');"
+        "print(auth.check_password('pw2', user['password_hash']))"
+    )
+    assert python(code, env).strip() == "True"
+    assert admin(["delete-user", "carol"], env).returncode == 0
+    assert admin(["delete-user", "carol"], env).returncode != 0
+    assert "carol" not in admin(["list-users"], env).stdout
+
+
+@pytest.mark.parametrize(
+    "name, safe",
+    [
+        ("report.txt", "report.txt"),
+        ("../../etc/passwd", "passwd"),
+        ("/abs/path/x.bin", "x.bin"),
+        ("C:\\Users\\me\\in.dat", "in.dat"),
+        ("..", ""),
+        (".", ""),
+        ("", ""),
+        ("a\x00b\nc", "abc"),
+    ],
+)
+def test_safe_name(name, safe):
+    import gaas
+
+    assert gaas.safe_name(name) == safe
+
+
+def test_iso_timestamps():
+    import store
+
+    assert store.iso(0) == "1970-01-01T00:00:00.000Z"
+    assert store.iso(None) is None
+    assert store.iso(time.time()).endswith("Z")
