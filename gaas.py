@@ -415,6 +415,8 @@ async def job_log(request):
 async def cancel_job(request):
     user = await current_user(request)
     row = await owned_job(request, user)
+    if row["job_status"] in store.ENDED:
+        raise ApiError(409, f"Job {row['id']} has already ended ({row['job_status']}).")
     await run_in_threadpool(cancel, row["id"])
     row = await owned_job(request, user)
     return Response(store.job_json(row), media_type="application/json")
@@ -643,7 +645,7 @@ async def housekeeping():
     while True:
         try:
             await run_in_threadpool(store.beat, OWNER_ID)
-            await run_in_threadpool(runner.fail_lost_jobs)
+            await run_in_threadpool(runner.fail_lost_jobs, worker.run_job)
         except Exception:
             logger.exception("housekeeping failed")
         await asyncio.sleep(settings.HEARTBEAT_INTERVAL)

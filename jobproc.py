@@ -210,19 +210,24 @@ class redirected_output:
 
 
 class memory_limit:
-    """Cap the address space of this process (and what it starts) during a job."""
+    """Let a job add at most `megabytes` of address space to this warm process (and children)."""
 
     def __init__(self, megabytes):
-        self.limit = int(megabytes * 1024 * 1024) if megabytes else None
+        self.extra = int(megabytes * 1024 * 1024) if megabytes else None
 
     def __enter__(self):
-        if self.limit:
+        if self.extra:
             self.saved = resource.getrlimit(resource.RLIMIT_AS)
-            resource.setrlimit(resource.RLIMIT_AS, (self.limit, self.saved[1]))
+            resource.setrlimit(resource.RLIMIT_AS, (_address_space() + self.extra, self.saved[1]))
 
     def __exit__(self, *exc):
-        if self.limit:
+        if self.extra:
             resource.setrlimit(resource.RLIMIT_AS, self.saved)
+
+
+def _address_space():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[0]) * resource.getpagesize()
 
 
 def handle(engine, request, idle_dir):
@@ -254,7 +259,7 @@ def run_job(engine, request):
             "ok": True,
             "job_status": "failed",
             "error": "memory",
-            "traceback": f"The job went past its memory limit of {request['memory_limit_mb']} MB.\n"
+            "traceback": f"The job went past its memory limit of {request['memory_limit_mb']:g} MB.\n"
             + traceback.format_exc(),
         }
     except (Exception, SystemExit) as error:
@@ -266,6 +271,8 @@ def run_job(engine, request):
 
 def main():
     conn = Connection(int(sys.argv[1]))
+    # A Ctrl-C or a unit's SIGINT is for the consumer, which then lets running jobs finish.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
     idle_dir = os.environ.get("GAAS_IDLE_DIR", "/")
     os.chdir(idle_dir)

@@ -334,19 +334,33 @@ def kill_leftovers(dead_owner):
             continue
 
 
-def fail_lost_jobs():
-    """End as `lost` the running jobs whose owner died here or stopped beating anywhere."""
+def fail_lost_jobs(requeue=None):
+    """End as `lost` the running jobs whose owner died here or stopped beating anywhere.
+
+    With REQUEUE_LOST_JOBS, an asynchronous job is instead queued again through requeue(id),
+    once.
+    """
     host = socket.gethostname()
     stale_before = time.time() - settings.HEARTBEAT_TIMEOUT
     lost = 0
-    for job_id, owner, beat_at in store.running_jobs():
+    for job_id, owner, beat_at, attempts, mode in store.running_jobs():
         parts = owner.split(":")
         here = len(parts) == 4 and parts[1] == host
         dead_here = here and not _pid_alive(int(parts[2]))
         if not dead_here and beat_at is not None and beat_at >= stale_before:
             continue
-        if here and (dead_here or beat_at is None or beat_at < stale_before):
+        if here:
             kill_leftovers(owner)
+        if (
+            settings.REQUEUE_LOST_JOBS
+            and requeue is not None
+            and mode == "asynchronous"
+            and attempts == 0
+            and store.set_status(job_id, "pending", ("running",), attempts=1, started_at=None)
+        ):
+            logger.warning("job %s pending: queued again after its worker %s vanished", job_id, owner)
+            requeue(job_id)
+            continue
         text = f"The process running this job ({owner or 'unknown'}) stopped before the job ended."
         if store.set_status(
             job_id, "failed", ("running",), ended_at=time.time(), error="lost", traceback=text

@@ -74,3 +74,5 @@ JOB_MEMORY_LIMIT_MB = _number("GEMSEO_HTTP_JOB_MEMORY_LIMIT_MB", 0.0, float)
 # before the jobs of its owner count as lost.
 HEARTBEAT_INTERVAL = _number("GEMSEO_HTTP_HEARTBEAT_INTERVAL", 2.0, float)
 HEARTBEAT_TIMEOUT = _number("GEMSEO_HTTP_HEARTBEAT_TIMEOUT", 30.0, float)
+# Queue a job again, once, when its worker vanished, instead of failing it as lost.
+REQUEUE_LOST_JOBS = _text("GEMSEO_HTTP_REQUEUE_LOST_JOBS", "0").lower() in ("1", "true", "yes")

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     worker TEXT NOT NULL DEFAULT '',
     pid INTEGER,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
     workdir TEXT NOT NULL DEFAULT '',
     linearization_mode TEXT NOT NULL DEFAULT 'auto',
     discipline_options TEXT NOT NULL DEFAULT '{}',
@@ -260,7 +261,7 @@ def job_entry(row):
             job[key] = json.loads(job[key])
     for key in ("created_at", "started_at", "ended_at"):
         job[key] = iso(job[key])
-    for key in ("worker", "pid", "cancel_requested"):
+    for key in ("worker", "pid", "cancel_requested", "attempts"):
         job.pop(key, None)
     job.setdefault("traceback", "")
     return job
@@ -352,8 +353,8 @@ def forget(owner_id):
 
 
 def running_jobs():
-    """Return (job id, owner id, owner's last beat or None) of every running job."""
+    """Return (job id, owner id, owner's last beat or None, attempts, mode) of running jobs."""
     return connect().execute(
-        "SELECT jobs.id, jobs.worker, workers.beat_at FROM jobs"
+        "SELECT jobs.id, jobs.worker, workers.beat_at, jobs.attempts, jobs.execution_mode FROM jobs"
         " LEFT JOIN workers ON workers.id = jobs.worker WHERE jobs.job_status = 'running'"
     ).fetchall()

@@ -49,7 +49,7 @@ def pool():
             runner.setup_logging()
             store.init()
             store.beat(WORKER_ID)
-            runner.fail_lost_jobs()
+            runner.fail_lost_jobs(requeue=run_job)
             _pool = runner.Pool(0, "worker", WORKER_ID)
             _pool.start()
             threading.Thread(target=_heartbeat, name="heartbeat", daemon=True).start()

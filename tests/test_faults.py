@@ -1,0 +1,255 @@
+"""Every asynchronous job ends `finished` or `failed`, whatever happens, and says why."""
+
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+
+def wait_status(api, job_id, status, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.get(f"/v1/job/{job_id}").json()
+        if job["job_status"] == status:
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never became {status}: {job}")
+
+
+def gone(pid, timeout=5.0):
+    """Wait until a process no longer exists (zombies of other parents count as gone)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def sleeper_pids(api, job):
+    """The pids of a running Sleeper job's process and of its child (with child=1)."""
+    deadline = time.monotonic() + 30
+    log = ""
+    while "sleeper pid" not in log:
+        assert time.monotonic() < deadline, "the sleeper never printed its pid"
+        time.sleep(0.05)
+        log = api.get(f"/v1/job/{job['id']}/log").text
+    pid = int(log.split("sleeper pid")[1].split()[0])
+    child_file = Path(job["workdir"], "child.pid")
+    while job["input_data"].get("child", [0])[0] and not child_file.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    child = int(child_file.read_text()) if child_file.exists() else None
+    return pid, child
+
+
+def assert_next_job_runs(api):
+    job = api.run("Sellar1", "asynchronous", input_data={"x_1": [1.0]})
+    assert api.wait(job["id"])["job_status"] == "finished"
+
+
+@pytest.mark.parametrize("child", [0, 1])
+def test_cancel_a_running_job(alice, child):
+    job = alice.run("Sleeper", "asynchronous", input_data={"duration": [60], "child": [child]})
+    wait_status(alice, job["id"], "running")
+    pid, child_pid = sleeper_pids(alice, job)
+    start = time.monotonic()
+    response = alice.post(f"/v1/job/{job['id']}/cancel")
+    assert response.status_code == 200
+    ended = alice.wait(job["id"])
+    assert ended["job_status"] == "failed" and ended["error"] == "cancelled"
+    assert gone(pid, 2) and (child_pid is None or gone(child_pid, 2))
+    assert time.monotonic() - start < 2.5
+    # Cancelling an ended job changes nothing.
+    again = alice.post(f"/v1/job/{job['id']}/cancel")
+    assert again.status_code == 409
+    assert alice.get(f"/v1/job/{job['id']}").json()["error"] == "cancelled"
+    assert_next_job_runs(alice)
+
+
+def test_cancel_a_pending_job_and_delete(fresh_service):
+    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, worker=False)
+    alice = service.api("alice", "alice-pw")
+    job = alice.run("WriteTag", "asynchronous", input_data={"tag": [5]})
+    cancelled = alice.post(f"/v1/job/{job['id']}/cancel").json()
+    assert cancelled["job_status"] == "failed" and cancelled["error"] == "cancelled"
+    other = alice.run("Sleeper", "asynchronous", input_data={"duration": [30]})
+    service.start_worker()
+    wait_status(alice, other["id"], "running", timeout=120)
+    # The cancelled job never started.
+    job = alice.get(f"/v1/job/{job['id']}").json()
+    assert job["started_at"] is None and not Path(job["workdir"], "out.txt").exists()
+    # Delete a running job: cancelled, then removed with its directory.
+    pid, _ = sleeper_pids(alice, other)
+    assert alice.delete(f"/v1/job/{other['id']}").status_code == 204
+    assert alice.get(f"/v1/job/{other['id']}").status_code == 404
+    assert not Path(other["workdir"]).exists()
+    assert gone(pid, 2)
+    assert alice.delete(f"/v1/job/{job['id']}").status_code == 204
+    assert_next_job_runs(alice)
+
+
+def test_timeout(fresh_service):
+    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, GEMSEO_HTTP_JOB_TIMEOUT=30)
+    alice = service.api("alice", "alice-pw")
+    job = alice.run("Sleeper", "asynchronous", input_data={"duration": [60]}, timeout=1.5)
+    assert job["timeout"] == 1.5
+    ended = alice.wait(job["id"], timeout=120)
+    assert ended["job_status"] == "failed" and ended["error"] == "timeout"
+    assert "1.5 s" in ended["traceback"]
+    started = ended["started_at"]
+    assert started is not None
+    # The request may lower the setting, not raise it.
+    capped = alice.run("Sellar1", "asynchronous", timeout=1000)
+    assert capped["timeout"] == 30
+    # A synchronous job is limited too.
+    sync = alice.run("Sleeper", input_data={"duration": [60]}, timeout=1)
+    assert sync["job_status"] == "failed" and sync["error"] == "timeout"
+    assert_next_job_runs(alice)
+
+
+def duration(job):
+    from datetime import datetime
+
+    parse = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00"))  # noqa: E731
+    return (parse(job["ended_at"]) - parse(job["started_at"])).total_seconds()
+
+
+def test_timeout_is_enforced_within_two_seconds(alice):
+    job = alice.run("Sleeper", "asynchronous", input_data={"duration": [60]}, timeout=1)
+    ended = alice.wait(job["id"])
+    assert ended["error"] == "timeout"
+    assert 1.0 <= duration(ended) < 3.0
+
+
+def test_memory_limit(fresh_service):
+    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, GEMSEO_HTTP_JOB_MEMORY_LIMIT_MB=200)
+    alice = service.api("alice", "alice-pw")
+    small = alice.run("MemoryHog", "asynchronous", input_data={"megabytes": [20]})
+    assert alice.wait(small["id"], timeout=120)["job_status"] == "finished"
+    hog = alice.run("MemoryHog", "asynchronous", input_data={"megabytes": [2000]})
+    ended = alice.wait(hog["id"])
+    assert ended["job_status"] == "failed" and ended["error"] == "memory"
+    assert "memory limit of 200 MB" in ended["traceback"]
+    assert_next_job_runs(alice)
+
+
+@pytest.mark.parametrize("mode, status", [(0, "SIGSEGV"), (1, "status 3"), (2, "SIGKILL")])
+def test_crash_is_contained(alice, mode, status):
+    job = alice.run("Crasher", "asynchronous", input_data={"mode": [mode]})
+    ended = alice.wait(job["id"])
+    assert ended["job_status"] == "failed" and ended["error"] == "crashed"
+    assert status in ended["traceback"]
+    sync = alice.run("Crasher", input_data={"mode": [mode]})
+    assert sync["job_status"] == "failed" and sync["error"] == "crashed"
+    assert_next_job_runs(alice)
+    assert alice.run("Sellar1")["job_status"] == "finished"
+
+
+def test_kill_9_of_the_consumer(fresh_service):
+    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1)
+    alice = service.api("alice", "alice-pw")
+    job = alice.run("Sleeper", "asynchronous", input_data={"duration": [60], "child": [1]})
+    wait_status(alice, job["id"], "running", timeout=120)
+    pid, child_pid = sleeper_pids(alice, job)
+    # Fill both worker threads, then queue one more that must survive.
+    busy = alice.run("Sleeper", "asynchronous", input_data={"duration": [60]})
+    wait_status(alice, busy["id"], "running")
+    queued = alice.run("Sellar1", "asynchronous")
+    service.worker.send_signal(signal.SIGKILL)
+    service.worker.wait()
+    # No orphans: the job process and the child it started go with the consumer.
+    assert gone(pid, 5) and gone(child_pid, 5)
+    service.start_worker()
+    for lost in (job, busy):
+        ended = alice.wait(lost["id"], timeout=120)
+        assert ended["job_status"] == "failed" and ended["error"] == "lost"
+    assert alice.wait(queued["id"], timeout=120)["job_status"] == "finished"
+
+
+def test_lost_job_ends_without_a_new_worker(fresh_service):
+    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, GEMSEO_HTTP_HEARTBEAT_TIMEOUT=3)
+    alice = service.api("alice", "alice-pw")
+    job = alice.run("Sleeper", "asynchronous", input_data={"duration": [60]})
+    wait_status(alice, job["id"], "running", timeout=120)
+    service.worker.send_signal(signal.SIGKILL)
+    service.worker.wait()
+    ended = alice.wait(job["id"], timeout=30)
+    assert ended["job_status"] == "failed" and ended["error"] == "lost"
+
+
+def test_lost_job_queued_again_when_asked(fresh_service):
+    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, GEMSEO_HTTP_REQUEUE_LOST_JOBS=1)
+    alice = service.api("alice", "alice-pw")
+    job = alice.run("Sleeper", "asynchronous", input_data={"duration": [2]})
+    wait_status(alice, job["id"], "running", timeout=120)
+    service.worker.send_signal(signal.SIGKILL)
+    service.worker.wait()
+    service.start_worker()
+    ended = alice.wait(job["id"], timeout=120)
+    assert ended["job_status"] == "finished"
+
+
+def test_sigint_lets_running_jobs_finish(fresh_service):
+    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1)
+    alice = service.api("alice", "alice-pw")
+    running = [
+        alice.run("Sleeper", "asynchronous", input_data={"duration": [3]}) for _ in range(2)
+    ]
+    for job in running:
+        wait_status(alice, job["id"], "running", timeout=120)
+    queued = alice.run("Sellar1", "asynchronous")
+    service.worker.send_signal(signal.SIGINT)
+    assert service.worker.wait(timeout=60) == 0
+    for job in running:
+        assert alice.get(f"/v1/job/{job['id']}").json()["job_status"] == "finished"
+    assert alice.get(f"/v1/job/{queued['id']}").json()["job_status"] == "pending"
+    service.start_worker()
+    assert alice.wait(queued["id"], timeout=120)["job_status"] == "finished"
+    assert not any(
+        job["job_status"] == "running" for job in alice.get("/v1/job").json()
+    )
+
+
+def test_unwritable_queue_fails_the_job(fresh_service):
+    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1)
+    alice = service.api("alice", "alice-pw")
+    queue = sqlite3.connect(service.root / "database" / "huey.db", isolation_level=None)
+    queue.execute("BEGIN EXCLUSIVE")  # nobody else can write the queue meanwhile
+    try:
+        response = alice.post("/v1/discipline/Sellar1/execute?execution_mode=asynchronous", json={})
+    finally:
+        queue.execute("ROLLBACK")
+        queue.close()
+    assert response.status_code == 503
+    assert "could not be queued" in response.json()["detail"]
+    job_id = int(response.json()["detail"].split()[1])
+    job = alice.get(f"/v1/job/{job_id}").json()
+    assert job["job_status"] == "failed" and job["error"] == "enqueue"
+    assert_next_job_runs(alice)
+
+
+def test_no_job_process_left_after_stop(fresh_service):
+    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1)
+    alice = service.api("alice", "alice-pw")
+    assert_next_job_runs(alice)
+    marker = b"GAAS_POOL="
+    service.close()
+    time.sleep(1)
+    leftovers = []
+    for entry in Path("/proc").iterdir():
+        try:
+            env = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in env and f"GEMSEO_HTTP_ROOT_PATH={service.root}".encode() in env:
+            leftovers.append(entry.name)
+    assert not leftovers
+    assert os.path.exists(service.root / "database" / "gaas.db")
