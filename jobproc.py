@@ -1,15 +1,20 @@
-"""A warm job process: GEMSEO imported once, then one request at a time from its parent.
+"""Warm job processes: GEMSEO imported once, then forked, then one request at a time.
 
-Started by runner.Pool as `python jobproc.py FD`, where FD is its end of a socket pair. It is the
-leader of its own process group, so that a cancel or a timeout can stop it with everything it
-started. It is the only place where GEMSEO is imported: the web app and the consumer stay small.
+runner.Pool starts `python jobproc.py FD`, the *zygote*: it imports GEMSEO, scans the discipline
+factory, then only forks. Each fork is a job process, warm from birth and sharing the zygote's
+memory, the leader of its own process group (so that a cancel or a timeout stops it with
+everything it started), talking to the pool over the socket the pool passed along. This module
+is the only place where GEMSEO is imported: the web app and the consumer stay small.
 """
 
 import ctypes
+import gc
 import json
 import os
 import resource
+import select
 import signal
+import socket
 import sys
 import threading
 import time
@@ -48,9 +53,10 @@ class ClientError(Exception):
         self.status = status
 
 
-def _die_with_parent():
-    """Take the whole process group down when the parent goes, even if it was SIGKILLed."""
-    signal.signal(signal.SIGTERM, lambda *_: os.killpg(0, signal.SIGKILL))
+def _die_with_parent(on_death):
+    """Call on_death when the parent goes, even if it was SIGKILLed (kernel parent-death signal,
+    with a polling thread as a backstop)."""
+    signal.signal(signal.SIGTERM, lambda *_: on_death())
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -59,12 +65,15 @@ def _die_with_parent():
     parent = os.getppid()
 
     def watch():
-        # Backstop for the signal: polling the parent also catches a missed PDEATHSIG.
         while os.getppid() == parent:
             time.sleep(0.5)
-        os.killpg(0, signal.SIGKILL)
+        on_death()
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+def _kill_own_group():
+    os.killpg(0, signal.SIGKILL)
 
 
 class Engine:
@@ -269,15 +278,14 @@ def run_job(engine, request):
     return {"ok": True, "job_status": "finished", **reply}
 
 
-def main():
-    conn = Connection(int(sys.argv[1]))
-    # A Ctrl-C or a unit's SIGINT is for the consumer, which then lets running jobs finish.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
-    idle_dir = os.environ.get("GAAS_IDLE_DIR", "/")
-    os.chdir(idle_dir)
-    enabled = frozenset(filter(None, os.environ.get("GAAS_ENABLED", "").split(",")))
-    engine = Engine(enabled)
+def serve(fd, engine, idle_dir):
+    """The life of a forked job process: answer requests until the pool hangs up."""
+    os.setsid()
+    _die_with_parent(_kill_own_group)
+    import numpy
+
+    numpy.random.seed()  # forks would otherwise share the zygote's random state
+    conn = Connection(fd)
     conn.send({"ready": True, "pid": os.getpid()})
     while True:
         try:
@@ -285,6 +293,77 @@ def main():
         except (EOFError, OSError):
             return
         conn.send(handle(engine, request, idle_dir))
+
+
+def zygote(control, engine, idle_dir):
+    """Fork job processes on request and report how they ended; single-threaded, so forks are
+    safe. Requests and replies are JSON datagrams on a SOCK_SEQPACKET socket."""
+    children, statuses = set(), {}
+
+    def reap(pid=-1, flags=os.WNOHANG):
+        while children:
+            try:
+                done, status = os.waitpid(pid, flags)
+            except ChildProcessError:
+                return
+            if done == 0:
+                return
+            children.discard(done)
+            statuses[done] = os.waitstatus_to_exitcode(status)
+            if pid != -1:
+                return
+
+    def stop():
+        for child in list(children):
+            try:
+                os.killpg(child, signal.SIGKILL)
+            except OSError:
+                pass
+        os._exit(0)
+
+    _die_with_parent(stop)
+    control.send(b'{"ready": true}')
+    while True:
+        if not select.select([control], [], [], 1.0)[0]:
+            reap()
+            continue
+        message, fds, _, _ = socket.recv_fds(control, 65536, 1)
+        if not message:
+            stop()
+        request = json.loads(message)
+        if request["op"] == "fork":
+            pid = os.fork()
+            if pid == 0:
+                control.close()
+                try:
+                    serve(fds[0], engine, idle_dir)
+                finally:
+                    os._exit(0)
+            os.close(fds[0])
+            children.add(pid)
+            reply = {"pid": pid}
+        else:  # "wait": the exit code of a child that was killed or hung up
+            pid = request["pid"]
+            if pid in children:
+                reap(pid, 0)
+            reply = {"status": statuses.pop(pid, None)}
+        reap()
+        if len(statuses) > 1000:
+            statuses.clear()
+        control.send(json.dumps(reply).encode())
+
+
+def main():
+    control = socket.socket(fileno=int(sys.argv[1]))
+    # A Ctrl-C or a unit's SIGINT is for the consumer, which then lets running jobs finish.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    idle_dir = os.environ.get("GAAS_IDLE_DIR", "/")
+    os.chdir(idle_dir)
+    enabled = frozenset(filter(None, os.environ.get("GAAS_ENABLED", "").split(",")))
+    engine = Engine(enabled)
+    # Objects that exist now are never collected: their pages stay shared with the forks.
+    gc.freeze()
+    zygote(control, engine, idle_dir)
 
 
 if __name__ == "__main__":

@@ -62,39 +62,97 @@ def child_environment():
     return env
 
 
-class JobProcess:
-    """One warm process, the leader of its own process group."""
+class Zygote:
+    """The process that imports GEMSEO once and forks warm job processes (jobproc.py)."""
 
-    def __init__(self, env, marker):
-        parent, child = socket.socketpair()
-        env = dict(env, GAAS_POOL=marker)
+    def __init__(self, env):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.popen = subprocess.Popen(
-            [sys.executable, JOBPROC, str(child.fileno())],
-            pass_fds=(child.fileno(),),
+            [sys.executable, JOBPROC, str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
             start_new_session=True,
             stdin=subprocess.DEVNULL,
             env=env,
             cwd=env["GAAS_IDLE_DIR"],
         )
-        child.close()
-        self.conn = Connection(parent.detach())
-        self.pid = self.popen.pid
+        theirs.close()
+        self.sock = ours
+        self.lock = threading.Lock()
+
+    def wait_ready(self):
+        self.sock.settimeout(STARTUP_TIMEOUT)
+        try:
+            if not self.sock.recv(1024):
+                raise OSError(f"the zygote exited with status {self.popen.wait()}")
+        finally:
+            self.sock.settimeout(None)
+
+    def _ask(self, message, fds=()):
+        data = json.dumps(message).encode()
+        with self.lock:
+            if fds:
+                socket.send_fds(self.sock, [data], fds)
+            else:
+                self.sock.send(data)
+            reply = self.sock.recv(65536)
+        if not reply:
+            raise OSError("the zygote is gone")
+        return json.loads(reply)
+
+    def fork(self):
+        ours, theirs = socket.socketpair()
+        try:
+            pid = self._ask({"op": "fork"}, [theirs.fileno()])["pid"]
+        finally:
+            theirs.close()
+        process = JobProcess(pid, Connection(ours.detach()), self)
+        process.wait_ready()
+        return process
+
+    def exit_status(self, pid):
+        try:
+            return self._ask({"op": "wait", "pid": pid})["status"]
+        except OSError:
+            return None
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def close(self):
+        self.sock.close()  # the zygote kills its forks and exits when its socket closes
+        try:
+            self.popen.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+
+class JobProcess:
+    """One warm job process, forked by a zygote, the leader of its own process group."""
+
+    def __init__(self, pid, conn, zygote):
+        self.pid, self.conn, self.zygote = pid, conn, zygote
         self.jobs = 0
+        self.exit_code = None
+        self.dead = False
 
     def wait_ready(self):
         if not self.conn.poll(STARTUP_TIMEOUT):
-            raise RuntimeError(f"job process {self.pid} did not start in {STARTUP_TIMEOUT} s")
+            raise OSError(f"job process {self.pid} did not start")
         self.conn.recv()
 
     def kill(self):
-        """Stop the process and everything in its group, and reap it."""
+        """Stop the process and everything in its group; return its exit code."""
+        if self.dead:
+            return self.exit_code
+        self.dead = True
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        self.popen.wait()
         self.conn.close()
-        return self.popen.returncode
+        self.exit_code = self.zygote.exit_status(self.pid)
+        return self.exit_code
 
     def ask(self, message, deadline=None, should_stop=None):
         """Send a request and wait for its reply; kill the process and raise ProcessGone if it
@@ -106,8 +164,6 @@ class JobProcess:
                 if self.conn.poll(0.05):
                     return self.conn.recv()
             except (EOFError, OSError):
-                return self._gone("crashed")
-            if self.popen.poll() is not None:
                 return self._gone("crashed")
             now = time.monotonic()
             if deadline is not None and now >= deadline:
@@ -133,14 +189,15 @@ class Pool:
         self._closed = False
         self._spawns = queue.SimpleQueue()
         self._env = None
+        self._zygote = None
         self._processes = set()
 
     def start(self):
         """Start the processes; they warm up in the background."""
-        self._env = child_environment()
+        self._env = dict(child_environment(), GAAS_POOL=self.owner_id)
         idle_directory().mkdir(parents=True, exist_ok=True)
-        # One long-lived thread forks every process: the kernel's parent-death signal is tied
-        # to the forking thread, so that thread must live as long as the pool.
+        # One long-lived thread starts the zygote: the kernel's parent-death signal is tied to
+        # the thread that started a process, so that thread must live as long as the pool.
         threading.Thread(target=self._spawner, name=f"{self.name}-spawner", daemon=True).start()
         with self._cond:
             for _ in range(self.size):
@@ -157,34 +214,30 @@ class Pool:
         self._spawns.put(True)
 
     def _spawner(self):
+        zygote = None
         while self._spawns.get():
             try:
-                process = JobProcess(self._env, self.owner_id)
-            except OSError:
-                logger.exception("cannot start a job process")
+                if zygote is None or not zygote.alive():
+                    if zygote is not None:
+                        logger.error("the %s zygote died; starting another", self.name)
+                        zygote.close()
+                    zygote = self._zygote = Zygote(self._env)
+                    zygote.wait_ready()
+                process = zygote.fork()
+            except (OSError, ValueError):
+                logger.exception("cannot start a %s job process", self.name)
                 with self._cond:
                     self._alive -= 1
                     self._cond.notify_all()
                 time.sleep(1)
                 continue
-            threading.Thread(target=self._warm, args=(process,), daemon=True).start()
-
-    def _warm(self, process):
-        try:
-            process.wait_ready()
-        except (RuntimeError, EOFError, OSError):
-            logger.error("job process %s failed to start (exit %s)", process.pid, process.kill())
             with self._cond:
-                self._alive -= 1
-                self._cond.notify_all()
-            return
-        with self._cond:
-            if self._closed:
-                process.kill()
-                return
-            self._processes.add(process)
-            self._idle.append(process)
-            self._cond.notify()
+                if self._closed:
+                    process.kill()
+                    continue
+                self._processes.add(process)
+                self._idle.append(process)
+                self._cond.notify()
 
     def acquire(self, timeout=None):
         """Take an idle warm process, waiting for one if needed."""
@@ -237,6 +290,8 @@ class Pool:
         self._spawns.put(False)
         for process in processes:
             process.kill()
+        if self._zygote is not None:
+            self._zygote.close()
 
 
 def decoded_job(row):
