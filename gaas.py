@@ -255,15 +255,20 @@ async def execute(request):
         "input_data": json.dumps(input_data),
     }
     files = body.get("input_files") or []
-    job_id = await run_in_threadpool(submit, user["id"], fields, files, mode)
-    if mode == "synchronous":
-        await run_in_threadpool(runner.run_job, State.pool, job_id, OWNER_ID)
-    row = await run_in_threadpool(store.get_job, job_id)
+    row = await run_in_threadpool(submit_and_run, user["id"], fields, files, mode)
     return Response(
         store.job_json(row),
         status_code=200 if mode == "synchronous" else 202,
         media_type="application/json",
     )
+
+
+def submit_and_run(user_id, fields, files, mode):
+    """Submit a job, run it here if synchronous, and return its row (one thread hop)."""
+    job_id = submit(user_id, fields, files, mode)
+    if mode == "synchronous":
+        runner.run_job(State.pool, job_id, OWNER_ID)
+    return store.get_job(job_id)
 
 
 def submit(user_id, fields, files, mode):

@@ -22,6 +22,7 @@ import traceback
 from multiprocessing.connection import Connection
 
 LOG_NAME = "gaas-job.log"
+REUSE = os.environ.get("GAAS_REUSE_DISCIPLINES", "1") == "1"
 # Discipline classes whose JSON options can run code or commands, read or write any server file,
 # or make the server send requests: served only when the admin enables them by name. The first
 # three were shown exploitable here; the others run code or touch paths by design (README).
@@ -90,6 +91,7 @@ class Engine:
             enable_discipline_cache=False,
         )
         self.gemseo = gemseo
+        self.instances = {}
         names = gemseo.get_available_disciplines()
         self.catalogue = sorted(name for name in names if name not in UNSAFE or name in enabled)
 
@@ -113,9 +115,24 @@ class Engine:
             "default_input_data": to_json_values(discipline.io.input_grammar.defaults),
         }
 
+    def instance(self, job):
+        """A discipline for this job: a new one, or for a plain execution one this user already
+        ran with the same options. Reuse never skips a run (GEMSEO's cache is off) and never
+        crosses users; it saves building grammars and their validators again."""
+        if job["job_type"] != "execute" or not REUSE:
+            return self.create(job["discipline_class_name"], job["discipline_options"])
+        key = (job["user_id"], job["discipline_class_name"], json.dumps(job["discipline_options"], sort_keys=True))
+        discipline = self.instances.pop(key, None)
+        if discipline is None:
+            discipline = self.create(job["discipline_class_name"], job["discipline_options"])
+        self.instances[key] = discipline
+        while len(self.instances) > 32:
+            del self.instances[next(iter(self.instances))]
+        return discipline
+
     def execute(self, job):
         """Run a job in the current directory; return the reply fields for the store."""
-        discipline = self.create(job["discipline_class_name"], job["discipline_options"])
+        discipline = self.instance(job)
         defaults = discipline.io.input_grammar.defaults
         given = json.loads(job["input_data"])
         unknown = sorted(set(given) - set(discipline.io.input_grammar.names))

@@ -58,6 +58,7 @@ def child_environment():
     env = dict(os.environ)
     env["GAAS_IDLE_DIR"] = str(idle_directory())
     env["GAAS_ENABLED"] = ",".join(sorted(settings.ENABLED_DISCIPLINES))
+    env["GAAS_REUSE_DISCIPLINES"] = "1" if settings.REUSE_DISCIPLINES else "0"
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

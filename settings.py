@@ -76,3 +76,5 @@ HEARTBEAT_INTERVAL = _number("GEMSEO_HTTP_HEARTBEAT_INTERVAL", 2.0, float)
 HEARTBEAT_TIMEOUT = _number("GEMSEO_HTTP_HEARTBEAT_TIMEOUT", 30.0, float)
 # Queue a job again, once, when its worker vanished, instead of failing it as lost.
 REQUEUE_LOST_JOBS = _text("GEMSEO_HTTP_REQUEUE_LOST_JOBS", "0").lower() in ("1", "true", "yes")
+# Reuse a discipline instance for the same user, class and options (GEMSEO's cache stays off).
+REUSE_DISCIPLINES = _text("GEMSEO_HTTP_REUSE_DISCIPLINES", "1").lower() in ("1", "true", "yes")

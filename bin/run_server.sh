@@ -6,5 +6,6 @@ cd "$(dirname "$0")/.."
 exec .venv/bin/uvicorn gaas:app \
     --host "${GEMSEO_HTTP_HOST:-127.0.0.1}" \
     --port "${GEMSEO_HTTP_PORT:-8000}" \
+    --loop uvloop --http httptools \
     --no-server-header \
     --timeout-graceful-shutdown 30
