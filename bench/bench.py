@@ -1,0 +1,619 @@
+"""Benchmark of gaas, and of the reference server gemseo-http 3.0.0 on the same machine.
+
+    .venv/bin/python bench/bench.py                  # start gaas on a temporary root, run, stop
+    .venv/bin/python bench/bench.py --reference      # the same against gemseo-http[server]==3.0.0
+    .venv/bin/python bench/bench.py --url http://127.0.0.1:8000 --user demo --password ...
+    .venv/bin/python bench/bench.py --smoke          # tiny counts: checks that it runs, nothing more
+
+Prints a table per target and, last, one JSON line with every figure. Every request has a
+timeout; every process it starts is stopped at the end. Standard library only.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+CODE = Path(__file__).resolve().parent.parent
+TIMEOUT = 60.0
+FULL = dict(s1=300, s2=400, a1=300, n1=30, idle=60.0, w1=500, jobs=100_000, l1=1_000_000, g=300)
+SMOKE = dict(s1=30, s2=40, a1=30, n1=5, idle=1.0, w1=20, jobs=2_000, l1=100_000, g=30)
+
+
+class Client:
+    """One keep-alive HTTP connection with a bearer token."""
+
+    def __init__(self, url, token=None, timeout=TIMEOUT):
+        parts = urllib.parse.urlsplit(url)
+        self.host, self.port, self.timeout = parts.hostname, parts.port, timeout
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.conn = None
+
+    def call(self, method, path, body=None, form=None):
+        """Return (status, parsed JSON or None, seconds)."""
+        headers = dict(self.headers)
+        if form is not None:
+            body = urllib.parse.urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif body is not None:
+            body = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            start = time.perf_counter()
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                response = self.conn.getresponse()
+                data = response.read()
+            except (http.client.RemoteDisconnected, ConnectionError, BrokenPipeError):
+                self.conn.close()
+                self.conn = None
+                if attempt == 2:
+                    raise
+                continue
+            seconds = time.perf_counter() - start
+            try:
+                parsed = json.loads(data) if data else None
+            except ValueError:
+                parsed = None
+            return response.status, parsed, seconds
+        raise AssertionError("unreachable")
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+
+
+def percentile(values, q):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))] if ordered else None
+
+
+def ms(value):
+    return None if value is None else round(value * 1000, 2)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# The services under test
+
+
+class Target:
+    """A running server: its URL, a user, and (when started here) its processes and database."""
+
+    def __init__(self, kind, url, user, password):
+        self.kind, self.url, self.user, self.password = kind, url, user, password
+        self.processes, self.database, self.job_table = [], None, "jobs"
+        self.server_pid = self.worker_pid = None
+
+    def token(self, user=None, password=None):
+        status, answer, _ = Client(self.url).call(
+            "POST", "/token", form={"username": user or self.user, "password": password or self.password}
+        )
+        assert status == 200, (status, answer)
+        return answer["access_token"]
+
+    def client(self, token=None):
+        return Client(self.url, token or self.token())
+
+    def wait_ready(self, timeout=300):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for process in self.processes:
+                assert process.poll() is None, f"{self.kind}: a process exited early"
+            try:
+                status, _, _ = self.client().call("GET", "/v1/discipline")
+                if status == 200:
+                    return
+            except (OSError, AssertionError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.kind} did not start")
+
+    def stop(self):
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in self.processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def spawn(command, env, log, cwd=CODE):
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def start_gaas(root):
+    port = free_port()
+    env = dict(os.environ, GEMSEO_HTTP_ROOT_PATH=str(root), GEMSEO_HTTP_PORT=str(port))
+    env["GEMSEO_HTTP_HOST"] = "127.0.0.1"
+    for name in ("bench", "lister"):
+        subprocess.run(
+            [sys.executable, str(CODE / "admin.py"), "create-user", name, "--password-stdin"],
+            input="bench-pw\n", text=True, env=env, check=True, capture_output=True,
+        )
+    log = open(root / "gaas.log", "ab")
+    target = Target("gaas", f"http://127.0.0.1:{port}", "bench", "bench-pw")
+    server = spawn([str(CODE / "bin" / "run_server.sh")], env, log)
+    worker = spawn([str(CODE / "bin" / "run_worker.sh")], env, log)
+    target.processes = [server, worker]
+    target.server_pid, target.worker_pid = server.pid, worker.pid
+    target.database = root / "database" / "gaas.db"
+    target.wait_ready()
+    return target
+
+
+def reference_venv(path):
+    python = path / "bin" / "python"
+    if not python.exists():
+        print(f"creating the reference's virtual environment in {path} ...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "gemseo-http[server]==3.0.0"],
+            check=True,
+        )
+    return path / "bin"
+
+
+def start_reference(root, venv):
+    bin_dir = reference_venv(venv)
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        GEMSEO_HTTP_SECRET_KEY="bench-secret",
+        GEMSEO_HTTP_USER_DATABASE_PATH=str(root / "database.db"),
+        GEMSEO_HTTP_HUEY_DATABASE_PATH=str(root / "huey.db"),
+        GEMSEO_HTTP_USER_FILE_DIRECTORY=str(root / "files"),
+        GEMSEO_HTTP_USER_WORKSPACE_EXECUTION=str(root / "workdir"),
+    )
+    for folder in ("files", "files/chunks", "workdir"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    cli = str(bin_dir / "gemseo-http-server")
+    subprocess.run([cli, "create-db"], env=env, cwd=root, check=True, capture_output=True)
+    for name in ("bench", "lister"):
+        subprocess.run(
+            [cli, "create-user-in-db", name, "bench-pw"], env=env, cwd=root, check=True, capture_output=True
+        )
+    log = open(root / "reference.log", "ab")
+    target = Target("reference", f"http://127.0.0.1:{port}", "bench", "bench-pw")
+    server = spawn(
+        [str(bin_dir / "uvicorn"), "gemseo_http_server.app:app", "--host", "127.0.0.1", "--port", str(port)],
+        env, log, cwd=root,
+    )
+    worker = spawn(
+        [str(bin_dir / "huey_consumer"), "gemseo_http_server.gemseo_runner.huey", "-k", "thread", "-w", "2"],
+        env, log, cwd=root,
+    )
+    target.processes = [server, worker]
+    target.server_pid, target.worker_pid = server.pid, worker.pid
+    target.database, target.job_table = root / "database.db", "job"
+    target.wait_ready()
+    return target
+
+
+# Scenarios
+
+
+def execute(client, mode="synchronous", body=None, discipline="Sellar1"):
+    status, job, seconds = client.call(
+        "POST", f"/v1/discipline/{discipline}/execute?execution_mode={mode}", body or {}
+    )
+    if status not in (200, 202) or not isinstance(job, dict):
+        raise RuntimeError(f"execute answered {status}: {job}")
+    return job, seconds
+
+
+def long_poll(client, job_id, timeout=30.0):
+    status, job, seconds = client.call(
+        "GET", f"/v1/job/{job_id}?long_polling=true&long_polling_timeout={timeout}"
+    )
+    if status != 200:
+        raise RuntimeError(f"job {job_id} answered {status}")
+    return job, seconds
+
+
+def wait_end(client, job_id, limit=300.0):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        job, _ = long_poll(client, job_id, 10)
+        if job["job_status"] in ("finished", "failed"):
+            return job
+    raise RuntimeError(f"job {job_id} did not end")
+
+
+def s1(target, n):
+    client = target.client()
+    for _ in range(10):
+        execute(client)
+    times = []
+    start = time.perf_counter()
+    for _ in range(n):
+        job, seconds = execute(client)
+        assert job["job_status"] == "finished", job
+        times.append(seconds)
+    wall = time.perf_counter() - start
+    return {"p50_ms": ms(statistics.median(times)), "p95_ms": ms(percentile(times, 95)), "req_per_s": round(n / wall, 1)}
+
+
+def s2(target, n, clients=8):
+    token = target.token()
+    times, errors = [], []
+
+    def run(count):
+        client = Client(target.url, token)
+        for _ in range(count):
+            try:
+                job, seconds = execute(client)
+                times.append(seconds)
+            except Exception as error:  # counted, reported
+                errors.append(str(error))
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(run, [n // clients] * clients))
+    wall = time.perf_counter() - start
+    return {
+        "req_per_s": round(len(times) / wall, 1),
+        "p50_ms": ms(statistics.median(times)) if times else None,
+        "p95_ms": ms(percentile(times, 95)),
+        "errors": len(errors),
+    }
+
+
+def a1(target, n, threads=8):
+    token = target.token()
+    ids, errors = [], []
+
+    def submit(count):
+        client = Client(target.url, token)
+        for _ in range(count):
+            try:
+                ids.append(execute(client, "asynchronous")[0]["id"])
+            except Exception as error:
+                errors.append(str(error))
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(submit, [n // threads + (i < n % threads) for i in range(threads)]))
+    submitted = time.perf_counter() - start
+
+    def finish(chunk):
+        client = Client(target.url, token)
+        return [wait_end(client, job_id)["job_status"] for job_id in chunk]
+
+    with ThreadPoolExecutor(threads) as pool:
+        statuses = [s for chunk in pool.map(finish, [ids[i::threads] for i in range(threads)]) for s in chunk]
+    ended = time.perf_counter() - start
+    return {
+        "submit_jobs_per_s": round(len(ids) / submitted, 1),
+        "end_to_end_jobs_per_s": round(statuses.count("finished") / ended, 1),
+        "finished": statuses.count("finished"),
+        "lost": n - statuses.count("finished"),
+        "errors": len(errors),
+    }
+
+
+class EndWatcher:
+    """Sees a job end by reading the database every millisecond (both servers' store is SQLite)."""
+
+    def __init__(self, target, job_id):
+        self.ended_at = None
+        self.thread = threading.Thread(target=self.watch, args=(target, job_id), daemon=True)
+        self.thread.start()
+
+    def watch(self, target, job_id):
+        conn = sqlite3.connect(target.database, timeout=10)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            row = conn.execute(f"SELECT job_status FROM {target.job_table} WHERE id = ?", (job_id,)).fetchone()
+            if row and str(row[0]).split(".")[-1] in ("finished", "failed"):
+                self.ended_at = time.perf_counter()
+                break
+            time.sleep(0.001)
+        conn.close()
+
+
+def n1_n2(target, n):
+    client = target.client()
+    totals, after_end = [], []
+    for _ in range(n):
+        start = time.perf_counter()
+        job, _ = execute(client, "asynchronous")
+        watcher = EndWatcher(target, job["id"]) if target.database else None
+        while job["job_status"] not in ("finished", "failed"):
+            job, _ = long_poll(client, job["id"])
+        returned = time.perf_counter()
+        totals.append(returned - start)
+        if watcher:
+            watcher.thread.join(5)
+            if watcher.ended_at:
+                after_end.append(max(0.0, returned - watcher.ended_at))
+        time.sleep(0.05)
+    return (
+        {"p50_ms": ms(statistics.median(totals)), "p95_ms": ms(percentile(totals, 95))},
+        {"p50_ms": ms(statistics.median(after_end)) if after_end else None, "p95_ms": ms(percentile(after_end, 95))},
+    )
+
+
+def n3(target, idle):
+    client = target.client()
+    time.sleep(idle)
+    start = time.perf_counter()
+    job, _ = execute(client, "asynchronous")
+    while job["job_status"] not in ("finished", "failed"):
+        job, _ = long_poll(client, job["id"])
+    return {"idle_s": idle, "submit_to_finished_ms": ms(time.perf_counter() - start)}
+
+
+def w1(target, pollers, s1_requests, delay=20):
+    """Many clients long-poll pending jobs while one client runs synchronous requests."""
+    token = target.token()
+    client = Client(target.url, token)
+    blockers = [
+        execute(client, "asynchronous", {"discipline_options": {"enable_delay": delay}}, "SobieskiMission")[0]["id"]
+        for _ in range(2)
+    ]
+    time.sleep(1)
+    pending = [execute(client, "asynchronous")[0]["id"] for _ in range(pollers)]
+    answered, failed = [], []
+
+    def poll(job_id):
+        try:
+            status, _, _ = Client(target.url, token, timeout=120).call(
+                "GET", f"/v1/job/{job_id}?long_polling=true&long_polling_timeout=15"
+            )
+            (answered if status == 200 else failed).append(job_id)
+        except Exception:
+            failed.append(job_id)
+
+    threads = [threading.Thread(target=poll, args=(job_id,), daemon=True) for job_id in pending]
+    for thread in threads:
+        thread.start()
+    time.sleep(1)
+    times, errors = [], 0
+    for _ in range(s1_requests):
+        try:
+            times.append(execute(client)[1])
+        except Exception:
+            errors += 1
+    for thread in threads:
+        thread.join(150)
+    if target.kind == "gaas":
+        for job_id in blockers:
+            client.call("POST", f"/v1/job/{job_id}/cancel")
+    for job_id in pending[-1:]:
+        wait_end(client, job_id)
+    return {
+        "pollers": pollers,
+        "answered": len(answered),
+        "s1_p50_ms": ms(statistics.median(times)) if times else None,
+        "s1_p95_ms": ms(percentile(times, 95)),
+        "s1_errors": errors,
+    }
+
+
+def seed(target, user, count):
+    """Copy one finished job of `user` until the user has `count` jobs (straight into SQLite)."""
+    client = target.client(target.token(user, target.password))
+    template, _ = execute(client)
+    conn = sqlite3.connect(target.database, timeout=60)
+    table = target.job_table
+    columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})") if row[1] != "id"]
+    names = ", ".join(columns)
+    conn.execute(
+        f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
+        f" INSERT INTO {table} ({names}) SELECT {names} FROM {table}, n WHERE {table}.id = ?",
+        (count - 1, template["id"]),
+    )
+    conn.commit()
+    ids = [row[0] for row in conn.execute(f"SELECT id FROM {table} WHERE user_id = ?", (template["user_id"],))]
+    conn.close()
+    return client, ids
+
+
+def g1_g2(target, jobs, requests, reference_list_jobs):
+    client, ids = seed(target, "bench", jobs)
+    sample = random.Random(1).sample(ids, min(requests, len(ids)))
+    times = []
+    for job_id in sample:
+        status, _, seconds = client.call("GET", f"/v1/job/{job_id}")
+        assert status == 200
+        times.append(seconds)
+    g1 = {"jobs": len(ids), "p50_ms": ms(statistics.median(times)), "p95_ms": ms(percentile(times, 95))}
+    # The reference has no paging: its whole list is measured for a user with fewer jobs.
+    if target.kind == "reference":
+        lister, listed = seed(target, "lister", reference_list_jobs)
+        path = "/v1/job"
+    else:
+        lister, listed, path = client, ids, "/v1/job?limit=100"
+    times = []
+    for _ in range(max(10, requests // 6)):
+        status, page, seconds = lister.call("GET", path)
+        assert status == 200 and page
+        times.append(seconds)
+    g2 = {"jobs": len(listed), "returned": len(page), "p50_ms": ms(statistics.median(times)), "p95_ms": ms(percentile(times, 95))}
+    return g1, g2
+
+
+def l1(target, size):
+    client = target.client()
+    body = {
+        "discipline_options": {"input_names": ["x"], "output_name": "y"},
+        "input_data": {"x": [0.5] * size},
+    }
+    client.call("POST", "/v1/discipline/LinearCombination/input_names", body)
+    start = time.perf_counter()
+    job, _ = execute(client, body=body, discipline="LinearCombination")
+    seconds = time.perf_counter() - start
+    return {"elements": size, "round_trip_s": round(seconds, 3), "status": job["job_status"], "outputs": len(job["output_data"].get("y", []))}
+
+
+def descendants(pid):
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        stack.extend(children.get(current, []))
+    return found
+
+
+def memory_mib(pid, field):
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return 0.0
+    return 0.0
+
+
+def m1(target):
+    if not target.server_pid:
+        return {"skipped": "the server was not started by the benchmark"}
+    worker = descendants(target.worker_pid)
+    return {
+        "server_rss_mib": round(memory_mib(target.server_pid, "Rss"), 1),
+        "server_with_children_pss_mib": round(sum(memory_mib(p, "Pss") for p in descendants(target.server_pid)), 1),
+        "worker_pss_mib": round(sum(memory_mib(p, "Pss") for p in worker), 1),
+        "worker_processes": len(worker),
+    }
+
+
+TARGETS = {
+    "S1": ("p50_ms", "<=", 3, "req_per_s", ">=", 300),
+    "S2": ("req_per_s", ">=", 400, "p95_ms", "<=", 40),
+    "A1": ("submit_jobs_per_s", ">=", 400, "end_to_end_jobs_per_s", ">=", 200),
+    "N1": ("p50_ms", "<=", 15),
+    "N2": ("p95_ms", "<=", 10),
+    "N3": ("submit_to_finished_ms", "<=", 150),
+    "W1": ("s1_p95_ms", "<=", 20),
+    "G1": ("p95_ms", "<=", 3),
+    "G2": ("p95_ms", "<=", 15),
+    "L1": ("round_trip_s", "<=", 1.5),
+    "M1": ("server_rss_mib", "<=", 300, "worker_pss_mib", "<=", 600),
+}
+
+
+def verdict(name, figures):
+    rule = TARGETS[name]
+    checks = []
+    for i in range(0, len(rule), 3):
+        key, op, limit = rule[i : i + 3]
+        value = figures.get(key)
+        if value is None:
+            checks.append("?")
+        else:
+            checks.append("ok" if (value <= limit if op == "<=" else value >= limit) else "MISSED")
+    return "ok" if all(c == "ok" for c in checks) else ("?" if "?" in checks else "MISSED")
+
+
+def run_all(target, counts, only):
+    results = {}
+
+    def step(name, function):
+        if only and name not in only:
+            return
+        print(f"[{target.kind}] {name} ...", file=sys.stderr, flush=True)
+        results[name] = function()
+
+    step("S1", lambda: s1(target, counts["s1"]))
+    step("S2", lambda: s2(target, counts["s2"]))
+    step("A1", lambda: a1(target, counts["a1"]))
+    if not only or "N1" in only or "N2" in only:
+        print(f"[{target.kind}] N1, N2 ...", file=sys.stderr, flush=True)
+        results["N1"], results["N2"] = n1_n2(target, counts["n1"])
+    step("N3", lambda: n3(target, counts["idle"]))
+    step("W1", lambda: w1(target, counts["w1"], counts["s1"]))
+    step("L1", lambda: l1(target, counts["l1"]))
+    if target.database and (not only or "G1" in only or "G2" in only):
+        print(f"[{target.kind}] G1, G2 ...", file=sys.stderr, flush=True)
+        results["G1"], results["G2"] = g1_g2(target, counts["jobs"], counts["g"], 1_000)
+    step("M1", lambda: m1(target))
+    return results
+
+
+def print_table(all_results):
+    kinds = list(all_results)
+    print(f"{'id':<4} {'target':<8} " + " ".join(f"{kind:<60}" for kind in kinds))
+    for name in TARGETS:
+        cells = []
+        for kind in kinds:
+            figures = all_results[kind].get(name)
+            if figures is None:
+                cells.append(f"{'-':<60}")
+                continue
+            text = ", ".join(f"{key}={value}" for key, value in figures.items())
+            cells.append(f"{text:<60}")
+        state = verdict(name, all_results[kinds[0]].get(name) or {})
+        print(f"{name:<4} {state:<8} " + " ".join(cells))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="a running gaas server (default: start one)")
+    parser.add_argument("--user", default="bench")
+    parser.add_argument("--password", default="bench-pw")
+    parser.add_argument("--reference", action="store_true", help="also run against gemseo-http 3.0.0")
+    parser.add_argument("--reference-venv", type=Path, default=CODE / "bench" / ".reference-venv")
+    parser.add_argument("--smoke", action="store_true", help="tiny counts")
+    parser.add_argument("--only", nargs="*", help="scenario ids to run (default: all)")
+    parser.add_argument("--idle", type=float, help="idle seconds before N3 (default 60)")
+    args = parser.parse_args()
+    counts = dict(SMOKE if args.smoke else FULL)
+    if args.idle is not None:
+        counts["idle"] = args.idle
+    only = set(args.only or ())
+    all_results, started = {}, []
+    with tempfile.TemporaryDirectory(prefix="gaas-bench-") as scratch:
+        try:
+            if args.url:
+                target = Target("gaas", args.url.rstrip("/"), args.user, args.password)
+            else:
+                (Path(scratch) / "gaas").mkdir()
+                target = start_gaas(Path(scratch) / "gaas")
+                started.append(target)
+            all_results["gaas"] = run_all(target, counts, only)
+            if args.reference:
+                (Path(scratch) / "reference").mkdir()
+                reference = start_reference(Path(scratch) / "reference", args.reference_venv)
+                started.append(reference)
+                all_results["reference"] = run_all(reference, counts, only)
+        finally:
+            for target in started:
+                target.stop()
+    print_table(all_results)
+    machine = {"cores": os.cpu_count(), "python": sys.version.split()[0], "smoke": args.smoke}
+    print(json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": machine, "results": all_results}))
+
+
+if __name__ == "__main__":
+    main()
