@@ -1,4 +1,4 @@
-"""Administration commands, run as `bin/gaas-admin COMMAND`."""
+"""Administration commands, run as `bin/gaas-admin COMMAND` (see `bin/gaas-admin --help`)."""
 
 import argparse
 import getpass
@@ -6,6 +6,7 @@ import sqlite3
 import sys
 
 import auth
+import retention
 import store
 
 
@@ -49,6 +50,16 @@ def list_users(args):
         print(f"{row['id']}\t{row['username']}\t{store.iso(row['created_at'])}")
 
 
+def purge(args):
+    removed = retention.purge(args.older_than)
+    print(f"removed {removed['jobs']} jobs, {removed['files']} files, {removed['partial_uploads']} partial uploads")
+
+
+def backup(args):
+    for path in retention.backup(args.folder):
+        print(f"wrote {path}")
+
+
 def init(args):
     auth.secret_key()
     print("root folders and database schema ready")
@@ -65,6 +76,12 @@ def main(argv=None):
         command.set_defaults(function=function)
     commands.add_parser("delete-user", help="delete a user").add_argument("name")
     commands.add_parser("list-users", help="list the users")
+    command = commands.add_parser("purge", help="remove ended jobs and unused uploads older than DAYS")
+    command.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    command.set_defaults(function=purge)
+    command = commands.add_parser("backup", help="write consistent copies of the databases into FOLDER")
+    command.add_argument("folder")
+    command.set_defaults(function=backup)
     args = parser.parse_args(argv)
     default = {"init": init, "delete-user": delete_user, "list-users": list_users}
     store.init()

@@ -78,3 +78,5 @@ HEARTBEAT_TIMEOUT = _number("GEMSEO_HTTP_HEARTBEAT_TIMEOUT", 30.0, float)
 REQUEUE_LOST_JOBS = _text("GEMSEO_HTTP_REQUEUE_LOST_JOBS", "0").lower() in ("1", "true", "yes")
 # Reuse a discipline instance for the same user, class and options (GEMSEO's cache stays off).
 REUSE_DISCIPLINES = _text("GEMSEO_HTTP_REUSE_DISCIPLINES", "1").lower() in ("1", "true", "yes")
+# Ended jobs older than this many days are removed with their directories (0: keep forever).
+JOB_RETENTION_DAYS = _number("GEMSEO_HTTP_JOB_RETENTION_DAYS", 0.0, float)
