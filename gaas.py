@@ -16,10 +16,22 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.middleware import Middleware
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 import auth
+import metrics
+import openapi
 import runner
 import settings
 import store
@@ -78,6 +90,8 @@ class State:
     descriptions = OrderedDict()
     users = {}
     upload_locks = {}
+    openapi = None
+    counter = None
 
 
 # Auth
@@ -191,8 +205,11 @@ async def discipline_description(request):
     await current_user(request)
     body = await json_body(request)
     options = check_field(body, "discipline_options", dict) or {}
+    what = request.path_params["what"]
+    if what not in DESCRIPTION_ROUTES:
+        raise ApiError(404, f"Unknown route: no discipline description named {what!r}.")
     description = await describe(request.path_params["name"], options)
-    return JSONResponse(description[request.path_params["what"]])
+    return JSONResponse(description[what])
 
 
 def check_input_data(input_data, input_names):
@@ -549,15 +566,38 @@ def save_chunk(user_id, key, name, source, chunk, total):
 
 
 async def health(request):
-    def check():
-        store.connect().execute("SELECT 1").fetchone()
-        return len(worker.huey)
+    healthy, report = await run_in_threadpool(metrics.health, worker.huey)
+    return JSONResponse(report, status_code=200 if healthy else 503)
 
-    try:
-        depth = await run_in_threadpool(check)
-    except Exception as error:
-        return JSONResponse({"status": "unhealthy", "reason": str(error)}, status_code=503)
-    return JSONResponse({"status": "ok", "queue_depth": depth})
+
+async def prometheus(request):
+    text = await run_in_threadpool(metrics.render, worker.huey, State.counter.counts)
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+# API description and pages
+
+
+async def openapi_json(request):
+    if State.openapi is None:
+        State.openapi = openapi.document(
+            [route for route in routes if isinstance(route, Route)], UNDOCUMENTED
+        )
+    return JSONResponse(State.openapi)
+
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>gaas API</title>
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<body><div id="docs"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script src="/ui/docs.js"></script>
+</body></html>
+"""
+
+
+async def docs(request):
+    return HTMLResponse(DOCS_PAGE)
 
 
 # Waiting for jobs without a thread per waiting client
@@ -674,17 +714,23 @@ async def lifespan(app):
         await run_in_threadpool(store.forget, OWNER_ID)
 
 
+async def home(request):
+    return RedirectResponse("/ui/")
+
+
 routes = [
+    Route("/", home, methods=["GET"]),
     Route("/token", token, methods=["POST"]),
     Route("/health", health, methods=["GET"]),
+    Route("/metrics", prometheus, methods=["GET"]),
+    Route("/openapi.json", openapi_json, methods=["GET"]),
+    Route("/docs", docs, methods=["GET"]),
+    Mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets"),
+    Mount("/ui", StaticFiles(directory=Path(__file__).with_name("ui"), html=True), name="ui"),
     Route("/v1/user/me/", user_me, methods=["GET"]),
     Route("/v1/discipline", list_disciplines, methods=["GET"]),
     Route("/v1/discipline/{name}/execute", execute, methods=["POST"]),
-    Route(
-        "/v1/discipline/{name}/{what:str}",
-        discipline_description,
-        methods=["POST"],
-    ),
+    Route("/v1/discipline/{name}/{what}", discipline_description, methods=["POST"]),
     Route("/v1/job", list_jobs, methods=["GET"]),
     Route("/v1/job/{job_id}", get_job, methods=["GET"]),
     Route("/v1/job/{job_id}", delete_job, methods=["DELETE"]),
@@ -695,5 +741,19 @@ routes = [
     Route("/v1/file", list_files, methods=["GET"]),
     Route("/v1/file/upload", upload, methods=["POST"]),
 ]
+# Pages, not API operations: left out of the OpenAPI document.
+UNDOCUMENTED = ("/", "/openapi.json", "/docs")
+
+
+def counted(app):
+    State.counter = metrics.RequestCounter(app, {route.endpoint: route.path for route in routes if isinstance(route, Route)})
+    return State.counter
+
+
 exception_handlers = {ApiError: api_error, HTTPException: http_error, Exception: server_error}
-app = Starlette(routes=routes, exception_handlers=exception_handlers, lifespan=lifespan)
+app = Starlette(
+    routes=routes,
+    exception_handlers=exception_handlers,
+    lifespan=lifespan,
+    middleware=[Middleware(counted)],
+)

@@ -1,0 +1,130 @@
+"""Health report and Prometheus metrics of the web app."""
+
+import time
+from collections import Counter
+
+import settings
+import store
+
+STATUSES = ("created", "pending", "running", "finished", "failed")
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
+
+
+class RequestCounter:
+    """ASGI middleware counting answered requests by method, route template and status."""
+
+    def __init__(self, app, paths):
+        self.app, self.paths = app, paths
+        self.counts = Counter()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = 500
+
+        async def counting_send(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send=counting_send)
+        finally:
+            # The router leaves the matched endpoint in the scope; its route template names it.
+            path = self.paths.get(scope.get("endpoint"), "unmatched")
+            self.counts[(scope["method"], path, status)] += 1
+
+
+def last_worker_beat(conn):
+    row = conn.execute("SELECT max(beat_at) FROM workers WHERE id LIKE 'worker:%'").fetchone()
+    return row[0]
+
+
+def health(huey):
+    """Return (healthy, report): the store and the queue answer, and a worker beat recently."""
+    report, problems = {}, []
+    try:
+        conn = store.connect()
+        conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchall()
+        report["database"] = "ok"
+        beat = last_worker_beat(conn)
+    except Exception as error:
+        report["database"] = f"error: {error}"
+        problems.append("the database does not answer")
+        beat = None
+    try:
+        report["queue_depth"] = len(huey)
+        report["queue"] = "ok"
+    except Exception as error:
+        report["queue"] = f"error: {error}"
+        problems.append("the queue does not answer")
+    if beat is None:
+        report["worker_heartbeat_age_s"] = None
+        problems.append("no worker has ever beaten its heart")
+    else:
+        age = time.time() - beat
+        report["worker_heartbeat_age_s"] = round(age, 3)
+        if age > settings.HEARTBEAT_TIMEOUT:
+            problems.append(f"the last worker heartbeat is {age:.0f} s old")
+    report["status"] = "unhealthy" if problems else "ok"
+    if problems:
+        report["reason"] = "; ".join(problems)
+    return not problems, report
+
+
+def _labels(**labels):
+    inner = ",".join(f'{key}="{str(value).replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' for key, value in labels.items())
+    return "{" + inner + "}"
+
+
+def render(huey, counts):
+    """The Prometheus text exposition of the service's state."""
+    conn = store.connect()
+    lines = []
+
+    def metric(name, kind, help_text, samples):
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for suffix, labels, value in samples:
+            lines.append(f"{name}{suffix}{_labels(**labels) if labels else ''} {value}")
+
+    by_status = dict(conn.execute("SELECT job_status, count(*) FROM jobs GROUP BY job_status"))
+    metric(
+        "gaas_jobs",
+        "gauge",
+        "Jobs in the store by status.",
+        [("", {"status": status}, by_status.get(status, 0)) for status in STATUSES],
+    )
+    try:
+        depth = len(huey)
+    except Exception:
+        depth = float("nan")
+    metric("gaas_queue_depth", "gauge", "Tasks waiting in the Huey queue.", [("", {}, depth)])
+    sums = ", ".join(f"sum(d <= {bound})" for bound in DURATION_BUCKETS)
+    row = conn.execute(
+        f"SELECT {sums}, count(*), total(d) FROM (SELECT ended_at - started_at AS d FROM jobs"
+        " WHERE started_at IS NOT NULL AND ended_at IS NOT NULL)"
+    ).fetchone()
+    samples = [("_bucket", {"le": bound}, row[i] or 0) for i, bound in enumerate(DURATION_BUCKETS)]
+    count, total = row[-2], row[-1]
+    samples += [("_bucket", {"le": "+Inf"}, count), ("_sum", {}, total), ("_count", {}, count)]
+    metric("gaas_job_duration_seconds", "histogram", "Run time of the ended jobs.", samples)
+    metric(
+        "gaas_http_requests_total",
+        "counter",
+        "Requests answered by this web app process, by method, route and status.",
+        [
+            ("", {"method": method, "route": route, "status": status}, value)
+            for (method, route, status), value in sorted(counts.items())
+        ],
+    )
+    beat = last_worker_beat(conn)
+    age = float("nan") if beat is None else round(time.time() - beat, 3)
+    metric(
+        "gaas_worker_heartbeat_age_seconds",
+        "gauge",
+        "Seconds since the last heartbeat of any worker.",
+        [("", {}, age)],
+    )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,328 @@
+"""The OpenAPI 3 description, built from the app's routes table and the operations below.
+
+Every (method, path) of the routes table must have an operation here: document() raises
+otherwise, and a test builds the document, so a new route cannot go undocumented.
+"""
+
+from copy import deepcopy
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+NAMES = {"type": "array", "items": {"type": "string"}}
+VALUE = {"oneOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}, {"type": "array", "items": {}}]}
+DATA = {"type": "object", "additionalProperties": VALUE}
+
+SCHEMAS = {
+    "Error": {
+        "type": "object",
+        "required": ["detail"],
+        "properties": {"detail": {"type": "string", "description": "What went wrong, for a human."}},
+    },
+    "Token": {
+        "type": "object",
+        "properties": {"access_token": {"type": "string"}, "token_type": {"type": "string", "enum": ["bearer"]}},
+    },
+    "User": {"type": "object", "properties": {"id": {"type": "integer"}, "username": {"type": "string"}}},
+    "File": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "filename": {"type": "string", "description": "The client's file name, reduced to a base name."},
+            "unique_filename": {"type": "string"},
+            "sha256sum": {"type": "string"},
+            "user_id": {"type": "integer"},
+            "size": {"type": "integer"},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "DisciplineOptions": {
+        "type": "object",
+        "properties": {"discipline_options": {"type": "object", "description": "Constructor arguments."}},
+    },
+    "ExecuteInput": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "discipline_options": {"type": "object"},
+            "input_data": DATA,
+            "input_data_type": {"type": "string", "enum": ["json"]},
+            "input_files": {"type": "array", "items": {"$ref": "#/components/schemas/File"}},
+            "linearize": {"type": "boolean"},
+            "linearization_mode": {"type": "string"},
+            "linearize_options": {"type": "object"},
+            "differentiated_inputs": NAMES,
+            "differentiated_outputs": NAMES,
+            "timeout": {"type": "number", "description": "Seconds; capped by GEMSEO_HTTP_JOB_TIMEOUT."},
+        },
+    },
+    "JobEntry": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "user_id": {"type": "integer"},
+            "name": {"type": "string"},
+            "discipline_class_name": {"type": "string"},
+            "job_type": {"type": "string", "enum": ["execute", "execute_and_linearize"]},
+            "job_status": {"type": "string", "enum": ["created", "pending", "running", "finished", "failed"]},
+            "execution_mode": {"type": "string", "enum": ["synchronous", "asynchronous"]},
+            "error": {
+                "type": "string",
+                "description": "For a failed job: cancelled, timeout, crashed, lost, memory, enqueue,"
+                " or the type of the exception the discipline raised.",
+            },
+            "created_at": {"type": "string", "format": "date-time"},
+            "started_at": {"type": "string", "format": "date-time", "nullable": True},
+            "ended_at": {"type": "string", "format": "date-time", "nullable": True},
+            "timeout": {"type": "number", "nullable": True},
+            "workdir": {"type": "string"},
+            "linearization_mode": {"type": "string"},
+            "traceback": {"type": "string"},
+        },
+    },
+    "Job": {
+        "allOf": [
+            {"$ref": "#/components/schemas/JobEntry"},
+            {
+                "type": "object",
+                "properties": {
+                    "discipline_options": {"type": "object"},
+                    "linearize_options": {"type": "object"},
+                    "differentiated_inputs": NAMES,
+                    "differentiated_outputs": NAMES,
+                    "input_files": {"type": "array", "items": {"$ref": "#/components/schemas/File"}},
+                    "input_data": DATA,
+                    "output_data": DATA,
+                    "jacobian_data": {
+                        "type": "object",
+                        "additionalProperties": {"type": "object", "additionalProperties": {"type": "array", "items": {}}},
+                    },
+                },
+            },
+        ]
+    },
+}
+
+
+def json_body(schema):
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def answer(description, schema=None, media="application/json"):
+    result = {"description": description}
+    if schema is not None:
+        result["content"] = {media: {"schema": schema}}
+    return result
+
+
+def errors(*codes):
+    texts = {
+        400: "Malformed request (bad JSON, bad discipline options, bad path).",
+        401: "Missing, invalid or expired token.",
+        404: "Unknown, or not yours.",
+        409: "Conflict with the current state.",
+        422: "A field or query parameter of the wrong type; the detail names it.",
+        503: "The queue could not take the job.",
+    }
+    return {str(code): answer(texts[code], ERROR) for code in codes}
+
+
+def ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def query(name, schema, description, required=False):
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
+
+
+def path_parameter(name, schema):
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+JOB_ID = path_parameter("job_id", {"type": "integer"})
+NAME = path_parameter("name", {"type": "string"})
+WHAT = {
+    "name": "what",
+    "in": "path",
+    "required": True,
+    "schema": {
+        "type": "string",
+        "enum": ["input_names", "output_names", "inputs_schema", "outputs_schema", "default_input_data"],
+    },
+}
+OPTIONS_BODY = {"required": False, **json_body(ref("DisciplineOptions"))}
+
+OPERATIONS = {
+    ("POST", "/token"): {
+        "summary": "Log in: a bearer token for a user name and password.",
+        "security": [],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["username", "password"],
+                        "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+                    }
+                }
+            },
+        },
+        "responses": {"200": answer("The token.", ref("Token")), **errors(401, 422)},
+    },
+    ("GET", "/health"): {
+        "summary": "Health: the store and the queue answer and a worker beat its heart recently.",
+        "security": [],
+        "responses": {
+            "200": answer("Healthy.", {"type": "object"}),
+            "503": answer("Unhealthy; `reason` says why.", {"type": "object"}),
+        },
+    },
+    ("GET", "/metrics"): {
+        "summary": "Prometheus metrics: jobs by status, queue depth, durations, requests.",
+        "security": [],
+        "responses": {"200": answer("Prometheus text format.", {"type": "string"}, "text/plain")},
+    },
+    ("GET", "/v1/user/me/"): {
+        "summary": "The caller.",
+        "responses": {"200": answer("The user.", ref("User")), **errors(401)},
+    },
+    ("GET", "/v1/discipline"): {
+        "summary": "The discipline classes that may be run.",
+        "responses": {"200": answer("Class names.", NAMES), **errors(401)},
+    },
+    ("POST", "/v1/discipline/{name}/execute"): {
+        "summary": "Run a discipline: synchronously (200) or as a queued job (202).",
+        "parameters": [
+            NAME,
+            query(
+                "execution_mode",
+                {"type": "string", "enum": ["synchronous", "asynchronous"], "default": "synchronous"},
+                "Answer when finished, or at once with a pending job.",
+            ),
+        ],
+        "requestBody": {"required": False, **json_body(ref("ExecuteInput"))},
+        "responses": {
+            "200": answer("The ended job (finished or failed).", ref("Job")),
+            "202": answer("The queued job.", ref("Job")),
+            **errors(400, 401, 404, 422, 503),
+        },
+    },
+    ("POST", "/v1/discipline/{name}/{what}"): {
+        "summary": "Describe a discipline built with the given options: names, schemas or defaults.",
+        "parameters": [NAME, WHAT],
+        "requestBody": OPTIONS_BODY,
+        "responses": {
+            "200": answer("A list of names, a JSON Schema, or the default input data.", {}),
+            **errors(400, 401, 404, 422),
+        },
+    },
+    ("GET", "/v1/job"): {
+        "summary": "The caller's jobs, newest first, without their data fields.",
+        "parameters": [
+            query("status", {"type": "string", "enum": ["created", "pending", "running", "finished", "failed"]}, "Only this status."),
+            query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "Page size."),
+            query("offset", {"type": "integer", "minimum": 0, "default": 0}, "Jobs to skip."),
+        ],
+        "responses": {
+            "200": {
+                **answer("A page of jobs.", {"type": "array", "items": ref("JobEntry")}),
+                "headers": {"X-Total-Count": {"schema": {"type": "integer"}, "description": "Jobs matching the filter."}},
+            },
+            **errors(401, 422),
+        },
+    },
+    ("GET", "/v1/job/{job_id}"): {
+        "summary": "A job; with long polling, answers as soon as it ends or when the timeout passes.",
+        "parameters": [
+            JOB_ID,
+            query("long_polling", {"type": "boolean", "default": False}, "Wait for the end of the job."),
+            query("long_polling_timeout", {"type": "number", "default": 100}, "Longest wait in seconds (decimals allowed)."),
+        ],
+        "responses": {"200": answer("The job.", ref("Job")), **errors(401, 404, 422)},
+    },
+    ("DELETE", "/v1/job/{job_id}"): {
+        "summary": "Cancel the job if needed, then remove it and its directory.",
+        "parameters": [JOB_ID],
+        "responses": {"204": answer("Removed."), **errors(401, 404)},
+    },
+    ("POST", "/v1/job/{job_id}/cancel"): {
+        "summary": "Cancel a pending or running job: it ends failed with error `cancelled`.",
+        "parameters": [JOB_ID],
+        "responses": {
+            "200": answer("The cancelled job.", ref("Job")),
+            **errors(401, 404),
+            "409": answer("The job had already ended; nothing changed.", ERROR),
+        },
+    },
+    ("GET", "/v1/job/{job_id}/files"): {
+        "summary": "The job directory as a tree: a file maps to null, a folder to an object.",
+        "parameters": [JOB_ID],
+        "responses": {"200": answer("The tree, files before folders.", {"type": "object"}), **errors(401, 404)},
+    },
+    ("GET", "/v1/job/{job_id}/files/download"): {
+        "summary": "Download one file of the job directory.",
+        "parameters": [JOB_ID, query("filename", {"type": "string"}, "Path relative to the job directory.", True)],
+        "responses": {
+            "200": answer("The bytes.", {"type": "string", "format": "binary"}, "application/octet-stream"),
+            **errors(400, 401, 404, 422),
+        },
+    },
+    ("GET", "/v1/job/{job_id}/log"): {
+        "summary": "What the job printed (stdout and stderr, C and Fortran output included).",
+        "parameters": [JOB_ID],
+        "responses": {"200": answer("The log.", {"type": "string"}, "text/plain"), **errors(401, 404)},
+    },
+    ("GET", "/v1/file"): {
+        "summary": "The caller's uploaded files.",
+        "responses": {"200": answer("Files.", {"type": "array", "items": ref("File")}), **errors(401)},
+    },
+    ("POST", "/v1/file/upload"): {
+        "summary": "Upload files in chunks; the answer to the last chunk lists the stored files.",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["files"],
+                        "properties": {
+                            "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                            "chunk_number": {"type": "integer", "default": 0},
+                            "total_chunks": {"type": "integer", "default": 1},
+                            "upload_id": {"type": "string", "description": "Keeps concurrent uploads of one name apart."},
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": answer("Progress, or after the last chunk the list of stored files.", {}),
+            **errors(400, 401, 409, 422),
+        },
+    },
+}
+
+
+def document(routes, undocumented=()):
+    """The OpenAPI document of these routes; raise KeyError for an undocumented one."""
+    paths = {}
+    for route in routes:
+        if route.path in undocumented:
+            continue
+        for method in sorted(route.methods - {"HEAD"}):
+            operation = deepcopy(OPERATIONS[(method, route.path)])
+            operation.setdefault("operationId", f"{method.lower()}_{route.name}")
+            paths.setdefault(route.path, {})[method.lower()] = operation
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "gaas: GEMSEO as a service",
+            "version": "1.0.0",
+            "description": "GEMSEO disciplines over HTTP, compatible with the gemseo-http 3.0.0 client.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }
