@@ -109,3 +109,18 @@ class Printer(_Simple):
         sys.stderr.write("python stderr line\n")
         ctypes.CDLL(None).puts(b"C says hello")
         return {"y": input_data["x"] * 2}
+
+
+class Series(_Simple):
+    """An output long enough to be plotted, and a file to download."""
+
+    inputs = {"n": [50.0]}
+    outputs = ("curve",)
+
+    def _run(self, input_data):
+        import numpy
+
+        n = int(input_data["n"][0])
+        curve = numpy.sin(numpy.linspace(0.0, 6.0, n))
+        Path("curve.csv").write_text("\n".join(f"{value:.6f}" for value in curve) + "\n")
+        return {"curve": curve}
