@@ -35,3 +35,14 @@ def test_relative_writes_stay_in_each_job_directory(live, alice):
     # Nothing landed in the service's own directories.
     for folder in (server_cwd, worker_cwd, str(live.root)):
         assert not Path(folder, "out.txt").exists()
+
+
+def test_reused_discipline_still_runs_and_writes_each_time(alice, bob):
+    """Same user, same inputs twice: both runs write their file (nothing is served from a cache)."""
+    first = alice.run("WriteTag", input_data={"tag": [9]})
+    second = alice.run("WriteTag", input_data={"tag": [9]})
+    third = alice.run("WriteTag", "asynchronous", input_data={"tag": [9]})
+    other = bob.run("WriteTag", input_data={"tag": [9]})
+    for job in (first, second, alice.wait(third["id"]), other):
+        assert job["job_status"] == "finished"
+        assert Path(job["workdir"], "out.txt").read_text() == "tag 9\n"
