@@ -161,7 +161,7 @@ def check_field(body, name, kind):
     value = body.get(name)
     if value is None:
         return None
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool and kind != bool):
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         expected = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
         raise ApiError(422, f"Field '{name}' must be {expected.get(kind, 'a number')}.")
     return value
