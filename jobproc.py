@@ -140,10 +140,16 @@ class Engine:
             raise ValueError(f"Unknown input names for {discipline.name}: {', '.join(unknown)}.")
         input_data = {name: to_array(value, defaults.get(name)) for name, value in given.items()}
         data = discipline.execute(input_data)
-        used = {name: data[name] for name in discipline.io.input_grammar.names if name in data}
+        # The inputs as run: the client's (its JSON text, kept as is: re-encoding a big array
+        # costs as much as the run) completed with the defaults it left out.
+        defaults_used = {
+            name: data[name]
+            for name in discipline.io.input_grammar.names
+            if name in data and name not in given
+        }
         outputs = {name: data[name] for name in discipline.io.output_grammar.names if name in data}
         reply = {
-            "input_data": dumps(to_json_values(used)),
+            "input_data": join_objects(job["input_data"], dumps(to_json_values(defaults_used))),
             "output_data": dumps(to_json_values(outputs)),
         }
         if job["job_type"] == "execute_and_linearize":
@@ -192,6 +198,15 @@ def to_json_values(data):
             value = str(value)
         converted[name] = value
     return converted
+
+
+def join_objects(first, second):
+    """Join the texts of two JSON objects with distinct keys into one."""
+    if second.strip() == "{}":
+        return first
+    if first.strip() == "{}":
+        return second
+    return first.rstrip()[:-1] + ", " + second.lstrip()[1:]
 
 
 def dumps(value):

@@ -89,7 +89,7 @@ def render(huey, counts):
         for suffix, labels, value in samples:
             lines.append(f"{name}{suffix}{_labels(**labels) if labels else ''} {value}")
 
-    by_status = dict(conn.execute("SELECT job_status, count(*) FROM jobs GROUP BY job_status"))
+    by_status = dict(conn.execute("SELECT job_status, sum(n) FROM job_counts GROUP BY job_status"))
     metric(
         "gaas_jobs",
         "gauge",

@@ -126,6 +126,10 @@ def test_retention_removes_exactly_what_it_should(live, alice):
     assert kept_by_job["id"] in remaining and recent_unused["id"] in remaining
     files = live.root / "files"
     assert not (files / old_file["unique_filename"]).exists()
+    # The per-user counts kept by triggers still match the rows after deletes and updates.
+    counted = db.execute("SELECT user_id, job_status, n FROM job_counts WHERE n != 0 ORDER BY 1, 2").fetchall()
+    actual = db.execute("SELECT user_id, job_status, count(*) FROM jobs GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+    assert counted == actual
     assert (files / kept_by_job["unique_filename"]).exists()
     alice.post(f"/v1/job/{running_long_ago['id']}/cancel")
 
