@@ -118,8 +118,8 @@ def test_timeout(fresh_service):
 def duration(job):
     from datetime import datetime
 
-    parse = lambda text: datetime.fromisoformat(text.replace("Z", "+00:00"))  # noqa: E731
-    return (parse(job["ended_at"]) - parse(job["started_at"])).total_seconds()
+    started, ended = (datetime.fromisoformat(job[key].replace("Z", "+00:00")) for key in ("started_at", "ended_at"))
+    return (ended - started).total_seconds()
 
 
 def test_timeout_is_enforced_within_two_seconds(alice):
