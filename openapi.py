@@ -66,7 +66,7 @@ SCHEMAS = {
             "execution_mode": {"type": "string", "enum": ["synchronous", "asynchronous"]},
             "error": {
                 "type": "string",
-                "description": "For a failed job: cancelled, timeout, crashed, lost, memory, enqueue,"
+                "description": "For a failed job: cancelled, timeout, crashed, lost, memory, enqueue, internal,"
                 " or the type of the exception the discipline raised.",
             },
             "created_at": {"type": "string", "format": "date-time"},

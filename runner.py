@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -158,7 +159,10 @@ class JobProcess:
     def ask(self, message, deadline=None, should_stop=None):
         """Send a request and wait for its reply; kill the process and raise ProcessGone if it
         dies, passes the deadline (monotonic) or should_stop() returns a reason."""
-        self.conn.send(message)
+        try:
+            self.conn.send(message)
+        except OSError:
+            return self._gone("crashed")
         next_check = time.monotonic() + CANCEL_CHECK_INTERVAL
         while True:
             try:
@@ -337,6 +341,11 @@ def run_job(pool, job_id, worker_id):
     except ProcessGone as gone:
         pool.release(process, healthy=False)
         reply = {"job_status": "failed", "error": gone.reason, "traceback": _gone_text(gone, row)}
+    except Exception:
+        # A fault of ours (the store, the pipe): the job must still end, and say why.
+        logger.exception("job %s: runner error", job_id)
+        pool.release(process, healthy=False)
+        reply = {"job_status": "failed", "error": "internal", "traceback": traceback.format_exc()}
     else:
         pool.release(process, healthy=reply.get("error") != "memory")
     reply.pop("ok", None)
