@@ -15,8 +15,14 @@ bin/run_worker.sh &
 worker=$!
 bin/run_server.sh &
 server=$!
-# Ctrl-C reaches both children (same process group); SIGINT lets the worker finish its jobs.
-trap 'kill -INT "$server" "$worker" 2>/dev/null; wait "$server" "$worker"' INT TERM
+# Ctrl-C already reaches both children (same process group): only wait for them; a second
+# SIGINT would make uvicorn skip its shutdown. A SIGTERM to this script is passed on as SIGINT,
+# which lets the worker finish its running jobs. If one child ends alone, the other is stopped.
+stopping=""
+trap 'stopping=1; wait "$server" "$worker"' INT
+trap 'stopping=1; kill -INT "$server" "$worker" 2>/dev/null; wait "$server" "$worker"' TERM
 wait -n "$server" "$worker" || true
-kill -INT "$server" "$worker" 2>/dev/null || true
+if [ -z "$stopping" ]; then
+    kill -INT "$server" "$worker" 2>/dev/null || true
+fi
 wait "$server" "$worker" 2>/dev/null || true
