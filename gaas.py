@@ -139,8 +139,19 @@ async def user_me(request):
 # Disciplines
 
 
+def check_size(request):
+    """Refuse a body larger than GEMSEO_HTTP_MAX_BODY_MB before reading it."""
+    try:
+        size = int(request.headers.get("content-length", "0"))
+    except ValueError:
+        raise ApiError(400, "Header 'Content-Length' is not a number.") from None
+    if size > settings.MAX_BODY_MB * 1024 * 1024:
+        raise ApiError(413, f"The request body is larger than {settings.MAX_BODY_MB:g} MiB.")
+
+
 async def json_body(request, required=False):
     """Return the request body as a JSON object ({} when empty and not required)."""
+    check_size(request)
     raw = await request.body()
     if not raw.strip():
         if required:
@@ -494,6 +505,7 @@ async def list_files(request):
 
 async def upload(request):
     user = await current_user(request)
+    check_size(request)
     async with request.form(max_files=100, max_part_size=1024 * 1024) as form:
         chunk = form_number(form, "chunk_number", 0)
         total = form_number(form, "total_chunks", 1)

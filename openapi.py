@@ -119,6 +119,7 @@ def errors(*codes):
         401: "Missing, invalid or expired token.",
         404: "Unknown, or not yours.",
         409: "Conflict with the current state.",
+        413: "The body is larger than GEMSEO_HTTP_MAX_BODY_MB.",
         422: "A field or query parameter of the wrong type; the detail names it.",
         503: "The queue could not take the job.",
     }
@@ -203,7 +204,7 @@ OPERATIONS = {
         "responses": {
             "200": answer("The ended job (finished or failed).", ref("Job")),
             "202": answer("The queued job.", ref("Job")),
-            **errors(400, 401, 404, 422, 503),
+            **errors(400, 401, 404, 413, 422, 503),
         },
     },
     ("POST", "/v1/discipline/{name}/{what}"): {
@@ -296,7 +297,7 @@ OPERATIONS = {
         },
         "responses": {
             "200": answer("Progress, or after the last chunk the list of stored files.", {}),
-            **errors(400, 401, 409, 422),
+            **errors(400, 401, 409, 413, 422),
         },
     },
 }

@@ -30,3 +30,17 @@ def test_jobs_wait_for_a_worker(fresh_service):
     service.start_worker()
     for job in jobs:
         assert alice.wait(job["id"], timeout=120)["job_status"] == "finished"
+
+
+def test_body_size_limit(fresh_service):
+    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, GEMSEO_HTTP_MAX_BODY_MB=0.01, worker=False)
+    alice = service.api("alice", "alice-pw")
+    big = {"input_data": {"x_1": [1.0] * 5000}}
+    response = alice.post("/v1/discipline/Sellar1/execute", json=big)
+    assert response.status_code == 413 and "MiB" in response.json()["detail"]
+    response = alice.post(
+        "/v1/file/upload", files={"files": ("big.bin", b"x" * 20000)}, data={"chunk_number": 0}
+    )
+    assert response.status_code == 413
+    assert alice.get("/v1/job").headers["X-Total-Count"] == "0"
+    assert alice.run("Sellar1")["job_status"] == "finished"
