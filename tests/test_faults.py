@@ -174,24 +174,25 @@ def test_kill_9_of_the_consumer(fresh_service):
     assert alice.wait(queued["id"], timeout=120)["job_status"] == "finished"
 
 
-def test_lost_job_ends_without_a_new_worker(fresh_service):
-    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, GEMSEO_HTTP_HEARTBEAT_TIMEOUT=3)
+def kill_worker_during_a_job(fresh_service, duration, **settings):
+    """A service whose consumer is SIGKILLed while a Sleeper job runs; return (service, api, job)."""
+    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, **settings)
     alice = service.api("alice", "alice-pw")
-    job = alice.run("Sleeper", "asynchronous", input_data={"duration": [60]})
+    job = alice.run("Sleeper", "asynchronous", input_data={"duration": [duration]})
     wait_status(alice, job["id"], "running", timeout=120)
     service.worker.send_signal(signal.SIGKILL)
     service.worker.wait()
+    return service, alice, job
+
+
+def test_lost_job_ends_without_a_new_worker(fresh_service):
+    _, alice, job = kill_worker_during_a_job(fresh_service, 60, GEMSEO_HTTP_HEARTBEAT_TIMEOUT=3)
     ended = alice.wait(job["id"], timeout=30)
     assert ended["job_status"] == "failed" and ended["error"] == "lost"
 
 
 def test_lost_job_queued_again_when_asked(fresh_service):
-    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, GEMSEO_HTTP_REQUEUE_LOST_JOBS=1)
-    alice = service.api("alice", "alice-pw")
-    job = alice.run("Sleeper", "asynchronous", input_data={"duration": [2]})
-    wait_status(alice, job["id"], "running", timeout=120)
-    service.worker.send_signal(signal.SIGKILL)
-    service.worker.wait()
+    service, alice, job = kill_worker_during_a_job(fresh_service, 2, GEMSEO_HTTP_REQUEUE_LOST_JOBS=1)
     service.start_worker()
     ended = alice.wait(job["id"], timeout=120)
     assert ended["job_status"] == "finished"
