@@ -62,15 +62,25 @@ def secret_key():
 
 
 def _load_or_create_key(path):
+    """Read the key file, or create it atomically (written in full, then linked into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    # Only the process that created the file writes it; a reader racing it retries below.
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_hex(32))
-    return path.read_bytes().strip()
+    if not path.exists():
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(partial, path)  # fails if another process won the race: its key is used
+        except FileExistsError:
+            pass
+        finally:
+            partial.unlink()
+    key = path.read_bytes().strip()
+    if len(key) < 32:
+        raise SystemExit(f"the secret key in {path} is shorter than 32 characters: replace it")
+    return key
 
 
 def _b64(data):

@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import sqlite3
@@ -72,6 +73,7 @@ LINEARIZATION_MODES = (
     "hybrid_centered_differences",
 )
 USER_CACHE_SECONDS = 5.0
+MAX_CHUNKS = 1_000_000
 
 
 class ApiError(Exception):
@@ -139,19 +141,36 @@ async def user_me(request):
 # Disciplines
 
 
-def check_size(request):
-    """Refuse a body larger than GEMSEO_HTTP_MAX_BODY_MB before reading it."""
-    try:
-        size = int(request.headers.get("content-length", "0"))
-    except ValueError:
-        raise ApiError(400, "Header 'Content-Length' is not a number.") from None
-    if size > settings.MAX_BODY_MB * 1024 * 1024:
-        raise ApiError(413, f"The request body is larger than {settings.MAX_BODY_MB:g} MiB.")
+class BodyLimit:
+    """ASGI middleware: a body past GEMSEO_HTTP_MAX_BODY_MB ends in 413, whether it declares its
+    length or comes in chunks; the error is raised while the endpoint reads, so the usual error
+    handler answers it."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit, seen = settings.MAX_BODY_MB * 1024 * 1024, 0
+
+        async def limited():
+            nonlocal seen
+            if seen == 0:
+                declared = dict(scope["headers"]).get(b"content-length", b"0")
+                if not declared.isdigit() or int(declared) > limit:
+                    raise ApiError(413, f"The request body is larger than {settings.MAX_BODY_MB:g} MiB.")
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise ApiError(413, f"The request body is larger than {settings.MAX_BODY_MB:g} MiB.")
+            return message
+
+        await self.app(scope, limited, send)
 
 
 async def json_body(request, required=False):
     """Return the request body as a JSON object ({} when empty and not required)."""
-    check_size(request)
     raw = await request.body()
     if not raw.strip():
         if required:
@@ -235,9 +254,17 @@ def check_input_data(input_data, input_names):
             raise ApiError(422, f"Field 'input_data.{name}' must be a list, a number or a string.")
 
 
+def strict_json(value, field):
+    """JSON text for the store; NaN and infinities are refused (they are not JSON)."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise ApiError(422, f"Field '{field}' must hold finite numbers only.") from None
+
+
 def job_timeout(requested):
     """The time limit of a new job: the request's, capped by the setting."""
-    if requested is not None and requested <= 0:
+    if requested is not None and not (math.isfinite(requested) and requested > 0):
         raise ApiError(422, "Field 'timeout' must be a positive number of seconds.")
     limits = [value for value in (requested, settings.JOB_TIMEOUT) if value]
     return min(limits) if limits else None
@@ -276,11 +303,11 @@ async def execute(request):
         "execution_mode": mode,
         "timeout": job_timeout(body.get("timeout")),
         "linearization_mode": mode_name,
-        "discipline_options": json.dumps(options),
-        "linearize_options": json.dumps(body.get("linearize_options") or {}),
+        "discipline_options": strict_json(options, "discipline_options"),
+        "linearize_options": strict_json(body.get("linearize_options") or {}, "linearize_options"),
         "differentiated_inputs": json.dumps(body.get("differentiated_inputs") or []),
         "differentiated_outputs": json.dumps(body.get("differentiated_outputs") or []),
-        "input_data": json.dumps(input_data),
+        "input_data": strict_json(input_data, "input_data"),
     }
     files = body.get("input_files") or []
     row = await run_in_threadpool(submit_and_run, user["id"], fields, files, mode)
@@ -293,41 +320,55 @@ async def execute(request):
 
 def submit_and_run(user_id, fields, files, mode):
     """Submit a job, run it here if synchronous, and return its row (one thread hop)."""
+    if mode == "synchronous":
+        fields["worker"] = OWNER_ID  # a pending synchronous job of a dead web app is then lost
     job_id = submit(user_id, fields, files, mode)
     if mode == "synchronous":
-        runner.run_job(State.pool, job_id, OWNER_ID)
-    return store.get_job(job_id)
+        try:
+            runner.run_job(State.pool, job_id, OWNER_ID)
+        except Exception as error:
+            fail(job_id, ("pending", "running"), "internal", f"The job could not run: {error}")
+            raise
+    row = store.get_job(job_id)
+    if row is None:
+        raise ApiError(404, f"Job {job_id} was deleted while it ran.")
+    return row
+
+
+def fail(job_id, expected, error, text):
+    """End a job as failed, unless it already moved on."""
+    store.set_status(job_id, "failed", expected, ended_at=time.time(), error=error, traceback=text)
 
 
 def submit(user_id, fields, files, mode):
     """Record a job, lay out its directory with its input files, and queue it if asynchronous."""
     sources = []
     for item in files:
-        if not isinstance(item, dict):
-            raise ApiError(422, "Field 'input_files' must be a list of File objects.")
-        row = store.owned_file(user_id, item.get("id"), item.get("unique_filename"))
+        file_id, unique = (item.get("id"), item.get("unique_filename")) if isinstance(item, dict) else (None, None)
+        valid_id = isinstance(file_id, int) and not isinstance(file_id, bool) and 0 < file_id <= MAX_INTEGER
+        if not (valid_id or (file_id is None and isinstance(unique, str))):
+            raise ApiError(422, "Field 'input_files' must be a list of File objects (with 'id').")
+        row = store.owned_file(user_id, file_id, unique)
         if row is None:
             raise ApiError(404, f"Uploaded file {item.get('filename') or item.get('id')!r} not found.")
         sources.append(row)
     fields["input_files"] = json.dumps([store.file_entry(row) for row in sources])
     job_id = store.create_job(fields)
-    workdir = Path(store.get_job(job_id)["workdir"])
-    workdir.mkdir(parents=True, exist_ok=True)
-    for row in sources:
-        shutil.copyfile(settings.FILE_DIRECTORY / row["unique_filename"], workdir / row["filename"])
+    try:
+        workdir = Path(store.get_job(job_id)["workdir"])
+        workdir.mkdir(parents=True, exist_ok=True)
+        for row in sources:
+            shutil.copyfile(settings.FILE_DIRECTORY / row["unique_filename"], workdir / row["filename"])
+    except OSError as error:
+        logger.exception("job %s: its directory could not be laid out", job_id)
+        fail(job_id, ("pending",), "internal", f"The job directory could not be prepared: {error}")
+        raise ApiError(500, f"Job {job_id} failed: its directory could not be prepared.") from None
     if mode == "asynchronous":
         try:
             worker.run_job(job_id)
         except Exception as error:
             logger.exception("job %s could not be queued", job_id)
-            store.set_status(
-                job_id,
-                "failed",
-                ("pending",),
-                ended_at=time.time(),
-                error="enqueue",
-                traceback=f"The job could not be queued: {type(error).__name__}: {error}",
-            )
+            fail(job_id, ("pending",), "enqueue", f"The job could not be queued: {type(error).__name__}: {error}")
             raise ApiError(503, f"Job {job_id} could not be queued: {error}.") from None
     logger.info("job %s pending: user %s, %s, %s", job_id, user_id, fields["discipline_class_name"], mode)
     return job_id
@@ -336,11 +377,17 @@ def submit(user_id, fields, files, mode):
 # Jobs
 
 
+MAX_INTEGER = 2**63 - 1  # SQLite's largest integer
+
+
 def job_id_of(request):
     try:
-        return int(request.path_params["job_id"])
+        job_id = int(request.path_params["job_id"])
     except ValueError:
         raise ApiError(404, "Job not found.") from None
+    if not 0 < job_id <= MAX_INTEGER:
+        raise ApiError(404, "Job not found.")
+    return job_id
 
 
 async def owned_job(request, user):
@@ -367,8 +414,8 @@ def parse_number(request, name, default, cast=float, minimum=0):
         value = cast(raw)
     except ValueError:
         raise ApiError(422, f"Query '{name}' must be a number.") from None
-    if not value >= minimum or value != value:
-        raise ApiError(422, f"Query '{name}' must be at least {minimum}.")
+    if not minimum <= value <= MAX_INTEGER:
+        raise ApiError(422, f"Query '{name}' must be between {minimum} and {MAX_INTEGER}.")
     return value
 
 
@@ -401,8 +448,10 @@ def file_tree(folder, root):
         path = Path(entry.path)
         if entry.is_symlink() and not inside(path, root):
             continue
-        if entry.is_dir():
+        if entry.is_dir(follow_symlinks=False):
             folders[entry.name] = file_tree(path, root)
+        elif entry.is_dir():
+            continue  # a symlinked folder could loop; its files are not offered
         else:
             files[entry.name] = None
     return files | folders
@@ -440,8 +489,11 @@ async def download(request):
 async def job_log(request):
     user = await current_user(request)
     row = await owned_job(request, user)
-    path = Path(row["workdir"]) / "gaas-job.log"
-    text = await run_in_threadpool(lambda: path.read_bytes() if path.is_file() else b"")
+    workdir = Path(row["workdir"])
+    path = workdir / "gaas-job.log"
+    text = await run_in_threadpool(
+        lambda: path.read_bytes() if path.is_file() and inside(path, workdir) else b""
+    )
     return PlainTextResponse(text)
 
 
@@ -495,7 +547,8 @@ def safe_name(name):
     """Reduce a client's file name to a plain base name, or '' if nothing safe remains."""
     base = (name or "").replace("\\", "/").split("/")[-1]
     base = "".join(char for char in base if char.isprintable()).strip()
-    return "" if base in ("", ".", "..") else base[:255]
+    base = base.encode()[:255].decode(errors="ignore")  # file names are limited in bytes
+    return "" if base in ("", ".", "..") else base
 
 
 async def list_files(request):
@@ -505,12 +558,11 @@ async def list_files(request):
 
 async def upload(request):
     user = await current_user(request)
-    check_size(request)
     async with request.form(max_files=100, max_part_size=1024 * 1024) as form:
         chunk = form_number(form, "chunk_number", 0)
         total = form_number(form, "total_chunks", 1)
-        if total < 1 or not 0 <= chunk < total:
-            raise ApiError(422, "Fields need 0 <= chunk_number < total_chunks.")
+        if not 0 <= chunk < total <= MAX_CHUNKS:
+            raise ApiError(422, f"Fields need 0 <= chunk_number < total_chunks <= {MAX_CHUNKS}.")
         upload_id = str(form.get("upload_id") or "")[:100]
         parts = [part for part in form.getlist("files") if hasattr(part, "read")]
         if not parts:
@@ -521,13 +573,18 @@ async def upload(request):
             if not name:
                 raise ApiError(400, f"File name {part.filename!r} is not usable.")
             key = f"{upload_id}/{name}"
-            lock = State.upload_locks.setdefault((user["id"], key), asyncio.Lock())
-            async with lock:
-                results.append(
-                    await run_in_threadpool(save_chunk, user["id"], key, name, part.file, chunk, total)
-                )
-            if not lock.locked():
-                State.upload_locks.pop((user["id"], key), None)
+            # One lock per upload, kept while any request holds or awaits it.
+            entry = State.upload_locks.setdefault((user["id"], key), [asyncio.Lock(), 0])
+            entry[1] += 1
+            try:
+                async with entry[0]:
+                    results.append(
+                        await run_in_threadpool(save_chunk, user["id"], key, name, part.file, chunk, total)
+                    )
+            finally:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    State.upload_locks.pop((user["id"], key), None)
     if chunk + 1 < total:
         return JSONResponse({"next_chunk": chunk + 1, "total_chunks": total})
     return JSONResponse(results)
@@ -767,5 +824,5 @@ app = Starlette(
     routes=routes,
     exception_handlers=exception_handlers,
     lifespan=lifespan,
-    middleware=[Middleware(counted)],
+    middleware=[Middleware(counted), Middleware(BodyLimit)],
 )

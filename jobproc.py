@@ -291,8 +291,8 @@ def handle(engine, request, idle_dir):
 
 def run_job(engine, request):
     job = request["job"]
-    os.chdir(job["workdir"])
     try:
+        os.chdir(job["workdir"])
         with redirected_output(LOG_NAME), memory_limit(request.get("memory_limit_mb")):
             reply = engine.execute(job)
     except MemoryError:

@@ -321,36 +321,26 @@ def run_job(pool, job_id, worker_id):
     if row is None or row["job_status"] != "pending":
         return None
     process = pool.acquire()
-    started = time.monotonic()
-    if not store.set_status(
-        job_id, "running", ("pending",), started_at=time.time(), worker=worker_id, pid=process.pid
-    ):
-        pool.release(process)  # cancelled or deleted while it waited for a process
-        return None
-    logger.info("job %s running: user %s, %s", job_id, row["user_id"], row["discipline_class_name"])
-    job = decoded_job(row)
-    Path(job["workdir"]).mkdir(parents=True, exist_ok=True)
-    deadline = started + row["timeout"] if row["timeout"] else None
-
-    def cancelled():
-        return "cancelled" if store.cancel_requested(job_id) else None
-
-    message = {"op": "execute", "job": job, "memory_limit_mb": settings.JOB_MEMORY_LIMIT_MB}
+    healthy, started = False, time.monotonic()
     try:
-        reply = process.ask(message, deadline=deadline, should_stop=cancelled)
-    except ProcessGone as gone:
-        pool.release(process, healthy=False)
-        reply = {"job_status": "failed", "error": gone.reason, "traceback": _gone_text(gone, row)}
-    except Exception:
-        # A fault of ours (the store, the pipe): the job must still end, and say why.
-        logger.exception("job %s: runner error", job_id)
-        pool.release(process, healthy=False)
-        reply = {"job_status": "failed", "error": "internal", "traceback": traceback.format_exc()}
-    else:
-        pool.release(process, healthy=reply.get("error") != "memory")
-    reply.pop("ok", None)
+        if not store.set_status(
+            job_id, "running", ("pending",), started_at=time.time(), worker=worker_id, pid=process.pid
+        ):
+            healthy = True
+            return None  # cancelled or deleted while it waited for a process
+        logger.info("job %s running: user %s, %s", job_id, row["user_id"], row["discipline_class_name"])
+        reply, healthy = _execute(process, job_id, row)
+    finally:
+        pool.release(process, healthy=healthy)
     status = reply.pop("job_status")
-    store.set_status(job_id, status, ("running",), ended_at=time.time(), **reply)
+    try:
+        store.set_status(job_id, status, ("running",), ended_at=time.time(), **reply)
+    except Exception as error:  # e.g. outputs too big for the store: the job must still end
+        logger.exception("job %s: its result could not be stored", job_id)
+        status = "failed"
+        text = f"The result could not be stored: {type(error).__name__}: {error}"
+        store.set_status(job_id, status, ("running",), ended_at=time.time(), error="internal", traceback=text)
+        reply = {"error": "internal"}
     logger.info(
         "job %s %s: user %s, %s, %.3f s%s",
         job_id,
@@ -361,6 +351,29 @@ def run_job(pool, job_id, worker_id):
         f", error {reply['error']}" if reply.get("error") else "",
     )
     return status
+
+
+def _execute(process, job_id, row):
+    """Run the job in the process; return (fields for the store, whether the process is reusable)."""
+    job = decoded_job(row)
+    deadline = time.monotonic() + row["timeout"] if row["timeout"] else None
+
+    def cancelled():
+        return "cancelled" if store.cancel_requested(job_id) else None
+
+    message = {"op": "execute", "job": job, "memory_limit_mb": settings.JOB_MEMORY_LIMIT_MB}
+    try:
+        Path(job["workdir"]).mkdir(parents=True, exist_ok=True)
+        reply = process.ask(message, deadline=deadline, should_stop=cancelled)
+    except ProcessGone as gone:
+        return {"job_status": "failed", "error": gone.reason, "traceback": _gone_text(gone, row)}, False
+    except Exception:
+        # A fault of ours (the store, the pipe, the folder): the job must still end, and say why.
+        logger.exception("job %s: runner error", job_id)
+        return {"job_status": "failed", "error": "internal", "traceback": traceback.format_exc()}, False
+    if not reply.pop("ok", False):
+        return {"job_status": "failed", "error": "internal", "traceback": reply.get("detail", "")}, False
+    return reply, reply.get("error") != "memory"
 
 
 def _gone_text(gone, row):
@@ -408,7 +421,7 @@ def fail_lost_jobs(requeue=None):
     host = socket.gethostname()
     stale_before = time.time() - settings.HEARTBEAT_TIMEOUT
     lost = 0
-    for job_id, owner, beat_at, attempts, mode in store.running_jobs():
+    for job_id, owner, beat_at, attempts, mode, status in store.owned_jobs():
         parts = owner.split(":")
         here = len(parts) == 4 and parts[1] == host
         dead_here = here and not _pid_alive(int(parts[2]))
@@ -421,6 +434,7 @@ def fail_lost_jobs(requeue=None):
             and requeue is not None
             and mode == "asynchronous"
             and attempts == 0
+            and status == "running"
             and store.set_status(job_id, "pending", ("running",), attempts=1, started_at=None)
         ):
             logger.warning("job %s pending: queued again after its worker %s vanished", job_id, owner)
@@ -428,7 +442,7 @@ def fail_lost_jobs(requeue=None):
             continue
         text = f"The process running this job ({owner or 'unknown'}) stopped before the job ended."
         if store.set_status(
-            job_id, "failed", ("running",), ended_at=time.time(), error="lost", traceback=text
+            job_id, "failed", (status,), ended_at=time.time(), error="lost", traceback=text
         ):
             lost += 1
             logger.warning("job %s failed: lost (owner %s)", job_id, owner)

@@ -185,6 +185,11 @@ def test_rejected_input_is_a_failed_job(alice):
         ('{"input_files": ["x"]}', 422, "input_files"),
         ('{"differentiated_inputs": [1]}', 422, "differentiated_inputs"),
         ('{"timeout": -1}', 422, "timeout"),
+        ('{"timeout": NaN}', 422, "timeout"),
+        ('{"timeout": 1e999}', 422, "timeout"),
+        ('{"input_data": {"x_1": [Infinity]}}', 422, "input_data"),
+        ('{"input_files": [{"id": {"a": 1}}]}', 422, "input_files"),
+        ('{"input_files": [{"id": 100000000000000000000}]}', 422, "input_files"),
     ],
 )
 def test_malformed_execute_requests(alice, body, status, words):
@@ -213,11 +218,19 @@ def test_job_list_is_paged_newest_first(alice):
     failed = alice.get("/v1/job?status=failed").json()
     assert all(job["job_status"] == "failed" for job in failed)
     assert alice.get("/v1/job?limit=0").status_code == 422
+    assert alice.get("/v1/job?offset=99999999999999999999").status_code == 422
     assert alice.get("/v1/job?status=weird").status_code == 422
 
 
 def test_unknown_job_is_404(alice):
-    for path in ("/v1/job/999999", "/v1/job/abc", "/v1/job/999999/files", "/v1/job/999999/log"):
+    for path in (
+        "/v1/job/999999",
+        "/v1/job/abc",
+        "/v1/job/99999999999999999999",
+        "/v1/job/-1",
+        "/v1/job/999999/files",
+        "/v1/job/999999/log",
+    ):
         response = alice.get(path)
         assert response.status_code == 404, path
         assert response.json()["detail"]
@@ -297,6 +310,20 @@ def test_bad_uploads(alice):
         "/v1/file/upload", files={"files": ("..", b"a")}, data={"chunk_number": 0}
     )
     assert response.status_code == 400
+    response = alice.post(
+        "/v1/file/upload",
+        files={"files": ("x.bin", b"a")},
+        data={"chunk_number": 0, "total_chunks": 10**20},
+    )
+    assert response.status_code == 422
+
+
+def test_long_utf8_file_name_is_cut_to_255_bytes(alice):
+    record = upload(alice, b"data", "é" * 200 + ".txt")
+    assert len(record["filename"].encode()) <= 255
+    job = alice.run("WriteTag", input_files=[record])
+    assert job["job_status"] == "finished", job["traceback"]
+    assert record["filename"] in alice.get(f"/v1/job/{job['id']}/files").json()
 
 
 def test_upload_names_are_reduced_to_a_base_name(alice, live):

@@ -42,5 +42,9 @@ def test_body_size_limit(fresh_service):
         "/v1/file/upload", files={"files": ("big.bin", b"x" * 20000)}, data={"chunk_number": 0}
     )
     assert response.status_code == 413
+    # A body sent in chunks, with no length announced, is counted as it comes.
+    chunks = (b'{"input_data": {"x_1": [' + b"1.0, " * 4000 + b'1.0]}}' for _ in range(1))
+    response = alice.post("/v1/discipline/Sellar1/execute", data=chunks, headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
     assert alice.get("/v1/job").headers["X-Total-Count"] == "0"
     assert alice.run("Sellar1")["job_status"] == "finished"

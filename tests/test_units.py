@@ -76,6 +76,18 @@ def test_secret_key_is_created_once_private_and_reused(tmp_path):
     assert python(code, {**env, "GEMSEO_HTTP_SECRET_KEY": "from-env"}).strip() == "from-env"
 
 
+def test_an_empty_or_short_key_file_is_refused(tmp_path):
+    (tmp_path / "secret_key").write_text("")
+    result = subprocess.run(
+        [sys.executable, "-c", "import auth; auth.secret_key()"],
+        cwd=CODE,
+        env={"PATH": os.environ["PATH"], "GEMSEO_HTTP_ROOT_PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0 and "shorter than 32" in result.stderr
+
+
 @pytest.fixture
 def auth_module(tmp_path, monkeypatch):
     import auth
