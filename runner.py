@@ -317,9 +317,11 @@ def describe_exit(returncode):
 
 def run_job(pool, job_id, worker_id):
     """Run a pending job to its end in a warm process; return its final status or None."""
-    row = store.get_job(job_id)
-    if row is None or row["job_status"] != "pending":
+    # Claim the job first: if this process dies before the job runs, the sweep of lost jobs
+    # finds it by its owner (Huey has already taken its task off the queue).
+    if not store.set_status(job_id, "pending", ("pending",), worker=worker_id):
         return None
+    row = store.get_job(job_id)
     process = pool.acquire()
     healthy, started = False, time.monotonic()
     try:
@@ -416,7 +418,7 @@ def fail_lost_jobs(requeue=None):
     """End as `lost` the running jobs whose owner died here or stopped beating anywhere.
 
     With REQUEUE_LOST_JOBS, an asynchronous job is instead queued again through requeue(id),
-    once.
+    once. An asynchronous job its dead worker had claimed but not started is always queued again.
     """
     host = socket.gethostname()
     stale_before = time.time() - settings.HEARTBEAT_TIMEOUT
@@ -429,6 +431,12 @@ def fail_lost_jobs(requeue=None):
             continue
         if here:
             kill_leftovers(owner)
+        if status == "pending" and mode == "asynchronous" and requeue is not None:
+            # Claimed by a worker that died before starting it: it never ran, queue it again.
+            if store.set_status(job_id, "pending", ("pending",), worker=""):
+                logger.warning("job %s pending: queued again, its worker %s vanished", job_id, owner)
+                requeue(job_id)
+            continue
         if (
             settings.REQUEUE_LOST_JOBS
             and requeue is not None

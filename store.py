@@ -401,10 +401,9 @@ def forget(owner_id):
 
 def owned_jobs():
     """Return (job id, owner id, owner's last beat or None, attempts, mode, status) of the jobs
-    that a process holds: running ones, and synchronous ones its web app has not started yet."""
+    that a process holds: running ones, and pending ones a process has claimed."""
     return connect().execute(
         "SELECT jobs.id, jobs.worker, workers.beat_at, jobs.attempts, jobs.execution_mode,"
         " jobs.job_status FROM jobs LEFT JOIN workers ON workers.id = jobs.worker"
-        " WHERE jobs.job_status = 'running'"
-        " OR (jobs.job_status = 'pending' AND jobs.execution_mode = 'synchronous')"
+        " WHERE jobs.job_status = 'running' OR (jobs.job_status = 'pending' AND jobs.worker != '')"
     ).fetchall()

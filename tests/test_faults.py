@@ -2,7 +2,9 @@
 
 import os
 import signal
+import socket
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -254,3 +256,24 @@ def test_no_job_process_left_after_stop(fresh_service):
             leftovers.append(entry.name)
     assert not leftovers
     assert os.path.exists(service.root / "database" / "gaas.db")
+
+
+def test_job_claimed_by_a_worker_that_died_runs_again(fresh_service):
+    """A worker that took the task off the queue and died before starting the job."""
+    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, worker=False)
+    alice = service.api("alice", "alice-pw")
+    job = alice.run("WriteTag", "asynchronous", input_data={"tag": [11]})
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    queue = sqlite3.connect(service.root / "database" / "huey.db", isolation_level=None)
+    queue.execute("DELETE FROM task")  # the dead worker had dequeued it
+    queue.close()
+    db = sqlite3.connect(service.root / "database" / "gaas.db", isolation_level=None)
+    db.execute(
+        "UPDATE jobs SET worker = ? WHERE id = ?",
+        (f"worker:{socket.gethostname()}:{dead.pid}:gone", job["id"]),
+    )
+    db.close()
+    service.start_worker()
+    ended = alice.wait(job["id"], timeout=120)
+    assert ended["job_status"] == "finished" and ended["output_data"] == {"echo": [11.0]}
