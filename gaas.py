@@ -355,7 +355,7 @@ def submit(user_id, fields, files, mode):
     fields["input_files"] = json.dumps([store.file_entry(row) for row in sources])
     job_id = store.create_job(fields)
     try:
-        workdir = Path(store.get_job(job_id)["workdir"])
+        workdir = store.job_directory(user_id, job_id)
         workdir.mkdir(parents=True, exist_ok=True)
         for row in sources:
             shutil.copyfile(settings.FILE_DIRECTORY / row["unique_filename"], workdir / row["filename"])

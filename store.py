@@ -290,16 +290,6 @@ def cancel_requested(job_id):
     return row is None or bool(row[0])
 
 
-def ended_among(job_ids):
-    """Return the subset of job ids that have ended."""
-    marks = ", ".join("?" * len(job_ids))
-    rows = connect().execute(
-        f"SELECT id FROM jobs WHERE id IN ({marks}) AND job_status IN ('finished', 'failed')",
-        tuple(job_ids),
-    )
-    return {row[0] for row in rows}
-
-
 def job_entry(row):
     """Return a job row as the JSON-ready dict of the wire contract, without data fields."""
     job = {key: row[key] for key in row.keys() if key not in DATA_FIELDS}
