@@ -93,7 +93,12 @@ def test_filter_and_open_a_job_with_a_plot_and_download(browser, live, alice):
     wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, f"tr[data-job='{job['id']}']")))
     statuses = {cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#jobs .status")}
     assert statuses == {"finished"}
-    browser.find_element(By.CSS_SELECTOR, f"tr[data-job='{job['id']}'] a").click()
+    # The table refreshes every second by patching rows: the row a user is about to click stays the same node.
+    row = f"tr[data-job='{job['id']}']"
+    browser.execute_script(f"document.querySelector(\"{row}\").kept = true")
+    time.sleep(2.5)
+    assert browser.execute_script(f"return document.querySelector(\"{row}\").kept") is True
+    browser.find_element(By.CSS_SELECTOR, f"{row} a").click()
     plot = wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, "#outputs svg.plot polyline")))
     assert len(plot.get_attribute("points").split()) == 80
     assert "80 values" in browser.find_element(By.ID, "outputs").text

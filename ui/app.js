@@ -95,15 +95,15 @@ async function jobsView(params) {
   show(el("h1", {}, "Jobs"), el("div", { class: "row" }, el("label", {}, "Status"), filter),
     el("table", { id: "jobs" }, el("thead", {}, el("tr", {}, ...["Id", "Discipline", "Status", "Created", "Duration", "Error"].map((h) => el("th", {}, h)))), body),
     el("div", { class: "pager" }, previous, next, info));
+  const rows = new Map(); // job id -> row: rows are patched, not rebuilt, so a click never hits a replaced node
   while (mine === generation) {
     try {
       const query = `limit=${PAGE}&offset=${offset}` + (status ? `&status=${status}` : "");
       const { body: jobs, response } = await apiJson("/v1/job?" + query);
       const total = Number(response.headers.get("X-Total-Count"));
       if (mine !== generation) return;
-      body.replaceChildren(...jobs.map((job) => el("tr", { class: "clickable", "data-job": job.id, onclick: () => { location.hash = "#/job/" + job.id; } },
-        el("td", {}, el("a", { href: "#/job/" + job.id }, "#" + job.id)), el("td", {}, job.discipline_class_name + (job.name ? ` (${job.name})` : "")),
-        el("td", {}, badge(job.job_status)), el("td", {}, when(job.created_at)), el("td", {}, duration(job)), el("td", { class: "error" }, job.error))));
+      const fresh = jobs.map((job) => jobRow(rows, job));
+      if (fresh.length !== body.children.length || fresh.some((row, i) => body.children[i] !== row)) body.replaceChildren(...fresh);
       info.textContent = total ? `${offset + 1}–${offset + jobs.length} of ${total}` : "No jobs yet: run one from Disciplines.";
       previous.disabled = offset === 0;
       next.disabled = offset + jobs.length >= total;
@@ -111,6 +111,24 @@ async function jobsView(params) {
     await sleep(1000);
   }
 }
+
+function jobRow(rows, job) {
+  let row = rows.get(job.id);
+  if (!row) {
+    row = el("tr", { class: "clickable", "data-job": job.id, onclick: () => { location.hash = "#/job/" + job.id; } },
+      el("td", {}, el("a", { href: "#/job/" + job.id }, "#" + job.id)), el("td"), el("td"), el("td"), el("td"), el("td", { class: "error" }));
+    rows.set(job.id, row);
+  }
+  const [, discipline, status, created, took, error] = row.children;
+  setText(discipline, job.discipline_class_name + (job.name ? ` (${job.name})` : ""));
+  if (status.dataset.status !== job.job_status) { status.dataset.status = job.job_status; status.replaceChildren(badge(job.job_status)); }
+  setText(created, when(job.created_at));
+  setText(took, duration(job));
+  setText(error, job.error || "");
+  return row;
+}
+
+function setText(node, text) { if (node.textContent !== text) node.textContent = text; }
 
 // One job
 
@@ -173,16 +191,18 @@ async function jobView(id) {
   const mine = generation;
   let job;
   try { job = (await apiJson("/v1/job/" + id)).body; } catch (error) { show(el("p", { class: "error" }, error.message)); return; }
+  // Built once: a re-render after a long poll must not replace the buttons under the user's pointer.
+  const cancel = el("button", { class: "secondary", id: "cancel", onclick: async () => {
+    try { await apiJson(`/v1/job/${id}/cancel`, { method: "POST" }); } catch (error) { alert(error.message); }
+  } }, "Cancel");
+  const actions = el("div", { class: "row" }, cancel,
+    el("button", { class: "danger", id: "delete", onclick: async () => {
+      if (!confirm(`Delete job #${id} and its files?`)) return;
+      await apiJson("/v1/job/" + id, { method: "DELETE" }); location.hash = "#/jobs";
+    } }, "Delete"));
   for (;;) {
     const ended = job.job_status === "finished" || job.job_status === "failed";
-    const actions = el("div", { class: "row" },
-      el("button", { class: "secondary", id: "cancel", disabled: ended ? "" : null, onclick: async () => {
-        try { await apiJson(`/v1/job/${id}/cancel`, { method: "POST" }); } catch (error) { alert(error.message); }
-      } }, "Cancel"),
-      el("button", { class: "danger", id: "delete", onclick: async () => {
-        if (!confirm(`Delete job #${id} and its files?`)) return;
-        await apiJson("/v1/job/" + id, { method: "DELETE" }); location.hash = "#/jobs";
-      } }, "Delete"));
+    cancel.disabled = ended;
     const summary = el("table", { id: "summary" }, el("tbody", {},
       ...[["Status", badge(job.job_status)], ["Discipline", job.discipline_class_name], ["Mode", job.execution_mode + ", " + job.job_type],
         ["Created", when(job.created_at)], ["Started", when(job.started_at)], ["Ended", when(job.ended_at)], ["Duration", duration(job)],
