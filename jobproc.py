@@ -19,7 +19,10 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Mapping
 from multiprocessing.connection import Connection
+
+import orjson
 
 LOG_NAME = "gaas-job.log"
 REUSE = os.environ.get("GAAS_REUSE_DISCIPLINES", "1") == "1"
@@ -101,9 +104,13 @@ class Engine:
         if not isinstance(options, dict):
             raise ClientError(422, "discipline_options must be an object.")
         try:
-            return self.gemseo.create_discipline(name, **options)
+            discipline = self.gemseo.create_discipline(name, **options)
         except Exception as error:  # any constructor error is a bad option from the client
             raise ClientError(400, f"Invalid discipline_options for {name}: {error}") from None
+        for grammar in (discipline.io.input_grammar, discipline.io.output_grammar):
+            if type(grammar).__name__ == "JSONGrammar":
+                grammar.validate = ShortArrayValidation(grammar.validate, grammar)
+        return discipline
 
     def describe(self, name, options):
         discipline = self.create(name, options)
@@ -134,7 +141,7 @@ class Engine:
         """Run a job in the current directory; return the reply fields for the store."""
         discipline = self.instance(job)
         defaults = discipline.io.input_grammar.defaults
-        given = json.loads(job["input_data"])
+        given = orjson.loads(job["input_data"])
         unknown = sorted(set(given) - set(discipline.io.input_grammar.names))
         if unknown:
             raise ValueError(f"Unknown input names for {discipline.name}: {', '.join(unknown)}.")
@@ -149,8 +156,8 @@ class Engine:
         }
         outputs = {name: data[name] for name in discipline.io.output_grammar.names if name in data}
         reply = {
-            "input_data": join_objects(job["input_data"], dumps(to_json_values(defaults_used))),
-            "output_data": dumps(to_json_values(outputs)),
+            "input_data": join_objects(job["input_data"], dumps(defaults_used)),
+            "output_data": dumps(outputs),
         }
         if job["job_type"] == "execute_and_linearize":
             discipline.linearization_mode = job["linearization_mode"]
@@ -163,18 +170,59 @@ class Engine:
             if not (job["differentiated_inputs"] or job["differentiated_outputs"]):
                 options.setdefault("compute_all_jacobians", True)
             jacobian = discipline.linearize(input_data, **options)
-            reply["jacobian_data"] = dumps(
-                {out: to_json_values(block) for out, block in jacobian.items()}
-            )
+            reply["jacobian_data"] = dumps(jacobian)
         return reply
+
+
+class ShortArrayValidation:
+    """A grammar's validate(), checking a big 1-D number array by its first element when the
+    schema of that name is exactly "an array of numbers", and skipping a big array it does not list.
+
+    For such an array the answer is the same (every element of an int, float or complex array is
+    a number once GEMSEO casts it), GEMSEO's messages are unchanged, and the JSON-schema check of
+    a million elements (0.4 s per direction) is gone.
+    """
+
+    BIG = 1000
+
+    def __init__(self, validate, grammar):
+        self.validate, self.grammar = validate, grammar
+
+    def __call__(self, data, *args, **kwargs):
+        big = [name for name, value in data.items() if getattr(value, "size", 0) >= self.BIG]
+        if big:
+            schema = self.grammar.schema
+            properties = schema.get("properties", {})
+            # A name the schema does not list is not checked at all (the output grammar sees
+            # the inputs too), unless the schema constrains extra names.
+            unchecked = not ({"additionalProperties", "patternProperties"} & schema.keys())
+            short = dict(data)
+            for name in big:
+                value = data[name]
+                if name not in properties:
+                    plain = unchecked and hasattr(value, "ndim")
+                else:
+                    plain = properties[name] == {"type": "array", "items": {"type": "number"}}
+                    plain = plain and getattr(value, "ndim", 0) == 1 and value.dtype.kind in "fiuc"
+                if plain:
+                    short[name] = value[:1]
+            data = short
+        return self.validate(data, *args, **kwargs)
 
 
 def to_array(value, default):
     """Turn a JSON value into what GEMSEO expects: arrays for numbers, as the defaults are."""
     import numpy
 
-    if isinstance(value, list) and not any(isinstance(item, str) for item in value):
-        return numpy.array(value)
+    if isinstance(value, list):
+        # numpy first: a Python scan for strings cost 45 ms on a million numbers.
+        try:
+            array = numpy.array(value)
+        except ValueError:  # ragged
+            if any(isinstance(item, str) for item in value):
+                return value
+            raise
+        return value if array.dtype.kind in "US" else array
     if isinstance(value, (int, float)) and isinstance(default, numpy.ndarray):
         return numpy.array([value])
     return value
@@ -182,22 +230,25 @@ def to_array(value, default):
 
 def to_json_values(data):
     """Turn GEMSEO data (arrays, sparse matrices, numpy scalars) into JSON values."""
+    plain = (str, int, float, bool, list, dict, type(None))
+    return {name: value if isinstance(value, plain) else to_json_value(value) for name, value in data.items()}
+
+
+def to_json_value(value):
+    """A JSON value for what neither json nor orjson writes as it is."""
     import numpy
 
-    converted = {}
-    for name, value in data.items():
-        if hasattr(value, "toarray"):
-            value = value.toarray()
-        if isinstance(value, numpy.ndarray):
-            value = numpy.real(value).tolist()
-        elif isinstance(value, numpy.generic):
-            value = numpy.real(value).item()
-        elif isinstance(value, complex):
-            value = value.real
-        elif not isinstance(value, (str, int, float, bool, list, dict, type(None))):
-            value = str(value)
-        converted[name] = value
-    return converted
+    if hasattr(value, "toarray"):  # sparse matrices
+        value = value.toarray()
+    if isinstance(value, numpy.ndarray):
+        return numpy.real(value).tolist()
+    if isinstance(value, numpy.generic):
+        return numpy.real(value).item()
+    if isinstance(value, complex):
+        return value.real
+    if isinstance(value, Mapping):
+        return dict(value)
+    return str(value)
 
 
 def join_objects(first, second):
@@ -210,11 +261,13 @@ def join_objects(first, second):
 
 
 def dumps(value):
-    # NaN and infinities are not JSON: they become null rather than break every client.
+    """JSON text of GEMSEO data. orjson writes number arrays itself, twenty times faster than
+    json on lists; NaN and infinities become null, as they are not JSON."""
     try:
-        return json.dumps(value, allow_nan=False)
-    except ValueError:
-        return json.dumps(_nan_to_none(value))
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY, default=to_json_value).decode()
+    except TypeError:  # an integer beyond 64 bits: the standard library writes those
+        plain = json.loads(json.dumps(value, default=to_json_value))
+        return json.dumps(_nan_to_none(plain))
 
 
 def _nan_to_none(value):

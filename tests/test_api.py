@@ -185,9 +185,10 @@ def test_rejected_input_is_a_failed_job(alice):
         ('{"input_files": ["x"]}', 422, "input_files"),
         ('{"differentiated_inputs": [1]}', 422, "differentiated_inputs"),
         ('{"timeout": -1}', 422, "timeout"),
-        ('{"timeout": NaN}', 422, "timeout"),
-        ('{"timeout": 1e999}', 422, "timeout"),
-        ('{"input_data": {"x_1": [Infinity]}}', 422, "input_data"),
+        # NaN and infinities are not JSON: refused where they stand.
+        ('{"timeout": NaN}', 400, "line 1 column 13"),
+        ('{"timeout": 1e999}', 400, "line 1 column 13"),
+        ('{"input_data": {"x_1": [Infinity]}}', 400, "line 1 column 25"),
         ('{"input_files": [{"id": {"a": 1}}]}', 422, "input_files"),
         ('{"input_files": [{"id": 100000000000000000000}]}', 422, "input_files"),
     ],

@@ -130,6 +130,8 @@ def test_retention_removes_exactly_what_it_should(live, alice):
     counted = db.execute("SELECT user_id, job_status, n FROM job_counts WHERE n != 0 ORDER BY 1, 2").fetchall()
     actual = db.execute("SELECT user_id, job_status, count(*) FROM jobs GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
     assert counted == actual
+    # The data of deleted jobs went with them.
+    assert db.execute("SELECT count(*) FROM job_data WHERE job_id NOT IN (SELECT id FROM jobs)").fetchone()[0] == 0
     assert (files / kept_by_job["unique_filename"]).exists()
     alice.post(f"/v1/job/{running_long_ago['id']}/cancel")
 
@@ -140,7 +142,9 @@ def test_backup_while_running(live, alice, tmp_path):
     assert "gaas.db" in out and "huey.db" in out
     copy = sqlite3.connect(tmp_path / "backup" / "gaas.db")
     assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    row = copy.execute("SELECT job_status, output_data FROM jobs WHERE id = ?", (job["id"],)).fetchone()
+    row = copy.execute(
+        "SELECT job_status, output_data FROM jobs JOIN job_data ON job_id = id WHERE id = ?", (job["id"],)
+    ).fetchone()
     assert row[0] == "finished" and json.loads(row[1]) == job["output_data"]
     live_count = sqlite3.connect(live.root / "database" / "gaas.db").execute("SELECT count(*) FROM jobs").fetchone()[0]
     assert copy.execute("SELECT count(*) FROM jobs").fetchone()[0] == live_count

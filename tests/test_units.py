@@ -178,3 +178,85 @@ def test_iso_timestamps():
     assert store.iso(0) == "1970-01-01T00:00:00.000Z"
     assert store.iso(None) is None
     assert store.iso(time.time()).endswith("Z")
+
+
+@pytest.fixture(scope="module")
+def jobproc():
+    import jobproc
+
+    return jobproc
+
+
+def test_short_array_validation_gives_gemseo_answers(jobproc):
+    import numpy
+    from gemseo.core.grammars.errors import InvalidDataError
+    from gemseo.core.grammars.json_grammar import JSONGrammar
+
+    grammar = JSONGrammar("g")
+    plain = {"type": "array", "items": {"type": "number"}}
+    grammar.update_from_data({"x": numpy.zeros(2)})
+    grammar.update_from_data({"bounded": numpy.zeros(2)})
+    schema = grammar.schema
+    assert schema["properties"]["x"] == plain
+    seen = []
+    checked = jobproc.ShortArrayValidation(lambda data: seen.append(data), grammar)
+    big = numpy.arange(5000.0)
+    checked({"x": big, "other": big, "small": numpy.zeros(3)})
+    assert seen[-1]["x"].tolist() == [0.0] and seen[-1]["other"].size == 1 and seen[-1]["small"].size == 3
+    # Arrays whose elements are not all numbers, or of more than one dimension, are checked whole.
+    for value in (numpy.ones(5000, dtype=bool), numpy.ones((2, 5000)), numpy.array(["a"] * 5000)):
+        checked({"x": value})
+        assert seen[-1]["x"] is value
+    # With the real validate: a valid big array passes, a wrong one fails as GEMSEO says.
+    grammar.validate = jobproc.ShortArrayValidation(grammar.validate, grammar)
+    grammar.validate({"x": big, "bounded": big})
+    with pytest.raises(InvalidDataError, match=r"data.x\[0\] must be number"):
+        grammar.validate({"x": numpy.ones(5000, dtype=bool), "bounded": big})
+    # A constrained schema is never shortened.
+    constrained = JSONGrammar("c")
+    constrained.update_from_schema({"type": "object", "properties": {"x": dict(plain, maxItems=10)}})
+    constrained.validate = jobproc.ShortArrayValidation(constrained.validate, constrained)
+    with pytest.raises(InvalidDataError, match="must contain less than or equal to 10 items"):
+        constrained.validate({"x": big})
+
+
+def test_job_data_json(jobproc):
+    import numpy
+    import scipy.sparse
+
+    data = {
+        "a": numpy.array([1.5, numpy.nan, numpy.inf]),
+        "t": numpy.arange(6.0).reshape(2, 3).T,
+        "c": numpy.array([1 + 2j]),
+        "s": scipy.sparse.eye(2, format="csr"),
+        "g": numpy.float64(2.5),
+        "name": "text",
+    }
+    assert json.loads(jobproc.dumps(data)) == {
+        "a": [1.5, None, None],
+        "t": [[0.0, 3.0], [1.0, 4.0], [2.0, 5.0]],
+        "c": [1.0],
+        "s": [[1.0, 0.0], [0.0, 1.0]],
+        "g": 2.5,
+        "name": "text",
+    }
+    assert json.loads(jobproc.dumps({"big": [2**70, float("nan")]})) == {"big": [2**70, None]}
+
+
+def test_a_store_with_data_in_the_jobs_table_is_moved_not_lost(tmp_path):
+    env = {"GEMSEO_HTTP_ROOT_PATH": str(tmp_path)}
+    old_layout = (
+        "import store; store.init(); conn = store.connect();"
+        "conn.execute('DROP TABLE job_data');"
+        "[conn.execute(f\"ALTER TABLE jobs ADD COLUMN {n} TEXT NOT NULL DEFAULT '{{}}'\") for n in store.DATA_FIELDS];"
+        "conn.execute(\"INSERT INTO jobs (user_id, discipline_class_name, job_type, job_status, execution_mode,"
+        " created_at, input_data, output_data) VALUES (1, 'Sellar1', 'execute', 'finished', 'synchronous', 0,"
+        " '{\\\"x\\\": [1.0]}', '{\\\"y\\\": [2.0]}')\")"
+    )
+    python(old_layout, env)
+    code = (
+        "import json, store; store.init(); store.init(); row = store.get_job(1);"
+        "print(json.dumps([row['input_data'], row['output_data'], row['jacobian_data'],"
+        " 'input_data' in {r[1] for r in store.connect().execute('PRAGMA table_info(jobs)')}]))"
+    )
+    assert json.loads(python(code, env)) == ['{"x": [1.0]}', '{"y": [2.0]}', "{}", False]
