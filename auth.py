@@ -98,6 +98,12 @@ def make_token(user_id, minutes=None):
 
 def read_token(token):
     """Return the user id of a valid, unexpired token, or None."""
+    claims = token_claims(token)
+    return None if claims is None else claims[0]
+
+
+def token_claims(token):
+    """Return (user id, expiry time) of a valid, unexpired token, or None."""
     try:
         signed, _, signature = token.encode("ascii").rpartition(b".")
         expected = _b64(hmac.new(secret_key(), signed, hashlib.sha256).digest())
@@ -107,6 +113,6 @@ def read_token(token):
         claims = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
         if claims["exp"] < time.time():
             return None
-        return int(claims["sub"])
+        return int(claims["sub"]), claims["exp"]
     except (ValueError, KeyError, IndexError, TypeError, UnicodeError):
         return None

@@ -319,9 +319,12 @@ def run_job(pool, job_id, worker_id):
     """Run a pending job to its end in a warm process; return its final status or None."""
     # Claim the job first: if this process dies before the job runs, the sweep of lost jobs
     # finds it by its owner (Huey has already taken its task off the queue).
-    if not store.set_status(job_id, "pending", ("pending",), worker=worker_id):
-        return None
+    # A synchronous job is recorded already claimed by its web app: no second write.
     row = store.get_job(job_id)
+    if row is None or row["job_status"] != "pending":
+        return None
+    if row["worker"] != worker_id and not store.set_status(job_id, "pending", ("pending",), worker=worker_id):
+        return None
     process = pool.acquire()
     healthy, started = False, time.monotonic()
     try:
@@ -330,7 +333,8 @@ def run_job(pool, job_id, worker_id):
         ):
             healthy = True
             return None  # cancelled or deleted while it waited for a process
-        logger.info("job %s running: user %s, %s", job_id, row["user_id"], row["discipline_class_name"])
+        if row["execution_mode"] == "asynchronous":
+            logger.info("job %s running: user %s, %s", job_id, row["user_id"], row["discipline_class_name"])
         reply, healthy = _execute(process, job_id, row)
     finally:
         pool.release(process, healthy=healthy)
@@ -365,7 +369,8 @@ def _execute(process, job_id, row):
 
     message = {"op": "execute", "job": job, "memory_limit_mb": settings.JOB_MEMORY_LIMIT_MB}
     try:
-        Path(job["workdir"]).mkdir(parents=True, exist_ok=True)
+        if not os.path.isdir(job["workdir"]):
+            Path(job["workdir"]).mkdir(parents=True, exist_ok=True)
         reply = process.ask(message, deadline=deadline, should_stop=cancelled)
     except ProcessGone as gone:
         return {"job_status": "failed", "error": gone.reason, "traceback": _gone_text(gone, row)}, False

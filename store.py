@@ -1,10 +1,11 @@
 """The SQLite store of users, jobs and uploaded files, shared by the web app and the worker."""
 
-import json
 import sqlite3
 import threading
 import time
 from datetime import datetime, timezone
+
+import orjson
 
 import settings
 
@@ -325,7 +326,7 @@ def job_entry(row):
     job = {key: row[key] for key in row.keys() if key not in DATA_FIELDS}
     for key in JSON_FIELDS:
         if key in job:
-            job[key] = json.loads(job[key])
+            job[key] = orjson.loads(job[key])
     for key in ("created_at", "started_at", "ended_at"):
         job[key] = iso(job[key])
     for key in ("worker", "pid", "cancel_requested", "attempts"):
@@ -336,9 +337,9 @@ def job_entry(row):
 
 def job_json(row):
     """Serialize a full job row, splicing the stored data fields in without parsing them."""
-    head = json.dumps(job_entry(row))[:-1]
+    head = orjson.dumps(job_entry(row))[:-1]
     data = "".join(f', "{key}": {row[key]}' for key in DATA_FIELDS)
-    return (head + data + "}").encode()
+    return head + data.encode() + b"}"
 
 
 # Uploaded files
