@@ -93,6 +93,7 @@ class State:
     descriptions = OrderedDict()
     users = {}
     tokens = {}
+    sync_slots = None
     upload_locks = {}
     openapi = None
     counter = None
@@ -320,7 +321,13 @@ async def execute(request):
         "input_data": strict_json(input_data, "input_data"),
     }
     files = body.get("input_files") or []
-    row = await run_in_threadpool(submit_and_run, user["id"], fields, files, mode)
+    if mode == "synchronous":
+        # As many synchronous runs in threads as there are warm processes: the others wait here,
+        # on the event loop, instead of crowding the GIL and the store's write lock.
+        async with State.sync_slots:
+            row = await run_in_threadpool(submit_and_run, user["id"], fields, files, mode)
+    else:
+        row = await run_in_threadpool(submit_and_run, user["id"], fields, files, mode)
     return Response(
         store.job_json(row),
         status_code=200 if mode == "synchronous" else 202,
@@ -781,9 +788,11 @@ async def housekeeping():
 async def lifespan(app):
     runner.setup_logging()
     await run_in_threadpool(store.init)
+    store.start_checkpoints()
     auth.secret_key()
     State.pool = runner.Pool(settings.SYNC_PROCESSES, "web", OWNER_ID)
     State.pool.start()
+    State.sync_slots = asyncio.Semaphore(settings.SYNC_PROCESSES)
     State.watcher = Watcher()
     task = asyncio.create_task(housekeeping())
     logger.info("gaas web app %s serving, root %s", OWNER_ID, settings.ROOT_PATH)

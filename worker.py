@@ -56,6 +56,7 @@ def pool():
             _pool = runner.Pool(0, "worker", WORKER_ID)
             _pool.start()
             threading.Thread(target=_heartbeat, name="heartbeat", daemon=True).start()
+            store.start_checkpoints()
         return _pool
 
 
