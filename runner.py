@@ -333,8 +333,7 @@ def run_job(pool, job_id, worker_id):
         ):
             healthy = True
             return None  # cancelled or deleted while it waited for a process
-        if row["execution_mode"] == "asynchronous":
-            logger.info("job %s running: user %s, %s", job_id, row["user_id"], row["discipline_class_name"])
+        logger.info("job %s running: user %s, %s", job_id, row["user_id"], row["discipline_class_name"])
         reply, healthy = _execute(process, job_id, row)
     finally:
         pool.release(process, healthy=healthy)

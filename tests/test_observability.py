@@ -91,3 +91,27 @@ def test_health(live, fresh_service):
     alone = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, worker=False)
     response = requests.get(alone.url + "/health", timeout=TIMEOUT)
     assert response.status_code == 503 and "worker" in response.json()["reason"]
+
+
+def test_one_log_line_per_job_state_change(live, alice):
+    import re
+    import time
+
+    sync = alice.run("Sellar1")
+    failing = alice.wait(alice.run("Failing", "asynchronous")["id"])
+    assert failing["job_status"] == "failed"
+    user = sync["user_id"]
+
+    def lines(job_id, name):
+        return re.findall(rf"INFO gaas: job {job_id} (\w+): (.*)", (live.logs / name).read_text())
+
+    deadline = time.monotonic() + 10
+    while len(lines(failing["id"], "worker.log")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    server = lines(sync["id"], "server.log")
+    assert [status for status, _ in server] == ["pending", "running", "finished"]
+    assert server[2][1].startswith(f"user {user}, Sellar1, ") and server[2][1].endswith(" s")
+    assert [status for status, _ in lines(failing["id"], "server.log")] == ["pending"]
+    worker = lines(failing["id"], "worker.log")
+    assert [status for status, _ in worker] == ["running", "failed"]
+    assert worker[1][1].startswith(f"user {user}, Failing, ") and worker[1][1].endswith(", error ValueError")
