@@ -94,6 +94,7 @@ class State:
     users = {}
     tokens = {}
     sync_slots = None
+    sign_in = None
     upload_locks = {}
     openapi = None
     counter = None
@@ -128,19 +129,54 @@ async def current_user(request):
     return cached[0]
 
 
+class SignInGuard:
+    """Slows password guessing: after FAILURES wrong passwords for one user name from one address
+    within WINDOW seconds, that pair gets 429 until the window has passed. Each check is 50 ms of
+    scrypt, so at most SLOTS run at once: a flood of sign-ins cannot take every thread."""
+
+    FAILURES, WINDOW, SLOTS = 10, 60.0, 2
+
+    def __init__(self):
+        self.failures = {}  # (address, user name) -> times of recent failures
+        self.slots = asyncio.Semaphore(self.SLOTS)
+
+    def wait_time(self, key):
+        now = time.monotonic()
+        recent = [moment for moment in self.failures.get(key, ()) if moment > now - self.WINDOW]
+        if recent:
+            self.failures[key] = recent
+        else:
+            self.failures.pop(key, None)
+        return recent[0] + self.WINDOW - now if len(recent) >= self.FAILURES else 0
+
+    def failed(self, key):
+        if len(self.failures) > 100_000:  # forget everyone rather than grow without bound
+            self.failures.clear()
+        self.failures.setdefault(key, []).append(time.monotonic())
+
+
 async def token(request):
     form = await request.form()
     username, password = form.get("username"), form.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise ApiError(422, "The form needs the fields 'username' and 'password'.")
+    key = (request.client.host if request.client else "", username)
+    wait = State.sign_in.wait_time(key)
+    if wait:
+        raise ApiError(
+            429, f"Too many failed sign-ins; try again in {math.ceil(wait)} s.", {"Retry-After": str(math.ceil(wait))}
+        )
 
     def check():
         user = store.user_by_name(username)
         return user if auth.check_login(password, user) else None
 
-    user = await run_in_threadpool(check)
+    async with State.sign_in.slots:
+        user = await run_in_threadpool(check)
     if user is None:
+        State.sign_in.failed(key)
         raise ApiError(401, "Incorrect username or password.", {"WWW-Authenticate": "Bearer"})
+    State.sign_in.failures.pop(key, None)
     return JSONResponse({"access_token": auth.make_token(user["id"]), "token_type": "bearer"})
 
 
@@ -791,6 +827,7 @@ async def lifespan(app):
     State.pool = runner.Pool(settings.SYNC_PROCESSES, "web", OWNER_ID)
     State.pool.start()
     State.sync_slots = asyncio.Semaphore(settings.SYNC_PROCESSES)
+    State.sign_in = SignInGuard()
     State.watcher = Watcher()
     task = asyncio.create_task(housekeeping())
     logger.info("gaas web app %s serving, root %s", OWNER_ID, settings.ROOT_PATH)

@@ -155,10 +155,9 @@ class Engine:
             if name in data and name not in given
         }
         outputs = {name: data[name] for name in discipline.io.output_grammar.names if name in data}
-        reply = {
-            "input_data": join_objects(job["input_data"], dumps(defaults_used)),
-            "output_data": dumps(outputs),
-        }
+        reply = {"output_data": dumps(outputs)}
+        if defaults_used:  # else the stored inputs are already right: not sent back, not rewritten
+            reply["input_data"] = join_objects(job["input_data"], dumps(defaults_used))
         if job["job_type"] == "execute_and_linearize":
             discipline.linearization_mode = job["linearization_mode"]
             if job["differentiated_inputs"]:

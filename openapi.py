@@ -121,6 +121,7 @@ def errors(*codes):
         409: "Conflict with the current state.",
         413: "The body is larger than GEMSEO_HTTP_MAX_BODY_MB.",
         422: "A field or query parameter of the wrong type; the detail names it.",
+        429: "Too many failed sign-ins for this user name from this address; see Retry-After.",
         503: "The queue could not take the job.",
     }
     return {str(code): answer(texts[code], ERROR) for code in codes}
@@ -167,7 +168,7 @@ OPERATIONS = {
                 }
             },
         },
-        "responses": {"200": answer("The token.", ref("Token")), **errors(401, 422)},
+        "responses": {"200": answer("The token.", ref("Token")), **errors(401, 422, 429)},
     },
     ("GET", "/health"): {
         "summary": "Health: the store and the queue answer and a worker beat its heart recently.",

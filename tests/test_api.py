@@ -21,6 +21,22 @@ def test_token_and_me(live, alice):
     assert unknown.status_code == 401
 
 
+def test_password_guessing_is_throttled_per_user_name(live, alice):
+    live.add_user("guessed", "right-pw")
+
+    def sign_in(name, password):
+        return requests.post(live.url + "/token", data={"username": name, "password": password}, timeout=TIMEOUT)
+
+    assert sign_in("guessed", "wrong").status_code == 401
+    assert sign_in("guessed", "right-pw").status_code == 200  # a success forgets the failures
+    for _ in range(10):
+        assert sign_in("guessed", "wrong").status_code == 401
+    refused = sign_in("guessed", "right-pw")  # even the right password, until the window passes
+    assert refused.status_code == 429
+    assert "try again" in refused.json()["detail"] and 0 < int(refused.headers["Retry-After"]) <= 60
+    assert sign_in("alice", "alice-pw").status_code == 200  # other user names are not affected
+
+
 @pytest.mark.parametrize("header", [None, "Bearer nonsense", "Bearer a.b.c", "Basic abc"])
 def test_routes_need_a_valid_token(live, header):
     headers = {"Authorization": header} if header else {}
