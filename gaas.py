@@ -107,14 +107,16 @@ async def current_user(request):
     """Return the caller's user row from the bearer token, or raise 401."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    # Tokens already checked skip the HMAC and the decoding; their expiry is still checked.
-    claims = State.tokens.get(token) if scheme.lower() == "bearer" else None
-    if claims is None:
-        claims = auth.token_claims(token.strip()) if scheme.lower() == "bearer" else None
-        if claims is not None:
-            if len(State.tokens) >= 10_000:
-                State.tokens.clear()
-            State.tokens[token] = claims
+    claims = None
+    if scheme.lower() == "bearer":
+        # Tokens already checked skip the HMAC and the decoding; their expiry is still checked.
+        claims = State.tokens.get(token)
+        if claims is None:
+            claims = auth.token_claims(token.strip())
+            if claims is not None:
+                if len(State.tokens) >= 10_000:
+                    State.tokens.clear()
+                State.tokens[token] = claims
     user_id = claims[0] if claims is not None and claims[1] >= time.time() else None
     if user_id is None:
         raise ApiError(401, "Not authenticated.", {"WWW-Authenticate": "Bearer"})
@@ -357,12 +359,10 @@ async def execute(request):
         "input_data": strict_json(input_data, "input_data"),
     }
     files = body.get("input_files") or []
-    if mode == "synchronous":
-        # As many synchronous runs in threads as there are warm processes: the others wait here,
-        # on the event loop, instead of crowding the GIL and the store's write lock.
-        async with State.sync_slots:
-            row = await run_in_threadpool(submit_and_run, user["id"], fields, files, mode)
-    else:
+    # As many synchronous runs in threads as there are warm processes: the others wait here, on
+    # the event loop, instead of crowding the GIL and the store's write lock.
+    slot = State.sync_slots if mode == "synchronous" else contextlib.nullcontext()
+    async with slot:
         row = await run_in_threadpool(submit_and_run, user["id"], fields, files, mode)
     return Response(
         store.job_json(row),
