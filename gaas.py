@@ -156,6 +156,9 @@ class SignInGuard:
             self.failures.clear()
         self.failures.setdefault(key, []).append(time.monotonic())
 
+    def succeeded(self, key):
+        self.failures.pop(key, None)
+
 
 async def token(request):
     form = await request.form()
@@ -163,11 +166,9 @@ async def token(request):
     if not isinstance(username, str) or not isinstance(password, str):
         raise ApiError(422, "The form needs the fields 'username' and 'password'.")
     key = (request.client.host if request.client else "", username)
-    wait = State.sign_in.wait_time(key)
+    wait = math.ceil(State.sign_in.wait_time(key))
     if wait:
-        raise ApiError(
-            429, f"Too many failed sign-ins; try again in {math.ceil(wait)} s.", {"Retry-After": str(math.ceil(wait))}
-        )
+        raise ApiError(429, f"Too many failed sign-ins; try again in {wait} s.", {"Retry-After": str(wait)})
 
     def check():
         user = store.user_by_name(username)
@@ -178,7 +179,7 @@ async def token(request):
     if user is None:
         State.sign_in.failed(key)
         raise ApiError(401, "Incorrect username or password.", {"WWW-Authenticate": "Bearer"})
-    State.sign_in.failures.pop(key, None)
+    State.sign_in.succeeded(key)
     return JSONResponse({"access_token": auth.make_token(user["id"]), "token_type": "bearer"})
 
 
@@ -208,14 +209,18 @@ class BodyLimit:
             if seen == 0:
                 declared = dict(scope["headers"]).get(b"content-length", b"0")
                 if not declared.isdigit() or int(declared) > limit:
-                    raise ApiError(413, f"The request body is larger than {settings.MAX_BODY_MB:g} MiB.")
+                    raise self.too_big()
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise ApiError(413, f"The request body is larger than {settings.MAX_BODY_MB:g} MiB.")
+                raise self.too_big()
             return message
 
         await self.app(scope, limited, send)
+
+    @staticmethod
+    def too_big():
+        return ApiError(413, f"The request body is larger than {settings.MAX_BODY_MB:g} MiB.")
 
 
 async def json_body(request, required=False):
