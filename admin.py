@@ -2,12 +2,23 @@
 
 import argparse
 import getpass
+import math
+import os
+import re
+import shutil
 import sqlite3
 import sys
+from pathlib import Path
 
 import auth
+import jobs
 import retention
+import settings
 import store
+
+# Letters, digits and . _ @ -: a name that prints, quotes and logs unambiguously.
+USER_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+BACKUP_FILES = ("gaas.db", "huey.db", "secret_key")
 
 
 def read_password(args):
@@ -24,6 +35,10 @@ def read_password(args):
 
 
 def create_user(args):
+    if not USER_NAME.fullmatch(args.name):
+        raise SystemExit(
+            f"error: {args.name!r} is not a usable user name: 1 to 64 letters, digits or . _ @ -"
+        )
     password = read_password(args)
     try:
         user_id = store.add_user(args.name, auth.hash_password(password))
@@ -36,13 +51,18 @@ def set_password(args):
     if store.user_by_name(args.name) is None:
         raise SystemExit(f"error: no user {args.name!r}")
     store.set_password(args.name, auth.hash_password(read_password(args)))
-    print(f"password of {args.name!r} changed")
+    print(f"password of {args.name!r} changed; the sessions it had are ended")
 
 
 def delete_user(args):
-    if not store.delete_user(args.name):
+    user = store.user_by_name(args.name)
+    if user is None:
         raise SystemExit(f"error: no user {args.name!r}")
-    print(f"deleted user {args.name!r}")
+    removed = jobs.delete_user(user)
+    print(
+        f"deleted user {args.name!r} with {removed['jobs']} jobs, {removed['files']} uploaded files"
+        f" and {removed['partial_uploads']} unfinished uploads; the sessions it had are ended"
+    )
 
 
 def list_users(args):
@@ -51,13 +71,57 @@ def list_users(args):
 
 
 def purge(args):
-    removed = retention.purge(args.older_than)
-    print(f"removed {removed['jobs']} jobs, {removed['files']} files, {removed['partial_uploads']} partial uploads")
+    if not (math.isfinite(args.older_than) and args.older_than > 0):
+        raise SystemExit("error: --older-than must be a positive number of days")
+    removed = retention.purge(args.older_than, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {removed['jobs']} jobs, {removed['files']} files, {removed['partial_uploads']} partial uploads")
 
 
 def backup(args):
-    for path in retention.backup(args.folder):
-        print(f"wrote {path}")
+    """Consistent copies of the store and the queue, and the token key, in a private folder."""
+    folder = Path(args.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    for source in (settings.USER_DATABASE_PATH, settings.HUEY_DATABASE_PATH):
+        if source.exists():
+            target = folder / ("gaas.db" if source == settings.USER_DATABASE_PATH else "huey.db")
+            store.backup_to(source, target)
+            print(f"wrote {target}")
+    if settings.SECRET_KEY:
+        print("the token key is GEMSEO_HTTP_SECRET_KEY, kept in your environment file: back that up too")
+    elif settings.SECRET_KEY_PATH.exists():
+        target = folder / "secret_key"
+        shutil.copyfile(settings.SECRET_KEY_PATH, target)
+        os.chmod(target, store.PRIVATE)
+        print(f"wrote {target}")
+    print(f"uploaded files and job directories are not copied: copy {settings.FILE_DIRECTORY} and {settings.WORKSPACE_EXECUTION}")
+
+
+def restore(args):
+    """Put a backup back in place, with the service stopped."""
+    folder = Path(args.folder)
+    if not (folder / "gaas.db").is_file():
+        raise SystemExit(f"error: {folder} holds no gaas.db backup")
+    targets = {
+        "gaas.db": settings.USER_DATABASE_PATH,
+        "huey.db": settings.HUEY_DATABASE_PATH,
+        "secret_key": settings.SECRET_KEY_PATH,
+    }
+    present = [str(path) for name, path in targets.items() if (folder / name).exists() and path.exists()]
+    if present and not args.force:
+        raise SystemExit(f"error: {', '.join(present)} exist; stop the service and pass --force to replace them")
+    for name, target in targets.items():
+        if not (folder / name).exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("-wal", "-shm"):  # journals of the replaced database would corrupt it
+            Path(f"{target}{suffix}").unlink(missing_ok=True)
+        partial = target.with_name(f".{target.name}.restoring")
+        shutil.copyfile(folder / name, partial)
+        os.chmod(partial, store.PRIVATE)
+        partial.replace(target)
+        print(f"restored {target}")
 
 
 def init(args):
@@ -74,17 +138,23 @@ def main(argv=None):
         command.add_argument("name")
         command.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
         command.set_defaults(function=function)
-    commands.add_parser("delete-user", help="delete a user").add_argument("name")
+    commands.add_parser("delete-user", help="delete a user with their jobs and files").add_argument("name")
     commands.add_parser("list-users", help="list the users")
     command = commands.add_parser("purge", help="remove ended jobs and unused uploads older than DAYS")
     command.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    command.add_argument("--dry-run", action="store_true", help="only count what would be removed")
     command.set_defaults(function=purge)
-    command = commands.add_parser("backup", help="write consistent copies of the databases into FOLDER")
+    command = commands.add_parser("backup", help="write consistent copies of the databases and the key into FOLDER")
     command.add_argument("folder")
     command.set_defaults(function=backup)
+    command = commands.add_parser("restore", help="put a backup made by `backup` back (service stopped)")
+    command.add_argument("folder")
+    command.add_argument("--force", action="store_true", help="replace the databases that exist")
+    command.set_defaults(function=restore)
     args = parser.parse_args(argv)
     default = {"init": init, "delete-user": delete_user, "list-users": list_users}
-    store.init()
+    if args.command != "restore":
+        store.init()
     (getattr(args, "function", None) or default[args.command])(args)
 
 

@@ -1,5 +1,7 @@
-"""Passwords (salted scrypt) and bearer tokens (HMAC-SHA256, JWT layout), standard library only."""
+"""Passwords (salted scrypt), bearer tokens (HMAC-SHA256, JWT layout) and the sign-in guard,
+standard library only."""
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -7,6 +9,8 @@ import json
 import os
 import secrets
 import time
+
+from starlette.concurrency import run_in_threadpool
 
 import settings
 
@@ -87,23 +91,18 @@ def _b64(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
-def make_token(user_id, minutes=None):
-    """Return a signed token for a user id that expires after the configured minutes."""
+def make_token(user, minutes=None):
+    """Return a signed token for a user row that expires after the configured minutes; it stays
+    valid while the user's token_version is unchanged."""
     minutes = settings.ACCESS_TOKEN_EXPIRE_MINUTES if minutes is None else minutes
-    claims = {"sub": str(user_id), "exp": int(time.time() + minutes * 60)}
+    claims = {"sub": str(user["id"]), "exp": int(time.time() + minutes * 60), "ver": user["token_version"]}
     signed = _HEADER + b"." + _b64(json.dumps(claims, separators=(",", ":")).encode())
     signature = hmac.new(secret_key(), signed, hashlib.sha256).digest()
     return (signed + b"." + _b64(signature)).decode()
 
 
-def read_token(token):
-    """Return the user id of a valid, unexpired token, or None."""
-    claims = token_claims(token)
-    return None if claims is None else claims[0]
-
-
 def token_claims(token):
-    """Return (user id, expiry time) of a valid, unexpired token, or None."""
+    """Return (user id, expiry time, token version) of a valid, unexpired token, or None."""
     try:
         signed, _, signature = token.encode("ascii").rpartition(b".")
         expected = _b64(hmac.new(secret_key(), signed, hashlib.sha256).digest())
@@ -113,6 +112,48 @@ def token_claims(token):
         claims = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
         if claims["exp"] < time.time():
             return None
-        return int(claims["sub"]), claims["exp"]
+        return int(claims["sub"]), claims["exp"], int(claims.get("ver", 0))
     except (ValueError, KeyError, IndexError, TypeError, UnicodeError):
         return None
+
+
+class SignInGuard:
+    """Slows password guessing: at most ATTEMPTS password checks per user name and address
+    within WINDOW seconds, counted when a check starts (a burst sent at once cannot pass more),
+    then 429 until the window has passed; a right password clears the count. Each check is 50 ms
+    of scrypt, so at most SLOTS run at once and each pair at most one at a time: a flood for one
+    name waits its own turn instead of taking every thread."""
+
+    ATTEMPTS, WINDOW, SLOTS = 10, 60.0, 2
+
+    def __init__(self):
+        self.attempts = {}  # (address, user name) -> start times of recent checks
+        self.turns = {}  # (address, user name) -> [lock, holders]
+        self.slots = asyncio.Semaphore(self.SLOTS)
+
+    def reserve(self, key):
+        """Count one check for the key; return 0, or the seconds to wait when over the limit."""
+        now = time.monotonic()
+        recent = [moment for moment in self.attempts.get(key, ()) if moment > now - self.WINDOW]
+        if len(recent) >= self.ATTEMPTS:
+            self.attempts[key] = recent
+            return recent[0] + self.WINDOW - now
+        if len(self.attempts) > 100_000:  # forget everyone rather than grow without bound
+            self.attempts.clear()
+        self.attempts[key] = [*recent, now]
+        return 0
+
+    def succeeded(self, key):
+        self.attempts.pop(key, None)
+
+    async def check(self, key, function):
+        """Run function() (the password check) in a thread, one per key and SLOTS in all."""
+        turn = self.turns.setdefault(key, [asyncio.Lock(), 0])
+        turn[1] += 1
+        try:
+            async with turn[0], self.slots:
+                return await run_in_threadpool(function)
+        finally:
+            turn[1] -= 1
+            if turn[1] == 0:
+                self.turns.pop(key, None)

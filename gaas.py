@@ -1,18 +1,20 @@
-"""gaas: GEMSEO disciplines over HTTP. The Starlette app: `uvicorn gaas:app`."""
+"""gaas: GEMSEO disciplines over HTTP. The Starlette app: `uvicorn gaas:app`.
+
+This module speaks HTTP only: each endpoint reads and checks its request in full, then calls
+jobs.py (every job state change), files.py (paths and uploads) or the warm-process pool
+(pool.py); their errors.Rejected become {"detail": ...} in one handler at the bottom.
+"""
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import math
 import os
-import shutil
-import sqlite3
 import time
-import uuid
 from collections import OrderedDict
 from pathlib import Path
+from urllib.parse import quote
 
 import orjson
 from starlette.applications import Starlette
@@ -20,27 +22,30 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.responses import (
-    FileResponse,
     HTMLResponse,
     JSONResponse,
     PlainTextResponse,
     RedirectResponse,
     Response,
+    StreamingResponse,
 )
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 import auth
+import files
+import jobs
 import metrics
 import openapi
-import runner
+import pool
 import settings
 import store
 import worker
+from errors import Rejected
 
 logger = logging.getLogger("gaas")
-OWNER_ID = runner.owner_id("web")
+OWNER_ID = pool.owner_id("web")
 DESCRIPTION_ROUTES = (
     "input_names",
     "output_names",
@@ -61,43 +66,33 @@ EXECUTE_FIELDS = {
     "differentiated_outputs": list,
     "timeout": (int, float),
 }
-LINEARIZATION_MODES = (
-    "auto",
-    "direct",
-    "reverse",
-    "adjoint",
-    "complex_step",
-    "finite_differences",
-    "centered_differences",
-    "hybrid_complex_step",
-    "hybrid_finite_differences",
-    "hybrid_centered_differences",
-)
+LINEARIZATION_MODES = openapi.LINEARIZATION_MODES
 USER_CACHE_SECONDS = 5.0
-MAX_CHUNKS = 1_000_000
-
-
-class ApiError(Exception):
-    """A request that cannot be served; becomes {"detail": ...} with its status."""
-
-    def __init__(self, status, detail, headers=None):
-        super().__init__(detail)
-        self.status, self.detail, self.headers = status, detail, headers
+MAX_INTEGER = openapi.MAX_INTEGER
+# The sign-in form is two short fields: a bigger body is refused before it is parsed.
+TOKEN_BODY_LIMIT = 64 * 1024
+# Memory a discipline's constructor may take in a warm process when jobs have no limit, in MiB.
+DESCRIBE_MEMORY_MB = 2048
 
 
 # Shared state of this web app process, set up in the lifespan.
 class State:
     pool = None
+    slots = None  # one per warm process: synchronous runs and descriptions wait here, on the loop
     watcher = None
     catalogue = None
     descriptions = OrderedDict()
+    classes = {}
     users = {}
     tokens = {}
-    sync_slots = None
     sign_in = None
     upload_locks = {}
     openapi = None
     counter = None
+
+
+def unauthenticated():
+    return HTTPException(401, "Not authenticated.", {"WWW-Authenticate": "Bearer"})
 
 
 # Auth
@@ -117,70 +112,40 @@ async def current_user(request):
                 if len(State.tokens) >= 10_000:
                     State.tokens.clear()
                 State.tokens[token] = claims
-    user_id = claims[0] if claims is not None and claims[1] >= time.time() else None
-    if user_id is None:
-        raise ApiError(401, "Not authenticated.", {"WWW-Authenticate": "Bearer"})
+    if claims is None or claims[1] < time.time():
+        raise unauthenticated()
+    user_id, _, version = claims
     cached = State.users.get(user_id)
     if cached is None or cached[1] < time.monotonic():
-        # A short cache: a deleted user's tokens stop working within USER_CACHE_SECONDS.
+        # A short cache: a deleted user's or a changed password's tokens stop working within
+        # USER_CACHE_SECONDS.
         row = await run_in_threadpool(store.user_by_id, user_id)
         cached = (row, time.monotonic() + USER_CACHE_SECONDS)
         State.users[user_id] = cached
-    if cached[0] is None:
-        raise ApiError(401, "Not authenticated.", {"WWW-Authenticate": "Bearer"})
+    if cached[0] is None or cached[0]["token_version"] != version:
+        raise unauthenticated()
     return cached[0]
-
-
-class SignInGuard:
-    """Slows password guessing: after FAILURES wrong passwords for one user name from one address
-    within WINDOW seconds, that pair gets 429 until the window has passed. Each check is 50 ms of
-    scrypt, so at most SLOTS run at once: a flood of sign-ins cannot take every thread."""
-
-    FAILURES, WINDOW, SLOTS = 10, 60.0, 2
-
-    def __init__(self):
-        self.failures = {}  # (address, user name) -> times of recent failures
-        self.slots = asyncio.Semaphore(self.SLOTS)
-
-    def wait_time(self, key):
-        now = time.monotonic()
-        recent = [moment for moment in self.failures.get(key, ()) if moment > now - self.WINDOW]
-        if recent:
-            self.failures[key] = recent
-        else:
-            self.failures.pop(key, None)
-        return recent[0] + self.WINDOW - now if len(recent) >= self.FAILURES else 0
-
-    def failed(self, key):
-        if len(self.failures) > 100_000:  # forget everyone rather than grow without bound
-            self.failures.clear()
-        self.failures.setdefault(key, []).append(time.monotonic())
-
-    def succeeded(self, key):
-        self.failures.pop(key, None)
 
 
 async def token(request):
     form = await request.form()
     username, password = form.get("username"), form.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
-        raise ApiError(422, "The form needs the fields 'username' and 'password'.")
+        raise HTTPException(422, "The form needs the fields 'username' and 'password'.")
     key = (request.client.host if request.client else "", username)
-    wait = math.ceil(State.sign_in.wait_time(key))
+    wait = math.ceil(State.sign_in.reserve(key))
     if wait:
-        raise ApiError(429, f"Too many failed sign-ins; try again in {wait} s.", {"Retry-After": str(wait)})
+        raise HTTPException(429, f"Too many sign-ins; try again in {wait} s.", {"Retry-After": str(wait)})
 
     def check():
         user = store.user_by_name(username)
         return user if auth.check_login(password, user) else None
 
-    async with State.sign_in.slots:
-        user = await run_in_threadpool(check)
+    user = await State.sign_in.check(key, check)
     if user is None:
-        State.sign_in.failed(key)
-        raise ApiError(401, "Incorrect username or password.", {"WWW-Authenticate": "Bearer"})
+        raise HTTPException(401, "Incorrect username or password.", {"WWW-Authenticate": "Bearer"})
     State.sign_in.succeeded(key)
-    return JSONResponse({"access_token": auth.make_token(user["id"]), "token_type": "bearer"})
+    return JSONResponse({"access_token": auth.make_token(user), "token_type": "bearer"})
 
 
 async def user_me(request):
@@ -188,92 +153,111 @@ async def user_me(request):
     return JSONResponse({"id": user["id"], "username": user["username"]})
 
 
-# Disciplines
+# Request bodies
 
 
 class BodyLimit:
-    """ASGI middleware: a body past GEMSEO_HTTP_MAX_BODY_MB ends in 413, whether it declares its
-    length or comes in chunks; the error is raised while the endpoint reads, so the usual error
-    handler answers it."""
+    """ASGI middleware: a body past its limit ends in 413, whether it declares its length or comes
+    in chunks; the error is raised while the endpoint reads, so the usual error handler answers it.
+    The limit is GEMSEO_HTTP_MAX_BODY_MB, or less for the paths of `limits`."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, app, limits=None):
+        self.app, self.limits = app, limits or {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit, seen = settings.MAX_BODY_MB * 1024 * 1024, 0
+        limit = self.limits.get(scope["path"], settings.MAX_BODY_MB * 1024 * 1024)
+        seen = 0
 
         async def limited():
             nonlocal seen
             if seen == 0:
                 declared = dict(scope["headers"]).get(b"content-length", b"0")
                 if not declared.isdigit() or int(declared) > limit:
-                    raise self.too_big()
+                    raise self.too_big(limit)
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise self.too_big()
+                raise self.too_big(limit)
             return message
 
         await self.app(scope, limited, send)
 
     @staticmethod
-    def too_big():
-        return ApiError(413, f"The request body is larger than {settings.MAX_BODY_MB:g} MiB.")
+    def too_big(limit):
+        return HTTPException(413, f"The request body is larger than {limit / 1024 / 1024:g} MiB.")
 
 
-async def json_body(request, required=False):
-    """Return the request body as a JSON object ({} when empty and not required)."""
+async def json_body(request):
+    """Return the request body as a JSON object ({} when empty)."""
     raw = await request.body()
     if not raw.strip():
-        if required:
-            raise ApiError(422, "A JSON object body is required.")
         return {}
     try:
         body = orjson.loads(raw)  # a million numbers in 0.05 s (json: 0.3 s); NaN is refused
     except ValueError as error:
-        raise ApiError(400, f"The request body is not valid JSON: {error}.") from None
-    if body is None:
-        return {}
+        raise HTTPException(400, f"The request body is not valid JSON: {error}.") from None
     if not isinstance(body, dict):
-        raise ApiError(422, "The request body must be a JSON object.")
+        raise HTTPException(422, "The request body must be a JSON object.")
     return body
 
 
-def check_field(body, name, kind):
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        expected = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
-        raise ApiError(422, f"Field '{name}' must be {expected.get(kind, 'a number')}.")
-    return value
+def check_fields(body, kinds):
+    """Check that the body has only these fields ({name: type}), each of its type (not null)."""
+    for name, value in body.items():
+        kind = kinds.get(name)
+        if kind is None:
+            raise HTTPException(
+                422, f"Field {name[:100]!r} is not a field of this request; the fields are {', '.join(kinds)}."
+            )
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            expected = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+            raise HTTPException(422, f"Field '{name}' must be {expected.get(kind, 'a number')}.")
 
 
-async def ask_pool(message):
-    reply = await run_in_threadpool(State.pool.call, message)
+# Disciplines
+
+
+async def ask_pool(message, timeout):
+    """Ask a warm process of the web app. The wait for a free one happens here, on the event
+    loop: waiting requests hold no thread, so they cannot starve the other routes."""
+    async with State.slots:
+        try:
+            reply = await run_in_threadpool(State.pool.call, message, timeout)
+        except pool.ProcessGone as gone:
+            if gone.reason == "timeout":
+                raise HTTPException(422, f"Building the discipline took longer than {timeout:g} s.") from None
+            raise HTTPException(422, "Building the discipline stopped its process.") from None
     if not reply["ok"]:
-        raise ApiError(reply["status"], reply["detail"])
+        if reply["status"] >= 500:  # a fault of ours: its text is for the log, not the client
+            logger.error("warm process failed on %s: %s", message["op"], reply["detail"])
+            raise HTTPException(500, "Internal server error; the administrator can read the log.")
+        raise HTTPException(reply["status"], reply["detail"])
     return reply["value"]
 
 
 async def catalogue():
     if State.catalogue is None:
-        State.catalogue = await ask_pool({"op": "catalogue"})
+        State.catalogue = await ask_pool({"op": "catalogue"}, settings.DESCRIBE_TIMEOUT)
     return State.catalogue
+
+
+async def check_name(name):
+    served = await catalogue()
+    if name not in served["served"] and name not in served["disabled"]:
+        raise HTTPException(404, f"Unknown discipline {name[:100]!r}.")
 
 
 async def describe(name, options):
     """Return the description of a discipline built with these options, cached."""
-    if name not in await catalogue():
-        raise ApiError(404, f"Unknown discipline {name!r}.")
-    if not isinstance(options, dict):
-        raise ApiError(422, "Field 'discipline_options' must be an object.")
+    await check_name(name)
     key = (name, json.dumps(options, sort_keys=True))
     description = State.descriptions.get(key)
     if description is None:
-        description = await ask_pool({"op": "describe", "name": name, "options": options})
+        limit = settings.JOB_MEMORY_LIMIT_MB or DESCRIBE_MEMORY_MB
+        message = {"op": "describe", "name": name, "options": options, "memory_limit_mb": limit}
+        description = await ask_pool(message, settings.DESCRIBE_TIMEOUT)
         State.descriptions[key] = description
         if len(State.descriptions) > 512:
             State.descriptions.popitem(last=False)
@@ -282,30 +266,39 @@ async def describe(name, options):
 
 async def list_disciplines(request):
     await current_user(request)
-    return JSONResponse(await catalogue())
+    return JSONResponse((await catalogue())["served"])
+
+
+async def discipline_class(request):
+    await current_user(request)
+    name = request.path_params["name"]
+    await check_name(name)
+    if name not in State.classes:
+        State.classes[name] = await ask_pool({"op": "about", "name": name}, settings.DESCRIBE_TIMEOUT)
+    return JSONResponse(State.classes[name])
 
 
 async def discipline_description(request):
     await current_user(request)
-    body = await json_body(request)
-    options = check_field(body, "discipline_options", dict) or {}
     what = request.path_params["what"]
     if what not in DESCRIPTION_ROUTES:
-        raise ApiError(404, f"Unknown route: no discipline description named {what!r}.")
-    description = await describe(request.path_params["name"], options)
+        raise HTTPException(404, f"Unknown route: no discipline description named {what[:100]!r}.")
+    body = await json_body(request)
+    check_fields(body, {"discipline_options": dict})
+    description = await describe(request.path_params["name"], body.get("discipline_options") or {})
     return JSONResponse(description[what])
 
 
 def check_input_data(input_data, input_names):
     for name, value in input_data.items():
         if name not in input_names:
-            raise ApiError(
+            raise HTTPException(
                 422,
-                f"Field 'input_data': {name!r} is not an input of this discipline;"
+                f"Field 'input_data': {name[:100]!r} is not an input of this discipline;"
                 f" its inputs are {', '.join(input_names)}.",
             )
         if not isinstance(value, (list, str, int, float, bool)):
-            raise ApiError(422, f"Field 'input_data.{name}' must be a list, a number or a string.")
+            raise HTTPException(422, f"Field 'input_data.{name}' must be a list, a number or a string.")
 
 
 def strict_json(value, field):
@@ -313,13 +306,13 @@ def strict_json(value, field):
     try:
         return orjson.dumps(value).decode()
     except TypeError:
-        raise ApiError(422, f"Field '{field}' holds a value JSON cannot carry.") from None
+        raise HTTPException(422, f"Field '{field}' holds a value JSON cannot carry.") from None
 
 
 def job_timeout(requested):
     """The time limit of a new job: the request's, capped by the setting."""
     if requested is not None and not (math.isfinite(requested) and requested > 0):
-        raise ApiError(422, "Field 'timeout' must be a positive number of seconds.")
+        raise HTTPException(422, "Field 'timeout' must be a positive number of seconds.")
     limits = [value for value in (requested, settings.JOB_TIMEOUT) if value]
     return min(limits) if limits else None
 
@@ -328,25 +321,24 @@ async def execute(request):
     user = await current_user(request)
     mode = request.query_params.get("execution_mode", "synchronous")
     if mode not in ("synchronous", "asynchronous"):
-        raise ApiError(422, "Query 'execution_mode' must be 'synchronous' or 'asynchronous'.")
+        raise HTTPException(422, "Query 'execution_mode' must be 'synchronous' or 'asynchronous'.")
     body = await json_body(request)
-    for field, kind in EXECUTE_FIELDS.items():
-        check_field(body, field, kind)
+    check_fields(body, EXECUTE_FIELDS)
     name = request.path_params["name"]
     options = body.get("discipline_options") or {}
     description = await describe(name, options)
     input_data = body.get("input_data") or {}
     check_input_data(input_data, description["input_names"])
     if body.get("input_data_type", "json") != "json":
-        raise ApiError(422, "Field 'input_data_type' must be 'json'.")
+        raise HTTPException(422, "Field 'input_data_type' must be 'json'.")
     mode_name = str(body.get("linearization_mode") or "auto")
     if mode_name not in LINEARIZATION_MODES:
-        raise ApiError(
+        raise HTTPException(
             422, f"Field 'linearization_mode' must be one of {', '.join(LINEARIZATION_MODES)}."
         )
     for field in ("differentiated_inputs", "differentiated_outputs"):
         if not all(isinstance(item, str) for item in body.get(field) or ()):
-            raise ApiError(422, f"Field '{field}' must be a list of names.")
+            raise HTTPException(422, f"Field '{field}' must be a list of names.")
     linearize = bool(body.get("linearize"))
     fields = {
         "user_id": user["id"],
@@ -363,125 +355,75 @@ async def execute(request):
         "differentiated_outputs": json.dumps(body.get("differentiated_outputs") or []),
         "input_data": strict_json(input_data, "input_data"),
     }
-    files = body.get("input_files") or []
+    input_files = body.get("input_files") or []
+    if mode == "asynchronous":
+        job_id = await run_in_threadpool(jobs.submit, user["id"], fields, input_files, worker.run_async_job)
+        row = await run_in_threadpool(store.get_job, job_id)
+        return Response(store.job_json(row), status_code=202, media_type="application/json")
     # As many synchronous runs in threads as there are warm processes: the others wait here, on
     # the event loop, instead of crowding the GIL and the store's write lock.
-    slot = State.sync_slots if mode == "synchronous" else contextlib.nullcontext()
-    async with slot:
-        row = await run_in_threadpool(submit_and_run, user["id"], fields, files, mode)
-    return Response(
-        store.job_json(row),
-        status_code=200 if mode == "synchronous" else 202,
-        media_type="application/json",
-    )
-
-
-def submit_and_run(user_id, fields, files, mode):
-    """Submit a job, run it here if synchronous, and return its row (one thread hop)."""
-    if mode == "synchronous":
-        fields["worker"] = OWNER_ID  # a pending synchronous job of a dead web app is then lost
-    job_id = submit(user_id, fields, files, mode)
-    if mode == "synchronous":
-        try:
-            runner.run_job(State.pool, job_id, OWNER_ID)
-        except Exception as error:
-            fail(job_id, ("pending", "running"), "internal", f"The job could not run: {error}")
-            raise
-    row = store.get_job(job_id)
-    if row is None:
-        raise ApiError(404, f"Job {job_id} was deleted while it ran.")
-    return row
-
-
-def fail(job_id, expected, error, text):
-    """End a job as failed, unless it already moved on."""
-    store.set_status(job_id, "failed", expected, ended_at=time.time(), error=error, traceback=text)
-
-
-def submit(user_id, fields, files, mode):
-    """Record a job, lay out its directory with its input files, and queue it if asynchronous."""
-    sources = []
-    for item in files:
-        file_id, unique = (item.get("id"), item.get("unique_filename")) if isinstance(item, dict) else (None, None)
-        valid_id = isinstance(file_id, int) and not isinstance(file_id, bool) and 0 < file_id <= MAX_INTEGER
-        if not (valid_id or (file_id is None and isinstance(unique, str))):
-            raise ApiError(422, "Field 'input_files' must be a list of File objects (with 'id').")
-        row = store.owned_file(user_id, file_id, unique)
-        if row is None:
-            raise ApiError(404, f"Uploaded file {item.get('filename') or item.get('id')!r} not found.")
-        sources.append(row)
-    fields["input_files"] = json.dumps([store.file_entry(row) for row in sources])
-    job_id = store.create_job(fields)
-    try:
-        workdir = store.job_directory(user_id, job_id)
-        workdir.mkdir(parents=True, exist_ok=True)
-        for row in sources:
-            shutil.copyfile(settings.FILE_DIRECTORY / row["unique_filename"], workdir / row["filename"])
-    except OSError as error:
-        logger.exception("job %s: its directory could not be laid out", job_id)
-        fail(job_id, ("pending",), "internal", f"The job directory could not be prepared: {error}")
-        raise ApiError(500, f"Job {job_id} failed: its directory could not be prepared.") from None
-    if mode == "asynchronous":
-        try:
-            worker.run_job(job_id)
-        except Exception as error:
-            logger.exception("job %s could not be queued", job_id)
-            fail(job_id, ("pending",), "enqueue", f"The job could not be queued: {type(error).__name__}: {error}")
-            raise ApiError(503, f"Job {job_id} could not be queued: {error}.") from None
-    logger.info("job %s pending: user %s, %s, %s", job_id, user_id, fields["discipline_class_name"], mode)
-    return job_id
+    async with State.slots:
+        row = await run_in_threadpool(jobs.run_here, State.pool, user["id"], fields, input_files, OWNER_ID)
+    return Response(store.job_json(row), media_type="application/json")
 
 
 # Jobs
-
-
-MAX_INTEGER = 2**63 - 1  # SQLite's largest integer
 
 
 def job_id_of(request):
     try:
         job_id = int(request.path_params["job_id"])
     except ValueError:
-        raise ApiError(404, "Job not found.") from None
+        raise HTTPException(404, "Job not found.") from None
     if not 0 < job_id <= MAX_INTEGER:
-        raise ApiError(404, "Job not found.")
+        raise HTTPException(404, "Job not found.")
     return job_id
 
 
 async def owned_job(request, user):
     row = await run_in_threadpool(store.get_job, job_id_of(request), user["id"])
     if row is None:
-        raise ApiError(404, "Job not found.")
+        raise HTTPException(404, "Job not found.")
     return row
 
 
-def parse_bool(value, name):
-    lowered = value.lower()
+def parse_bool(request, name, default):
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    lowered = raw.lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
-    if lowered in ("0", "false", "no", "off", ""):
+    if lowered in ("0", "false", "no", "off"):
         return False
-    raise ApiError(422, f"Query '{name}' must be true or false.")
+    raise HTTPException(422, f"Query '{name}' must be true or false.")
 
 
-def parse_number(request, name, default, cast=float, minimum=0):
+def parse_number(request, name, default, cast=float, minimum=0, maximum=MAX_INTEGER):
     raw = request.query_params.get(name)
     if raw is None:
         return default
     try:
         value = cast(raw)
     except ValueError:
-        raise ApiError(422, f"Query '{name}' must be a number.") from None
-    if not minimum <= value <= MAX_INTEGER:
-        raise ApiError(422, f"Query '{name}' must be between {minimum} and {MAX_INTEGER}.")
+        raise HTTPException(422, f"Query '{name}' must be a number.") from None
+    if not minimum <= value <= maximum:  # NaN fails too
+        raise HTTPException(422, f"Query '{name}' must be between {minimum} and {maximum}.")
     return value
 
 
-async def get_job(request):
+async def job_resource(request):
+    """GET a job (with long polling) or DELETE it: one route, so 405 names both methods."""
     user = await current_user(request)
     row = await owned_job(request, user)
-    if parse_bool(request.query_params.get("long_polling", "false"), "long_polling"):
-        timeout = parse_number(request, "long_polling_timeout", 100.0)
+    if request.method == "DELETE":
+        await run_in_threadpool(jobs.delete, row)
+        logger.info("job %s deleted by user %s", row["id"], user["id"])
+        return Response(status_code=204)
+    long_polling = parse_bool(request, "long_polling", False)
+    # Checked even without long polling: the gemseo-http client always sends it.
+    timeout = parse_number(request, "long_polling_timeout", 100.0, maximum=math.inf)
+    if long_polling:
         timeout = min(timeout, settings.MAX_LONG_POLLING_TIMEOUT)
         if row["job_status"] not in store.ENDED and await State.watcher.wait(row["id"], timeout):
             row = await owned_job(request, user)
@@ -490,42 +432,19 @@ async def get_job(request):
 
 async def list_jobs(request):
     user = await current_user(request)
-    status = request.query_params.get("status") or None
-    if status not in (None, "created", "pending", "running", "finished", "failed"):
-        raise ApiError(422, "Query 'status' must be a job status.")
-    limit = parse_number(request, "limit", 100, int, 1)
+    status = request.query_params.get("status")
+    if status not in (None, *store.STATUSES):
+        raise HTTPException(422, f"Query 'status' must be one of {', '.join(store.STATUSES)}.")
+    limit = parse_number(request, "limit", 100, int, 1, openapi.MAX_PAGE)
     offset = parse_number(request, "offset", 0, int, 0)
-    rows, total = await run_in_threadpool(store.list_jobs, user["id"], status, min(limit, 1000), offset)
+    rows, total = await run_in_threadpool(store.list_jobs, user["id"], status, limit, offset)
     return JSONResponse([store.job_entry(row) for row in rows], headers={"X-Total-Count": str(total)})
-
-
-def file_tree(folder, root):
-    """The folder as {file: None, subfolder: {...}}, files first at each level."""
-    files, folders = {}, {}
-    for entry in sorted(os.scandir(folder), key=lambda item: item.name):
-        path = Path(entry.path)
-        if entry.is_symlink() and not inside(path, root):
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            folders[entry.name] = file_tree(path, root)
-        elif entry.is_dir():
-            continue  # a symlinked folder could loop; its files are not offered
-        else:
-            files[entry.name] = None
-    return files | folders
-
-
-def inside(path, root):
-    """Whether a path, symlinks resolved, stays within root."""
-    return path.resolve().is_relative_to(root.resolve())
 
 
 async def job_files(request):
     user = await current_user(request)
     row = await owned_job(request, user)
-    workdir = Path(row["workdir"])
-    tree = await run_in_threadpool(lambda: file_tree(workdir, workdir) if workdir.is_dir() else {})
-    return JSONResponse(tree)
+    return JSONResponse(await run_in_threadpool(files.file_tree, Path(row["workdir"])))
 
 
 async def download(request):
@@ -533,80 +452,39 @@ async def download(request):
     row = await owned_job(request, user)
     name = request.query_params.get("filename")
     if not name:
-        raise ApiError(422, "Query 'filename' is required.")
-    relative = Path(name)
-    if relative.is_absolute() or ".." in relative.parts or "\0" in name:
-        raise ApiError(400, "Query 'filename' must be a relative path inside the job directory.")
-    workdir = Path(row["workdir"])
-    path = workdir / relative
-    if not path.is_file() or not inside(path, workdir):
-        raise ApiError(404, f"File {name!r} not found in job {row['id']}.")
-    return FileResponse(path, filename=path.name, media_type="application/octet-stream")
+        raise HTTPException(422, "Query 'filename' is required.")
+    handle = await run_in_threadpool(files.open_in, row["workdir"], name)
+    headers = {
+        "Content-Length": str(os.fstat(handle.fileno()).st_size),
+        "Content-Disposition": f"attachment; filename*=utf-8''{quote(Path(name).name)}",
+    }
+    return StreamingResponse(files.read_chunks(handle), media_type="application/octet-stream", headers=headers)
 
 
 async def job_log(request):
+    """What the job printed, streamed; `tail=N` gives its last N bytes, from a line start."""
     user = await current_user(request)
     row = await owned_job(request, user)
-    workdir = Path(row["workdir"])
-    path = workdir / "gaas-job.log"
-    text = await run_in_threadpool(
-        lambda: path.read_bytes() if path.is_file() and inside(path, workdir) else b""
-    )
-    return PlainTextResponse(text)
+    tail = parse_number(request, "tail", None, int, 1)
+    try:
+        handle = await run_in_threadpool(files.open_in, row["workdir"], files.LOG_NAME)
+    except Rejected:
+        return PlainTextResponse("")
+    start = await run_in_threadpool(files.tail_start, handle, tail)
+    return StreamingResponse(files.read_chunks(handle, start), media_type="text/plain; charset=utf-8")
 
 
 async def cancel_job(request):
     user = await current_user(request)
     row = await owned_job(request, user)
     if row["job_status"] in store.ENDED:
-        raise ApiError(409, f"Job {row['id']} has already ended ({row['job_status']}).")
-    await run_in_threadpool(cancel, row["id"])
+        raise HTTPException(409, f"Job {row['id']} has already ended ({row['job_status']}).")
+    await run_in_threadpool(jobs.cancel, row["id"])
     row = await owned_job(request, user)
     return Response(store.job_json(row), media_type="application/json")
 
 
-def cancel(job_id):
-    """Cancel a job: a pending one ends at once, a running one is stopped by its runner."""
-    text = "The job was cancelled."
-    if store.set_status(
-        job_id, "failed", ("pending", "created"), ended_at=time.time(), error="cancelled", traceback=text
-    ):
-        logger.info("job %s failed: cancelled while pending", job_id)
-        return
-    with store.transaction() as conn:
-        conn.execute(
-            "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND job_status = 'running'", (job_id,)
-        )
-    # The runner checks the flag every CANCEL_CHECK_INTERVAL; wait for it to take effect.
-    deadline = time.monotonic() + 3
-    while store.job_status(job_id) == "running" and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
-async def delete_job(request):
-    user = await current_user(request)
-    row = await owned_job(request, user)
-
-    def delete():
-        cancel(row["id"])
-        with store.transaction() as conn:
-            conn.execute("DELETE FROM jobs WHERE id = ?", (row["id"],))
-        shutil.rmtree(row["workdir"], ignore_errors=True)
-
-    await run_in_threadpool(delete)
-    logger.info("job %s deleted by user %s", row["id"], user["id"])
-    return Response(status_code=204)
-
-
 # Uploaded files
-
-
-def safe_name(name):
-    """Reduce a client's file name to a plain base name, or '' if nothing safe remains."""
-    base = (name or "").replace("\\", "/").split("/")[-1]
-    base = "".join(char for char in base if char.isprintable()).strip()
-    base = base.encode()[:255].decode(errors="ignore")  # file names are limited in bytes
-    return "" if base in ("", ".", "..") else base
 
 
 async def list_files(request):
@@ -619,33 +497,30 @@ async def upload(request):
     async with request.form(max_files=100, max_part_size=1024 * 1024) as form:
         chunk = form_number(form, "chunk_number", 0)
         total = form_number(form, "total_chunks", 1)
-        if not 0 <= chunk < total <= MAX_CHUNKS:
-            raise ApiError(422, f"Fields need 0 <= chunk_number < total_chunks <= {MAX_CHUNKS}.")
         upload_id = str(form.get("upload_id") or "")[:100]
         parts = [part for part in form.getlist("files") if hasattr(part, "read")]
-        if not parts:
-            raise ApiError(422, "The form needs at least one file part named 'files'.")
-        results = []
-        for part in parts:
-            name = safe_name(part.filename)
-            if not name:
-                raise ApiError(400, f"File name {part.filename!r} is not usable.")
-            key = f"{upload_id}/{name}"
-            # One lock per upload, kept while any request holds or awaits it.
-            entry = State.upload_locks.setdefault((user["id"], key), [asyncio.Lock(), 0])
-            entry[1] += 1
-            try:
-                async with entry[0]:
-                    results.append(
-                        await run_in_threadpool(save_chunk, user["id"], key, name, part.file, chunk, total)
-                    )
-            finally:
-                entry[1] -= 1
-                if entry[1] == 0:
-                    State.upload_locks.pop((user["id"], key), None)
-    if chunk + 1 < total:
+        keys = sorted({(user["id"], upload_id, files.safe_name(part.filename)) for part in parts})
+        async with contextlib.AsyncExitStack() as held:
+            for key in keys:  # one lock per upload, taken in order: two requests never deadlock
+                await held.enter_async_context(upload_lock(key))
+            results = await run_in_threadpool(files.save_upload, user["id"], upload_id, parts, chunk, total)
+    if results is None:
         return JSONResponse({"next_chunk": chunk + 1, "total_chunks": total})
     return JSONResponse(results)
+
+
+@contextlib.asynccontextmanager
+async def upload_lock(key):
+    """The lock of one upload, kept while any request holds or awaits it."""
+    entry = State.upload_locks.setdefault(key, [asyncio.Lock(), 0])
+    entry[1] += 1
+    try:
+        async with entry[0]:
+            yield
+    finally:
+        entry[1] -= 1
+        if entry[1] == 0:
+            State.upload_locks.pop(key, None)
 
 
 def form_number(form, name, default):
@@ -653,40 +528,7 @@ def form_number(form, name, default):
     try:
         return int(raw)
     except (TypeError, ValueError):
-        raise ApiError(422, f"Field '{name}' must be an integer.") from None
-
-
-def save_chunk(user_id, key, name, source, chunk, total):
-    """Append one chunk to its upload; on the last one, turn the upload into a stored file."""
-    partial_dir = settings.FILE_DIRECTORY / ".partial"
-    state = store.upload_state(user_id, key)
-    if chunk == 0:
-        if state is not None:
-            (partial_dir / state["partial_name"]).unlink(missing_ok=True)
-        partial_name = uuid.uuid4().hex
-        mode = "wb"
-    else:
-        if state is None or state["next_chunk"] != chunk or state["total_chunks"] != total:
-            expected = 0 if state is None else state["next_chunk"]
-            raise ApiError(409, f"Chunk {chunk} of {name!r} is out of order; expected chunk {expected}.")
-        partial_name = state["partial_name"]
-        mode = "ab"
-    partial = partial_dir / partial_name
-    with partial.open(mode) as target:
-        shutil.copyfileobj(source, target)
-    if chunk + 1 < total:
-        store.save_upload_state(user_id, key, partial_name, chunk + 1, total)
-        return None
-    digest, size = hashlib.sha256(), 0
-    with partial.open("rb") as handle:
-        while block := handle.read(1024 * 1024):
-            digest.update(block)
-            size += len(block)
-    unique = uuid.uuid4().hex
-    os.replace(partial, settings.FILE_DIRECTORY / unique)
-    store.drop_upload_state(user_id, key)
-    file_id = store.add_file(user_id, name, unique, digest.hexdigest(), size)
-    return store.file_entry(store.owned_file(user_id, file_id))
+        raise HTTPException(422, f"Field '{name}' must be an integer.") from None
 
 
 # Health
@@ -733,9 +575,9 @@ async def docs(request):
 class Watcher:
     """Wakes long-polling clients when their jobs end.
 
-    One task per process polls SQLite's data_version (a counter that moves when another
-    connection commits) every few milliseconds, and reads the waited jobs only when it moved.
-    Those reads are microseconds on one private connection, so they run on the event loop.
+    One task per process asks the store's change feed every few milliseconds whether anything
+    was committed, and reads the waited jobs only then. A failure of the feed is logged and the
+    feed opened again: waiting clients must not silently wait for their full timeout.
     """
 
     INTERVAL = 0.002
@@ -765,28 +607,28 @@ class Watcher:
                     del self.waiters[job_id]
 
     async def run(self):
-        conn = sqlite3.connect(settings.USER_DATABASE_PATH, isolation_level=None)
+        while self.waiters:
+            try:
+                await self.follow()
+            except Exception:
+                logger.exception("the long-polling watcher failed; starting it again")
+                self.dirty = True
+                await asyncio.sleep(0.1)
+
+    async def follow(self):
+        feed = store.ChangeFeed()
         version = None
         try:
             while self.waiters:
-                current = conn.execute("PRAGMA data_version").fetchone()[0]
+                current = feed.version()
                 if current != version or self.dirty:
                     version, self.dirty = current, False
-                    ids = list(self.waiters)
-                    for start in range(0, len(ids), 500):
-                        batch = ids[start : start + 500]
-                        marks = ", ".join("?" * len(batch))
-                        ended = conn.execute(
-                            f"SELECT id FROM jobs WHERE id IN ({marks})"
-                            " AND job_status IN ('finished', 'failed')",
-                            batch,
-                        ).fetchall()
-                        for (job_id,) in ended:
-                            for event in self.waiters.get(job_id, ()):
-                                event.set()
+                    for job_id in feed.ended_among(list(self.waiters)):
+                        for event in self.waiters.get(job_id, ()):
+                            event.set()
                 await asyncio.sleep(self.INTERVAL)
         finally:
-            conn.close()
+            feed.close()
 
 
 # Errors, in one place
@@ -796,7 +638,7 @@ def error_response(status, detail, headers=None):
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
-async def api_error(request, error):
+async def rejected(request, error):
     return error_response(error.status, error.detail, error.headers)
 
 
@@ -804,20 +646,45 @@ async def http_error(request, error):
     return error_response(error.status_code, error.detail, getattr(error, "headers", None))
 
 
-async def server_error(request, error):
-    logger.error("error on %s %s", request.method, request.url.path, exc_info=error)
-    return error_response(500, "Internal server error; the administrator can read the log.")
+class ServerErrors:
+    """ASGI middleware: any other exception becomes a JSON 500, logged once with its traceback.
+    (Starlette's own 500 handler logs nothing but re-raises, and the server logs it again.)"""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        started = False
+
+        async def watched_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception:
+            if scope["type"] != "http" or started:
+                raise  # too late for an answer: the server logs it and drops the connection
+            logger.exception("error on %s %s", scope["method"], scope["path"])
+            response = error_response(500, "Internal server error; the administrator can read the log.")
+            await response(scope, receive, send)
 
 
 # The app
 
 
 async def housekeeping():
-    """Beat this app's heart and end the jobs of processes that vanished."""
+    """Beat this app's heart, end the jobs of processes that vanished, and queue again the jobs
+    whose task was lost."""
+    next_requeue = 0.0
     while True:
         try:
             await run_in_threadpool(store.beat, OWNER_ID)
-            await run_in_threadpool(runner.fail_lost_jobs, worker.run_job)
+            await run_in_threadpool(jobs.recover_lost, worker.run_async_job)
+            if time.monotonic() >= next_requeue:
+                next_requeue = time.monotonic() + settings.REQUEUE_PENDING_AFTER
+                await run_in_threadpool(jobs.requeue_unqueued, worker.run_async_job, worker.queued_job_ids)
         except Exception:
             logger.exception("housekeeping failed")
         await asyncio.sleep(settings.HEARTBEAT_INTERVAL)
@@ -825,14 +692,14 @@ async def housekeeping():
 
 @contextlib.asynccontextmanager
 async def lifespan(app):
-    runner.setup_logging()
+    jobs.setup_logging()
     await run_in_threadpool(store.init)
     store.start_checkpoints()
     auth.secret_key()
-    State.pool = runner.Pool(settings.SYNC_PROCESSES, "web", OWNER_ID)
+    State.pool = pool.Pool(settings.SYNC_PROCESSES, "web", OWNER_ID)
     State.pool.start()
-    State.sync_slots = asyncio.Semaphore(settings.SYNC_PROCESSES)
-    State.sign_in = SignInGuard()
+    State.slots = asyncio.Semaphore(settings.SYNC_PROCESSES)
+    State.sign_in = auth.SignInGuard()
     State.watcher = Watcher()
     task = asyncio.create_task(housekeeping())
     logger.info("gaas web app %s serving, root %s", OWNER_ID, settings.ROOT_PATH)
@@ -859,11 +726,11 @@ routes = [
     Mount("/ui", StaticFiles(directory=Path(__file__).with_name("ui"), html=True), name="ui"),
     Route("/v1/user/me/", user_me, methods=["GET"]),
     Route("/v1/discipline", list_disciplines, methods=["GET"]),
+    Route("/v1/discipline/{name}", discipline_class, methods=["GET"]),
     Route("/v1/discipline/{name}/execute", execute, methods=["POST"]),
     Route("/v1/discipline/{name}/{what}", discipline_description, methods=["POST"]),
     Route("/v1/job", list_jobs, methods=["GET"]),
-    Route("/v1/job/{job_id}", get_job, methods=["GET"]),
-    Route("/v1/job/{job_id}", delete_job, methods=["DELETE"]),
+    Route("/v1/job/{job_id}", job_resource, methods=["GET", "DELETE"]),
     Route("/v1/job/{job_id}/cancel", cancel_job, methods=["POST"]),
     Route("/v1/job/{job_id}/files", job_files, methods=["GET"]),
     Route("/v1/job/{job_id}/files/download", download, methods=["GET"]),
@@ -880,10 +747,14 @@ def counted(app):
     return State.counter
 
 
-exception_handlers = {ApiError: api_error, HTTPException: http_error, Exception: server_error}
+exception_handlers = {Rejected: rejected, HTTPException: http_error}
 app = Starlette(
     routes=routes,
     exception_handlers=exception_handlers,
     lifespan=lifespan,
-    middleware=[Middleware(counted), Middleware(BodyLimit)],
+    middleware=[
+        Middleware(counted),
+        Middleware(ServerErrors),
+        Middleware(BodyLimit, limits={"/token": TOKEN_BODY_LIMIT}),
+    ],
 )

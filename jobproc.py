@@ -1,6 +1,6 @@
 """Warm job processes: GEMSEO imported once, then forked, then one request at a time.
 
-runner.Pool starts `python jobproc.py FD`, the *zygote*: it imports GEMSEO, scans the discipline
+pool.Pool starts `python jobproc.py FD`, the *zygote*: it imports GEMSEO, scans the discipline
 factory, then only forks. Each fork is a job process, warm from birth and sharing the zygote's
 memory, the leader of its own process group (so that a cancel or a timeout stops it with
 everything it started), talking to the pool over the socket the pool passed along. This module
@@ -9,6 +9,7 @@ is the only place where GEMSEO is imported: the web app and the consumer stay sm
 
 import ctypes
 import gc
+import inspect
 import json
 import os
 import resource
@@ -24,11 +25,12 @@ from multiprocessing.connection import Connection
 
 import orjson
 
-LOG_NAME = "gaas-job.log"
+LOG_NAME = "gaas-job.log"  # files.LOG_NAME; this module imports no gaas module
 REUSE = os.environ.get("GAAS_REUSE_DISCIPLINES", "1") == "1"
 # Discipline classes whose JSON options can run code or commands, read or write any server file,
-# or make the server send requests: served only when the admin enables them by name. The first
-# three were shown exploitable here; the others run code or touch paths by design (README).
+# or make the server send requests: served only when the admin enables them by name, and so are
+# their subclasses (a plugin may derive from one under another name). The first three were shown
+# exploitable here; the others run code or touch paths by design (README).
 UNSAFE = frozenset(
     {
         "AnalyticDiscipline",  # sympy parses expressions with eval
@@ -93,14 +95,55 @@ class Engine:
             # Every job builds a new discipline; a cache would only cost time.
             enable_discipline_cache=False,
         )
+        from gemseo.disciplines.factory import DisciplineFactory
+
         self.gemseo = gemseo
         self.instances = {}
-        names = gemseo.get_available_disciplines()
-        self.catalogue = sorted(name for name in names if name not in UNSAFE or name in enabled)
+        self.factory = DisciplineFactory()
+        served, disabled = [], []
+        for name in gemseo.get_available_disciplines():
+            unsafe = name in UNSAFE or any(base.__name__ in UNSAFE for base in self.cls(name).__mro__)
+            (disabled if unsafe and name not in enabled else served).append(name)
+        self.catalogue, self.disabled = sorted(served), sorted(disabled)
 
-    def create(self, name, options):
+    def cls(self, name):
+        return self.factory.get_class(name)
+
+    def check_name(self, name):
+        if name in self.disabled:
+            raise ClientError(
+                403,
+                f"Discipline {name!r} is not enabled on this server: it can run code or reach files"
+                " from its options. The administrator can enable it by adding its name to"
+                " GEMSEO_HTTP_ENABLED_DISCIPLINES.",
+            )
         if name not in self.catalogue:
             raise ClientError(404, f"Unknown discipline {name!r}.")
+
+    def about(self, name):
+        """What a client needs to build the class: its summary and constructor parameters."""
+        self.check_name(name)
+        cls = self.cls(name)
+        doc = (inspect.getdoc(cls) or "").strip()
+        parameters = []
+        for parameter in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue
+            entry = {"name": parameter.name, "required": parameter.default is parameter.empty}
+            if not entry["required"]:
+                entry["default"] = json_default(parameter.default)
+            if parameter.annotation is not parameter.empty:
+                entry["type"] = str(parameter.annotation)
+            parameters.append(entry)
+        return {
+            "name": name,
+            "description": doc.split("\n\n")[0].replace("\n", " ") if doc else "",
+            "options_required": any(item["required"] for item in parameters),
+            "parameters": parameters,
+        }
+
+    def create(self, name, options):
+        self.check_name(name)
         if not isinstance(options, dict):
             raise ClientError(422, "discipline_options must be an object.")
         try:
@@ -117,8 +160,8 @@ class Engine:
         return {
             "input_names": list(discipline.io.input_grammar.names),
             "output_names": list(discipline.io.output_grammar.names),
-            "inputs_schema": self.gemseo.get_discipline_inputs_schema(discipline),
-            "outputs_schema": self.gemseo.get_discipline_outputs_schema(discipline),
+            "inputs_schema": grammar_schema(discipline.io.input_grammar),
+            "outputs_schema": grammar_schema(discipline.io.output_grammar),
             "default_input_data": to_json_values(discipline.io.input_grammar.defaults),
         }
 
@@ -168,9 +211,41 @@ class Engine:
             # Without names to differentiate, GEMSEO computes nothing: give the whole Jacobian.
             if not (job["differentiated_inputs"] or job["differentiated_outputs"]):
                 options.setdefault("compute_all_jacobians", True)
+            # The model ran just above: linearize at that point without running it again
+            # (GEMSEO's cache is off, so execute=True, which the gemseo-http client sends, would).
+            options["execute"] = False
             jacobian = discipline.linearize(input_data, **options)
             reply["jacobian_data"] = dumps(jacobian)
         return reply
+
+
+def grammar_schema(grammar):
+    """The JSON schema of a grammar; for a simple grammar (names and Python types), one built
+    from its types, as GEMSEO builds a JSON grammar from types."""
+    if type(grammar).__name__ == "JSONGrammar":
+        return grammar.schema
+    from gemseo.core.grammars.json_grammar import JSONGrammar
+
+    converted = JSONGrammar(grammar.name)
+    converted.update_from_types({name: grammar[name] for name in grammar.names if grammar[name] is not None})
+    schema = dict(converted.schema)
+    known = schema.get("properties", {})
+    schema["properties"] = {name: known.get(name, {}) for name in grammar.names}
+    schema["required"] = sorted(grammar.required_names)
+    return schema
+
+
+def json_default(value):
+    """A constructor default as JSON: plain values as they are, enums by value, others as text."""
+    import enum
+
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(item, (bool, int, float, str)) for item in value):
+        return list(value)
+    return repr(value)
 
 
 class ShortArrayValidation:
@@ -327,13 +402,20 @@ def handle(engine, request, idle_dir):
     """Answer one request; never raises."""
     try:
         if request["op"] == "catalogue":
-            return {"ok": True, "value": engine.catalogue}
+            return {"ok": True, "value": {"served": engine.catalogue, "disabled": engine.disabled}}
+        if request["op"] == "about":
+            return {"ok": True, "value": engine.about(request["name"])}
         if request["op"] == "describe":
             os.chdir(idle_dir)
-            return {"ok": True, "value": engine.describe(request["name"], request["options"])}
-        return run_job(engine, request)
+            # Building a discipline runs its constructor: limited like a job (the caller also
+            # gives it a deadline).
+            with memory_limit(request.get("memory_limit_mb")):
+                return {"ok": True, "value": engine.describe(request["name"], request["options"])}
+        return execute_job(engine, request)
     except ClientError as error:
         return {"ok": False, "status": error.status, "detail": str(error)}
+    except MemoryError:
+        return {"ok": False, "status": 422, "detail": "Building the discipline went past its memory limit."}
     except Exception as error:
         traceback.print_exc()
         return {"ok": False, "status": 500, "detail": f"{type(error).__name__}: {error}"}
@@ -341,7 +423,7 @@ def handle(engine, request, idle_dir):
         os.chdir(idle_dir)
 
 
-def run_job(engine, request):
+def execute_job(engine, request):
     job = request["job"]
     try:
         os.chdir(job["workdir"])

@@ -6,10 +6,6 @@ from collections import Counter
 import settings
 import store
 
-STATUSES = ("created", "pending", "running", "finished", "failed")
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
-
-
 class RequestCounter:
     """ASGI middleware counting answered requests by method, route template and status."""
 
@@ -36,19 +32,13 @@ class RequestCounter:
             self.counts[(scope["method"], path, status)] += 1
 
 
-def last_worker_beat(conn):
-    row = conn.execute("SELECT max(beat_at) FROM workers WHERE id LIKE 'worker:%'").fetchone()
-    return row[0]
-
-
 def health(huey):
     """Return (healthy, report): the store and the queue answer, and a worker beat recently."""
     report, problems = {}, []
     try:
-        conn = store.connect()
-        conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchall()
+        store.ping()
         report["database"] = "ok"
-        beat = last_worker_beat(conn)
+        beat = store.last_worker_beat()
     except Exception as error:
         report["database"] = f"error: {error}"
         problems.append("the database does not answer")
@@ -78,9 +68,12 @@ def _labels(**labels):
     return "{" + inner + "}"
 
 
+def _bound(value):
+    return "+Inf" if value == float("inf") else f"{value:g}"
+
+
 def render(huey, counts):
     """The Prometheus text exposition of the service's state."""
-    conn = store.connect()
     lines = []
 
     def metric(name, kind, help_text, samples):
@@ -89,27 +82,23 @@ def render(huey, counts):
         for suffix, labels, value in samples:
             lines.append(f"{name}{suffix}{_labels(**labels) if labels else ''} {value}")
 
-    by_status = dict(conn.execute("SELECT job_status, sum(n) FROM job_counts GROUP BY job_status"))
+    by_status = store.jobs_by_status()
     metric(
         "gaas_jobs",
         "gauge",
         "Jobs in the store by status.",
-        [("", {"status": status}, by_status.get(status, 0)) for status in STATUSES],
+        [("", {"status": status}, by_status.get(status, 0)) for status in store.STATUSES],
     )
     try:
         depth = len(huey)
     except Exception:
         depth = float("nan")
     metric("gaas_queue_depth", "gauge", "Tasks waiting in the Huey queue.", [("", {}, depth)])
-    sums = ", ".join(f"sum(d <= {bound})" for bound in DURATION_BUCKETS)
-    row = conn.execute(
-        f"SELECT {sums}, count(*), total(d) FROM (SELECT ended_at - started_at AS d FROM jobs"
-        " WHERE started_at IS NOT NULL AND ended_at IS NOT NULL)"
-    ).fetchone()
-    samples = [("_bucket", {"le": bound}, row[i] or 0) for i, bound in enumerate(DURATION_BUCKETS)]
-    count, total = row[-2], row[-1]
-    samples += [("_bucket", {"le": "+Inf"}, count), ("_sum", {}, total), ("_count", {}, count)]
-    metric("gaas_job_duration_seconds", "histogram", "Run time of the ended jobs.", samples)
+    buckets, total = store.duration_histogram()
+    samples = [("_bucket", {"le": _bound(bound)}, count) for bound, count in buckets]
+    count = buckets[-1][1] if buckets else 0
+    samples += [("_sum", {}, total), ("_count", {}, count)]
+    metric("gaas_job_duration_seconds", "histogram", "Run time of the jobs that ended since the store was made.", samples)
     metric(
         "gaas_http_requests_total",
         "counter",
@@ -119,7 +108,7 @@ def render(huey, counts):
             for (method, route, status), value in sorted(counts.items())
         ],
     )
-    beat = last_worker_beat(conn)
+    beat = store.last_worker_beat()
     age = float("nan") if beat is None else round(time.time() - beat, 3)
     metric(
         "gaas_worker_heartbeat_age_seconds",

@@ -6,6 +6,26 @@ otherwise, and a test builds the document, so a new route cannot go undocumented
 
 from copy import deepcopy
 
+import files
+import jobs
+import store
+
+# What the server accepts, written once: gaas.py checks requests against these.
+LINEARIZATION_MODES = (
+    "auto",
+    "direct",
+    "reverse",
+    "adjoint",
+    "complex_step",
+    "finite_differences",
+    "centered_differences",
+    "hybrid_complex_step",
+    "hybrid_finite_differences",
+    "hybrid_centered_differences",
+)
+MAX_PAGE = 1000
+MAX_INTEGER = jobs.MAX_INTEGER
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 NAMES = {"type": "array", "items": {"type": "string"}}
 VALUE = {"oneOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}, {"type": "array", "items": {}}]}
@@ -34,24 +54,60 @@ SCHEMAS = {
             "created_at": {"type": "string", "format": "date-time"},
         },
     },
+    "DisciplineClass": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "description": {"type": "string", "description": "The first paragraph of the class docstring."},
+            "options_required": {"type": "boolean", "description": "Whether discipline_options must be given."},
+            "parameters": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "required": {"type": "boolean"},
+                        "default": {},
+                        "type": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
     "DisciplineOptions": {
         "type": "object",
+        "additionalProperties": False,
         "properties": {"discipline_options": {"type": "object", "description": "Constructor arguments."}},
+    },
+    "FileReference": {
+        "type": "object",
+        "description": "A File returned by the upload; its id (or unique_filename) names it.",
+        "properties": {
+            "id": {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER},
+            "unique_filename": {"type": "string"},
+        },
+        "anyOf": [{"required": ["id"]}, {"required": ["unique_filename"]}],
     },
     "ExecuteInput": {
         "type": "object",
+        "additionalProperties": False,
         "properties": {
             "name": {"type": "string"},
             "discipline_options": {"type": "object"},
             "input_data": DATA,
             "input_data_type": {"type": "string", "enum": ["json"]},
-            "input_files": {"type": "array", "items": {"$ref": "#/components/schemas/File"}},
+            "input_files": {"type": "array", "items": {"$ref": "#/components/schemas/FileReference"}},
             "linearize": {"type": "boolean"},
-            "linearization_mode": {"type": "string"},
+            "linearization_mode": {"type": "string", "enum": list(LINEARIZATION_MODES)},
             "linearize_options": {"type": "object"},
             "differentiated_inputs": NAMES,
             "differentiated_outputs": NAMES,
-            "timeout": {"type": "number", "description": "Seconds; capped by GEMSEO_HTTP_JOB_TIMEOUT."},
+            "timeout": {
+                "type": "number",
+                "minimum": 0,
+                "exclusiveMinimum": True,
+                "description": "Seconds; capped by GEMSEO_HTTP_JOB_TIMEOUT.",
+            },
         },
     },
     "JobEntry": {
@@ -62,7 +118,7 @@ SCHEMAS = {
             "name": {"type": "string"},
             "discipline_class_name": {"type": "string"},
             "job_type": {"type": "string", "enum": ["execute", "execute_and_linearize"]},
-            "job_status": {"type": "string", "enum": ["created", "pending", "running", "finished", "failed"]},
+            "job_status": {"type": "string", "enum": list(store.STATUSES)},
             "execution_mode": {"type": "string", "enum": ["synchronous", "asynchronous"]},
             "error": {
                 "type": "string",
@@ -117,6 +173,7 @@ def errors(*codes):
     texts = {
         400: "Malformed request (bad JSON, bad discipline options, bad path).",
         401: "Missing, invalid or expired token.",
+        403: "The discipline exists but the administrator has not enabled it (GEMSEO_HTTP_ENABLED_DISCIPLINES).",
         404: "Unknown, or not yours.",
         409: "Conflict with the current state.",
         413: "The body is larger than GEMSEO_HTTP_MAX_BODY_MB.",
@@ -205,8 +262,13 @@ OPERATIONS = {
         "responses": {
             "200": answer("The ended job (finished or failed).", ref("Job")),
             "202": answer("The queued job.", ref("Job")),
-            **errors(400, 401, 404, 413, 422, 503),
+            **errors(400, 401, 403, 404, 413, 422, 503),
         },
+    },
+    ("GET", "/v1/discipline/{name}"): {
+        "summary": "What a discipline class is and which constructor options it takes.",
+        "parameters": [NAME],
+        "responses": {"200": answer("The class.", ref("DisciplineClass")), **errors(401, 403, 404)},
     },
     ("POST", "/v1/discipline/{name}/{what}"): {
         "summary": "Describe a discipline built with the given options: names, schemas or defaults.",
@@ -214,15 +276,15 @@ OPERATIONS = {
         "requestBody": OPTIONS_BODY,
         "responses": {
             "200": answer("A list of names, a JSON Schema, or the default input data.", {}),
-            **errors(400, 401, 404, 422),
+            **errors(400, 401, 403, 404, 422),
         },
     },
     ("GET", "/v1/job"): {
         "summary": "The caller's jobs, newest first, without their data fields.",
         "parameters": [
-            query("status", {"type": "string", "enum": ["created", "pending", "running", "finished", "failed"]}, "Only this status."),
-            query("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "Page size."),
-            query("offset", {"type": "integer", "minimum": 0, "default": 0}, "Jobs to skip."),
+            query("status", {"type": "string", "enum": list(store.STATUSES)}, "Only this status."),
+            query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}, "Page size."),
+            query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER, "default": 0}, "Jobs to skip."),
         ],
         "responses": {
             "200": {
@@ -237,7 +299,11 @@ OPERATIONS = {
         "parameters": [
             JOB_ID,
             query("long_polling", {"type": "boolean", "default": False}, "Wait for the end of the job."),
-            query("long_polling_timeout", {"type": "number", "default": 100}, "Longest wait in seconds (decimals allowed)."),
+            query(
+                "long_polling_timeout",
+                {"type": "number", "minimum": 0, "default": 100},
+                "Longest wait in seconds (decimals allowed), capped by GEMSEO_HTTP_MAX_LONG_POLLING_TIMEOUT.",
+            ),
         ],
         "responses": {"200": answer("The job.", ref("Job")), **errors(401, 404, 422)},
     },
@@ -262,15 +328,18 @@ OPERATIONS = {
     },
     ("GET", "/v1/job/{job_id}/files/download"): {
         "summary": "Download one file of the job directory.",
-        "parameters": [JOB_ID, query("filename", {"type": "string"}, "Path relative to the job directory.", True)],
+        "parameters": [JOB_ID, query("filename", {"type": "string", "minLength": 1}, "Path relative to the job directory.", True)],
         "responses": {
             "200": answer("The bytes.", {"type": "string", "format": "binary"}, "application/octet-stream"),
             **errors(400, 401, 404, 422),
         },
     },
     ("GET", "/v1/job/{job_id}/log"): {
-        "summary": "What the job printed (stdout and stderr, C and Fortran output included).",
-        "parameters": [JOB_ID],
+        "summary": "What the job printed (stdout and stderr, C and Fortran output included), streamed.",
+        "parameters": [
+            JOB_ID,
+            query("tail", {"type": "integer", "minimum": 1}, "Only the last TAIL bytes, from the first line start in them."),
+        ],
         "responses": {"200": answer("The log.", {"type": "string"}, "text/plain"), **errors(401, 404)},
     },
     ("GET", "/v1/file"): {
@@ -287,9 +356,15 @@ OPERATIONS = {
                         "type": "object",
                         "required": ["files"],
                         "properties": {
-                            "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                            "chunk_number": {"type": "integer", "default": 0},
-                            "total_chunks": {"type": "integer", "default": 1},
+                            "files": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}},
+                            "chunk_number": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "maximum": files.MAX_CHUNKS - 1,
+                                "default": 0,
+                                "description": "Below total_chunks, and the next one expected (else 409).",
+                            },
+                            "total_chunks": {"type": "integer", "minimum": 1, "maximum": files.MAX_CHUNKS, "default": 1},
                             "upload_id": {"type": "string", "description": "Keeps concurrent uploads of one name apart."},
                         },
                     }

@@ -1,74 +1,40 @@
-"""Retention (old jobs and unused uploads removed) and online backups of the databases."""
+"""Retention: old jobs and unused uploads removed, by the worker's periodic task or by
+`gaas-admin purge`."""
 
-import json
 import logging
-import shutil
-import sqlite3
 import time
-from pathlib import Path
 
-import settings
+import files
 import store
 
 logger = logging.getLogger("gaas")
 
 
-def purge(older_than_days, now=None):
+def purge(older_than_days, now=None, dry_run=False):
     """Remove ended jobs older than the cutoff with their directories, then the uploads that no
     remaining job uses and that are older than the cutoff, and stale partial uploads.
 
-    Return the counts removed.
+    Return the counts removed (or that would be, with dry_run).
     """
+    if not older_than_days > 0:  # also refuses NaN
+        raise ValueError("the age must be a positive number of days")
     cutoff = (now or time.time()) - older_than_days * 86400
-    conn = store.connect()
-    old = conn.execute(
-        "SELECT id, workdir FROM jobs WHERE job_status IN ('finished', 'failed') AND ended_at < ?",
-        (cutoff,),
-    ).fetchall()
+    old = store.ended_jobs(cutoff)
+    used = store.files_in_use(leaving=[job_id for job_id, _ in old])
+    unused = [(file_id, unique) for file_id, unique in store.old_files(cutoff) if unique not in used]
+    partial = store.stale_uploads(cutoff)
+    counts = {"jobs": len(old), "files": len(unused), "partial_uploads": len(partial)}
+    if dry_run:
+        return counts
     for job_id, workdir in old:
-        with store.transaction() as tx:
-            tx.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
-        shutil.rmtree(workdir, ignore_errors=True)
-    used = set()
-    for (text,) in conn.execute("SELECT input_files FROM jobs WHERE input_files != '[]'"):
-        used.update(item["unique_filename"] for item in json.loads(text))
-    files = 0
-    for file_id, unique in conn.execute(
-        "SELECT id, unique_filename FROM files WHERE created_at < ?", (cutoff,)
-    ).fetchall():
-        if unique in used:
-            continue
-        with store.transaction() as tx:
-            tx.execute("DELETE FROM files WHERE id = ?", (file_id,))
-        (settings.FILE_DIRECTORY / unique).unlink(missing_ok=True)
-        files += 1
-    partial = conn.execute(
-        "SELECT user_id, upload_key, partial_name FROM uploads WHERE updated_at < ?", (cutoff,)
-    ).fetchall()
+        store.delete_job(job_id)
+        files.remove_stored(workdirs=[workdir])
+    for file_id, unique in unused:
+        store.delete_file(file_id)
+        files.remove_stored([unique])
     for user_id, key, name in partial:
         store.drop_upload_state(user_id, key)
-        (settings.FILE_DIRECTORY / ".partial" / name).unlink(missing_ok=True)
-    if old or files or partial:
-        logger.info("retention: removed %s jobs, %s files, %s partial uploads", len(old), files, len(partial))
-    return {"jobs": len(old), "files": files, "partial_uploads": len(partial)}
-
-
-def backup(folder):
-    """Write consistent copies of the store and the queue into folder, while the service runs."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for source in (settings.USER_DATABASE_PATH, settings.HUEY_DATABASE_PATH):
-        if not source.exists():
-            continue
-        target = folder / source.name
-        partial = target.with_suffix(".partial")
-        src, dst = sqlite3.connect(source, timeout=30), sqlite3.connect(partial)
-        try:
-            src.backup(dst)  # SQLite's online backup: a snapshot; writers are not stopped
-        finally:
-            dst.close()
-            src.close()
-        partial.replace(target)
-        written.append(target)
-    return written
+        files.remove_stored(partial_names=[name])
+    if any(counts.values()):
+        logger.info("retention: removed %(jobs)s jobs, %(files)s files, %(partial_uploads)s partial uploads", counts)
+    return counts

@@ -31,6 +31,15 @@ def _number(name, default, cast=int):
         raise SystemExit(f"setting {name}={raw!r} is not a valid {cast.__name__}") from None
 
 
+def _flag(name, default):
+    raw = _text(name, default).lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"setting {name}={raw!r} is not a boolean: use 1/true/yes/on or 0/false/no/off")
+
+
 def _names(name):
     return frozenset(item.strip() for item in _text(name).split(",") if item.strip())
 
@@ -62,6 +71,11 @@ ENABLED_DISCIPLINES = _names("GEMSEO_HTTP_ENABLED_DISCIPLINES")
 SYNC_PROCESSES = _number("GEMSEO_HTTP_SYNC_PROCESSES", 2)
 # A warm job process is replaced after this many jobs, to bound what one run can leave behind.
 PROCESS_MAX_JOBS = _number("GEMSEO_HTTP_PROCESS_MAX_JOBS", 500)
+# Seconds a new warm process may take to import GEMSEO and the plugins of GEMSEO_PATH.
+PROCESS_STARTUP_TIMEOUT = _number("GEMSEO_HTTP_PROCESS_STARTUP_TIMEOUT", 300.0, float)
+# Time limit in seconds for building a discipline to describe it (schemas, defaults); its
+# memory is limited as a job's is, or to 2048 MiB when jobs have no limit.
+DESCRIBE_TIMEOUT = _number("GEMSEO_HTTP_DESCRIBE_TIMEOUT", 30.0, float)
 # Longest long poll a client may ask for, in seconds.
 MAX_LONG_POLLING_TIMEOUT = _number("GEMSEO_HTTP_MAX_LONG_POLLING_TIMEOUT", 300.0, float)
 # Largest accepted request body for JSON routes and for one upload chunk, in MiB.
@@ -75,8 +89,21 @@ JOB_MEMORY_LIMIT_MB = _number("GEMSEO_HTTP_JOB_MEMORY_LIMIT_MB", 0.0, float)
 HEARTBEAT_INTERVAL = _number("GEMSEO_HTTP_HEARTBEAT_INTERVAL", 2.0, float)
 HEARTBEAT_TIMEOUT = _number("GEMSEO_HTTP_HEARTBEAT_TIMEOUT", 30.0, float)
 # Queue a job again, once, when its worker vanished, instead of failing it as lost.
-REQUEUE_LOST_JOBS = _text("GEMSEO_HTTP_REQUEUE_LOST_JOBS", "0").lower() in ("1", "true", "yes")
+REQUEUE_LOST_JOBS = _flag("GEMSEO_HTTP_REQUEUE_LOST_JOBS", "0")
+# An asynchronous job still unclaimed after this many seconds is looked for in the queue, and
+# queued again if its task is in none (the web app died between recording and queueing it).
+REQUEUE_PENDING_AFTER = _number("GEMSEO_HTTP_REQUEUE_PENDING_AFTER", 30.0, float)
 # Reuse a discipline instance for the same user, class and options (GEMSEO's cache stays off).
-REUSE_DISCIPLINES = _text("GEMSEO_HTTP_REUSE_DISCIPLINES", "1").lower() in ("1", "true", "yes")
+REUSE_DISCIPLINES = _flag("GEMSEO_HTTP_REUSE_DISCIPLINES", "1")
 # Ended jobs older than this many days are removed with their directories (0: keep forever).
 JOB_RETENTION_DAYS = _number("GEMSEO_HTTP_JOB_RETENTION_DAYS", 0.0, float)
+
+
+if __name__ == "__main__":
+    # `python settings.py HOST PORT` prints shell assignments: the scripts take their defaults
+    # from here, so each default is written once.
+    import shlex
+    import sys
+
+    for key in sys.argv[1:]:
+        print(f"{key}={shlex.quote(str(globals()[key]))}")

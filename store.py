@@ -1,6 +1,11 @@
-"""The SQLite store of users, jobs and uploaded files, shared by the web app and the worker."""
+"""The job store: users, jobs, uploaded files and heartbeats, shared by the web app and the worker.
+
+Every SQL statement of gaas is in this module. The rules of which state may follow which live in
+jobs.py, which calls set_status() with the states it expects (a compare-and-set).
+"""
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -10,12 +15,22 @@ import orjson
 
 import settings
 
+logger = logging.getLogger("gaas")
+
+# The statuses of the wire contract, in their order of life. `created` is never used by gaas.
+STATUSES = ("created", "pending", "running", "finished", "failed")
+ENDED = ("finished", "failed")
+# Upper bounds of the job duration histogram of /metrics, in seconds.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     username TEXT NOT NULL UNIQUE,
     password_hash TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    -- Part of every token: changing it (new password, deleted user) ends all sessions.
+    token_version INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -30,7 +45,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at REAL,
     ended_at REAL,
     timeout REAL,
-    worker TEXT NOT NULL DEFAULT '',
+    -- The process (worker or web app, see processes) that claimed the job; '' while queued.
+    owner TEXT NOT NULL DEFAULT '',
     pid INTEGER,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -53,7 +69,7 @@ CREATE TABLE IF NOT EXISTS job_data (
 );
 CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs (user_id, id);
 CREATE INDEX IF NOT EXISTS jobs_by_user_status ON jobs (user_id, job_status, id);
-CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (job_status, worker);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (job_status, owner);
 -- Jobs per user and status, kept by triggers: the job list's total and /metrics read it
 -- instead of counting 100,000 index entries.
 CREATE TABLE IF NOT EXISTS job_counts (
@@ -75,6 +91,19 @@ WHEN OLD.job_status != NEW.job_status BEGIN
     INSERT INTO job_counts VALUES (NEW.user_id, NEW.job_status, 1)
     ON CONFLICT (user_id, job_status) DO UPDATE SET n = n + 1;
 END;
+-- The duration histogram of /metrics: counted when a job ends, so it never goes down when
+-- jobs are purged, and a scrape reads 17 rows instead of every job.
+CREATE TABLE IF NOT EXISTS job_durations (
+    le REAL PRIMARY KEY,
+    n INTEGER NOT NULL DEFAULT 0,
+    total REAL NOT NULL DEFAULT 0
+);
+CREATE TRIGGER IF NOT EXISTS job_durations_end AFTER UPDATE OF job_status ON jobs
+WHEN NEW.job_status IN ('finished', 'failed') AND OLD.job_status NOT IN ('finished', 'failed')
+    AND NEW.started_at IS NOT NULL AND NEW.ended_at IS NOT NULL BEGIN
+    UPDATE job_durations SET n = n + 1, total = total + (NEW.ended_at - NEW.started_at)
+    WHERE le >= NEW.ended_at - NEW.started_at;
+END;
 CREATE TABLE IF NOT EXISTS files (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id INTEGER NOT NULL,
@@ -94,7 +123,8 @@ CREATE TABLE IF NOT EXISTS uploads (
     updated_at REAL NOT NULL,
     PRIMARY KEY (user_id, upload_key)
 );
-CREATE TABLE IF NOT EXISTS workers (
+-- Heartbeats of the processes that run jobs: workers and web apps (synchronous jobs).
+CREATE TABLE IF NOT EXISTS processes (
     id TEXT PRIMARY KEY,
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
@@ -103,7 +133,6 @@ CREATE TABLE IF NOT EXISTS workers (
 );
 """
 
-ENDED = ("finished", "failed")
 # Columns of a list entry: everything but the data fields.
 LIST_COLUMNS = (
     "id, user_id, name, discipline_class_name, job_type, job_status, execution_mode, error,"
@@ -118,6 +147,7 @@ JSON_FIELDS = (
 )
 DATA_FIELDS = ("input_data", "output_data", "jacobian_data")
 DATA_COLUMNS = ", ".join(f"coalesce({name}, '{{}}') AS {name}" for name in DATA_FIELDS)
+PRIVATE = 0o600  # the store holds password hashes and every job
 
 _local = threading.local()
 
@@ -126,16 +156,21 @@ def connect():
     """Return this thread's connection to the store, opening it on first use."""
     conn = getattr(_local, "conn", None)
     if conn is None or getattr(_local, "path", None) != settings.USER_DATABASE_PATH:
-        conn = sqlite3.connect(settings.USER_DATABASE_PATH, timeout=30, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        # WAL with NORMAL stays consistent on power loss; only the last commits may be lost.
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        # Checkpoints run in a thread of their own (start_checkpoints): inside a commit, one
-        # cost that request 10 ms or more every few hundred writes.
-        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn = _open(settings.USER_DATABASE_PATH)
         _local.conn, _local.path = conn, settings.USER_DATABASE_PATH
+    return conn
+
+
+def _open(path, timeout=30):
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    # WAL with NORMAL stays consistent on power loss; only the last commits may be lost.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    # Checkpoints run in a thread of their own (start_checkpoints): inside a commit, one
+    # cost that request 10 ms or more every few hundred writes.
+    conn.execute("PRAGMA wal_autocheckpoint=0")
     return conn
 
 
@@ -162,7 +197,17 @@ class transaction:
             self.conn.execute("PRAGMA busy_timeout = 30000")
 
     def __exit__(self, kind, value, tb):
-        self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
+        if kind is not None:
+            self.conn.execute("ROLLBACK")
+            return
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error:
+            # A failed COMMIT (disk full, I/O error) leaves the transaction open: close it, or
+            # this thread's connection would stay inside it forever.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
 
 
 def start_checkpoints(interval=1.0):
@@ -175,7 +220,7 @@ def start_checkpoints(interval=1.0):
             try:
                 connect().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             except sqlite3.Error as error:
-                logging.getLogger("gaas").warning("checkpoint failed: %s", error)
+                logger.warning("checkpoint failed: %s", error)
 
     threading.Thread(target=loop, name="checkpoints", daemon=True).start()
 
@@ -191,18 +236,58 @@ def init():
     ):
         folder.mkdir(parents=True, exist_ok=True)
     conn = connect()
+    _migrate_names(conn)
     conn.executescript(SCHEMA)
     with transaction() as tx:
         # A store made when the data lived in the jobs table: move it.
-        if "input_data" in {row[1] for row in tx.execute("PRAGMA table_info(jobs)")}:
+        if "input_data" in _columns(tx, "jobs"):
             tx.execute(f"INSERT OR IGNORE INTO job_data SELECT id, {', '.join(DATA_FIELDS)} FROM jobs")
             for name in DATA_FIELDS:
                 tx.execute(f"ALTER TABLE jobs DROP COLUMN {name}")
+        if "token_version" not in _columns(tx, "users"):
+            tx.execute("ALTER TABLE users ADD COLUMN token_version INTEGER NOT NULL DEFAULT 0")
         # A store made before job_counts existed: count once.
         if tx.execute("SELECT 1 FROM job_counts LIMIT 1").fetchone() is None:
             tx.execute(
                 "INSERT INTO job_counts SELECT user_id, job_status, count(*) FROM jobs GROUP BY 1, 2"
             )
+        if tx.execute("SELECT 1 FROM job_durations LIMIT 1").fetchone() is None:
+            _count_durations(tx)
+    protect(settings.USER_DATABASE_PATH)
+
+
+def _columns(conn, table):
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _migrate_names(conn):
+    """Rename what older stores called `worker`: it holds web apps too."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "workers" in tables and "processes" not in tables:
+        conn.execute("ALTER TABLE workers RENAME TO processes")
+    if "jobs" in tables and "worker" in _columns(conn, "jobs"):
+        conn.execute("ALTER TABLE jobs RENAME COLUMN worker TO owner")
+
+
+def _count_durations(tx):
+    """Fill the histogram from the ended jobs, for a new table or an older store."""
+    for bound in (*DURATION_BUCKETS, float("inf")):
+        row = tx.execute(
+            "SELECT count(*), total(ended_at - started_at) FROM jobs WHERE job_status IN"
+            " ('finished', 'failed') AND started_at IS NOT NULL AND ended_at IS NOT NULL"
+            " AND ended_at - started_at <= ?",
+            (bound,),
+        ).fetchone()
+        tx.execute("INSERT INTO job_durations (le, n, total) VALUES (?, ?, ?)", (bound, row[0], row[1]))
+
+
+def protect(path):
+    """Make a database file and its journal files readable by their owner only."""
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.chmod(f"{path}{suffix}", PRIVATE)
+        except FileNotFoundError:
+            pass
 
 
 def iso(timestamp):
@@ -235,18 +320,28 @@ def user_by_id(user_id):
 
 
 def set_password(username, password_hash):
-    """Change a password; return whether the user exists."""
+    """Change a password and end every session of the user; return whether the user exists."""
     with transaction() as conn:
         cursor = conn.execute(
-            "UPDATE users SET password_hash = ? WHERE username = ?", (password_hash, username)
+            "UPDATE users SET password_hash = ?, token_version = token_version + 1 WHERE username = ?",
+            (password_hash, username),
         )
         return cursor.rowcount == 1
 
 
-def delete_user(username):
-    """Delete a user (their jobs and files stay for the admin); return whether it existed."""
+def delete_user(user_id):
+    """Delete a user with their jobs, files and uploads; return what the caller must remove from
+    disk: (job directories, stored file names, partial upload names)."""
     with transaction() as conn:
-        return conn.execute("DELETE FROM users WHERE username = ?", (username,)).rowcount == 1
+        workdirs = [row[0] for row in conn.execute("SELECT workdir FROM jobs WHERE user_id = ?", (user_id,))]
+        files = [row[0] for row in conn.execute("SELECT unique_filename FROM files WHERE user_id = ?", (user_id,))]
+        partial = [row[0] for row in conn.execute("SELECT partial_name FROM uploads WHERE user_id = ?", (user_id,))]
+        conn.execute("DELETE FROM jobs WHERE user_id = ?", (user_id,))
+        conn.execute("DELETE FROM files WHERE user_id = ?", (user_id,))
+        conn.execute("DELETE FROM uploads WHERE user_id = ?", (user_id,))
+        conn.execute("DELETE FROM job_counts WHERE user_id = ?", (user_id,))
+        conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+    return workdirs, files, partial
 
 
 def list_users():
@@ -256,12 +351,9 @@ def list_users():
 # Jobs
 
 
-def job_directory(user_id, job_id):
-    return settings.WORKSPACE_EXECUTION / f"user-{user_id}" / f"job-{job_id}"
-
-
-def create_job(fields):
-    """Insert a job from a dict of column values (data fields included) and return its id."""
+def create_job(fields, workdir_of):
+    """Insert a job from a dict of column values (data fields included) and return its id;
+    workdir_of(user_id, job_id) names its directory."""
     fields = dict(fields, created_at=time.time())
     data = {name: fields.pop(name) for name in DATA_FIELDS if name in fields}
     names = ", ".join(fields)
@@ -269,7 +361,7 @@ def create_job(fields):
     with transaction() as conn:
         cursor = conn.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", tuple(fields.values()))
         job_id = cursor.lastrowid
-        workdir = job_directory(fields["user_id"], job_id)
+        workdir = workdir_of(fields["user_id"], job_id)
         conn.execute("UPDATE jobs SET workdir = ? WHERE id = ?", (str(workdir), job_id))
         _write_data(conn, job_id, data, insert=True)
     return job_id
@@ -318,16 +410,19 @@ def list_jobs(user_id, status=None, limit=100, offset=0):
     return rows, int(total)
 
 
-def set_status(job_id, status, expected, **fields):
-    """Move a job to `status` if it is in one of the `expected` states; return whether it moved."""
+def set_status(job_id, status, expected, where=None, **fields):
+    """Move a job to `status` if it is in one of the `expected` states and its columns have the
+    values of `where` ({column: value}); return whether it moved."""
     fields["job_status"] = status
     data = {name: fields.pop(name) for name in DATA_FIELDS if name in fields}
     assignments = ", ".join(f"{name} = ?" for name in fields)
     marks = ", ".join("?" * len(expected))
+    where = where or {}
+    conditions = "".join(f" AND {name} = ?" for name in where)
     with transaction() as conn:
         cursor = conn.execute(
-            f"UPDATE jobs SET {assignments} WHERE id = ? AND job_status IN ({marks})",
-            (*fields.values(), job_id, *expected),
+            f"UPDATE jobs SET {assignments} WHERE id = ? AND job_status IN ({marks}){conditions}",
+            (*fields.values(), job_id, *expected, *where.values()),
         )
         if cursor.rowcount != 1:
             return False
@@ -335,9 +430,51 @@ def set_status(job_id, status, expected, **fields):
         return True
 
 
+def request_cancel(job_id):
+    """Flag a running job for its runner to stop; return whether it was running."""
+    with transaction() as conn:
+        cursor = conn.execute(
+            "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND job_status = 'running'", (job_id,)
+        )
+        return cursor.rowcount == 1
+
+
 def cancel_requested(job_id):
     row = connect().execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
     return row is None or bool(row[0])
+
+
+def delete_job(job_id):
+    with transaction() as conn:
+        conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+
+def claimed_jobs():
+    """Return (id, owner, owner's last beat or None, attempts, mode, status) of the jobs that a
+    process holds: running ones, and pending ones a process has claimed."""
+    return connect().execute(
+        "SELECT jobs.id, jobs.owner, processes.beat_at, jobs.attempts, jobs.execution_mode,"
+        " jobs.job_status FROM jobs LEFT JOIN processes ON processes.id = jobs.owner"
+        " WHERE jobs.job_status = 'running' OR (jobs.job_status = 'pending' AND jobs.owner != '')"
+    ).fetchall()
+
+
+def unclaimed_jobs(created_before):
+    """Ids of the asynchronous jobs still waiting for a worker, recorded before that time."""
+    rows = connect().execute(
+        "SELECT id FROM jobs WHERE job_status = 'pending' AND owner = ''"
+        " AND execution_mode = 'asynchronous' AND created_at < ? ORDER BY id",
+        (created_before,),
+    )
+    return [row[0] for row in rows]
+
+
+def ended_jobs(before):
+    """(id, workdir) of the jobs that ended before that time."""
+    return connect().execute(
+        "SELECT id, workdir FROM jobs WHERE job_status IN ('finished', 'failed') AND ended_at < ?",
+        (before,),
+    ).fetchall()
 
 
 def job_entry(row):
@@ -348,7 +485,7 @@ def job_entry(row):
             job[key] = orjson.loads(job[key])
     for key in ("created_at", "started_at", "ended_at"):
         job[key] = iso(job[key])
-    for key in ("worker", "pid", "cancel_requested", "attempts"):
+    for key in ("owner", "pid", "cancel_requested", "attempts"):
         job.pop(key, None)
     job.setdefault("traceback", "")
     return job
@@ -359,6 +496,37 @@ def job_json(row):
     head = orjson.dumps(job_entry(row))[:-1]
     data = "".join(f', "{key}": {row[key]}' for key in DATA_FIELDS)
     return head + data.encode() + b"}"
+
+
+class ChangeFeed:
+    """Tells waiting clients which jobs ended, on a private connection of its own.
+
+    SQLite's data_version moves when another connection commits; the waited jobs are read only
+    then. Both reads take microseconds, so the web app runs them on its event loop.
+    """
+
+    def __init__(self):
+        self.conn = _open(settings.USER_DATABASE_PATH)
+
+    def version(self):
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def ended_among(self, ids):
+        ended = []
+        for start in range(0, len(ids), 500):
+            batch = ids[start : start + 500]
+            marks = ", ".join("?" * len(batch))
+            ended += [
+                row[0]
+                for row in self.conn.execute(
+                    f"SELECT id FROM jobs WHERE id IN ({marks}) AND job_status IN ('finished', 'failed')",
+                    batch,
+                )
+            ]
+        return ended
+
+    def close(self):
+        self.conn.close()
 
 
 # Uploaded files
@@ -372,6 +540,11 @@ def add_file(user_id, filename, unique_filename, sha256sum, size):
             (user_id, filename, unique_filename, sha256sum, size, time.time()),
         )
         return cursor.lastrowid
+
+
+def delete_file(file_id):
+    with transaction() as conn:
+        conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
 
 
 def file_entry(row):
@@ -400,6 +573,23 @@ def owned_file(user_id, file_id=None, unique_filename=None):
     return row
 
 
+def old_files(before):
+    """(id, unique name) of the uploaded files stored before that time."""
+    return connect().execute(
+        "SELECT id, unique_filename FROM files WHERE created_at < ?", (before,)
+    ).fetchall()
+
+
+def files_in_use(leaving=()):
+    """Unique names of the uploaded files that a job names among its inputs, not counting the
+    jobs of ids `leaving`."""
+    used, leaving = set(), set(leaving)
+    for job_id, text in connect().execute("SELECT id, input_files FROM jobs WHERE input_files != '[]'"):
+        if job_id not in leaving:
+            used.update(item["unique_filename"] for item in orjson.loads(text))
+    return used
+
+
 def upload_state(user_id, upload_key):
     return connect().execute(
         "SELECT * FROM uploads WHERE user_id = ? AND upload_key = ?", (user_id, upload_key)
@@ -419,6 +609,13 @@ def drop_upload_state(user_id, upload_key):
         conn.execute("DELETE FROM uploads WHERE user_id = ? AND upload_key = ?", (user_id, upload_key))
 
 
+def stale_uploads(before):
+    """(user id, upload key, partial name) of the uploads left unfinished since that time."""
+    return connect().execute(
+        "SELECT user_id, upload_key, partial_name FROM uploads WHERE updated_at < ?", (before,)
+    ).fetchall()
+
+
 # Heartbeats of workers and web apps
 
 
@@ -428,7 +625,7 @@ def beat(owner_id):
     now = time.time()
     with transaction() as conn:
         conn.execute(
-            "INSERT INTO workers (id, host, pid, started_at, beat_at) VALUES (?, ?, ?, ?, ?)"
+            "INSERT INTO processes (id, host, pid, started_at, beat_at) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at",
             (owner_id, host, int(pid), now, now),
         )
@@ -436,14 +633,43 @@ def beat(owner_id):
 
 def forget(owner_id):
     with transaction() as conn:
-        conn.execute("DELETE FROM workers WHERE id = ?", (owner_id,))
+        conn.execute("DELETE FROM processes WHERE id = ?", (owner_id,))
 
 
-def owned_jobs():
-    """Return (job id, owner id, owner's last beat or None, attempts, mode, status) of the jobs
-    that a process holds: running ones, and pending ones a process has claimed."""
-    return connect().execute(
-        "SELECT jobs.id, jobs.worker, workers.beat_at, jobs.attempts, jobs.execution_mode,"
-        " jobs.job_status FROM jobs LEFT JOIN workers ON workers.id = jobs.worker"
-        " WHERE jobs.job_status = 'running' OR (jobs.job_status = 'pending' AND jobs.worker != '')"
-    ).fetchall()
+def last_worker_beat():
+    return connect().execute("SELECT max(beat_at) FROM processes WHERE id LIKE 'worker:%'").fetchone()[0]
+
+
+# Figures for /health and /metrics
+
+
+def ping():
+    connect().execute("SELECT 1 FROM jobs LIMIT 1").fetchall()
+
+
+def jobs_by_status():
+    return dict(connect().execute("SELECT job_status, sum(n) FROM job_counts GROUP BY job_status"))
+
+
+def duration_histogram():
+    """[(upper bound, count of jobs at most that long)], then the sum of all durations."""
+    rows = connect().execute("SELECT le, n, total FROM job_durations ORDER BY le").fetchall()
+    return [(row[0], row[1]) for row in rows], rows[-1][2] if rows else 0.0
+
+
+# Backups
+
+
+def backup_to(source, target):
+    """Write a consistent copy of an SQLite file while writers go on (SQLite's online backup)."""
+    partial = target.with_suffix(".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE)
+    os.close(fd)
+    src, dst = sqlite3.connect(source, timeout=30), sqlite3.connect(partial)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+    os.chmod(partial, PRIVATE)
+    partial.replace(target)

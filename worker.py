@@ -12,13 +12,14 @@ import time
 from huey import Huey, crontab
 from huey.storage import SqliteStorage
 
+import jobs
+import pool as pools
 import retention
-import runner
 import settings
 import store
 
 logger = logging.getLogger("gaas")
-WORKER_ID = runner.owner_id("worker")
+WORKER_ID = pools.owner_id("worker")
 
 
 class LazySqliteStorage(SqliteStorage):
@@ -34,6 +35,7 @@ class LazySqliteStorage(SqliteStorage):
         conn.execute("PRAGMA synchronous=NORMAL")
         for sql in self.ddl:
             conn.execute(sql)
+        store.protect(self.filename)
         return conn
 
 
@@ -41,7 +43,7 @@ huey = Huey("gaas", storage_class=LazySqliteStorage, filename=str(settings.HUEY_
 
 _lock = threading.Lock()
 _pool = None
-_threads = 0
+_threads = set()
 
 
 def pool():
@@ -49,34 +51,44 @@ def pool():
     global _pool
     with _lock:
         if _pool is None:
-            runner.setup_logging()
+            jobs.setup_logging()
             store.init()
             store.beat(WORKER_ID)
-            runner.fail_lost_jobs(requeue=run_job)
-            _pool = runner.Pool(0, "worker", WORKER_ID)
+            jobs.recover_lost(enqueue=run_async_job)
+            _pool = pools.Pool(0, "worker", WORKER_ID)
             _pool.start()
             threading.Thread(target=_heartbeat, name="heartbeat", daemon=True).start()
             store.start_checkpoints()
         return _pool
 
 
+def _resize():
+    """One warm process per live consumer thread: a thread that died and was restarted by the
+    consumer must not leave its process behind as an extra one."""
+    alive = {thread.ident for thread in threading.enumerate()}
+    _threads.intersection_update(alive)
+    _pool.resize(len(_threads))
+
+
 @huey.on_startup()
 def _thread_started():
-    """Each consumer thread adds one warm process, so the pool matches `-w`."""
-    global _threads
     current = pool()
     with _lock:
-        _threads += 1
-        current.grow()
+        _threads.add(threading.get_ident())
+        if current is _pool:
+            _resize()
 
 
 @huey.on_shutdown()
 def _thread_stopped():
     """The last consumer thread to stop closes the pool (earlier ones may still run jobs)."""
-    global _threads, _pool
+    global _pool
     with _lock:
-        _threads -= 1
-        if _threads > 0 or _pool is None:
+        _threads.discard(threading.get_ident())
+        if _pool is None:
+            return
+        if _threads:
+            _resize()
             return
         closing, _pool = _pool, None
     closing.close()
@@ -92,9 +104,14 @@ def _heartbeat():
 
 
 @huey.task()
-def run_job(job_id):
+def run_async_job(job_id):
     """Run one asynchronous job."""
-    runner.run_job(pool(), job_id, WORKER_ID)
+    jobs.run(pool(), job_id, WORKER_ID)
+
+
+def queued_job_ids():
+    """The ids of the jobs whose task waits in the queue."""
+    return {task.args[0] for task in huey.pending() if isinstance(task, run_async_job.task_class) and task.args}
 
 
 @huey.periodic_task(crontab(minute="*/10"))

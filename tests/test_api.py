@@ -63,10 +63,16 @@ def test_catalogue(alice):
         assert unsafe not in names
 
 
-def test_unsafe_discipline_cannot_run(alice):
-    body = {"discipline_options": {"expressions": {"y": "__import__('os').getpid()"}}}
-    response = alice.post("/v1/discipline/AnalyticDiscipline/execute", json=body)
-    assert response.status_code == 404
+def test_unsafe_discipline_cannot_run(alice, live):
+    body = {"discipline_options": {"command_line": "touch marker", "input_template": "x"}}
+    for route in ("execute", "execute?execution_mode=asynchronous", "input_names", "inputs_schema"):
+        response = alice.post(f"/v1/discipline/DiscFromExe/{route}", json=body)
+        # Not "unknown": the class exists, and the answer says who can enable it and how.
+        assert response.status_code == 403, response.text
+        assert "GEMSEO_HTTP_ENABLED_DISCIPLINES" in response.json()["detail"]
+    assert alice.get("/v1/discipline/DiscFromExe").status_code == 403
+    assert not list(live.root.rglob("marker"))
+    assert alice.post("/v1/discipline/NoSuchThing/input_names").status_code == 404
 
 
 def test_descriptions(alice):

@@ -270,7 +270,7 @@ def test_job_claimed_by_a_worker_that_died_runs_again(fresh_service):
     queue.close()
     db = sqlite3.connect(service.root / "database" / "gaas.db", isolation_level=None)
     db.execute(
-        "UPDATE jobs SET worker = ? WHERE id = ?",
+        "UPDATE jobs SET owner = ? WHERE id = ?",
         (f"worker:{socket.gethostname()}:{dead.pid}:gone", job["id"]),
     )
     db.close()

@@ -109,16 +109,17 @@ def test_passwords_are_salted_scrypt(auth_module):
 
 
 def test_tokens(auth_module, monkeypatch):
-    token = auth_module.make_token(42)
-    assert auth_module.read_token(token) == 42
-    assert auth_module.read_token(token[:-3] + "abc") is None
-    assert auth_module.read_token("not a token") is None
-    assert auth_module.read_token("") is None
-    expired = auth_module.make_token(42, minutes=-1)
-    assert auth_module.read_token(expired) is None
+    user = {"id": 42, "token_version": 3}
+    token = auth_module.make_token(user)
+    assert auth_module.token_claims(token)[::2] == (42, 3)
+    assert auth_module.token_claims(token[:-3] + "abc") is None
+    assert auth_module.token_claims("not a token") is None
+    assert auth_module.token_claims("") is None
+    expired = auth_module.make_token(user, minutes=-1)
+    assert auth_module.token_claims(expired) is None
     # A token signed with another key is refused.
     monkeypatch.setattr(auth_module, "_secret", b"another key")
-    assert auth_module.read_token(token) is None
+    assert auth_module.token_claims(token) is None
 
 
 def admin(args, env, stdin=""):
@@ -167,9 +168,9 @@ def test_admin_commands(tmp_path):
     ],
 )
 def test_safe_name(name, safe):
-    import gaas
+    import files
 
-    assert gaas.safe_name(name) == safe
+    assert files.safe_name(name) == safe
 
 
 def test_iso_timestamps():

@@ -1,8 +1,9 @@
-"""A pool of warm job processes, and running one job in one of them.
+"""A pool of warm job processes (jobproc.py), each serving one request at a time.
 
 Used by the worker (asynchronous jobs) and by the web app (synchronous jobs and discipline
 descriptions). Each job runs in a process that runs nothing else meanwhile, in the job's own
-directory, so jobs never share a current directory and a crash only costs that process.
+directory, so jobs never share a current directory and a crash only costs that process. This
+module knows processes, not jobs: jobs.py decides what a job's end means.
 """
 
 import json
@@ -15,16 +16,13 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 import settings
-import store
 
 logger = logging.getLogger("gaas")
 JOBPROC = str(Path(__file__).with_name("jobproc.py"))
-STARTUP_TIMEOUT = 300
 # How often a running job's record is read to notice a cancel request.
 CANCEL_CHECK_INTERVAL = 0.2
 
@@ -39,16 +37,6 @@ class ProcessGone(Exception):
     def __init__(self, reason, returncode):
         super().__init__(reason)
         self.reason, self.returncode = reason, returncode
-
-
-def setup_logging():
-    """Send the gaas log lines to stderr (journald) once per process."""
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s gaas: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(settings.LOG_LEVEL)
-        logger.propagate = False
 
 
 def idle_directory():
@@ -82,7 +70,7 @@ class Zygote:
         self.lock = threading.Lock()
 
     def wait_ready(self):
-        self.sock.settimeout(STARTUP_TIMEOUT)
+        self.sock.settimeout(settings.PROCESS_STARTUP_TIMEOUT)
         try:
             if not self.sock.recv(1024):
                 raise OSError(f"the zygote exited with status {self.popen.wait()}")
@@ -139,7 +127,7 @@ class JobProcess:
         self.dead = False
 
     def wait_ready(self):
-        if not self.conn.poll(STARTUP_TIMEOUT):
+        if not self.conn.poll(settings.PROCESS_STARTUP_TIMEOUT):
             raise OSError(f"job process {self.pid} did not start")
         self.conn.recv()
 
@@ -208,11 +196,21 @@ class Pool:
             for _ in range(self.size):
                 self._add()
 
-    def grow(self):
-        """Keep one more warm process."""
+    @property
+    def closed(self):
+        return self._closed
+
+    def resize(self, size):
+        """Keep `size` warm processes: more are started now, extra ones retire when idle."""
         with self._cond:
-            self.size += 1
-            self._add()
+            self.size = size
+            while self._alive < size:
+                self._add()
+            while self._alive > size and self._idle:
+                process = self._idle.pop()
+                self._processes.discard(process)
+                self._alive -= 1
+                process.kill()
 
     def _add(self):
         self._alive += 1
@@ -222,15 +220,21 @@ class Pool:
         zygote = None
         while self._spawns.get():
             try:
-                if zygote is None or not zygote.alive():
-                    if zygote is not None:
-                        logger.error("the %s zygote died; starting another", self.name)
-                        zygote.close()
+                if zygote is not None and not zygote.alive():
+                    logger.error("the %s zygote died; starting another", self.name)
+                    zygote.close()
+                    zygote = None
+                if zygote is None:
                     zygote = self._zygote = Zygote(self._env)
                     zygote.wait_ready()
                 process = zygote.fork()
-            except (OSError, ValueError):
+            except Exception:
+                # Whatever went wrong (a zygote slower than its start-up limit, a reply out of
+                # step), this thread must live on: drop the zygote and start afresh next time.
                 logger.exception("cannot start a %s job process", self.name)
+                if zygote is not None:
+                    zygote.close()
+                    zygote = self._zygote = None
                 with self._cond:
                     self._alive -= 1
                     self._cond.notify_all()
@@ -263,17 +267,18 @@ class Pool:
         """Give a process back; an unhealthy or worn one is replaced by a fresh one."""
         process.jobs += 1
         with self._cond:
-            if healthy and not self._closed and process.jobs < settings.PROCESS_MAX_JOBS:
+            fits = self._alive <= self.size
+            if healthy and fits and not self._closed and process.jobs < settings.PROCESS_MAX_JOBS:
                 self._idle.append(process)
                 self._cond.notify()
                 return
             self._processes.discard(process)
             self._alive -= 1
-            if not self._closed:
+            if not self._closed and self._alive < self.size:
                 self._add()
         process.kill()
 
-    def call(self, message, timeout=120):
+    def call(self, message, timeout):
         """Ask any process a quick question (catalogue, description)."""
         process = self.acquire()
         try:
@@ -299,103 +304,12 @@ class Pool:
             self._zygote.close()
 
 
-def decoded_job(row):
-    job = dict(row)
-    for key in store.JSON_FIELDS:
-        job[key] = json.loads(job[key])
-    return job
-
-
-def describe_exit(returncode):
-    if returncode is not None and returncode < 0:
-        try:
-            return f"killed by signal {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exited with status {returncode}"
-
-
-def run_job(pool, job_id, worker_id):
-    """Run a pending job to its end in a warm process; return its final status or None."""
-    # Claim the job first: if this process dies before the job runs, the sweep of lost jobs
-    # finds it by its owner (Huey has already taken its task off the queue).
-    # A synchronous job is recorded already claimed by its web app: no second write.
-    row = store.get_job(job_id)
-    if row is None or row["job_status"] != "pending":
-        return None
-    if row["worker"] != worker_id and not store.set_status(job_id, "pending", ("pending",), worker=worker_id):
-        return None
-    process = pool.acquire()
-    healthy, started = False, time.monotonic()
-    try:
-        if not store.set_status(
-            job_id, "running", ("pending",), started_at=time.time(), worker=worker_id, pid=process.pid
-        ):
-            healthy = True
-            return None  # cancelled or deleted while it waited for a process
-        logger.info("job %s running: user %s, %s", job_id, row["user_id"], row["discipline_class_name"])
-        reply, healthy = _execute(process, job_id, row)
-    finally:
-        pool.release(process, healthy=healthy)
-    status = reply.pop("job_status")
-    try:
-        store.set_status(job_id, status, ("running",), ended_at=time.time(), **reply)
-    except Exception as error:  # e.g. outputs too big for the store: the job must still end
-        logger.exception("job %s: its result could not be stored", job_id)
-        status = "failed"
-        text = f"The result could not be stored: {type(error).__name__}: {error}"
-        store.set_status(job_id, status, ("running",), ended_at=time.time(), error="internal", traceback=text)
-        reply = {"error": "internal"}
-    logger.info(
-        "job %s %s: user %s, %s, %.3f s%s",
-        job_id,
-        status,
-        row["user_id"],
-        row["discipline_class_name"],
-        time.monotonic() - started,
-        f", error {reply['error']}" if reply.get("error") else "",
-    )
-    return status
-
-
-def _execute(process, job_id, row):
-    """Run the job in the process; return (fields for the store, whether the process is reusable)."""
-    job = decoded_job(row)
-    deadline = time.monotonic() + row["timeout"] if row["timeout"] else None
-
-    def cancelled():
-        return "cancelled" if store.cancel_requested(job_id) else None
-
-    message = {"op": "execute", "job": job, "memory_limit_mb": settings.JOB_MEMORY_LIMIT_MB}
-    try:
-        if not os.path.isdir(job["workdir"]):
-            Path(job["workdir"]).mkdir(parents=True, exist_ok=True)
-        reply = process.ask(message, deadline=deadline, should_stop=cancelled)
-    except ProcessGone as gone:
-        return {"job_status": "failed", "error": gone.reason, "traceback": _gone_text(gone, row)}, False
-    except Exception:
-        # A fault of ours (the store, the pipe, the folder): the job must still end, and say why.
-        logger.exception("job %s: runner error", job_id)
-        return {"job_status": "failed", "error": "internal", "traceback": traceback.format_exc()}, False
-    if not reply.pop("ok", False):
-        return {"job_status": "failed", "error": "internal", "traceback": reply.get("detail", "")}, False
-    return reply, reply.get("error") != "memory"
-
-
-def _gone_text(gone, row):
-    if gone.reason == "timeout":
-        return f"The job was stopped after its time limit of {row['timeout']:g} s."
-    if gone.reason == "cancelled":
-        return "The job was cancelled."
-    return f"The job process died: {describe_exit(gone.returncode)}."
-
-
 def owner_id(kind):
     """A unique id for this worker or web app process: kind:host:pid:random."""
     return f"{kind}:{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
-def _pid_alive(pid):
+def pid_alive(pid):
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -416,46 +330,3 @@ def kill_leftovers(dead_owner):
                 os.kill(int(entry.name), signal.SIGKILL)
         except (OSError, ValueError):
             continue
-
-
-def fail_lost_jobs(requeue=None):
-    """End as `lost` the running jobs whose owner died here or stopped beating anywhere.
-
-    With REQUEUE_LOST_JOBS, an asynchronous job is instead queued again through requeue(id),
-    once. An asynchronous job its dead worker had claimed but not started is always queued again.
-    """
-    host = socket.gethostname()
-    stale_before = time.time() - settings.HEARTBEAT_TIMEOUT
-    lost = 0
-    for job_id, owner, beat_at, attempts, mode, status in store.owned_jobs():
-        parts = owner.split(":")
-        here = len(parts) == 4 and parts[1] == host
-        dead_here = here and not _pid_alive(int(parts[2]))
-        if not dead_here and beat_at is not None and beat_at >= stale_before:
-            continue
-        if here:
-            kill_leftovers(owner)
-        if status == "pending" and mode == "asynchronous" and requeue is not None:
-            # Claimed by a worker that died before starting it: it never ran, queue it again.
-            if store.set_status(job_id, "pending", ("pending",), worker=""):
-                logger.warning("job %s pending: queued again, its worker %s vanished", job_id, owner)
-                requeue(job_id)
-            continue
-        if (
-            settings.REQUEUE_LOST_JOBS
-            and requeue is not None
-            and mode == "asynchronous"
-            and attempts == 0
-            and status == "running"
-            and store.set_status(job_id, "pending", ("running",), attempts=1, started_at=None)
-        ):
-            logger.warning("job %s pending: queued again after its worker %s vanished", job_id, owner)
-            requeue(job_id)
-            continue
-        text = f"The process running this job ({owner or 'unknown'}) stopped before the job ended."
-        if store.set_status(
-            job_id, "failed", (status,), ended_at=time.time(), error="lost", traceback=text
-        ):
-            lost += 1
-            logger.warning("job %s failed: lost (owner %s)", job_id, owner)
-    return lost

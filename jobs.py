@@ -1,0 +1,312 @@
+"""Every change of a job's state, in one place.
+
+A job is recorded `pending` (submit), claimed by one process (its `owner`), `running`, then
+`finished` or `failed`. Each move is a compare-and-set in the store: it happens only from the
+states named here, so two processes racing for one job cannot both move it.
+
+    submit        -> pending (owner '' when queued; the web app's id when synchronous)
+    claim         pending, owner ''      -> pending, owner = me
+    start         pending, owner = me    -> running
+    end           running, owner = me    -> finished | failed
+    cancel        pending                -> failed (cancelled); running: flag for its runner
+    lost          running | claimed, dead owner -> failed (lost), or pending again (queued anew)
+    unqueued      pending, owner '', not in the queue -> queued again (idempotent: claim is a CAS)
+"""
+
+import json
+import logging
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import files
+import pool
+import settings
+import store
+from errors import Rejected
+
+logger = logging.getLogger("gaas")
+
+
+def setup_logging():
+    """Send the gaas log lines to stderr (journald) once per process."""
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s gaas: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(settings.LOG_LEVEL)
+        logger.propagate = False
+
+
+# Submit
+
+
+def submit(user_id, fields, input_files, enqueue=None):
+    """Record a job, lay out its directory with its input files, and queue it with enqueue(id)
+    when given (asynchronous); return its id."""
+    sources = [_owned_input(user_id, item) for item in input_files]
+    fields["input_files"] = json.dumps([store.file_entry(row) for row in sources])
+    job_id = store.create_job(fields, files.job_directory)
+    try:
+        files.lay_out(files.job_directory(user_id, job_id), sources)
+    except OSError as error:
+        logger.exception("job %s: its directory could not be laid out", job_id)
+        fail(job_id, ("pending",), "internal", f"The job directory could not be prepared: {error}")
+        raise Rejected(500, f"Job {job_id} failed: its directory could not be prepared.") from None
+    if enqueue is not None:
+        try:
+            enqueue(job_id)
+        except Exception as error:
+            logger.exception("job %s could not be queued", job_id)
+            fail(job_id, ("pending",), "enqueue", f"The job could not be queued: {type(error).__name__}: {error}")
+            raise Rejected(503, f"Job {job_id} could not be queued: {error}.") from None
+    logger.info("job %s pending: user %s, %s, %s", job_id, user_id, fields["discipline_class_name"], fields["execution_mode"])
+    return job_id
+
+
+MAX_INTEGER = 2**63 - 1  # SQLite's largest integer
+
+
+def _owned_input(user_id, item):
+    file_id, unique = (item.get("id"), item.get("unique_filename")) if isinstance(item, dict) else (None, None)
+    valid_id = isinstance(file_id, int) and not isinstance(file_id, bool) and 0 < file_id <= MAX_INTEGER
+    if not (valid_id or (file_id is None and isinstance(unique, str))):
+        raise Rejected(422, "Field 'input_files' must be a list of File objects (with 'id').")
+    row = store.owned_file(user_id, file_id, unique)
+    if row is None:
+        raise Rejected(404, f"Uploaded file {item.get('filename') or item.get('id')!r} not found.")
+    return row
+
+
+def run_here(job_pool, user_id, fields, input_files, owner):
+    """Submit a synchronous job, run it in this process's pool and return its row."""
+    fields["owner"] = owner  # claimed from birth: if this web app dies, the job ends lost
+    job_id = submit(user_id, fields, input_files)
+    try:
+        run(job_pool, job_id, owner)
+    except Exception as error:
+        fail(job_id, ("pending", "running"), "internal", f"The job could not run: {error}")
+        raise
+    row = store.get_job(job_id)
+    if row is None:
+        raise Rejected(404, f"Job {job_id} was deleted while it ran.")
+    return row
+
+
+# Run
+
+
+def run(job_pool, job_id, owner):
+    """Run a pending job to its end in a warm process of the pool; return its final status, or
+    None when another process has it or it was cancelled first."""
+    row = store.get_job(job_id)
+    if row is None or row["job_status"] != "pending":
+        return None
+    # Claim it first: if this process dies before the job runs, the sweep of lost jobs finds it
+    # by its owner (Huey has already taken the task off the queue). A task queued twice for one
+    # job (see requeue_unqueued) loses this race and does nothing.
+    if row["owner"] != owner and not store.set_status(
+        job_id, "pending", ("pending",), where={"owner": ""}, owner=owner
+    ):
+        return None
+    process = job_pool.acquire()
+    healthy, started = False, time.monotonic()
+    try:
+        if not store.set_status(
+            job_id, "running", ("pending",), where={"owner": owner}, started_at=time.time(), pid=process.pid
+        ):
+            healthy = True
+            return None  # cancelled or deleted while it waited for a process
+        logger.info("job %s running: user %s, %s", job_id, row["user_id"], row["discipline_class_name"])
+        reply, healthy = _execute(job_pool, process, job_id, row)
+    finally:
+        job_pool.release(process, healthy=healthy)
+    status = reply.pop("job_status")
+    try:
+        moved = store.set_status(job_id, status, ("running",), where={"owner": owner}, ended_at=time.time(), **reply)
+    except Exception as error:  # e.g. outputs too big for the store: the job must still end
+        logger.exception("job %s: its result could not be stored", job_id)
+        status, reply = "failed", {"error": "internal"}
+        text = f"The result could not be stored: {type(error).__name__}: {error}"
+        moved = fail(job_id, ("running",), "internal", text, where={"owner": owner})
+    if not moved:
+        now = store.get_job(job_id)
+        logger.warning(
+            "job %s: its %s result was dropped: the job is %s, owned by %s",
+            job_id,
+            status,
+            "deleted" if now is None else now["job_status"],
+            "nobody" if now is None else now["owner"] or "nobody",
+        )
+        return None
+    logger.info(
+        "job %s %s: user %s, %s, %.3f s%s",
+        job_id,
+        status,
+        row["user_id"],
+        row["discipline_class_name"],
+        time.monotonic() - started,
+        f", error {reply['error']}" if reply.get("error") else "",
+    )
+    return status
+
+
+def _decoded(row):
+    job = dict(row)
+    for key in store.JSON_FIELDS:
+        job[key] = json.loads(job[key])
+    return job
+
+
+def _execute(job_pool, process, job_id, row):
+    """Run the job in the process; return (fields for the store, whether the process is reusable)."""
+    job = _decoded(row)
+    deadline = time.monotonic() + row["timeout"] if row["timeout"] else None
+
+    def cancelled():
+        return "cancelled" if store.cancel_requested(job_id) else None
+
+    message = {"op": "execute", "job": job, "memory_limit_mb": settings.JOB_MEMORY_LIMIT_MB}
+    try:
+        Path(job["workdir"]).mkdir(parents=True, exist_ok=True)
+        reply = process.ask(message, deadline=deadline, should_stop=cancelled)
+    except pool.ProcessGone as gone:
+        # Processes killed because their pool is closing (the web app stops) were not at fault.
+        reason = "lost" if job_pool.closed and gone.reason == "crashed" else gone.reason
+        return {"job_status": "failed", "error": reason, "traceback": _gone_text(reason, gone, row)}, False
+    except Exception:
+        # A fault of ours (the store, the pipe, the folder): the job must still end, and say why.
+        logger.exception("job %s: runner error", job_id)
+        return {"job_status": "failed", "error": "internal", "traceback": traceback.format_exc()}, False
+    if not reply.pop("ok", False):
+        return {"job_status": "failed", "error": "internal", "traceback": reply.get("detail", "")}, False
+    return reply, reply.get("error") != "memory"
+
+
+def _gone_text(reason, gone, row):
+    if reason == "timeout":
+        return f"The job was stopped after its time limit of {row['timeout']:g} s."
+    if reason == "cancelled":
+        return "The job was cancelled."
+    if reason == "lost":
+        return "The process running this job stopped before the job ended."
+    return f"The job process died: {describe_exit(gone.returncode)}."
+
+
+def describe_exit(returncode):
+    if returncode is not None and returncode < 0:
+        try:
+            return f"killed by signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+# End, cancel, delete
+
+
+def fail(job_id, expected, error, text, where=None):
+    """End a job as failed, unless it already moved on; return whether it moved."""
+    return store.set_status(
+        job_id, "failed", expected, where=where, ended_at=time.time(), error=error, traceback=text
+    )
+
+
+def cancel(job_id):
+    """Cancel a job: a pending one ends at once, a running one is stopped by its runner."""
+    if fail(job_id, ("pending", "created"), "cancelled", "The job was cancelled."):
+        logger.info("job %s failed: cancelled while pending", job_id)
+        return
+    if store.request_cancel(job_id):
+        # The runner checks the flag every CANCEL_CHECK_INTERVAL; wait for it to take effect.
+        deadline = time.monotonic() + 3
+        while store.job_status(job_id) == "running" and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def delete(row):
+    """Cancel a job if needed, then remove it and its directory."""
+    cancel(row["id"])
+    store.delete_job(row["id"])
+    files.remove_stored(workdirs=[row["workdir"]])
+
+
+def delete_user(user):
+    """Remove a user with every job (running ones cancelled first), file and upload; return the
+    counts removed."""
+    rows, _ = store.list_jobs(user["id"], "running", limit=1_000_000)
+    for row in rows:
+        cancel(row["id"])
+    workdirs, stored, partial = store.delete_user(user["id"])
+    files.remove_stored(stored, partial, workdirs)
+    user_folder = settings.WORKSPACE_EXECUTION / f"user-{user['id']}"
+    files.remove_stored(workdirs=[user_folder])
+    return {"jobs": len(workdirs), "files": len(stored), "partial_uploads": len(partial)}
+
+
+# Recovery
+
+
+def recover_lost(enqueue=None):
+    """End as `lost` the jobs whose owner died on this host or stopped beating anywhere.
+
+    With REQUEUE_LOST_JOBS, a running asynchronous job is instead queued again with enqueue(id),
+    once. An asynchronous job that its dead worker had claimed but not started is always queued
+    again. Each move names the owner and attempt it saw, so two sweeps (the web app's and a new
+    worker's) cannot both queue one job again. Return the count of jobs ended lost.
+    """
+    host = socket.gethostname()
+    stale_before = time.time() - settings.HEARTBEAT_TIMEOUT
+    lost = 0
+    for job_id, owner, beat_at, attempts, mode, status in store.claimed_jobs():
+        parts = owner.split(":")
+        here = len(parts) == 4 and parts[1] == host
+        dead_here = here and not pool.pid_alive(int(parts[2]))
+        if not dead_here and beat_at is not None and beat_at >= stale_before:
+            continue
+        if here:
+            pool.kill_leftovers(owner)
+        seen = {"owner": owner, "attempts": attempts}
+        if status == "pending" and mode == "asynchronous" and enqueue is not None:
+            # Claimed by a worker that died before starting it: it never ran, queue it again.
+            if store.set_status(job_id, "pending", ("pending",), where=seen, owner=""):
+                logger.warning("job %s pending: queued again, its worker %s vanished", job_id, owner)
+                enqueue(job_id)
+            continue
+        if (
+            settings.REQUEUE_LOST_JOBS
+            and enqueue is not None
+            and mode == "asynchronous"
+            and attempts == 0
+            and status == "running"
+            and store.set_status(
+                job_id, "pending", ("running",), where=seen, owner="", attempts=1, started_at=None, pid=None
+            )
+        ):
+            logger.warning("job %s pending: queued again after its worker %s vanished", job_id, owner)
+            enqueue(job_id)
+            continue
+        text = f"The process running this job ({owner or 'unknown'}) stopped before the job ended."
+        if fail(job_id, (status,), "lost", text, where=seen):
+            lost += 1
+            logger.warning("job %s failed: lost (owner %s)", job_id, owner)
+    return lost
+
+
+def requeue_unqueued(enqueue, queued_ids):
+    """Queue again the asynchronous jobs that wait for a worker but whose task is in no queue:
+    the web app died between recording and queueing, or a worker took the task and failed to
+    claim the job. queued_ids() returns the job ids of the tasks in the queue. A task queued
+    twice is harmless (the claim is a compare-and-set). Return the ids queued again."""
+    waiting = store.unclaimed_jobs(time.time() - settings.REQUEUE_PENDING_AFTER)
+    if not waiting:
+        return []
+    queued = queued_ids()
+    missing = [job_id for job_id in waiting if job_id not in queued]
+    for job_id in missing:
+        logger.warning("job %s pending: its task was in no queue; queued again", job_id)
+        enqueue(job_id)
+    return missing
