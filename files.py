@@ -125,8 +125,9 @@ def save_upload(user_id, upload_id, parts, chunk, total):
             expected = 0 if state is None else state["next_chunk"]
             raise Rejected(409, f"Chunk {chunk} of {name!r} is out of order; expected chunk {expected}.")
         planned.append((part, name, key, state))
-    if len({key for _, _, key, _ in planned}) != len(planned):
-        raise Rejected(422, "Two parts of the form have the same file name.")
+    if total > 1 and len({key for _, _, key, _ in planned}) != len(planned):
+        # Whole files may share a name (each becomes a File); the chunks of one upload may not.
+        raise Rejected(409, "Two parts of a chunked upload have the same file name; upload them apart.")
     done = []
     try:
         for part, name, key, state in planned:

@@ -412,7 +412,7 @@ def parse_number(request, name, default, cast=float, minimum=0, maximum=MAX_INTE
     return value
 
 
-async def job_resource(request):
+async def job(request):
     """GET a job (with long polling) or DELETE it: one route, so 405 names both methods."""
     user = await current_user(request)
     row = await owned_job(request, user)
@@ -730,7 +730,7 @@ routes = [
     Route("/v1/discipline/{name}/execute", execute, methods=["POST"]),
     Route("/v1/discipline/{name}/{what}", discipline_description, methods=["POST"]),
     Route("/v1/job", list_jobs, methods=["GET"]),
-    Route("/v1/job/{job_id}", job_resource, methods=["GET", "DELETE"]),
+    Route("/v1/job/{job_id}", job, methods=["GET", "DELETE"]),
     Route("/v1/job/{job_id}/cancel", cancel_job, methods=["POST"]),
     Route("/v1/job/{job_id}/files", job_files, methods=["GET"]),
     Route("/v1/job/{job_id}/files/download", download, methods=["GET"]),

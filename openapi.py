@@ -207,6 +207,11 @@ WHAT = {
         "enum": ["input_names", "output_names", "inputs_schema", "outputs_schema", "default_input_data"],
     },
 }
+# Where a job's id leads (also how schemathesis reaches the job routes with real ids).
+JOB_LINKS = {
+    operation: {"operationId": operation, "parameters": {"job_id": "$response.body#/id"}}
+    for operation in ("get_job", "delete_job", "post_cancel_job", "get_job_files", "get_job_log", "get_download")
+}
 OPTIONS_BODY = {"required": False, **json_body(ref("DisciplineOptions"))}
 
 OPERATIONS = {
@@ -260,8 +265,8 @@ OPERATIONS = {
         ],
         "requestBody": {"required": False, **json_body(ref("ExecuteInput"))},
         "responses": {
-            "200": answer("The ended job (finished or failed).", ref("Job")),
-            "202": answer("The queued job.", ref("Job")),
+            "200": {**answer("The ended job (finished or failed).", ref("Job")), "links": JOB_LINKS},
+            "202": {**answer("The queued job.", ref("Job")), "links": JOB_LINKS},
             **errors(400, 401, 403, 404, 413, 422, 503),
         },
     },

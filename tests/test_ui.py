@@ -144,3 +144,30 @@ def test_disciplines_page_and_api_docs(browser, live):
     browser.get(live.url + "/docs")
     wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, ".opblock")))
     screenshot(browser, "09-api-docs")
+
+
+def test_a_big_array_is_drawn_decimated(browser, live, alice):
+    # Math.min(...values) threw a RangeError past about 10^5 values: the page stayed blank.
+    job = alice.run("Series", input_data={"n": [300000]})
+    browser.get(live.url + f"/ui/#/job/{job['id']}")
+    plot = wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, "#outputs svg.plot polyline")))
+    points = plot.get_attribute("points").split()
+    assert 2 < len(points) <= 2 * 160
+    ys = [float(point.split(",")[1]) for point in points]
+    assert max(ys) - min(ys) > 30  # the sine's whole range is drawn, not a flat line
+    assert "300000 values" in browser.find_element(By.ID, "outputs").text
+    screenshot(browser, "10-job-with-big-array")
+
+
+def test_the_job_page_shows_the_tail_of_a_long_log(browser, live, alice):
+    # The page asked for the whole log: a gigabyte log cost a gigabyte per view.
+    job = alice.run("Printer")
+    log = Path(job["workdir"], "gaas-job.log")
+    with log.open("a") as handle:
+        for line in range(20000):
+            handle.write(f"solver iteration {line}\n")
+    browser.get(live.url + f"/ui/#/job/{job['id']}")
+    text = wait(browser).until(ready.presence_of_element_located((By.ID, "log"))).text
+    assert text.rstrip().endswith("solver iteration 19999")
+    assert "solver iteration 0\n" not in text and len(text) <= 64 * 1024
+    assert "The last 64 KiB" in browser.find_element(By.ID, "view").text

@@ -6,6 +6,8 @@ const view = document.getElementById("view");
 const PAGE = 20;
 let generation = 0; // bumped on every navigation: loops of an old view stop
 
+const LOG_TAIL = 64 * 1024;
+
 function token() { return sessionStorage.getItem("gaas-token"); }
 
 async function api(path, options = {}) {
@@ -132,11 +134,33 @@ function setText(node, text) { if (node.textContent !== text) node.textContent =
 
 // One job
 
+// Lowest and highest finite values, in one pass: Math.min(...values) overflows the call stack
+// past about 10^5 elements.
+function range(values) {
+  let low = Infinity, high = -Infinity;
+  for (const v of values) if (typeof v === "number" && isFinite(v)) { if (v < low) low = v; if (v > high) high = v; }
+  return [low, high];
+}
+
+// At most two points (the lowest and highest) per pixel column: the line looks the same as with
+// every value, and a million values draw as 320 points.
+function decimate(values, columns) {
+  if (values.length <= 2 * columns) return values.map((v, i) => [i, v]);
+  const points = [];
+  for (let c = 0; c < columns; c++) {
+    const start = Math.floor((c * values.length) / columns), end = Math.floor(((c + 1) * values.length) / columns);
+    let lowAt = start, highAt = start;
+    for (let i = start; i < end; i++) { if (values[i] < values[lowAt]) lowAt = i; if (values[i] > values[highAt]) highAt = i; }
+    points.push(...(lowAt < highAt ? [lowAt, highAt] : [highAt, lowAt]).map((i) => [i, values[i]]));
+  }
+  return points;
+}
+
 function plot(values) {
   const width = 160, height = 40;
-  const finite = values.filter((v) => typeof v === "number" && isFinite(v));
-  const low = Math.min(...finite), high = Math.max(...finite), span = high - low || 1;
-  const points = values.map((v, i) => `${(i / (values.length - 1)) * width},${height - 2 - ((v - low) / span) * (height - 4)}`).join(" ");
+  const [low, high] = range(values), span = high - low || 1;
+  const points = decimate(values, width).filter(([, v]) => isFinite(v))
+    .map(([i, v]) => `${(i / (values.length - 1)) * width},${height - 2 - ((v - low) / span) * (height - 4)}`).join(" ");
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("class", "plot"); svg.setAttribute("width", width); svg.setAttribute("height", height);
   const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
@@ -147,7 +171,7 @@ function plot(values) {
 
 function valueCell(value) {
   if (Array.isArray(value) && value.length > 10 && value.every((v) => typeof v === "number")) {
-    const low = Math.min(...value), high = Math.max(...value);
+    const [low, high] = range(value);
     return el("td", { class: "value" }, plot(value), `${value.length} values, from ${low.toPrecision(4)} to ${high.toPrecision(4)}`);
   }
   return el("td", { class: "value" }, JSON.stringify(value));
@@ -208,14 +232,16 @@ async function jobView(id) {
         ["Created", when(job.created_at)], ["Started", when(job.started_at)], ["Ended", when(job.ended_at)], ["Duration", duration(job)],
         ["Error", job.error || ""], ["Options", JSON.stringify(job.discipline_options)]].map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))));
     const files = ended ? await apiJson(`/v1/job/${id}/files`).then((r) => r.body).catch(() => ({})) : {};
-    const log = await api(`/v1/job/${id}/log`).then((r) => r.text()).catch(() => "");
+    // The end of a log is what matters, and a solver's log can be gigabytes: ask for the tail.
+    const log = await api(`/v1/job/${id}/log?tail=${LOG_TAIL}`).then((r) => r.text()).catch(() => "");
     if (mine !== generation) return;
     show(el("h1", {}, `Job #${job.id}` + (job.name ? ` — ${job.name}` : "")), actions, el("div", { class: "card" }, summary),
       job.traceback ? el("div", {}, el("h2", {}, "Traceback"), el("pre", { id: "traceback" }, job.traceback)) : null,
       el("h2", {}, "Inputs"), dataTable(job.input_data, "inputs"),
       el("h2", {}, "Outputs"), dataTable(job.output_data, "outputs"),
       job.job_type === "execute_and_linearize" ? [el("h2", {}, "Jacobian"), jacobianTable(job.jacobian_data)] : null,
-      el("h2", {}, "Log"), el("pre", { id: "log" }, log || "(empty)"),
+      el("h2", {}, "Log"), log.length >= LOG_TAIL - 4096 ? el("p", { class: "muted" }, `The last ${LOG_TAIL / 1024} KiB of the log:`) : null,
+      el("pre", { id: "log" }, log || "(empty)"),
       el("h2", {}, "Files"), el("div", { class: "card", id: "files" }, ended ? tree(id, files) : el("span", { class: "muted" }, "When the job ends.")));
     if (ended) return;
     try {

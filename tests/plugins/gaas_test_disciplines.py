@@ -124,3 +124,32 @@ class Series(_Simple):
         curve = numpy.sin(numpy.linspace(0.0, 6.0, n))
         Path("curve.csv").write_text("\n".join(f"{value:.6f}" for value in curve) + "\n")
         return {"curve": curve}
+
+
+class Counted(_Simple):
+    """y = 2 x with its Jacobian; prints one line per run, so the log counts the runs."""
+
+    inputs = {"x": [1.0]}
+    outputs = ("y",)
+
+    def _run(self, input_data):
+        print("run at", float(input_data["x"][0]), flush=True)
+        return {"y": input_data["x"] * 2}
+
+    def _compute_jacobian(self, input_names=(), output_names=()):
+        self._init_jacobian(input_names, output_names)
+        self.jac = {"y": {"x": array([[2.0]])}}
+
+
+class Documented(Discipline):
+    """A plugin whose input grammar carries descriptions and units, as a dashboard shows them."""
+
+    def __init__(self, name=""):
+        super().__init__(name)
+        self.io.input_grammar.update_from_names(["length", "load"])
+        self.io.output_grammar.update_from_names(["deflection"])
+        self.io.input_grammar.set_descriptions({"length": "Beam length [m]", "load": "Point load [N]"})
+        self.io.input_grammar.defaults = {"length": array([2.0]), "load": array([100.0, 50.0, 10.0])}
+
+    def _run(self, input_data):
+        return {"deflection": input_data["load"] * input_data["length"][0] ** 3 / 1e6}
