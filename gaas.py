@@ -356,6 +356,11 @@ async def execute(request):
         "input_data": strict_json(input_data, "input_data"),
     }
     input_files = body.get("input_files") or []
+    for item in input_files:
+        file_id = item.get("id") if isinstance(item, dict) else None
+        valid_id = isinstance(file_id, int) and not isinstance(file_id, bool) and 0 < file_id <= MAX_INTEGER
+        if not (valid_id or (isinstance(item, dict) and file_id is None and isinstance(item.get("unique_filename"), str))):
+            raise HTTPException(422, "Field 'input_files' must be a list of File objects (with 'id').")
     if mode == "asynchronous":
         job_id = await run_in_threadpool(jobs.submit, user["id"], fields, input_files, worker.run_async_job)
         row = await run_in_threadpool(store.get_job, job_id)

@@ -30,10 +30,11 @@ REUSE = os.environ.get("GAAS_REUSE_DISCIPLINES", "1") == "1"
 # Discipline classes whose JSON options can run code or commands, read or write any server file,
 # or make the server send requests: served only when the admin enables them by name, and so are
 # their subclasses (a plugin may derive from one under another name). The first three were shown
-# exploitable here; the others run code or touch paths by design (README).
+# exploitable here; the others run code or touch paths by design (README). AnalyticDiscipline
+# (sympy's parser is an eval) is served to all: its options are checked by formulas.py, and GEMSEO
+# gets sympy objects built from the checked text, never the text.
 UNSAFE = frozenset(
     {
-        "AnalyticDiscipline",  # sympy parses expressions with eval
         "DiscFromExe",  # runs command_line, reads and writes any path
         "HTTPDiscipline",  # requests to any host, uploads any server file
         "XLSDiscipline",  # opens any workbook and runs its macros
@@ -97,6 +98,9 @@ class Engine:
         )
         from gemseo.disciplines.factory import DisciplineFactory
 
+        import formulas
+
+        self.formulas = formulas
         self.gemseo = gemseo
         self.instances = {}
         self.factory = DisciplineFactory()
@@ -142,10 +146,19 @@ class Engine:
             "parameters": parameters,
         }
 
+    def analytic(self, name):
+        """Whether the class computes formulas given in its options (AnalyticDiscipline or a subclass)."""
+        return any(base.__name__ == "AnalyticDiscipline" for base in self.cls(name).__mro__)
+
     def create(self, name, options):
         self.check_name(name)
         if not isinstance(options, dict):
             raise ClientError(422, "discipline_options must be an object.")
+        if self.analytic(name):
+            try:
+                options = self.formulas.checked_options(options)
+            except self.formulas.FormulaError as error:
+                raise ClientError(422, str(error)) from None
         try:
             discipline = self.gemseo.create_discipline(name, **options)
         except Exception as error:  # any constructor error is a bad option from the client
@@ -189,6 +202,9 @@ class Engine:
         if unknown:
             raise ValueError(f"Unknown input names for {discipline.name}: {', '.join(unknown)}.")
         input_data = {name: to_array(value, defaults.get(name)) for name, value in given.items()}
+        if self.analytic(job["discipline_class_name"]):
+            # sympy computes Python integers exactly: x**y with x = 10, y = 10**8 never ends.
+            input_data = self.formulas.float_inputs(input_data)
         data = discipline.execute(input_data)
         # The inputs as run: the client's (its JSON text, kept as is: re-encoding a big array
         # costs as much as the run) completed with the defaults it left out.

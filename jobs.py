@@ -29,6 +29,7 @@ import store
 from errors import Rejected
 
 logger = logging.getLogger("gaas")
+MAX_INTEGER = 2**63 - 1  # SQLite's largest integer
 
 
 def setup_logging():
@@ -67,15 +68,9 @@ def submit(user_id, fields, input_files, enqueue=None):
     return job_id
 
 
-MAX_INTEGER = 2**63 - 1  # SQLite's largest integer
-
-
 def _owned_input(user_id, item):
-    file_id, unique = (item.get("id"), item.get("unique_filename")) if isinstance(item, dict) else (None, None)
-    valid_id = isinstance(file_id, int) and not isinstance(file_id, bool) and 0 < file_id <= MAX_INTEGER
-    if not (valid_id or (file_id is None and isinstance(unique, str))):
-        raise Rejected(422, "Field 'input_files' must be a list of File objects (with 'id').")
-    row = store.owned_file(user_id, file_id, unique)
+    """The file row of an input file (a File object, its shape checked by the caller)."""
+    row = store.owned_file(user_id, item.get("id"), item.get("unique_filename"))
     if row is None:
         raise Rejected(404, f"Uploaded file {item.get('filename') or item.get('id')!r} not found.")
     return row

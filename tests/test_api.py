@@ -58,9 +58,11 @@ def test_catalogue(alice):
     assert "Sellar1" in names and "SobieskiMission" in names
     # Plugins found through GEMSEO_PATH are served like the built-in ones.
     assert "WriteTag" in names
-    # Disciplines that run code from the request are off by default.
-    for unsafe in ("AnalyticDiscipline", "DiscFromExe", "HTTPDiscipline", "AutoPyDiscipline"):
+    # Disciplines that run code from the request are off by default; AnalyticDiscipline is on,
+    # its formulas checked (tests/test_analytic.py).
+    for unsafe in ("DiscFromExe", "HTTPDiscipline", "AutoPyDiscipline", "XLSDiscipline"):
         assert unsafe not in names
+    assert "AnalyticDiscipline" in names
 
 
 def test_unsafe_discipline_cannot_run(alice, live):
