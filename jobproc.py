@@ -455,9 +455,18 @@ def execute_job(engine, request):
         }
     except (Exception, SystemExit) as error:
         # A discipline calling sys.exit() fails its job; it does not end the warm process.
-        text = str(error) if isinstance(error, ClientError) else traceback.format_exc()
+        text = str(error) if isinstance(error, ClientError) else discipline_traceback(error)
         return {"ok": True, "job_status": "failed", "error": type(error).__name__, "traceback": text}
     return {"ok": True, "job_status": "finished", **reply}
+
+
+def discipline_traceback(error):
+    """The traceback of a job's exception from the first frame that is not this module's: the
+    user reads GEMSEO's and the discipline's frames, not the service's."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(error), error, tb))
 
 
 def serve(fd, engine, idle_dir):

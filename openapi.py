@@ -125,6 +125,10 @@ SCHEMAS = {
                 "description": "For a failed job: cancelled, timeout, crashed, lost, memory, enqueue, internal,"
                 " or the type of the exception the discipline raised.",
             },
+            "message": {
+                "type": "string",
+                "description": "For a failed job, the line that says why: the exception's message (last line of the traceback).",
+            },
             "created_at": {"type": "string", "format": "date-time"},
             "started_at": {"type": "string", "format": "date-time", "nullable": True},
             "ended_at": {"type": "string", "format": "date-time", "nullable": True},
@@ -384,6 +388,25 @@ OPERATIONS = {
 }
 
 
+TAGS = [
+    {"name": "auth", "description": "Sign in and who you are."},
+    {"name": "disciplines", "description": "The catalogue, descriptions and runs of disciplines."},
+    {"name": "jobs", "description": "Your jobs: status, results, log, files, cancel, delete."},
+    {"name": "files", "description": "Files uploaded for jobs."},
+    {"name": "batches", "description": "Many points of one discipline in one request."},
+    {"name": "service", "description": "Health and metrics, without a token."},
+]
+TAG_OF_PATH = (
+    ("/token", "auth"),
+    ("/v1/user", "auth"),
+    ("/v1/discipline", "disciplines"),
+    ("/v1/job", "jobs"),
+    ("/v1/file", "files"),
+    ("/v1/batch", "batches"),
+    ("/", "service"),
+)
+
+
 def document(routes, undocumented=()):
     """The OpenAPI document of these routes; raise KeyError for an undocumented one."""
     paths = {}
@@ -393,6 +416,7 @@ def document(routes, undocumented=()):
         for method in sorted(route.methods - {"HEAD"}):
             operation = deepcopy(OPERATIONS[(method, route.path)])
             operation.setdefault("operationId", f"{method.lower()}_{route.name}")
+            operation["tags"] = [next(tag for prefix, tag in TAG_OF_PATH if route.path.startswith(prefix))]
             paths.setdefault(route.path, {})[method.lower()] = operation
     return {
         "openapi": "3.0.3",
@@ -401,10 +425,15 @@ def document(routes, undocumented=()):
             "version": "1.0.0",
             "description": "GEMSEO disciplines over HTTP, compatible with the gemseo-http 3.0.0 client.",
         },
+        "tags": [tag for tag in TAGS if any(tag["name"] in op["tags"] for ops in paths.values() for op in ops.values())],
         "paths": paths,
         "components": {
             "schemas": SCHEMAS,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                # Swagger's "Authorize" asks for a user name and password and signs in on /token.
+                "password": {"type": "oauth2", "flows": {"password": {"tokenUrl": "/token", "scopes": {}}}},
+                "bearer": {"type": "http", "scheme": "bearer"},
+            },
         },
-        "security": [{"bearer": []}],
+        "security": [{"password": []}, {"bearer": []}],
     }

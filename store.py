@@ -136,7 +136,8 @@ CREATE TABLE IF NOT EXISTS processes (
 # Columns of a list entry: everything but the data fields.
 LIST_COLUMNS = (
     "id, user_id, name, discipline_class_name, job_type, job_status, execution_mode, error,"
-    " created_at, started_at, ended_at, timeout, workdir, linearization_mode"
+    " created_at, started_at, ended_at, timeout, workdir, linearization_mode,"
+    " substr(traceback, -400) AS traceback_end"
 )
 JSON_FIELDS = (
     "discipline_options",
@@ -487,8 +488,16 @@ def job_entry(row):
         job[key] = iso(job[key])
     for key in ("owner", "pid", "cancel_requested", "attempts"):
         job.pop(key, None)
+    end = job.pop("traceback_end", None)
     job.setdefault("traceback", "")
+    job["message"] = failure_message(job["traceback"] or end or "") if job["job_status"] == "failed" else ""
     return job
+
+
+def failure_message(text):
+    """The line of a failure that matters: the exception's own line, last in a traceback."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
 
 
 def job_json(row):
