@@ -7,6 +7,8 @@ jobs.py (every job state change), files.py (paths and uploads) or the warm-proce
 
 import asyncio
 import contextlib
+import csv
+import io
 import json
 import logging
 import math
@@ -289,16 +291,16 @@ async def discipline_description(request):
     return JSONResponse(description[what])
 
 
-def check_input_data(input_data, input_names):
+def check_input_data(input_data, input_names, field="input_data"):
     for name, value in input_data.items():
         if name not in input_names:
             raise HTTPException(
                 422,
-                f"Field 'input_data': {name[:100]!r} is not an input of this discipline;"
+                f"Field '{field}': {name[:100]!r} is not an input of this discipline;"
                 f" its inputs are {', '.join(input_names)}.",
             )
         if not isinstance(value, (list, str, int, float, bool)):
-            raise HTTPException(422, f"Field 'input_data.{name}' must be a list, a number or a string.")
+            raise HTTPException(422, f"Field '{field}.{name[:100]}' must be a list, a number or a string.")
 
 
 def strict_json(value, field):
@@ -317,18 +319,8 @@ def job_timeout(requested):
     return min(limits) if limits else None
 
 
-async def execute(request):
-    user = await current_user(request)
-    mode = request.query_params.get("execution_mode", "synchronous")
-    if mode not in ("synchronous", "asynchronous"):
-        raise HTTPException(422, "Query 'execution_mode' must be 'synchronous' or 'asynchronous'.")
-    body = await json_body(request)
-    check_fields(body, EXECUTE_FIELDS)
-    name = request.path_params["name"]
-    options = body.get("discipline_options") or {}
-    description = await describe(name, options)
-    input_data = body.get("input_data") or {}
-    check_input_data(input_data, description["input_names"])
+def job_fields(user, name, body, mode):
+    """The columns of a new job from a checked execute (or batch) body."""
     if body.get("input_data_type", "json") != "json":
         raise HTTPException(422, "Field 'input_data_type' must be 'json'.")
     mode_name = str(body.get("linearization_mode") or "auto")
@@ -339,8 +331,13 @@ async def execute(request):
     for field in ("differentiated_inputs", "differentiated_outputs"):
         if not all(isinstance(item, str) for item in body.get(field) or ()):
             raise HTTPException(422, f"Field '{field}' must be a list of names.")
+    for item in body.get("input_files") or []:
+        file_id = item.get("id") if isinstance(item, dict) else None
+        valid_id = isinstance(file_id, int) and not isinstance(file_id, bool) and 0 < file_id <= MAX_INTEGER
+        if not (valid_id or (isinstance(item, dict) and file_id is None and isinstance(item.get("unique_filename"), str))):
+            raise HTTPException(422, "Field 'input_files' must be a list of File objects (with 'id').")
     linearize = bool(body.get("linearize"))
-    fields = {
+    return {
         "user_id": user["id"],
         "name": body.get("name") or "",
         "discipline_class_name": name,
@@ -349,20 +346,29 @@ async def execute(request):
         "execution_mode": mode,
         "timeout": job_timeout(body.get("timeout")),
         "linearization_mode": mode_name,
-        "discipline_options": strict_json(options, "discipline_options"),
+        "discipline_options": strict_json(body.get("discipline_options") or {}, "discipline_options"),
         "linearize_options": strict_json(body.get("linearize_options") or {}, "linearize_options"),
         "differentiated_inputs": json.dumps(body.get("differentiated_inputs") or []),
         "differentiated_outputs": json.dumps(body.get("differentiated_outputs") or []),
-        "input_data": strict_json(input_data, "input_data"),
     }
+
+
+async def execute(request):
+    user = await current_user(request)
+    mode = request.query_params.get("execution_mode", "synchronous")
+    if mode not in ("synchronous", "asynchronous"):
+        raise HTTPException(422, "Query 'execution_mode' must be 'synchronous' or 'asynchronous'.")
+    body = await json_body(request)
+    check_fields(body, EXECUTE_FIELDS)
+    name = request.path_params["name"]
+    description = await describe(name, body.get("discipline_options") or {})
+    input_data = body.get("input_data") or {}
+    check_input_data(input_data, description["input_names"])
+    fields = job_fields(user, name, body, mode)
+    fields["input_data"] = strict_json(input_data, "input_data")
     input_files = body.get("input_files") or []
-    for item in input_files:
-        file_id = item.get("id") if isinstance(item, dict) else None
-        valid_id = isinstance(file_id, int) and not isinstance(file_id, bool) and 0 < file_id <= MAX_INTEGER
-        if not (valid_id or (isinstance(item, dict) and file_id is None and isinstance(item.get("unique_filename"), str))):
-            raise HTTPException(422, "Field 'input_files' must be a list of File objects (with 'id').")
     if mode == "asynchronous":
-        job_id = await run_in_threadpool(jobs.submit, user["id"], fields, input_files, worker.run_async_job)
+        job_id = await run_in_threadpool(jobs.submit, user["id"], fields, input_files, worker.enqueue)
         row = await run_in_threadpool(store.get_job, job_id)
         return Response(store.job_json(row), status_code=202, media_type="application/json")
     # As many synchronous runs in threads as there are warm processes: the others wait here, on
@@ -370,6 +376,201 @@ async def execute(request):
     async with State.slots:
         row = await run_in_threadpool(jobs.run_here, State.pool, user["id"], fields, input_files, OWNER_ID)
     return Response(store.job_json(row), media_type="application/json")
+
+
+# Batches
+
+
+BATCH_FIELDS = {**EXECUTE_FIELDS, "samples": list, "doe": dict}
+DOE_FIELDS = {"algo_name": str, "n_samples": int, "design_space": dict, "settings": dict}
+
+
+def check_doe(doe, input_names):
+    """Check the doe object of a batch request before GEMSEO computes its points."""
+    for name, value in doe.items():
+        kind = DOE_FIELDS.get(name)
+        if kind is None:
+            raise HTTPException(422, f"Field 'doe.{name[:100]}' is not a field of a DOE; they are {', '.join(DOE_FIELDS)}.")
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise HTTPException(422, f"Field 'doe.{name}' has the wrong type.")
+    for name in ("algo_name", "n_samples", "design_space"):
+        if name not in doe:
+            raise HTTPException(422, f"Field 'doe.{name}' is required.")
+    if not 1 <= doe["n_samples"] <= settings.MAX_BATCH_SAMPLES:
+        raise HTTPException(422, f"Field 'doe.n_samples' must be between 1 and {settings.MAX_BATCH_SAMPLES} (GEMSEO_HTTP_MAX_BATCH_SAMPLES).")
+    if not doe["design_space"]:
+        raise HTTPException(422, "Field 'doe.design_space' must name at least one input.")
+    for name, bounds in doe["design_space"].items():
+        where = f"Field 'doe.design_space.{name[:100]}'"
+        if name not in input_names:
+            raise HTTPException(422, f"{where}: {name[:100]!r} is not an input of this discipline.")
+        if not isinstance(bounds, dict) or set(bounds) != {"lower_bound", "upper_bound"}:
+            raise HTTPException(422, f"{where} must be an object with 'lower_bound' and 'upper_bound'.")
+        lower, upper = bounds["lower_bound"], bounds["upper_bound"]
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in [*lower, *upper]) if (
+            isinstance(lower, list) and isinstance(upper, list)) else False
+        if not numbers or not lower or len(lower) != len(upper) or any(a > b for a, b in zip(lower, upper)):
+            raise HTTPException(422, f"{where}: the bounds must be lists of numbers of one length, lower <= upper.")
+    return doe
+
+
+async def submit_batch(request):
+    user = await current_user(request)
+    body = await json_body(request)
+    check_fields(body, BATCH_FIELDS)
+    if ("samples" in body) == ("doe" in body):
+        raise HTTPException(422, "A batch needs exactly one of the fields 'samples' and 'doe'.")
+    name = request.path_params["name"]
+    description = await describe(name, body.get("discipline_options") or {})
+    shared = body.get("input_data") or {}
+    check_input_data(shared, description["input_names"])
+    fields = job_fields(user, name, body, "asynchronous")
+    if "samples" in body:
+        points = body["samples"]
+        if not 1 <= len(points) <= settings.MAX_BATCH_SAMPLES:
+            raise HTTPException(422, f"Field 'samples' must hold 1 to {settings.MAX_BATCH_SAMPLES} points (GEMSEO_HTTP_MAX_BATCH_SAMPLES).")
+        for index, point in enumerate(points):
+            if not isinstance(point, dict):
+                raise HTTPException(422, f"Field 'samples[{index}]' must be an object of input values.")
+            check_input_data(point, description["input_names"], f"samples[{index}]")
+        design = {"samples": len(points)}
+    else:
+        design = check_doe(body["doe"], description["input_names"])
+        limit = settings.JOB_MEMORY_LIMIT_MB or DESCRIBE_MEMORY_MB
+        points = await ask_pool({"op": "doe", "doe": design, "memory_limit_mb": limit}, settings.DESCRIBE_TIMEOUT)
+    inputs = [orjson.dumps({**shared, **point}).decode() for point in points]
+    batch = {"user_id": user["id"], "name": fields["name"], "discipline_class_name": name, "design": strict_json(design, "doe")}
+    batch_id = await run_in_threadpool(
+        jobs.submit_batch, user["id"], batch, fields, inputs, body.get("input_files") or [], worker.enqueue
+    )
+    return JSONResponse(await run_in_threadpool(batch_entry, store.get_batch(batch_id, user["id"])), status_code=202)
+
+
+def batch_entry(row, progress=None):
+    """A batch row as the Batch of the wire contract, with its counts and status."""
+    counts, started, ended = progress or store.batch_progress([row["id"]])[row["id"]]
+    counts = {status: counts.get(status, 0) for status in ("pending", "running", "finished", "failed")}
+    if counts["pending"] + counts["running"]:
+        status = "running" if started is not None else "pending"
+        ended = None
+    else:
+        status = "failed" if counts["failed"] else "finished"
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "discipline_class_name": row["discipline_class_name"],
+        "user_id": row["user_id"],
+        "n_samples": row["n_samples"],
+        "counts": counts,
+        "batch_status": status,
+        "design": orjson.loads(row["design"]),
+        "created_at": store.iso(row["created_at"]),
+        "started_at": store.iso(started),
+        "ended_at": store.iso(ended),
+    }
+
+
+async def owned_batch(request, user):
+    try:
+        batch_id = int(request.path_params["batch_id"])
+    except ValueError:
+        raise HTTPException(404, "Batch not found.") from None
+    row = await run_in_threadpool(store.get_batch, batch_id, user["id"]) if 0 < batch_id <= MAX_INTEGER else None
+    if row is None:
+        raise HTTPException(404, "Batch not found.")
+    return row
+
+
+async def list_batches(request):
+    user = await current_user(request)
+    limit = parse_number(request, "limit", 100, int, 1, openapi.MAX_PAGE)
+    offset = parse_number(request, "offset", 0, int, 0)
+
+    def read():
+        rows, total = store.list_batches(user["id"], limit, offset)
+        progress = store.batch_progress([row["id"] for row in rows])
+        return [batch_entry(row, progress[row["id"]]) for row in rows], total
+
+    entries, total = await run_in_threadpool(read)
+    return JSONResponse(entries, headers={"X-Total-Count": str(total)})
+
+
+async def batch(request):
+    """GET a batch (with long polling) or DELETE it with its points."""
+    user = await current_user(request)
+    row = await owned_batch(request, user)
+    if request.method == "DELETE":
+        await run_in_threadpool(jobs.delete_batch, row["id"])
+        return Response(status_code=204)
+    long_polling = parse_bool(request, "long_polling", False)
+    timeout = parse_number(request, "long_polling_timeout", 100.0, maximum=math.inf)
+    entry = await run_in_threadpool(batch_entry, row)
+    if long_polling and entry["batch_status"] in ("pending", "running"):
+        if await State.watcher.wait(("batch", row["id"]), min(timeout, settings.MAX_LONG_POLLING_TIMEOUT)):
+            entry = await run_in_threadpool(batch_entry, row)
+    return JSONResponse(entry)
+
+
+async def cancel_batch(request):
+    user = await current_user(request)
+    row = await owned_batch(request, user)
+    await run_in_threadpool(jobs.cancel_batch, row["id"])
+    return JSONResponse(await run_in_threadpool(batch_entry, row))
+
+
+async def batch_results(request):
+    user = await current_user(request)
+    row = await owned_batch(request, user)
+    kind = request.query_params.get("format", "json")
+    if kind not in ("json", "csv"):
+        raise HTTPException(422, "Query 'format' must be 'json' or 'csv'.")
+    table = await run_in_threadpool(results_table, row["id"])
+    if kind == "json":
+        return JSONResponse(table)
+    return Response(await run_in_threadpool(results_csv, table), media_type="text/csv; charset=utf-8")
+
+
+def results_table(batch_id):
+    """The points of a batch as columns: ids, statuses, errors, inputs and outputs by name."""
+    points = store.batch_points(batch_id)
+    inputs = [orjson.loads(point["input_data"]) for point in points]
+    outputs = [orjson.loads(point["output_data"]) if point["job_status"] == "finished" else {} for point in points]
+    input_names = list(dict.fromkeys(name for data in inputs for name in data))
+    output_names = list(dict.fromkeys(name for data in outputs for name in data))
+    return {
+        "job_id": [point["id"] for point in points],
+        "job_status": [point["job_status"] for point in points],
+        "error": [point["error"] for point in points],
+        "input_data": {name: [data.get(name) for data in inputs] for name in input_names},
+        "output_data": {name: [data.get(name) for data in outputs] for name in output_names},
+    }
+
+
+def results_csv(table):
+    """The results table as CSV: one column per scalar component, inputs before outputs."""
+    columns = []  # (header, values per point)
+    for group in ("input_data", "output_data"):
+        for name, values in table[group].items():
+            size = max((len(value) if isinstance(value, list) else 1 for value in values if value is not None), default=1)
+            for component in range(size):
+                header = name if size == 1 else f"{name}[{component}]"
+                columns.append((header, [csv_cell(value, component) for value in values]))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["batch_index", "job_id", "job_status", "error", *(header for header, _ in columns)])
+    for index, job_id in enumerate(table["job_id"]):
+        writer.writerow(
+            [index, job_id, table["job_status"][index], table["error"][index], *(cells[index] for _, cells in columns)]
+        )
+    return out.getvalue()
+
+
+def csv_cell(value, component):
+    if isinstance(value, list):
+        value = value[component] if component < len(value) else None
+    elif component:
+        value = None
+    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
 
 
 # Jobs
@@ -430,7 +631,7 @@ async def job(request):
     timeout = parse_number(request, "long_polling_timeout", 100.0, maximum=math.inf)
     if long_polling:
         timeout = min(timeout, settings.MAX_LONG_POLLING_TIMEOUT)
-        if row["job_status"] not in store.ENDED and await State.watcher.wait(row["id"], timeout):
+        if row["job_status"] not in store.ENDED and await State.watcher.wait(("job", row["id"]), timeout):
             row = await owned_job(request, user)
     return Response(store.job_json(row), media_type="application/json")
 
@@ -442,7 +643,8 @@ async def list_jobs(request):
         raise HTTPException(422, f"Query 'status' must be one of {', '.join(store.STATUSES)}.")
     limit = parse_number(request, "limit", 100, int, 1, openapi.MAX_PAGE)
     offset = parse_number(request, "offset", 0, int, 0)
-    rows, total = await run_in_threadpool(store.list_jobs, user["id"], status, limit, offset)
+    batch_id = parse_number(request, "batch_id", None, int, 1)
+    rows, total = await run_in_threadpool(store.list_jobs, user["id"], status, limit, offset, batch_id)
     return JSONResponse([store.job_entry(row) for row in rows], headers={"X-Total-Count": str(total)})
 
 
@@ -592,10 +794,11 @@ class Watcher:
         self.task = None
         self.dirty = True
 
-    async def wait(self, job_id, timeout):
-        """Wait until the job ends or the timeout passes; return whether it ended."""
+    async def wait(self, key, timeout):
+        """Wait until the job ("job", id) or every point of the batch ("batch", id) has ended,
+        or the timeout passes; return whether it ended."""
         event = asyncio.Event()
-        self.waiters.setdefault(job_id, set()).add(event)
+        self.waiters.setdefault(key, set()).add(event)
         self.dirty = True
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self.run())
@@ -605,11 +808,11 @@ class Watcher:
         except asyncio.TimeoutError:
             return False
         finally:
-            events = self.waiters.get(job_id)
+            events = self.waiters.get(key)
             if events is not None:
                 events.discard(event)
                 if not events:
-                    del self.waiters[job_id]
+                    del self.waiters[key]
 
     async def run(self):
         while self.waiters:
@@ -628,8 +831,11 @@ class Watcher:
                 current = feed.version()
                 if current != version or self.dirty:
                     version, self.dirty = current, False
-                    for job_id in feed.ended_among(list(self.waiters)):
-                        for event in self.waiters.get(job_id, ()):
+                    keys = list(self.waiters)
+                    ended = [("job", job_id) for job_id in feed.ended_among([i for kind, i in keys if kind == "job"])]
+                    ended += [("batch", i) for i in feed.batches_ended_among([i for kind, i in keys if kind == "batch"])]
+                    for key in ended:
+                        for event in self.waiters.get(key, ()):
                             event.set()
                 await asyncio.sleep(self.INTERVAL)
         finally:
@@ -686,10 +892,10 @@ async def housekeeping():
     while True:
         try:
             await run_in_threadpool(store.beat, OWNER_ID)
-            await run_in_threadpool(jobs.recover_lost, worker.run_async_job)
+            await run_in_threadpool(jobs.recover_lost, worker.enqueue)
             if time.monotonic() >= next_requeue:
                 next_requeue = time.monotonic() + settings.REQUEUE_PENDING_AFTER
-                await run_in_threadpool(jobs.requeue_unqueued, worker.run_async_job, worker.queued_job_ids)
+                await run_in_threadpool(jobs.requeue_unqueued, worker.enqueue, worker.queued_job_ids)
         except Exception:
             logger.exception("housekeeping failed")
         await asyncio.sleep(settings.HEARTBEAT_INTERVAL)
@@ -733,6 +939,7 @@ routes = [
     Route("/v1/discipline", list_disciplines, methods=["GET"]),
     Route("/v1/discipline/{name}", discipline_class, methods=["GET"]),
     Route("/v1/discipline/{name}/execute", execute, methods=["POST"]),
+    Route("/v1/discipline/{name}/batch", submit_batch, methods=["POST"]),
     Route("/v1/discipline/{name}/{what}", discipline_description, methods=["POST"]),
     Route("/v1/job", list_jobs, methods=["GET"]),
     Route("/v1/job/{job_id}", job, methods=["GET", "DELETE"]),
@@ -740,6 +947,10 @@ routes = [
     Route("/v1/job/{job_id}/files", job_files, methods=["GET"]),
     Route("/v1/job/{job_id}/files/download", download, methods=["GET"]),
     Route("/v1/job/{job_id}/log", job_log, methods=["GET"]),
+    Route("/v1/batch", list_batches, methods=["GET"]),
+    Route("/v1/batch/{batch_id}", batch, methods=["GET", "DELETE"]),
+    Route("/v1/batch/{batch_id}/cancel", cancel_batch, methods=["POST"]),
+    Route("/v1/batch/{batch_id}/results", batch_results, methods=["GET"]),
     Route("/v1/file", list_files, methods=["GET"]),
     Route("/v1/file/upload", upload, methods=["POST"]),
 ]

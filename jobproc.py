@@ -178,6 +178,38 @@ class Engine:
             "default_input_data": to_json_values(discipline.io.input_grammar.defaults),
         }
 
+    def doe(self, doe):
+        """The points of a design of experiments, computed by GEMSEO's DOE library: a list of
+        {variable: [values]}."""
+        from gemseo import compute_doe, create_design_space
+        from gemseo.algos.doe.factory import DOELibraryFactory
+
+        algo = doe["algo_name"]
+        # CustomDOE reads its points from a server file; explicit samples do that job.
+        if algo in DOE_REFUSED or not DOELibraryFactory().is_available(algo):
+            raise ClientError(422, f"Field 'doe.algo_name': {str(algo)[:50]!r} is not a DOE algorithm of this server.")
+        space = create_design_space()
+        for name, bounds in doe["design_space"].items():
+            try:
+                space.add_variable(
+                    name, len(bounds["lower_bound"]), lower_bound=bounds["lower_bound"], upper_bound=bounds["upper_bound"]
+                )
+            except Exception as error:
+                raise ClientError(422, f"Field 'doe.design_space.{name}': {first_line(error)}") from None
+        try:
+            samples = compute_doe(space, algo_name=algo, n_samples=doe["n_samples"], **doe.get("settings", {}))
+        except Exception as error:
+            raise ClientError(422, f"Field 'doe.settings': {algo} refused them: {first_line(error, 3)}") from None
+        names, points = space.variable_names, []
+        for row in samples:
+            point, start = {}, 0
+            for name in names:
+                size = space.get_size(name)
+                point[name] = [float(value) for value in row[start : start + size]]
+                start += size
+            points.append(point)
+        return points
+
     def instance(self, job):
         """A discipline for this job: a new one, or for a plain execution one this user already
         ran with the same options. Reuse never skips a run (GEMSEO's cache is off) and never
@@ -262,6 +294,14 @@ def json_default(value):
     if isinstance(value, (list, tuple)) and all(isinstance(item, (bool, int, float, str)) for item in value):
         return list(value)
     return repr(value)
+
+
+DOE_REFUSED = frozenset({"CustomDOE"})
+
+
+def first_line(error, lines=1):
+    """The first lines of an exception's text, for a client."""
+    return " ".join(str(error).strip().splitlines()[:lines])[:300]
 
 
 class ShortArrayValidation:
@@ -421,6 +461,9 @@ def handle(engine, request, idle_dir):
             return {"ok": True, "value": {"served": engine.catalogue, "disabled": engine.disabled}}
         if request["op"] == "about":
             return {"ok": True, "value": engine.about(request["name"])}
+        if request["op"] == "doe":
+            with memory_limit(request.get("memory_limit_mb")):
+                return {"ok": True, "value": engine.doe(request["doe"])}
         if request["op"] == "describe":
             os.chdir(idle_dir)
             # Building a discipline runs its constructor: limited like a job (the caller also

@@ -5,8 +5,7 @@ A job is recorded `pending` (submit), claimed by one process (its `owner`), `run
 states named here, so two processes racing for one job cannot both move it.
 
     submit        -> pending (owner '' when queued; the web app's id when synchronous)
-    claim         pending, owner ''      -> pending, owner = me
-    start         pending, owner = me    -> running
+    start         pending, owner '' (or me) -> running, owner = me (once a warm process is free)
     end           running, owner = me    -> finished | failed
     cancel        pending                -> failed (cancelled); running: flag for its runner
     lost          running | claimed, dead owner -> failed (lost), or pending again (queued anew)
@@ -45,21 +44,35 @@ def setup_logging():
 # Submit
 
 
+def check_room(user_id, new_jobs):
+    """Refuse (429) a submit that would take a user past GEMSEO_HTTP_MAX_PENDING_JOBS."""
+    waiting = store.waiting_jobs(user_id)
+    if waiting + new_jobs > settings.MAX_PENDING_JOBS:
+        raise Rejected(
+            429,
+            f"You have {waiting} jobs pending or running; {new_jobs} more would pass the limit of"
+            f" {settings.MAX_PENDING_JOBS} (GEMSEO_HTTP_MAX_PENDING_JOBS). Wait for some to end, or cancel some.",
+        )
+
+
+def priority(user_id):
+    """The queue priority of a user's next task: minus the jobs the user already has waiting, so
+    that the queue serves users in turn (a user's n-th waiting job comes after every other user's
+    first n), whatever the order of their submits."""
+    return -store.waiting_jobs(user_id)
+
+
 def submit(user_id, fields, input_files, enqueue=None):
-    """Record a job, lay out its directory with its input files, and queue it with enqueue(id)
-    when given (asynchronous); return its id."""
+    """Record a job with its input files and queue it with enqueue(ids, priority) when given
+    (asynchronous); return its id. Its directory is laid out when it starts."""
+    check_room(user_id, 1)
     sources = [_owned_input(user_id, item) for item in input_files]
     fields["input_files"] = json.dumps([store.file_entry(row) for row in sources])
+    rank = priority(user_id)
     job_id = store.create_job(fields, files.job_directory)
-    try:
-        files.lay_out(files.job_directory(user_id, job_id), sources)
-    except OSError as error:
-        logger.exception("job %s: its directory could not be laid out", job_id)
-        fail(job_id, ("pending",), "internal", f"The job directory could not be prepared: {error}")
-        raise Rejected(500, f"Job {job_id} failed: its directory could not be prepared.") from None
     if enqueue is not None:
         try:
-            enqueue(job_id)
+            enqueue([job_id], rank)
         except Exception as error:
             logger.exception("job %s could not be queued", job_id)
             fail(job_id, ("pending",), "enqueue", f"The job could not be queued: {type(error).__name__}: {error}")
@@ -91,6 +104,49 @@ def run_here(job_pool, user_id, fields, input_files, owner):
     return row
 
 
+# Batches: many points of one discipline, each an ordinary job
+
+
+POINTS_PER_TASK = 16  # short points share a task (a worker task puts back what takes too long)
+
+
+def submit_batch(user_id, batch, common, inputs, input_files, enqueue):
+    """Record a batch of points (input_data JSON texts) in one transaction and queue them in
+    tasks of POINTS_PER_TASK; return the batch id."""
+    check_room(user_id, len(inputs))
+    sources = [_owned_input(user_id, item) for item in input_files]
+    common = dict(common, input_files=json.dumps([store.file_entry(row) for row in sources]))
+    rank = priority(user_id)
+    prefix = f"{files.job_directory(user_id, 0).parent}/job-"
+    batch_id, ids = store.create_batch(batch, common, inputs, prefix)
+    try:
+        for start in range(0, len(ids), POINTS_PER_TASK):
+            # The user's n-th waiting point gets priority -n: other users' jobs come in between.
+            enqueue(ids[start : start + POINTS_PER_TASK], rank - start)
+    except Exception as error:
+        logger.exception("batch %s could not be queued", batch_id)
+        store.fail_pending_of_batch(batch_id, "enqueue", f"The job could not be queued: {type(error).__name__}: {error}")
+        raise Rejected(503, f"Batch {batch_id} could not be queued: {error}.") from None
+    logger.info("batch %s pending: user %s, %s, %s points", batch_id, user_id, batch["discipline_class_name"], len(ids))
+    return batch_id
+
+
+def cancel_batch(batch_id):
+    """Pending points never start; running ones are stopped by their runners."""
+    store.fail_pending_of_batch(batch_id, "cancelled", "The job was cancelled.")
+    if store.request_cancel_of_batch(batch_id):
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and store.batch_progress([batch_id])[batch_id][0].get("running"):
+            time.sleep(0.02)
+    logger.info("batch %s cancelled", batch_id)
+
+
+def delete_batch(batch_id):
+    cancel_batch(batch_id)
+    files.remove_stored(workdirs=store.delete_batch(batch_id))
+    logger.info("batch %s deleted", batch_id)
+
+
 # Run
 
 
@@ -100,22 +156,24 @@ def run(job_pool, job_id, owner):
     row = store.get_job(job_id)
     if row is None or row["job_status"] != "pending":
         return None
-    # Claim it first: if this process dies before the job runs, the sweep of lost jobs finds it
-    # by its owner (Huey has already taken the task off the queue). A task queued twice for one
-    # job (see requeue_unqueued) loses this race and does nothing.
-    if row["owner"] != owner and not store.set_status(
-        job_id, "pending", ("pending",), where={"owner": ""}, owner=owner
-    ):
-        return None
     process = job_pool.acquire()
-    healthy, started = False, time.monotonic()
+    healthy, started = True, time.monotonic()
     try:
+        # Claimed and started in one move, once a process is free: a task queued twice for one
+        # job (see requeue_unqueued) loses this race and does nothing. A synchronous job is
+        # recorded with its web app as owner already.
         if not store.set_status(
-            job_id, "running", ("pending",), where={"owner": owner}, started_at=time.time(), pid=process.pid
+            job_id,
+            "running",
+            ("pending",),
+            where={"owner": owner if row["owner"] == owner else ""},
+            owner=owner,
+            started_at=time.time(),
+            pid=process.pid,
         ):
-            healthy = True
-            return None  # cancelled or deleted while it waited for a process
+            return None  # cancelled, deleted or taken by another task while it waited
         logger.info("job %s running: user %s, %s", job_id, row["user_id"], row["discipline_class_name"])
+        healthy = False
         reply, healthy = _execute(job_pool, process, job_id, row)
     finally:
         job_pool.release(process, healthy=healthy)
@@ -166,7 +224,7 @@ def _execute(job_pool, process, job_id, row):
 
     message = {"op": "execute", "job": job, "memory_limit_mb": settings.JOB_MEMORY_LIMIT_MB}
     try:
-        Path(job["workdir"]).mkdir(parents=True, exist_ok=True)
+        files.lay_out(Path(job["workdir"]), job["input_files"])  # File entries: filename, unique_filename
         reply = process.ask(message, deadline=deadline, should_stop=cancelled)
     except pool.ProcessGone as gone:
         # Processes killed because their pool is closing (the web app stops) were not at fault.
@@ -248,7 +306,7 @@ def delete_user(user):
 def recover_lost(enqueue=None):
     """End as `lost` the jobs whose owner died on this host or stopped beating anywhere.
 
-    With REQUEUE_LOST_JOBS, a running asynchronous job is instead queued again with enqueue(id),
+    With REQUEUE_LOST_JOBS, a running asynchronous job is instead queued again with enqueue([id]),
     once. An asynchronous job that its dead worker had claimed but not started is always queued
     again. Each move names the owner and attempt it saw, so two sweeps (the web app's and a new
     worker's) cannot both queue one job again. Return the count of jobs ended lost.
@@ -269,7 +327,7 @@ def recover_lost(enqueue=None):
             # Claimed by a worker that died before starting it: it never ran, queue it again.
             if store.set_status(job_id, "pending", ("pending",), where=seen, owner=""):
                 logger.warning("job %s pending: queued again, its worker %s vanished", job_id, owner)
-                enqueue(job_id)
+                enqueue([job_id])
             continue
         if (
             settings.REQUEUE_LOST_JOBS
@@ -282,7 +340,7 @@ def recover_lost(enqueue=None):
             )
         ):
             logger.warning("job %s pending: queued again after its worker %s vanished", job_id, owner)
-            enqueue(job_id)
+            enqueue([job_id])
             continue
         text = f"The process running this job ({owner or 'unknown'}) stopped before the job ended."
         if fail(job_id, (status,), "lost", text, where=seen):
@@ -303,5 +361,5 @@ def requeue_unqueued(enqueue, queued_ids):
     missing = [job_id for job_id in waiting if job_id not in queued]
     for job_id in missing:
         logger.warning("job %s pending: its task was in no queue; queued again", job_id)
-        enqueue(job_id)
+        enqueue([job_id])
     return missing

@@ -108,6 +108,15 @@ def render(huey, counts):
             for (method, route, status), value in sorted(counts.items())
         ],
     )
+    metric(
+        "gaas_limit",
+        "gauge",
+        "Limits of this service: points in one batch, jobs a user may have pending or running.",
+        [
+            ("", {"name": "max_batch_samples"}, settings.MAX_BATCH_SAMPLES),
+            ("", {"name": "max_pending_jobs"}, settings.MAX_PENDING_JOBS),
+        ],
+    )
     beat = store.last_worker_beat()
     age = float("nan") if beat is None else round(time.time() - beat, 3)
     metric(

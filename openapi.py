@@ -8,6 +8,7 @@ from copy import deepcopy
 
 import files
 import jobs
+import settings
 import store
 
 # What the server accepts, written once: gaas.py checks requests against these.
@@ -108,6 +109,72 @@ SCHEMAS = {
                 "exclusiveMinimum": True,
                 "description": "Seconds; capped by GEMSEO_HTTP_JOB_TIMEOUT.",
             },
+        },
+    },
+    "BatchInput": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "The fields of ExecuteInput shared by every point, and exactly one of samples and doe.",
+        "properties": {
+            "samples": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": settings.MAX_BATCH_SAMPLES,
+                "items": DATA,
+                "description": "One object of input values per point; they override input_data.",
+            },
+            "doe": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["algo_name", "n_samples", "design_space"],
+                "properties": {
+                    "algo_name": {"type": "string", "description": "A GEMSEO DOE algorithm: PYDOE_LHS, PYDOE_FULLFACT, OT_SOBOL..."},
+                    "n_samples": {"type": "integer", "minimum": 1, "maximum": settings.MAX_BATCH_SAMPLES},
+                    "design_space": {
+                        "type": "object",
+                        "minProperties": 1,
+                        "additionalProperties": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["lower_bound", "upper_bound"],
+                            "properties": {
+                                "lower_bound": {"type": "array", "minItems": 1, "items": {"type": "number"}},
+                                "upper_bound": {"type": "array", "minItems": 1, "items": {"type": "number"}},
+                            },
+                        },
+                    },
+                    "settings": {"type": "object", "description": "Settings of the algorithm, e.g. random_state."},
+                },
+            },
+        },
+    },
+    "Batch": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "discipline_class_name": {"type": "string"},
+            "user_id": {"type": "integer"},
+            "n_samples": {"type": "integer"},
+            "counts": {
+                "type": "object",
+                "properties": {status: {"type": "integer"} for status in ("pending", "running", "finished", "failed")},
+            },
+            "batch_status": {"type": "string", "enum": ["pending", "running", "finished", "failed"]},
+            "design": {"type": "object"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "started_at": {"type": "string", "format": "date-time", "nullable": True},
+            "ended_at": {"type": "string", "format": "date-time", "nullable": True},
+        },
+    },
+    "BatchResults": {
+        "type": "object",
+        "properties": {
+            "job_id": {"type": "array", "items": {"type": "integer"}},
+            "job_status": {"type": "array", "items": {"type": "string"}},
+            "error": {"type": "array", "items": {"type": "string"}},
+            "input_data": {"type": "object", "additionalProperties": {"type": "array"}},
+            "output_data": {"type": "object", "additionalProperties": {"type": "array"}},
         },
     },
     "JobEntry": {
@@ -216,6 +283,11 @@ JOB_LINKS = {
     operation: {"operationId": operation, "parameters": {"job_id": "$response.body#/id"}}
     for operation in ("get_job", "delete_job", "post_cancel_job", "get_job_files", "get_job_log", "get_download")
 }
+BATCH_ID = path_parameter("batch_id", {"type": "integer"})
+BATCH_LINKS = {
+    operation: {"operationId": operation, "parameters": {"batch_id": "$response.body#/id"}}
+    for operation in ("get_batch", "delete_batch", "post_cancel_batch", "get_batch_results")
+}
 OPTIONS_BODY = {"required": False, **json_body(ref("DisciplineOptions"))}
 
 OPERATIONS = {
@@ -274,6 +346,59 @@ OPERATIONS = {
             **errors(400, 401, 403, 404, 413, 422, 503),
         },
     },
+    ("POST", "/v1/discipline/{name}/batch"): {
+        "summary": "Evaluate the discipline at many points (samples or a DOE): each point is a job.",
+        "parameters": [NAME],
+        "requestBody": {"required": True, **json_body(ref("BatchInput"))},
+        "responses": {
+            "202": {**answer("The recorded and queued batch.", ref("Batch")), "links": BATCH_LINKS},
+            **errors(400, 401, 403, 404, 413, 422, 429, 503),
+        },
+    },
+    ("GET", "/v1/batch"): {
+        "summary": "The caller's batches, newest first.",
+        "parameters": [
+            query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}, "Page size."),
+            query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER, "default": 0}, "Batches to skip."),
+        ],
+        "responses": {
+            "200": {
+                **answer("A page of batches.", {"type": "array", "items": ref("Batch")}),
+                "headers": {"X-Total-Count": {"schema": {"type": "integer"}, "description": "The caller's batches."}},
+            },
+            **errors(401, 422),
+        },
+    },
+    ("GET", "/v1/batch/{batch_id}"): {
+        "summary": "A batch with its counts; with long polling, answers when every point has ended.",
+        "parameters": [
+            BATCH_ID,
+            query("long_polling", {"type": "boolean", "default": False}, "Wait for the end of the batch."),
+            query("long_polling_timeout", {"type": "number", "minimum": 0, "default": 100}, "Longest wait in seconds."),
+        ],
+        "responses": {"200": answer("The batch.", ref("Batch")), **errors(401, 404, 422)},
+    },
+    ("DELETE", "/v1/batch/{batch_id}"): {
+        "summary": "Cancel the batch if needed, then remove it with its points and their directories.",
+        "parameters": [BATCH_ID],
+        "responses": {"204": answer("Removed."), **errors(401, 404)},
+    },
+    ("POST", "/v1/batch/{batch_id}/cancel"): {
+        "summary": "Pending points never start, running ones are stopped.",
+        "parameters": [BATCH_ID],
+        "responses": {"200": answer("The batch.", ref("Batch")), **errors(401, 404)},
+    },
+    ("GET", "/v1/batch/{batch_id}/results"): {
+        "summary": "The table of points, in their order: JSON columns, or CSV with one column per component.",
+        "parameters": [BATCH_ID, query("format", {"type": "string", "enum": ["json", "csv"], "default": "json"}, "json or csv.")],
+        "responses": {
+            "200": {
+                "description": "The table.",
+                "content": {"application/json": {"schema": ref("BatchResults")}, "text/csv": {"schema": {"type": "string"}}},
+            },
+            **errors(401, 404, 422),
+        },
+    },
     ("GET", "/v1/discipline/{name}"): {
         "summary": "What a discipline class is and which constructor options it takes.",
         "parameters": [NAME],
@@ -294,6 +419,7 @@ OPERATIONS = {
             query("status", {"type": "string", "enum": list(store.STATUSES)}, "Only this status."),
             query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}, "Page size."),
             query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER, "default": 0}, "Jobs to skip."),
+            query("batch_id", {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER}, "Only the points of this batch, in order."),
         ],
         "responses": {
             "200": {

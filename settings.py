@@ -78,6 +78,9 @@ PROCESS_STARTUP_TIMEOUT = _number("GEMSEO_HTTP_PROCESS_STARTUP_TIMEOUT", 300.0, 
 DESCRIBE_TIMEOUT = _number("GEMSEO_HTTP_DESCRIBE_TIMEOUT", 30.0, float)
 # Longest long poll a client may ask for, in seconds.
 MAX_LONG_POLLING_TIMEOUT = _number("GEMSEO_HTTP_MAX_LONG_POLLING_TIMEOUT", 300.0, float)
+# Most points in one batch, and most jobs a user may have pending or running at once.
+MAX_BATCH_SAMPLES = _number("GEMSEO_HTTP_MAX_BATCH_SAMPLES", 10_000)
+MAX_PENDING_JOBS = _number("GEMSEO_HTTP_MAX_PENDING_JOBS", 20_000)
 # Largest accepted request body for JSON routes and for one upload chunk, in MiB.
 MAX_BODY_MB = _number("GEMSEO_HTTP_MAX_BODY_MB", 512, float)
 # Time limit of a job in seconds (0: none); a request may ask for less, never for more.

@@ -57,8 +57,22 @@ CREATE TABLE IF NOT EXISTS jobs (
     differentiated_inputs TEXT NOT NULL DEFAULT '[]',
     differentiated_outputs TEXT NOT NULL DEFAULT '[]',
     input_files TEXT NOT NULL DEFAULT '[]',
-    traceback TEXT NOT NULL DEFAULT ''
+    traceback TEXT NOT NULL DEFAULT '',
+    -- A point of a batch: its batch and its place in it (NULL for a job of its own).
+    batch_id INTEGER,
+    batch_index INTEGER
 );
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    discipline_class_name TEXT NOT NULL,
+    n_samples INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    -- How the points were made: {"samples": n} or the doe object of the request.
+    design TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS batches_by_user ON batches (user_id, id);
 -- The data of a job, apart: SQLite rewrites a whole row on any update, so a status change must
 -- not rewrite megabytes of arrays (it did: 30 ms each for a million numbers).
 CREATE TABLE IF NOT EXISTS job_data (
@@ -70,6 +84,7 @@ CREATE TABLE IF NOT EXISTS job_data (
 CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs (user_id, id);
 CREATE INDEX IF NOT EXISTS jobs_by_user_status ON jobs (user_id, job_status, id);
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (job_status, owner);
+CREATE INDEX IF NOT EXISTS jobs_by_batch ON jobs (batch_id, job_status) WHERE batch_id IS NOT NULL;
 -- Jobs per user and status, kept by triggers: the job list's total and /metrics read it
 -- instead of counting 100,000 index entries.
 CREATE TABLE IF NOT EXISTS job_counts (
@@ -137,7 +152,7 @@ CREATE TABLE IF NOT EXISTS processes (
 LIST_COLUMNS = (
     "id, user_id, name, discipline_class_name, job_type, job_status, execution_mode, error,"
     " created_at, started_at, ended_at, timeout, workdir, linearization_mode,"
-    " substr(traceback, -400) AS traceback_end"
+    " substr(traceback, -400) AS traceback_end, batch_id, batch_index"
 )
 JSON_FIELDS = (
     "discipline_options",
@@ -262,12 +277,16 @@ def _columns(conn, table):
 
 
 def _migrate_names(conn):
-    """Rename what older stores called `worker`: it holds web apps too."""
+    """Bring an older store's tables to the names and columns that SCHEMA's indexes expect."""
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    # What older stores called `worker` holds web apps too.
     if "workers" in tables and "processes" not in tables:
         conn.execute("ALTER TABLE workers RENAME TO processes")
     if "jobs" in tables and "worker" in _columns(conn, "jobs"):
         conn.execute("ALTER TABLE jobs RENAME COLUMN worker TO owner")
+    if "jobs" in tables and "batch_id" not in _columns(conn, "jobs"):
+        conn.execute("ALTER TABLE jobs ADD COLUMN batch_id INTEGER")
+        conn.execute("ALTER TABLE jobs ADD COLUMN batch_index INTEGER")
 
 
 def _count_durations(tx):
@@ -341,6 +360,7 @@ def delete_user(user_id):
         conn.execute("DELETE FROM files WHERE user_id = ?", (user_id,))
         conn.execute("DELETE FROM uploads WHERE user_id = ?", (user_id,))
         conn.execute("DELETE FROM job_counts WHERE user_id = ?", (user_id,))
+        conn.execute("DELETE FROM batches WHERE user_id = ?", (user_id,))
         conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
     return workdirs, files, partial
 
@@ -395,20 +415,39 @@ def job_status(job_id):
     return None if row is None else row["job_status"]
 
 
-def list_jobs(user_id, status=None, limit=100, offset=0):
-    """Return (rows without data fields, total count) of a user's jobs, newest first."""
+def list_jobs(user_id, status=None, limit=100, offset=0, batch_id=None):
+    """Return (rows without data fields, total count) of a user's jobs, newest first (a batch's
+    points in their order)."""
     # The filter reads the same on jobs and on job_counts.
     where, params = "user_id = ?", [user_id]
     if status:
         where += " AND job_status = ?"
         params.append(status)
     conn = connect()
+    if batch_id is not None:
+        where += " AND batch_id = ?"
+        params.append(batch_id)
+        rows = conn.execute(
+            f"SELECT {LIST_COLUMNS} FROM jobs WHERE {where} ORDER BY batch_index LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        ).fetchall()
+        total = conn.execute(f"SELECT count(*) FROM jobs WHERE {where}", params).fetchone()[0]
+        return rows, total
     rows = conn.execute(
         f"SELECT {LIST_COLUMNS} FROM jobs WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
         (*params, limit, offset),
     ).fetchall()
     total = conn.execute(f"SELECT total(n) FROM job_counts WHERE {where}", params).fetchone()[0]
     return rows, int(total)
+
+
+def waiting_jobs(user_id):
+    """How many jobs of a user are pending or running."""
+    row = connect().execute(
+        "SELECT total(n) FROM job_counts WHERE user_id = ? AND job_status IN ('created', 'pending', 'running')",
+        (user_id,),
+    ).fetchone()
+    return int(row[0])
 
 
 def set_status(job_id, status, expected, where=None, **fields):
@@ -438,6 +477,23 @@ def request_cancel(job_id):
             "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND job_status = 'running'", (job_id,)
         )
         return cursor.rowcount == 1
+
+
+def fail_pending_of_batch(batch_id, error, text):
+    """End every pending point of a batch as failed; return how many."""
+    with transaction() as conn:
+        return conn.execute(
+            "UPDATE jobs SET job_status = 'failed', ended_at = ?, error = ?, traceback = ?"
+            " WHERE batch_id = ? AND job_status IN ('created', 'pending')",
+            (time.time(), error, text, batch_id),
+        ).rowcount
+
+
+def request_cancel_of_batch(batch_id):
+    with transaction() as conn:
+        return conn.execute(
+            "UPDATE jobs SET cancel_requested = 1 WHERE batch_id = ? AND job_status = 'running'", (batch_id,)
+        ).rowcount
 
 
 def cancel_requested(job_id):
@@ -534,8 +590,101 @@ class ChangeFeed:
             ]
         return ended
 
+    def batches_ended_among(self, ids):
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        waiting = {
+            row[0]
+            for row in self.conn.execute(
+                f"SELECT DISTINCT batch_id FROM jobs WHERE batch_id IN ({marks})"
+                " AND job_status IN ('created', 'pending', 'running')",
+                ids,
+            )
+        }
+        return [batch_id for batch_id in ids if batch_id not in waiting]
+
     def close(self):
         self.conn.close()
+
+
+# Batches
+
+
+def create_batch(batch, common, inputs, workdir_prefix):
+    """Record a batch and its points in one transaction: `common` holds the column values shared
+    by every point, `inputs` the input_data JSON text of each; a point's directory is
+    workdir_prefix followed by its id. Return (batch id, point ids)."""
+    with transaction() as conn:
+        batch_id = conn.execute(
+            "INSERT INTO batches (user_id, name, discipline_class_name, n_samples, created_at, design)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (batch["user_id"], batch["name"], batch["discipline_class_name"], len(inputs), time.time(), batch["design"]),
+        ).lastrowid
+        fields = dict(common, created_at=time.time(), batch_id=batch_id)
+        names = ", ".join([*fields, "batch_index", "workdir"])
+        marks = ", ".join("?" * (len(fields) + 2))
+        insert = f"INSERT INTO jobs ({names}) VALUES ({marks})"
+        values = tuple(fields.values())
+        ids = []
+        for index, text in enumerate(inputs):
+            job_id = conn.execute(insert, (*values, index, "")).lastrowid
+            ids.append(job_id)
+        conn.execute("UPDATE jobs SET workdir = ? || id WHERE batch_id = ?", (str(workdir_prefix), batch_id))
+        conn.executemany("INSERT INTO job_data (job_id, input_data) VALUES (?, ?)", zip(ids, inputs))
+    return batch_id, ids
+
+
+def get_batch(batch_id, user_id):
+    """The batch row of this user, or None."""
+    row = connect().execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
+    return row if row is not None and row["user_id"] == user_id else None
+
+
+def list_batches(user_id, limit=100, offset=0):
+    conn = connect()
+    rows = conn.execute(
+        "SELECT * FROM batches WHERE user_id = ? ORDER BY id DESC LIMIT ? OFFSET ?", (user_id, limit, offset)
+    ).fetchall()
+    total = conn.execute("SELECT count(*) FROM batches WHERE user_id = ?", (user_id,)).fetchone()[0]
+    return rows, total
+
+
+def batch_progress(batch_ids):
+    """{batch id: ({status: count}, first start, last end)} of these batches' points."""
+    progress = {batch_id: ({}, None, None) for batch_id in batch_ids}
+    if not batch_ids:
+        return progress
+    marks = ", ".join("?" * len(batch_ids))
+    for batch_id, status, count, started, ended in connect().execute(
+        f"SELECT batch_id, job_status, count(*), min(started_at), max(ended_at) FROM jobs"
+        f" WHERE batch_id IN ({marks}) GROUP BY batch_id, job_status",
+        list(batch_ids),
+    ):
+        counts, first, last = progress[batch_id]
+        counts[status] = count
+        first = started if first is None or (started is not None and started < first) else first
+        last = ended if last is None or (ended is not None and ended > last) else last
+        progress[batch_id] = (counts, first, last)
+    return progress
+
+
+def batch_points(batch_id):
+    """Every point of a batch, in order, with its data fields."""
+    return connect().execute(
+        f"SELECT jobs.id, jobs.job_status, jobs.error, jobs.workdir, {DATA_COLUMNS} FROM jobs"
+        " LEFT JOIN job_data ON job_data.job_id = jobs.id WHERE batch_id = ? ORDER BY batch_index",
+        (batch_id,),
+    ).fetchall()
+
+
+def delete_batch(batch_id):
+    """Delete a batch and its points; return the points' directories."""
+    with transaction() as conn:
+        workdirs = [row[0] for row in conn.execute("SELECT workdir FROM jobs WHERE batch_id = ?", (batch_id,))]
+        conn.execute("DELETE FROM jobs WHERE batch_id = ?", (batch_id,))
+        conn.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+    return workdirs
 
 
 # Uploaded files

@@ -54,7 +54,7 @@ def pool():
             jobs.setup_logging()
             store.init()
             store.beat(WORKER_ID)
-            jobs.recover_lost(enqueue=run_async_job)
+            jobs.recover_lost(enqueue=enqueue)
             _pool = pools.Pool(0, "worker", WORKER_ID)
             _pool.start()
             threading.Thread(target=_heartbeat, name="heartbeat", daemon=True).start()
@@ -103,15 +103,36 @@ def _heartbeat():
         time.sleep(settings.HEARTBEAT_INTERVAL)
 
 
-@huey.task()
-def run_async_job(job_id):
-    """Run one asynchronous job."""
-    jobs.run(pool(), job_id, WORKER_ID)
+# A task runs one job, or several short points of a batch in turn; past this many seconds it puts
+# the rest back in the queue, so that long points never hold a thread while others wait.
+TASK_SECONDS = 0.05
+
+
+@huey.task(context=True)
+def run_async_job(job_ids, task=None):
+    """Run asynchronous jobs, one after the other (one id: a task of an older queue)."""
+    job_ids = [job_ids] if isinstance(job_ids, int) else list(job_ids)
+    started = time.monotonic()
+    for index, job_id in enumerate(job_ids):
+        jobs.run(pool(), job_id, WORKER_ID)
+        rest = job_ids[index + 1 :]
+        if rest and time.monotonic() - started > TASK_SECONDS:
+            enqueue(rest, (task.priority or 0) - index - 1 if task is not None else 0)
+            return
+
+
+def enqueue(job_ids, priority=0):
+    """Queue a task for these job ids; higher priorities run first."""
+    run_async_job(list(job_ids), priority=priority)
 
 
 def queued_job_ids():
     """The ids of the jobs whose task waits in the queue."""
-    return {task.args[0] for task in huey.pending() if isinstance(task, run_async_job.task_class) and task.args}
+    ids = set()
+    for task in huey.pending():
+        if isinstance(task, run_async_job.task_class) and task.args:
+            ids.update([task.args[0]] if isinstance(task.args[0], int) else task.args[0])
+    return ids
 
 
 @huey.periodic_task(crontab(minute="*/10"))
