@@ -29,8 +29,8 @@ from pathlib import Path
 
 CODE = Path(__file__).resolve().parent.parent
 TIMEOUT = 60.0
-FULL = dict(s1=300, s2=400, a1=300, n1=30, idle=60.0, w1=500, jobs=100_000, l1=1_000_000, g=300)
-SMOKE = dict(s1=30, s2=40, a1=30, n1=5, idle=1.0, w1=20, jobs=2_000, l1=100_000, g=30)
+FULL = dict(s1=300, s2=400, a1=300, n1=30, idle=60.0, w1=500, jobs=100_000, l1=1_000_000, g=300, b1=1_000)
+SMOKE = dict(s1=30, s2=40, a1=30, n1=5, idle=1.0, w1=20, jobs=2_000, l1=100_000, g=30, b1=50)
 
 
 class Client:
@@ -320,6 +320,45 @@ def a1(target, n, threads=8):
     }
 
 
+def b1(target, n, threads=8):
+    """The same n points of Sellar1, as n asynchronous submits (8 threads), then as one batch."""
+    token = target.token()
+    points = [{"x_1": [i / n * 10]} for i in range(n)]
+    start = time.perf_counter()
+    ids = []
+
+    def submit(chunk):
+        client = Client(target.url, token)
+        return [execute(client, "asynchronous", {"input_data": point})[0]["id"] for point in chunk]
+
+    with ThreadPoolExecutor(threads) as pool:
+        ids = [job_id for chunk in pool.map(submit, [points[i::threads] for i in range(threads)]) for job_id in chunk]
+
+    def finish(chunk):
+        client = Client(target.url, token)
+        return [wait_end(client, job_id)["job_status"] for job_id in chunk]
+
+    with ThreadPoolExecutor(threads) as pool:
+        separate = [s for chunk in pool.map(finish, [ids[i::threads] for i in range(threads)]) for s in chunk]
+    separate_s = time.perf_counter() - start
+    client = target.client()
+    start = time.perf_counter()
+    status, batch, submit_s = client.call("POST", "/v1/discipline/Sellar1/batch", {"samples": points})
+    if status != 202:
+        raise RuntimeError(f"batch answered {status}: {batch}")
+    while batch["batch_status"] in ("pending", "running"):
+        status, batch, _ = client.call("GET", f"/v1/batch/{batch['id']}?long_polling=true&long_polling_timeout=10")
+    batch_s = time.perf_counter() - start
+    return {
+        "submit_s": round(submit_s, 3),
+        "batch_end_s": round(batch_s, 3),
+        "separate_end_s": round(separate_s, 3),
+        "speedup": round(separate_s / batch_s, 2),
+        "finished": batch["counts"]["finished"] + separate.count("finished"),
+        "of": 2 * n,
+    }
+
+
 class EndWatcher:
     """Sees a job end by reading the database every millisecond (both servers' store is SQLite)."""
 
@@ -534,6 +573,7 @@ TARGETS = {
     "G2": ("p95_ms", "<=", 15),
     "L1": ("round_trip_s", "<=", 1.5),
     "M1": ("server_rss_mib", "<=", 300, "worker_pss_mib", "<=", 600),
+    "B1": ("speedup", ">=", 3, "submit_s", "<=", 0.5),
 }
 
 
@@ -571,6 +611,8 @@ def run_all(target, counts, only):
     if target.database and (not only or "G1" in only or "G2" in only):
         print(f"[{target.kind}] G1, G2 ...", file=sys.stderr, flush=True)
         results["G1"], results["G2"] = g1_g2(target, counts["jobs"], counts["g"], 1_000)
+    if target.kind == "gaas":  # the reference has no batches
+        step("B1", lambda: b1(target, counts["b1"]))
     step("M1", lambda: m1(target))
     return results
 

@@ -30,4 +30,8 @@ def test_curl_walkthrough(live, tmp_path):
     assert '{"y_1": [1.6733200530681511]}' in out
     assert '"y_1": {"x_1": [[' in out
     assert "downloaded the same bytes" in out
-    assert out.rstrip().endswith("finished")
+    lines = out.rstrip().splitlines()
+    # The last job's status, the batch's status after its long poll, then the CSV header and two points.
+    assert lines[-5:-3] == ["finished", "finished"], lines[-5:]
+    assert lines[-3].startswith("batch_index,job_id,job_status,error,x_1,")
+    assert all(line.split(",")[2] == "finished" for line in lines[-2:])
