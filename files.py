@@ -68,11 +68,12 @@ def relative_path(name):
 
 def open_in(workdir, name):
     """Open a regular file of a job directory for reading; raise Rejected(404) if it is absent
-    or outside. The check is made on the file opened, so a symlink swapped in between a check
-    and the open cannot lead elsewhere."""
+    or outside. The check is made on the file opened (its real path), so a symlink swapped in
+    between a check and the open cannot lead elsewhere; one that stays inside is followed, as
+    file_tree lists it."""
     path = Path(workdir) / relative_path(name)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the open
     except OSError:
         fd = None
     if fd is not None:
@@ -89,9 +90,10 @@ def tail_start(handle, tail):
     size = os.fstat(handle.fileno()).st_size
     if not tail or tail >= size:
         return 0
-    handle.seek(size - tail)
+    # From the byte before the tail: if the tail begins a line, that byte is the newline before it.
+    handle.seek(size - tail - 1)
     skipped = handle.readline()
-    return size - tail + (len(skipped) if skipped.endswith(b"\n") else 0)
+    return size - tail - 1 + len(skipped) if skipped.endswith(b"\n") else size - tail
 
 
 def read_chunks(handle, start=0, size=1024 * 1024):

@@ -68,6 +68,7 @@ class Zygote:
         theirs.close()
         self.sock = ours
         self.lock = threading.Lock()
+        self.ready = False
 
     def wait_ready(self):
         self.sock.settimeout(settings.PROCESS_STARTUP_TIMEOUT)
@@ -76,6 +77,7 @@ class Zygote:
                 raise OSError(f"the zygote exited with status {self.popen.wait()}")
         finally:
             self.sock.settimeout(None)
+        self.ready = True
 
     def _ask(self, message, fds=()):
         data = json.dumps(message).encode()
@@ -111,7 +113,8 @@ class Zygote:
     def close(self):
         self.sock.close()  # the zygote kills its forks and exits when its socket closes
         try:
-            self.popen.wait(10)
+            # Still importing, it cannot see its socket close: no point in waiting for it.
+            self.popen.wait(10 if self.ready else 0)
         except subprocess.TimeoutExpired:
             os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait()
