@@ -3,18 +3,26 @@
 Screenshots of every page go to tests/artifacts/.
 """
 
+import base64
+import json
+import re
 import shutil
 import time
+import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ready
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+DATE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +49,9 @@ def browser(live, tmp_path_factory):
     ARTIFACTS.mkdir(exist_ok=True)
     driver.get(live.url + "/ui/")
     wait(driver).until(ready.presence_of_element_located((By.ID, "username")))
+    assert not driver.find_element(By.ID, "nav").is_displayed()  # no links to pages that need a sign-in
     screenshot(driver, "01-sign-in")
-    driver.find_element(By.ID, "username").send_keys("alice")
-    driver.find_element(By.ID, "password").send_keys("alice-pw")
-    driver.find_element(By.CSS_SELECTOR, "#login button").click()
+    sign_in(driver)
     wait(driver).until(ready.presence_of_element_located((By.ID, "jobs")))
     yield driver
     driver.quit()
@@ -54,8 +61,44 @@ def wait(driver, seconds=30):
     return WebDriverWait(driver, seconds)
 
 
-def screenshot(driver, name):
-    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+def sign_in(driver):
+    driver.find_element(By.ID, "username").send_keys("alice")
+    driver.find_element(By.ID, "password").send_keys("alice-pw")
+    driver.find_element(By.CSS_SELECTOR, "#login button").click()
+
+
+def screenshot(driver, name, whole_page=False):
+    """The window, or the whole page however long (for the pages one reads by scrolling)."""
+    if not whole_page:
+        driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+        return
+    # The capture lays the page out again without a scroll bar: as wide as the window.
+    width, height = driver.execute_script(
+        "return [Math.max(innerWidth, document.documentElement.scrollWidth), document.documentElement.scrollHeight]"
+    )
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {"captureBeyondViewport": True, "clip": {"x": 0, "y": 0, "width": width, "height": min(height, 6000), "scale": 1}},
+    )
+    (ARTIFACTS / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
+
+
+def open_page(driver, live, fragment, css):
+    """Go to a dashboard page and wait for an element of that page (not of the page before it)."""
+    driver.get(live.url + "/ui/" + fragment)
+    return wait(driver).until(ready.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+
+def open_job(driver, live, job_id):
+    return open_page(driver, live, f"#/job/{job_id}", f"[data-job-page='{job_id}']")
+
+
+def total_jobs(api):
+    return int(api.get("/v1/job?limit=1").headers["X-Total-Count"])
+
+
+def jobs_named(api, name):
+    return [job for job in api.get("/v1/job?limit=100").json() if job["name"] == name]
 
 
 def test_token_is_kept_in_session_storage_not_cookies(browser):
@@ -64,15 +107,14 @@ def test_token_is_kept_in_session_storage_not_cookies(browser):
 
 
 def test_submit_from_generated_form_and_watch_it_finish(browser, live):
-    browser.get(live.url + "/ui/#/discipline/WriteTag")
-    box = wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, "[data-input='delay']")))
+    box = open_page(browser, live, "#/discipline/WriteTag", "[data-input='delay']")
     assert browser.find_element(By.CSS_SELECTOR, "[data-input='tag']").get_attribute("value") == "[0]"
     box.clear()
     box.send_keys("[2]")
     tag = browser.find_element(By.CSS_SELECTOR, "[data-input='tag']")
     tag.clear()
     tag.send_keys("[42]")
-    screenshot(browser, "02-discipline-form")
+    screenshot(browser, "02-discipline-form", whole_page=True)
     browser.find_element(By.ID, "run-async").click()
     wait(browser).until(ready.url_contains("#/job/"))
     job_id = browser.current_url.rsplit("/", 1)[1]
@@ -89,8 +131,7 @@ def test_submit_from_generated_form_and_watch_it_finish(browser, live):
 
 def test_filter_and_open_a_job_with_a_plot_and_download(browser, live, alice):
     job = alice.run("Series", input_data={"n": [80]})
-    browser.get(live.url + "/ui/#/jobs?status=finished")
-    wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, f"tr[data-job='{job['id']}']")))
+    open_page(browser, live, "#/jobs?status=finished", f"tr[data-job='{job['id']}']")
     statuses = {cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#jobs .status")}
     assert statuses == {"finished"}
     # The table refreshes every second by patching rows: the row a user is about to click stays the same node.
@@ -102,7 +143,7 @@ def test_filter_and_open_a_job_with_a_plot_and_download(browser, live, alice):
     plot = wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, "#outputs svg.plot polyline")))
     assert len(plot.get_attribute("points").split()) == 80
     assert "80 values" in browser.find_element(By.ID, "outputs").text
-    screenshot(browser, "05-job-with-plot")
+    screenshot(browser, "05-job-with-plot", whole_page=True)
     browser.find_element(By.CSS_SELECTOR, "[data-file='curve.csv']").click()
     target = browser.downloads / "curve.csv"
     deadline = time.monotonic() + 20
@@ -110,25 +151,43 @@ def test_filter_and_open_a_job_with_a_plot_and_download(browser, live, alice):
         time.sleep(0.1)
     expected = Path(job["workdir"], "curve.csv").read_bytes()
     assert target.read_bytes() == expected
+    # Any array downloads as CSV (one value per line, full precision), made in the browser.
+    browser.find_element(By.CSS_SELECTOR, "#outputs tr[data-name='curve'] [data-download='csv']").click()
+    made = browser.downloads / f"job-{job['id']}-output-curve.csv"
+    deadline = time.monotonic() + 20
+    while not made.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [float(line) for line in made.read_text().split()] == alice.get(f"/v1/job/{job['id']}").json()["output_data"]["curve"]
 
 
 def test_cancel_a_running_job_from_its_page(browser, live, alice):
     job = alice.run("Sleeper", "asynchronous", input_data={"duration": [60]})
-    browser.get(live.url + f"/ui/#/job/{job['id']}")
+    open_job(browser, live, job["id"])
     wait(browser).until(ready.text_to_be_present_in_element((By.CSS_SELECTOR, "#summary .status"), "running"))
     screenshot(browser, "06-job-running")
     browser.find_element(By.ID, "cancel").click()
-    wait(browser).until(ready.text_to_be_present_in_element((By.CSS_SELECTOR, "#summary .status"), "failed"))
+    # A cancelled job is not shown as a failure: its own badge, its own colour.
+    wait(browser).until(ready.text_to_be_present_in_element((By.CSS_SELECTOR, "#summary .status"), "cancelled"))
+    status = browser.find_element(By.CSS_SELECTOR, "#summary .status")
+    assert status.get_attribute("data-status") == "cancelled" and "failed" not in status.get_attribute("class")
     assert "cancelled" in browser.find_element(By.ID, "summary").text
     screenshot(browser, "07-job-cancelled")
     assert alice.get(f"/v1/job/{job['id']}").json()["error"] == "cancelled"
+    open_page(browser, live, "#/jobs", f"tr[data-job='{job['id']}']")
+    badge = browser.find_element(By.CSS_SELECTOR, f"tr[data-job='{job['id']}'] .status")
+    assert badge.text == "cancelled"
+    failed = browser.execute_script(
+        "const b = document.createElement('span'); b.className = 'status failed'; document.body.append(b);"
+        "const colour = getComputedStyle(b).backgroundColor; b.remove(); return colour"
+    )
+    assert badge.value_of_css_property("background-color") != failed
 
 
 def test_delete_from_the_job_page(browser, live, alice):
     job = alice.run("Sellar1")
-    browser.get(live.url + f"/ui/#/job/{job['id']}")
+    open_job(browser, live, job["id"])
     wait(browser).until(ready.text_to_be_present_in_element((By.CSS_SELECTOR, "#summary .status"), "finished"))
-    wait(browser).until(ready.presence_of_element_located((By.ID, "files")))
+    wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, "#files a")))
     browser.find_element(By.ID, "delete").click()
     wait(browser).until(ready.alert_is_present()).accept()
     wait(browser).until(ready.url_contains("#/jobs"))
@@ -136,26 +195,47 @@ def test_delete_from_the_job_page(browser, live, alice):
 
 
 def test_disciplines_page_and_api_docs(browser, live):
-    browser.get(live.url + "/ui/#/disciplines")
-    wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, "#disciplines a")))
+    open_page(browser, live, "#/disciplines", "#disciplines a")
     names = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#disciplines a")]
     assert "Sellar1" in names
     screenshot(browser, "08-disciplines")
     browser.get(live.url + "/docs")
     wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, ".opblock")))
     screenshot(browser, "09-api-docs")
+    # "Authorize" signs in with the OAuth2 password flow on /token, and the token is kept on reload.
+    browser.find_element(By.CSS_SELECTOR, "button.authorize").click()
+    browser.find_element(By.ID, "oauth_username").send_keys("alice")
+    browser.find_element(By.ID, "oauth_password").send_keys("alice-pw")
+    browser.find_element(By.CSS_SELECTOR, ".modal-ux .auth-btn-wrapper button.authorize").click()
+    wait(browser).until(ready.text_to_be_present_in_element((By.CSS_SELECTOR, ".modal-ux"), "Authorized"))
+    screenshot(browser, "09b-api-docs-authorized")
+    browser.refresh()
+    wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, ".opblock")))
+    access = browser.execute_script("return ui.authSelectors.authorized().toJS().password.token.access_token")
+    me = browser.execute_async_script(
+        "fetch('/v1/user/me/', {headers: {Authorization: 'Bearer ' + arguments[0]}})"
+        ".then((r) => r.json()).then(arguments[arguments.length - 1])",
+        access,
+    )
+    assert me["username"] == "alice"
 
 
 def test_a_big_array_is_drawn_decimated(browser, live, alice):
     # Math.min(...values) threw a RangeError past about 10^5 values: the page stayed blank.
     job = alice.run("Series", input_data={"n": [300000]})
-    browser.get(live.url + f"/ui/#/job/{job['id']}")
+    open_job(browser, live, job["id"])
     plot = wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, "#outputs svg.plot polyline")))
     points = plot.get_attribute("points").split()
     assert 2 < len(points) <= 2 * 160
     ys = [float(point.split(",")[1]) for point in points]
     assert max(ys) - min(ys) > 30  # the sine's whole range is drawn, not a flat line
     assert "300000 values" in browser.find_element(By.ID, "outputs").text
+    # The plot has axes labelled with the extremes, and the values are one click away (the first thousand).
+    ticks = [tick.text for tick in browser.find_elements(By.CSS_SELECTOR, "#outputs svg.plot text")]
+    assert "0" in ticks and "299999" in ticks and "index" in ticks
+    browser.find_element(By.CSS_SELECTOR, "#outputs details.values summary").click()
+    listed = wait(browser).until(ready.presence_of_all_elements_located((By.CSS_SELECTOR, "#outputs table.list tbody tr")))
+    assert len(listed) == 1000
     screenshot(browser, "10-job-with-big-array")
 
 
@@ -166,8 +246,220 @@ def test_the_job_page_shows_the_tail_of_a_long_log(browser, live, alice):
     with log.open("a") as handle:
         for line in range(20000):
             handle.write(f"solver iteration {line}\n")
-    browser.get(live.url + f"/ui/#/job/{job['id']}")
-    text = wait(browser).until(ready.presence_of_element_located((By.ID, "log"))).text
+    open_job(browser, live, job["id"])
+    text = browser.find_element(By.ID, "log").text
     assert text.rstrip().endswith("solver iteration 19999")
     assert "solver iteration 0\n" not in text and len(text) <= 64 * 1024
     assert "The last 64 KiB" in browser.find_element(By.ID, "view").text
+
+
+def test_a_running_job_ticks_and_follows_its_log(browser, live, alice):
+    job = alice.run("Sleeper", "asynchronous", input_data={"duration": [5]})
+    open_job(browser, live, job["id"])
+    wait(browser).until(ready.text_to_be_present_in_element((By.CSS_SELECTOR, "#summary .status"), "running"))
+    wait(browser).until(ready.text_to_be_present_in_element((By.ID, "log"), "sleeper pid"))
+    marker = browser.execute_script("window.notReloaded = true; return true")
+    screenshot(browser, "11-job-live-before")
+    before = (ARTIFACTS / "11-job-live-before.png").read_bytes()
+    elapsed, log = browser.find_element(By.ID, "elapsed").text, browser.find_element(By.ID, "log").text
+    # Sleeper prints once: the test plays the solver that keeps printing.
+    with Path(job["workdir"], "gaas-job.log").open("a") as handle:
+        handle.writelines(f"iteration {i} residual {10.0 ** -i:.3e}\n" for i in range(80))
+    time.sleep(1.0)
+    wait(browser, 3).until(lambda _: "iteration 79" in browser.find_element(By.ID, "log").text)
+    screenshot(browser, "12-job-live-after")
+    assert browser.find_element(By.ID, "elapsed").text != elapsed
+    assert browser.find_element(By.ID, "log").text != log
+    assert (ARTIFACTS / "12-job-live-after.png").read_bytes() != before
+    scrolled = browser.execute_script(
+        "const box = document.getElementById('log');"
+        "return [box.scrollHeight > box.clientHeight, box.scrollTop + box.clientHeight >= box.scrollHeight - 2]"
+    )
+    assert scrolled == [True, True]  # the box overflows, and shows its end
+    # When it ends, the page shows the results without a reload.
+    wait(browser).until(ready.text_to_be_present_in_element((By.CSS_SELECTOR, "#summary .status"), "finished"))
+    wait(browser).until(ready.text_to_be_present_in_element((By.ID, "outputs-holder"), "slept"))
+    assert browser.execute_script("return window.notReloaded") is marker
+
+
+def test_a_failure_shows_its_message_on_its_page_and_in_the_jobs_table(browser, live, alice):
+    job = alice.run("Failing", input_data={"x": [3.5]})
+    assert job["job_status"] == "failed" and job["message"] == "ValueError: the model diverged at x=3.5"
+    open_job(browser, live, job["id"])
+    message = wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, "#summary #message")))
+    assert message.text == job["message"]
+    assert "raise ValueError" in browser.find_element(By.ID, "traceback").text
+    screenshot(browser, "13-job-failed")
+    row = open_page(browser, live, "#/jobs?status=failed", f"tr[data-job='{job['id']}']")
+    assert row.find_element(By.CSS_SELECTOR, ".message").text == job["message"]
+    assert DATE.match(row.find_element(By.CSS_SELECTOR, "td.date").text)
+    screenshot(browser, "14-jobs-with-failure")
+
+
+def test_a_3x6_jacobian_block_is_a_3x6_matrix(browser, live, alice):
+    job = alice.run("SobieskiAerodynamics", linearize=True)
+    block = job["jacobian_data"]["y_2"]["x_shared"]
+    assert (len(block), len(block[0])) == (3, 6)
+    open_job(browser, live, job["id"])
+    figure = browser.find_element(By.CSS_SELECTOR, ".block[data-output='y_2'][data-input='x_shared']")
+    matrix = figure.find_element(By.CSS_SELECTOR, "table.matrix")
+    assert (matrix.get_attribute("data-rows"), matrix.get_attribute("data-cols")) == ("3", "6")
+    assert "3 × 6" in figure.find_element(By.TAG_NAME, "figcaption").text
+    rows = matrix.find_elements(By.CSS_SELECTOR, "tbody tr")
+    cells = [row.find_elements(By.TAG_NAME, "td") for row in rows]
+    assert [len(row) for row in cells] == [6, 6, 6]
+    assert [[float(cell.get_attribute("data-value")) for cell in row] for row in cells] == block
+    # Rounded to 6 significant digits on screen, the full value in the title.
+    assert block[1][0] == pytest.approx(165458.26978768)
+    assert cells[1][0].text == "165458" and float(cells[1][0].get_attribute("title")) == block[1][0]
+    assert "heat" in matrix.get_attribute("class")  # 18 cells: coloured by value
+    # Copying a row copies the full values, tab-separated.
+    copied = browser.execute_script(
+        "const row = arguments[0].tBodies[0].rows[1], range = document.createRange();"
+        "range.selectNodeContents(row); getSelection().removeAllRanges(); getSelection().addRange(range);"
+        "const data = new DataTransfer();"
+        "row.dispatchEvent(new ClipboardEvent('copy', {clipboardData: data, bubbles: true, cancelable: true}));"
+        "const text = data.getData('text/plain'); getSelection().removeAllRanges(); return text",
+        matrix,
+    )
+    assert [float(value) for value in copied.split("\t")] == block[1]
+    screenshot(browser, "15-job-jacobian", whole_page=True)
+
+
+def test_the_form_shows_units_and_refuses_a_wrong_size(browser, live, alice):
+    load = open_page(browser, live, "#/discipline/Documented", "[data-input='load']")
+    label = browser.find_element(By.CSS_SELECTOR, "label[for='input-length']")
+    assert "[m]" in label.text
+    assert "Beam length" in label.find_element(By.XPATH, "..").text and "size 1" in label.find_element(By.XPATH, "..").text
+    assert json.loads(load.get_attribute("value")) == [100, 50, 10]
+    name = f"refused-{uuid.uuid4().hex[:8]}"
+    browser.find_element(By.ID, "job-name").send_keys(name)
+    before = total_jobs(alice)
+    load.clear()
+    load.send_keys("[1, 2]")
+    browser.find_element(By.ID, "run-sync").click()
+    error = wait(browser).until(ready.visibility_of_element_located((By.ID, "input-load-error")))
+    assert error.text == "Expected 3 values, got 2."
+    screenshot(browser, "16-form-refused")
+    load.clear()
+    load.send_keys("[1, 2,")
+    browser.find_element(By.ID, "run-async").click()
+    wait(browser).until(ready.text_to_be_present_in_element((By.ID, "input-load-error"), "Not JSON"))
+    time.sleep(0.5)
+    assert total_jobs(alice) == before and jobs_named(alice, name) == []
+    assert "#/discipline/Documented" in browser.current_url
+
+
+def test_run_again_opens_the_form_with_the_jobs_inputs(browser, live, alice):
+    job = alice.run("Documented", name="beam-7", input_data={"length": [3.0], "load": [1.0, 2.0, 4.0]})
+    open_job(browser, live, job["id"])
+    browser.find_element(By.ID, "run-again").click()
+    load = wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, "[data-input='load']")))
+    assert json.loads(load.get_attribute("value")) == [1, 2, 4]
+    assert json.loads(browser.find_element(By.CSS_SELECTOR, "[data-input='length']").get_attribute("value")) == [3]
+    assert browser.find_element(By.ID, "job-name").get_attribute("value") == "beam-7"
+
+
+def test_a_double_click_on_run_now_runs_once(browser, live, alice):
+    duration = open_page(browser, live, "#/discipline/Sleeper", "[data-input='duration']")
+    duration.clear()
+    duration.send_keys("[1.5]")
+    name = f"double-{uuid.uuid4().hex[:8]}"  # the jobs of this click, whatever else alice runs meanwhile
+    browser.find_element(By.ID, "job-name").send_keys(name)
+    ActionChains(browser).double_click(browser.find_element(By.ID, "run-sync")).perform()
+    busy = browser.execute_script("const b = document.getElementById('run-sync'); return [b.disabled, b.textContent]")
+    assert busy == [True, "Running…"]
+    screenshot(browser, "17-form-busy")
+    wait(browser).until(ready.url_contains("#/job/"))
+    time.sleep(1)  # a second request would have made its job by now
+    assert len(jobs_named(alice, name)) == 1
+
+
+def test_a_deep_link_survives_sign_in(browser, live, alice):
+    job = alice.run("Counted", input_data={"x": [4.0]})
+    browser.get(live.url + "/health")  # off the dashboard, so that no loop of it is left running
+    browser.execute_script("sessionStorage.clear()")
+    open_page(browser, live, f"#/job/{job['id']}", "#username")
+    assert not browser.find_element(By.ID, "nav").is_displayed()
+    sign_in(browser)
+    wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, f"[data-job-page='{job['id']}']")))
+    assert browser.current_url.endswith(f"#/job/{job['id']}")
+    assert browser.find_element(By.ID, "nav").is_displayed()
+
+
+def test_the_jobs_table_filters_by_discipline_and_name(browser, live, alice):
+    tag = uuid.uuid4().hex[:8]
+    wing = alice.run("Counted", name=f"wing-{tag}")
+    body = alice.run("Printer", name=f"fuselage-{tag}")
+    open_page(browser, live, "#/jobs", f"tr[data-job='{body['id']}']")
+    shown = lambda: [row.get_attribute("data-job") for row in browser.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")]
+    browser.find_element(By.ID, "name-filter").send_keys(f"wing-{tag}")
+    wait(browser, 5).until(lambda _: shown() == [str(wing["id"])])
+    assert "match the discipline and name filters" in browser.find_element(By.ID, "jobs-count").text
+    assert f"name=wing-{tag}" in browser.current_url
+    screenshot(browser, "18-jobs-filtered")
+    name_filter = browser.find_element(By.ID, "name-filter")
+    name_filter.send_keys(Keys.CONTROL, "a")
+    name_filter.send_keys(Keys.BACKSPACE)
+    browser.find_element(By.ID, "discipline-filter").send_keys("Printer")
+    wait(browser, 5).until(lambda _: str(body["id"]) in shown() and str(wing["id"]) not in shown())
+    disciplines = {cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#jobs tbody tr td:nth-child(3)")}
+    assert disciplines == {"Printer"}
+    dates = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#jobs td.date")]
+    assert dates and all(DATE.match(text) for text in dates)
+
+
+def test_keyboard_focus_is_visible(browser, live):
+    open_page(browser, live, "#/jobs", "#jobs")
+    ActionChains(browser).send_keys(Keys.TAB).perform()
+    outline = browser.execute_script(
+        "const style = getComputedStyle(document.activeElement); return [document.activeElement.tagName, style.outlineStyle, style.outlineWidth]"
+    )
+    assert outline[0] != "BODY" and outline[1:] == ["solid", "2px"]
+
+
+def test_a_long_array_loads_from_a_file_and_plots_against_an_input(browser, live, tmp_path):
+    options = {"name": "L", "input_names": ["x"], "output_names": ["y"], "inputs_size": 30, "outputs_size": 30}
+    box = open_page(
+        browser, live, f"#/discipline/LinearDiscipline?options={quote(json.dumps(options))}", "textarea[data-input='x']"
+    )
+    values = [i / 29 for i in range(30)]
+    csv = tmp_path / "x.csv"
+    csv.write_text("x\n" + "\n".join(repr(v) for v in values) + "\n")
+    browser.find_element(By.CSS_SELECTOR, "[data-load='x']").send_keys(str(csv))
+    wait(browser, 5).until(lambda _: json.loads(box.get_attribute("value")) == values)
+    browser.find_element(By.ID, "linearize").click()
+    screenshot(browser, "19-form-long-array", whole_page=True)
+    browser.find_element(By.ID, "run-sync").click()
+    picker = wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, "#outputs select.x-axis")))
+    Select(picker).select_by_value("x")
+    plot = browser.find_element(By.CSS_SELECTOR, "#outputs svg.plot")
+    assert plot.get_attribute("aria-label") == "plot of 30 values against x"
+    ticks = [tick.text for tick in plot.find_elements(By.TAG_NAME, "text")]
+    assert ticks[2:] == ["0", "1", "x"]  # after the y extremes: the x extremes and the x axis's name
+    matrix = browser.find_element(By.CSS_SELECTOR, ".block[data-output='y'][data-input='x'] table.matrix")
+    assert (matrix.get_attribute("data-rows"), matrix.get_attribute("data-cols")) == ("30", "30")
+    screenshot(browser, "20-job-output-against-input", whole_page=True)
+
+
+def test_a_narrow_window_stays_usable(browser, live, alice):
+    job = alice.run("SobieskiAerodynamics", linearize=True)
+    browser.set_window_size(420, 900)
+    try:
+        pages = [("#/jobs", "#jobs tbody tr"), (f"#/job/{job['id']}", f"[data-job-page='{job['id']}']"),
+                 ("#/discipline/Documented", "[data-input='load']")]
+        for index, (fragment, css) in enumerate(pages):
+            open_page(browser, live, fragment, css)
+            time.sleep(0.3)
+            window, width, page_width = browser.execute_script(
+                "const page = document.documentElement; return [innerWidth, page.clientWidth, page.scrollWidth]"
+            )
+            assert window <= 440 and page_width <= width, fragment  # tables scroll inside their box, not the page
+            screenshot(browser, f"21-narrow-{index}", whole_page=index == 1)
+            if fragment == "#/jobs":  # the table is wider than the window: its box scrolls sideways
+                inner, box = browser.execute_script(
+                    "const box = document.querySelector('#jobs').parentElement; return [box.scrollWidth, box.clientWidth]"
+                )
+                assert inner > box
+    finally:
+        browser.set_window_size(1280, 1000)

@@ -4,19 +4,36 @@
 
 const view = document.getElementById("view");
 const PAGE = 20;
-let generation = 0; // bumped on every navigation: loops of an old view stop
-
 const LOG_TAIL = 64 * 1024;
+const DIGITS = 6; // significant digits shown; the full value stays in data-value and title
+const LONG_ARRAY = 10; // longer arrays are plotted rather than written out
+const LONG_FIELD = 20; // longer arrays get a textarea and a file loader in forms
+const PLOT_COLUMNS = 160; // decimation columns of a plot: at most two points each
+const SHOWN_VALUES = 1000; // values listed under a plot; the downloads have them all
+const HEAT_FROM = 16; // Jacobian blocks with more cells get a background by value
+const MATRIX_MAX = 50; // blocks with more rows or columns are drawn as an image, not a table
+let generation = 0; // bumped on every navigation: loops of an old view stop
+let me = null; // the signed-in user, asked once per token
+
+// Talking to the API
 
 function token() { return sessionStorage.getItem("gaas-token"); }
+
+// Remember where the user wanted to go (a deep link, or the page whose token expired), so that
+// signing in leads there rather than to the jobs table.
+function signIn() {
+  if (!location.hash.startsWith("#/login")) sessionStorage.setItem("gaas-wanted", location.hash);
+  sessionStorage.removeItem("gaas-token");
+  me = null;
+  location.hash = "#/login";
+}
 
 async function api(path, options = {}) {
   const headers = Object.assign({}, options.headers || {});
   if (token()) headers.Authorization = "Bearer " + token();
   const response = await fetch(path, Object.assign({}, options, { headers }));
   if (response.status === 401) {
-    sessionStorage.removeItem("gaas-token");
-    location.hash = "#/login";
+    signIn();
     throw new Error("Please sign in.");
   }
   return response;
@@ -33,11 +50,13 @@ function postJson(path, body) {
   return apiJson(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 }
 
+// Building the page
+
 function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attributes)) {
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else if (value !== undefined && value !== null) node.setAttribute(key, value);
+    else if (value !== undefined && value !== null && value !== false) node.setAttribute(key, value);
   }
   for (const child of children.flat()) {
     if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
@@ -45,94 +64,125 @@ function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+function svg(tag, attributes = {}, ...children) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+  node.append(...children);
+  return node;
+}
+
 function show(...nodes) { view.replaceChildren(...nodes.flat().filter((node) => node !== null && node !== undefined)); }
-function badge(status) { return el("span", { class: "status " + status, "data-status": status }, status); }
-function when(text) { return text ? new Date(text).toLocaleString() : ""; }
-
-function duration(job) {
-  if (!job.started_at) return "";
-  const end = job.ended_at ? new Date(job.ended_at) : new Date();
-  const seconds = (end - new Date(job.started_at)) / 1000;
-  return seconds < 1 ? Math.round(seconds * 1000) + " ms" : seconds.toFixed(2) + " s";
-}
-
-function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
-
-// Sign in
-
-function loginView() {
-  document.getElementById("nav").hidden = true;
-  const message = el("p", { class: "error", id: "login-error" });
-  const form = el("form", { class: "card login", id: "login" },
-    el("h1", {}, "Sign in to gaas"),
-    el("label", { for: "username" }, "User name"), el("input", { id: "username", name: "username", autocomplete: "username", required: "" }),
-    el("label", { for: "password" }, "Password"), el("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: "" }),
-    el("p", {}, el("button", { type: "submit" }, "Sign in")), message);
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const data = new URLSearchParams(new FormData(form));
-    const response = await fetch("/token", { method: "POST", body: data });
-    const body = await response.json();
-    if (!response.ok) { message.textContent = body.detail; return; }
-    sessionStorage.setItem("gaas-token", body.access_token);
-    location.hash = "#/jobs";
-  });
-  show(form);
-}
-
-// Jobs table, updated live
-
-async function jobsView(params) {
-  const mine = generation;
-  const status = params.get("status") || "";
-  const offset = Number(params.get("offset") || 0);
-  const filter = el("select", { id: "status-filter", onchange: () => { location.hash = "#/jobs?status=" + filter.value; } },
-    ...["", "pending", "running", "finished", "failed"].map((value) =>
-      el("option", value === status ? { value, selected: "" } : { value }, value || "all statuses")));
-  const body = el("tbody");
-  const info = el("span", { class: "muted", id: "jobs-count" });
-  const previous = el("button", { class: "secondary", onclick: () => go(offset - PAGE) }, "Newer");
-  const next = el("button", { class: "secondary", onclick: () => go(offset + PAGE) }, "Older");
-  function go(to) { location.hash = `#/jobs?status=${status}&offset=${Math.max(0, to)}`; }
-  show(el("h1", {}, "Jobs"), el("div", { class: "row" }, el("label", {}, "Status"), filter),
-    el("table", { id: "jobs" }, el("thead", {}, el("tr", {}, ...["Id", "Discipline", "Status", "Created", "Duration", "Error"].map((h) => el("th", {}, h)))), body),
-    el("div", { class: "pager" }, previous, next, info));
-  const rows = new Map(); // job id -> row: rows are patched, not rebuilt, so a click never hits a replaced node
-  while (mine === generation) {
-    try {
-      const query = `limit=${PAGE}&offset=${offset}` + (status ? `&status=${status}` : "");
-      const { body: jobs, response } = await apiJson("/v1/job?" + query);
-      const total = Number(response.headers.get("X-Total-Count"));
-      if (mine !== generation) return;
-      const fresh = jobs.map((job) => jobRow(rows, job));
-      if (fresh.length !== body.children.length || fresh.some((row, i) => body.children[i] !== row)) body.replaceChildren(...fresh);
-      info.textContent = total ? `${offset + 1}–${offset + jobs.length} of ${total}` : "No jobs yet: run one from Disciplines.";
-      previous.disabled = offset === 0;
-      next.disabled = offset + jobs.length >= total;
-    } catch (error) { info.textContent = error.message; }
-    await sleep(1000);
-  }
-}
-
-function jobRow(rows, job) {
-  let row = rows.get(job.id);
-  if (!row) {
-    row = el("tr", { class: "clickable", "data-job": job.id, onclick: () => { location.hash = "#/job/" + job.id; } },
-      el("td", {}, el("a", { href: "#/job/" + job.id }, "#" + job.id)), el("td"), el("td"), el("td"), el("td"), el("td", { class: "error" }));
-    rows.set(job.id, row);
-  }
-  const [, discipline, status, created, took, error] = row.children;
-  setText(discipline, job.discipline_class_name + (job.name ? ` (${job.name})` : ""));
-  if (status.dataset.status !== job.job_status) { status.dataset.status = job.job_status; status.replaceChildren(badge(job.job_status)); }
-  setText(created, when(job.created_at));
-  setText(took, duration(job));
-  setText(error, job.error || "");
-  return row;
-}
-
 function setText(node, text) { if (node.textContent !== text) node.textContent = text; }
+function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
+function scroller(...children) { return el("div", { class: "scroll" }, ...children); }
 
-// One job
+// A cancelled job ends "failed" for the API's clients, but for a person it is not a failure.
+function statusOf(job) { return job.job_status === "failed" && job.error === "cancelled" ? "cancelled" : job.job_status; }
+function hasEnded(job) { return job.job_status === "finished" || job.job_status === "failed"; }
+function badge(status) { return el("span", { class: "status " + status, "data-status": status }, status); }
+
+// Every date in one form, local time: 2026-12-01 09:06:58 (the ISO UTC value is in the title).
+function when(text) {
+  if (!text) return "";
+  const date = new Date(text), pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
+    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+}
+
+function timeCell(text) { return text ? el("time", { datetime: text, title: text }, when(text)) : ""; }
+
+function seconds(value) {
+  if (value < 1) return Math.round(value * 1000) + " ms";
+  if (value < 60) return value.toFixed(value < 10 ? 2 : 1) + " s";
+  const minutes = Math.floor(value / 60), rest = Math.floor(value % 60);
+  if (minutes < 60) return `${minutes} min ${String(rest).padStart(2, "0")} s`;
+  return `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, "0")} min`;
+}
+
+// How long the job ran, or has been running, or has been waiting for a worker.
+function duration(job) {
+  if (!job.started_at) return job.job_status === "pending" && job.created_at ? "queued " + seconds(since(job.created_at)) : "";
+  const end = job.ended_at ? new Date(job.ended_at) : new Date();
+  return seconds(Math.max(0, (end - new Date(job.started_at)) / 1000));
+}
+
+function since(text) { return Math.max(0, (new Date() - new Date(text)) / 1000); }
+
+// Numbers as engineers read them
+
+// Six significant digits, exponents outside [1e-3, 1e6): 165458.26978768 reads 165458.
+function round(value) {
+  if (typeof value !== "number" || !isFinite(value)) return String(value);
+  if (Number.isInteger(value) && Math.abs(value) < 1e6) return String(value);
+  const size = Math.abs(value);
+  const text = size < 1e-3 || size >= 1e6 ? value.toExponential(DIGITS - 1) : value.toPrecision(DIGITS);
+  const [mantissa, exponent] = text.split("e");
+  const short = mantissa.includes(".") ? mantissa.replace(/\.?0+$/, "") : mantissa;
+  return exponent ? short + "e" + exponent.replace("+", "") : short;
+}
+
+// A rounded number whose full value is kept for the title, for copying and for downloads.
+function number(value, tag = "span") {
+  if (typeof value !== "number") return el(tag, { class: "text" }, JSON.stringify(value));
+  return el(tag, { class: "num", "data-value": String(value), title: String(value) }, round(value));
+}
+
+function isNumbers(value) { return Array.isArray(value) && value.every((v) => typeof v === "number"); }
+
+// Copying rounded numbers would lose digits: a selection inside a table copies the full values of
+// its number cells, a tab between cells and a line per row, ready for a spreadsheet.
+document.addEventListener("copy", (event) => {
+  const selection = getSelection();
+  if (!selection.rangeCount || selection.isCollapsed) return;
+  const common = selection.getRangeAt(0).commonAncestorContainer;
+  const table = (common.nodeType === Node.ELEMENT_NODE ? common : common.parentElement).closest("table");
+  if (!table) return;
+  const cells = [...table.querySelectorAll("[data-value]")].filter((cell) => selection.containsNode(cell, true));
+  if (!cells.length) return;
+  const lines = [];
+  let row = null;
+  for (const cell of cells) {
+    if (cell.closest("tr") !== row) { lines.push([]); row = cell.closest("tr"); }
+    lines[lines.length - 1].push(cell.dataset.value);
+  }
+  event.clipboardData.setData("text/plain", lines.map((line) => line.join("\t")).join("\n"));
+  event.preventDefault();
+});
+
+// Downloads made in the browser
+
+function saveFile(filename, text, type) {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const link = el("a", { href: url, download: filename });
+  document.body.append(link); link.click(); link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+// One value per line, or one matrix row per line: what numpy.loadtxt(path, delimiter=",") reads.
+function toCsv(value) {
+  const rows = Array.isArray(value) ? value : [value];
+  return rows.map((row) => (Array.isArray(row) ? row.map(String).join(",") : String(row))).join("\n") + "\n";
+}
+
+function downloads(basename, value) {
+  const file = basename.replace(/[^\w.-]+/g, "_");
+  return el("span", { class: "downloads" },
+    el("button", { type: "button", class: "link", "data-download": "csv", title: `Download ${file}.csv`,
+      onclick: () => saveFile(file + ".csv", toCsv(value), "text/csv") }, "CSV"),
+    el("button", { type: "button", class: "link", "data-download": "json", title: `Download ${file}.json`,
+      onclick: () => saveFile(file + ".json", JSON.stringify(value), "application/json") }, "JSON"));
+}
+
+async function downloadJobFile(jobId, path) {
+  const response = await api(`/v1/job/${jobId}/files/download?filename=${encodeURIComponent(path)}`);
+  if (!response.ok) { alert((await response.json()).detail); return; }
+  const url = URL.createObjectURL(await response.blob());
+  const link = el("a", { href: url, download: path.split("/").pop() });
+  document.body.append(link); link.click(); link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+// Plots of long arrays
 
 // Lowest and highest finite values, in one pass: Math.min(...values) overflows the call stack
 // past about 10^5 elements.
@@ -142,8 +192,8 @@ function range(values) {
   return [low, high];
 }
 
-// At most two points (the lowest and highest) per pixel column: the line looks the same as with
-// every value, and a million values draw as 320 points.
+// At most two points (the lowest and highest) per column: the line looks the same as with every
+// value, and a million values draw as 320 points.
 function decimate(values, columns) {
   if (values.length <= 2 * columns) return values.map((v, i) => [i, v]);
   const points = [];
@@ -156,99 +206,433 @@ function decimate(values, columns) {
   return points;
 }
 
-function plot(values) {
-  const width = 160, height = 40;
-  const [low, high] = range(values), span = high - low || 1;
-  const points = decimate(values, width).filter(([, v]) => isFinite(v))
-    .map(([i, v]) => `${(i / (values.length - 1)) * width},${height - 2 - ((v - low) / span) * (height - 4)}`).join(" ");
-  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-  svg.setAttribute("class", "plot"); svg.setAttribute("width", width); svg.setAttribute("height", height);
-  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
-  line.setAttribute("points", points); line.setAttribute("fill", "none"); line.setAttribute("stroke", "#2563eb"); line.setAttribute("stroke-width", "1.5");
-  svg.append(line);
-  return svg;
+// A line plot with its frame and the min/max of both axes; xs (same length) replaces the index.
+function plot(values, xs = null, xName = "index") {
+  const width = 440, height = 170, left = 64, right = 12, top = 10, bottom = 34;
+  const w = width - left - right, h = height - top - bottom;
+  const [low, high] = range(values);
+  const [xLow, xHigh] = xs ? range(xs) : [0, values.length - 1];
+  const px = (x) => (left + (xHigh > xLow ? (x - xLow) / (xHigh - xLow) : 0.5) * w).toFixed(1);
+  const py = (y) => (top + h - (high > low ? (y - low) / (high - low) : 0.5) * h).toFixed(1);
+  const points = decimate(values, PLOT_COLUMNS).filter(([i, v]) => isFinite(v) && (!xs || isFinite(xs[i])))
+    .map(([i, v]) => `${px(xs ? xs[i] : i)},${py(v)}`).join(" ");
+  const label = (x, y, text, anchor) => svg("text", { x, y, "text-anchor": anchor, class: "tick" }, text);
+  const parts = [
+    svg("rect", { x: left, y: top, width: w, height: h, class: "frame" }),
+    low < 0 && high > 0 ? svg("line", { x1: left, x2: left + w, y1: py(0), y2: py(0), class: "zero" }) : null,
+    svg("polyline", { points, fill: "none", stroke: "#2563eb", "stroke-width": "1.5" }),
+    label(left - 6, top + 10, round(high), "end"), label(left - 6, top + h, round(low), "end"),
+    label(left, top + h + 14, round(xLow), "start"), label(left + w, top + h + 14, round(xHigh), "end"),
+    label(left + w / 2, top + h + 28, xName, "middle"),
+  ].filter(Boolean);
+  return svg("svg", { class: "plot", width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
+    "aria-label": `plot of ${values.length} values against ${xName}` }, ...parts);
 }
 
-function valueCell(value) {
-  if (Array.isArray(value) && value.length > 10 && value.every((v) => typeof v === "number")) {
-    const [low, high] = range(value);
-    return el("td", { class: "value" }, plot(value), `${value.length} values, from ${low.toPrecision(4)} to ${high.toPrecision(4)}`);
-  }
-  return el("td", { class: "value" }, JSON.stringify(value));
+// The values themselves, listed only when asked: a table of 10^6 rows would freeze the page.
+function valuesList(values) {
+  const details = el("details", { class: "values" }, el("summary", {}, "Values"));
+  details.addEventListener("toggle", () => {
+    if (!details.open || details.children.length > 1) return;
+    details.append(scroller(el("table", { class: "list" },
+      el("thead", {}, el("tr", {}, el("th", {}, "#"), el("th", {}, "value"))),
+      el("tbody", {}, values.slice(0, SHOWN_VALUES).map((v, i) => el("tr", {}, el("th", {}, i), number(v, "td")))))),
+    values.length > SHOWN_VALUES ? el("p", { class: "muted" }, `The first ${SHOWN_VALUES} of ${values.length} values; the downloads have them all.`) : null);
+  });
+  return details;
 }
 
-function dataTable(data, id) {
+// A long array: plot, summary, an x-axis choice among the same-length inputs, the values.
+function longArray(values, xChoices) {
+  const [low, high] = range(values);
+  const holder = el("div", { class: "plot-holder" }, plot(values));
+  const names = Object.keys(xChoices || {});
+  const picker = names.length ? el("select", { class: "x-axis", "aria-label": "x axis", onchange: () => {
+    holder.replaceChildren(picker.value ? plot(values, xChoices[picker.value], picker.value) : plot(values));
+  } }, el("option", { value: "" }, "index"), names.map((name) => el("option", { value: name }, name))) : null;
+  return [holder,
+    el("div", { class: "row tight" }, el("span", { class: "muted" }, `${values.length} values, from ${round(low)} to ${round(high)}`),
+      picker ? el("label", { class: "inline" }, "x axis ", picker) : null),
+    valuesList(values)];
+}
+
+function vector(values) {
+  return el("table", { class: "vector" }, el("tbody", {}, el("tr", {}, values.map((v) => number(v, "td")))));
+}
+
+function valueCell(value, xChoices) {
+  if (isNumbers(value) && value.length > LONG_ARRAY) return el("td", { class: "value" }, longArray(value, xChoices));
+  // Short arrays and scalars alike in columns of equal width, so that first components line up.
+  if (isNumbers(value)) return el("td", { class: "value" }, vector(value));
+  if (typeof value === "number") return el("td", { class: "value" }, vector([value]));
+  return el("td", { class: "value" }, el("span", { class: "text" }, JSON.stringify(value)));
+}
+
+function sizeOf(value) { return Array.isArray(value) ? String(value.length) : "1"; }
+
+// GEMSEO descriptions carry units in brackets, as in "Beam length [m]".
+function unitOf(description) { const match = /\[([^\]]+)\]/.exec(description || ""); return match ? match[1] : ""; }
+function tidy(description) { return (description || "").replace(/\s+/g, " ").trim(); }
+
+// Name, size, value and downloads of each variable; xChoices(length) gives same-length x axes.
+function dataTable(data, id, basename, xChoices = () => ({})) {
   const names = Object.keys(data || {});
-  if (!names.length) return el("p", { class: "muted" }, "None.");
-  return el("table", { id }, el("thead", {}, el("tr", {}, el("th", {}, "Name"), el("th", {}, "Value"))),
-    el("tbody", {}, ...names.map((name) => el("tr", {}, el("td", {}, name), valueCell(data[name])))));
+  if (!names.length) return el("p", { class: "muted", id }, "None.");
+  return scroller(el("table", { id, class: "data" },
+    el("thead", {}, el("tr", {}, ["Name", "Size", "Value", ""].map((h) => el("th", {}, h)))),
+    el("tbody", {}, names.map((name) => {
+      const value = data[name];
+      const choices = Array.isArray(value) ? xChoices(value.length) : {};
+      return el("tr", { "data-name": name },
+        el("td", { class: "name" }, el("code", {}, name), el("span", { class: "unit" }), el("div", { class: "description muted" })),
+        el("td", { class: "size" }, sizeOf(value)), valueCell(value, choices),
+        el("td", {}, Array.isArray(value) && value.length > 1 ? downloads(`${basename}-${name}`, value) : null));
+    }))));
 }
 
-function jacobianTable(jacobian) {
-  const rows = [];
-  for (const [output, block] of Object.entries(jacobian || {})) {
-    for (const [input, matrix] of Object.entries(block)) {
-      const flat = [].concat(...matrix);
-      rows.push(el("tr", {}, el("td", {}, `d ${output} / d ${input}`), valueCell(flat.length === 1 ? flat[0] : flat)));
-    }
+// Units and descriptions arrive after the page is drawn: the schema may take a moment to build.
+function describe(table, schema) {
+  for (const row of table.querySelectorAll("tr[data-name]")) {
+    const description = tidy((((schema || {}).properties || {})[row.dataset.name] || {}).description);
+    const unit = unitOf(description);
+    setText(row.querySelector(".unit"), unit ? ` [${unit}]` : "");
+    setText(row.querySelector(".description"), description);
   }
-  if (!rows.length) return el("p", { class: "muted" }, "None.");
-  return el("table", { id: "jacobian" }, el("tbody", {}, ...rows));
 }
 
-async function download(jobId, path) {
-  const response = await api(`/v1/job/${jobId}/files/download?filename=${encodeURIComponent(path)}`);
-  if (!response.ok) { alert((await response.json()).detail); return; }
-  const url = URL.createObjectURL(await response.blob());
-  const link = el("a", { href: url, download: path.split("/").pop() });
-  document.body.append(link); link.click(); link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10000);
+// The Jacobian, block by block
+
+function maxAbs(matrix) {
+  let top = 0;
+  for (const row of matrix) for (const v of row) if (isFinite(v) && Math.abs(v) > top) top = Math.abs(v);
+  return top;
 }
 
-function tree(jobId, node, prefix = "") {
-  return el("ul", { class: "tree" }, ...Object.entries(node).map(([name, child]) => child === null
-    ? el("li", {}, el("a", { href: "#", "data-file": prefix + name, onclick: (event) => { event.preventDefault(); download(jobId, prefix + name); } }, name))
-    : el("li", {}, name + "/", tree(jobId, child, prefix + name + "/"))));
+// Red above zero, blue below, white only at zero; the strength grows with the square root of the
+// magnitude relative to the largest entry, from a faint tint, so that small non-zero entries show.
+function heatRgb(value, scale) {
+  if (!scale || !value || !isFinite(value)) return [255, 255, 255];
+  const strength = 0.7 * (0.1 + 0.9 * Math.sqrt(Math.min(1, Math.abs(value) / scale)));
+  const [r, g, b] = value > 0 ? [220, 38, 38] : [37, 99, 235];
+  return [r, g, b].map((c) => Math.round(255 + (c - 255) * strength));
 }
+
+function matrixTable(matrix, rows, cols) {
+  const scale = rows * cols > HEAT_FROM ? maxAbs(matrix) : 0;
+  const headers = rows * cols > 1;
+  return el("table", { class: "matrix" + (scale ? " heat" : ""), "data-rows": rows, "data-cols": cols },
+    headers ? el("thead", {}, el("tr", {}, el("th"), Array.from({ length: cols }, (_, j) => el("th", { scope: "col" }, j)))) : null,
+    el("tbody", {}, matrix.map((row, i) => el("tr", {}, headers ? el("th", { scope: "row" }, i) : null, row.map((v) => {
+      const cell = number(v, "td");
+      if (scale) cell.style.background = `rgb(${heatRgb(v, scale).join(",")})`;
+      return cell;
+    })))));
+}
+
+// A block too big for a table: one pixel per entry (the largest entry of the pixel when shrunk).
+function heatImage(matrix, rows, cols) {
+  const width = Math.min(cols, 480), height = Math.min(rows, 480), scale = maxAbs(matrix);
+  const strongest = new Float64Array(width * height);
+  matrix.forEach((row, i) => row.forEach((v, j) => {
+    const at = Math.floor((i * height) / rows) * width + Math.floor((j * width) / cols);
+    if (Math.abs(v) > Math.abs(strongest[at])) strongest[at] = v;
+  }));
+  const canvas = el("canvas", { class: "heatmap", width, height, "data-rows": rows, "data-cols": cols,
+    title: `${rows} × ${cols}, largest magnitude ${round(scale)}` });
+  const context = canvas.getContext("2d"), image = context.createImageData(width, height);
+  strongest.forEach((v, at) => { image.data.set([...heatRgb(v, scale), 255], at * 4); });
+  context.putImageData(image, 0, 0);
+  return canvas;
+}
+
+function jacobianBlock(output, input, matrix, basename) {
+  const rows = matrix.length, cols = rows ? matrix[0].length : 0;
+  const big = rows > MATRIX_MAX || cols > MATRIX_MAX;
+  return el("figure", { class: "block", "data-output": output, "data-input": input },
+    el("figcaption", {}, el("span", { class: "derivative" }, `∂${output} / ∂${input}`),
+      el("span", { class: "shape muted", title: `rows: components of ${output}, columns: components of ${input}` }, `${rows} × ${cols}`),
+      rows * cols > 1 ? downloads(`${basename}-d_${output}-d_${input}`, matrix) : null),
+    scroller(big ? heatImage(matrix, rows, cols) : matrixTable(matrix, rows, cols)));
+}
+
+function jacobianView(jacobian, basename) {
+  const outputs = Object.entries(jacobian || {});
+  if (!outputs.length) return el("p", { class: "muted", id: "jacobian" }, "None.");
+  return el("div", { id: "jacobian" },
+    el("p", { class: "muted" }, "Rows are the output's components, columns the input's. Colour: red above zero, blue below, stronger for larger magnitudes; white is zero."),
+    outputs.map(([output, blocks]) => el("section", { class: "jacobian-output" }, el("h3", {}, el("code", {}, output)),
+      el("div", { class: "blocks" }, Object.entries(blocks).map(([input, matrix]) => jacobianBlock(output, input, matrix, basename))))));
+}
+
+// Sign in
+
+function loginView() {
+  document.getElementById("nav").hidden = true;
+  const message = el("p", { class: "error", id: "login-error", role: "alert" });
+  const form = el("form", { class: "card login", id: "login" },
+    el("h1", {}, "Sign in to gaas"),
+    el("label", { for: "username" }, "User name"), el("input", { id: "username", name: "username", autocomplete: "username", required: "" }),
+    el("label", { for: "password" }, "Password"), el("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: "" }),
+    el("p", {}, el("button", { type: "submit" }, "Sign in")), message);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const response = await fetch("/token", { method: "POST", body: new URLSearchParams(new FormData(form)) });
+    const body = await response.json();
+    if (!response.ok) { message.textContent = body.detail; return; }
+    sessionStorage.setItem("gaas-token", body.access_token);
+    const wanted = sessionStorage.getItem("gaas-wanted");
+    sessionStorage.removeItem("gaas-wanted");
+    location.hash = wanted && wanted !== "#/login" ? wanted : "#/jobs";
+  });
+  show(form);
+  document.getElementById("username").focus();
+}
+
+// Jobs table, updated live
+
+// The server filters by status only: discipline and name filter the fetched page here.
+function jobMatches(job, filters) {
+  const has = (text, part) => (text || "").toLowerCase().includes(part.toLowerCase());
+  return has(job.discipline_class_name, filters.discipline) && has(job.name, filters.name) &&
+    (filters.status !== "cancelled" || job.error === "cancelled");
+}
+
+function jobsHash(filters, offset) {
+  const query = new URLSearchParams();
+  for (const key of ["status", "discipline", "name"]) if (filters[key]) query.set(key, filters[key]);
+  if (offset) query.set("offset", offset);
+  return "#/jobs" + (query.toString() ? "?" + query : "");
+}
+
+async function jobsView(params) {
+  const mine = generation;
+  const filters = { status: params.get("status") || "", discipline: params.get("discipline") || "", name: params.get("name") || "" };
+  const offset = Number(params.get("offset") || 0);
+  const statusBox = el("select", { id: "status-filter", onchange: () => { location.hash = jobsHash({ ...filters, status: statusBox.value }, 0); } },
+    ["", "pending", "running", "finished", "failed", "cancelled"].map((value) =>
+      el("option", { value, selected: value === filters.status ? "" : null }, value || "all statuses")));
+  // Typing filters the rows in place; the address follows without a navigation that would reset the view.
+  const refilter = () => {
+    filters.discipline = disciplineBox.value.trim(); filters.name = nameBox.value.trim();
+    history.replaceState(null, "", jobsHash(filters, offset));
+    draw();
+  };
+  const disciplineBox = el("input", { id: "discipline-filter", type: "search", list: "discipline-names", value: filters.discipline, placeholder: "any discipline", oninput: refilter });
+  const nameBox = el("input", { id: "name-filter", type: "search", value: filters.name, placeholder: "any name", oninput: refilter });
+  const names = el("datalist", { id: "discipline-names" });
+  apiJson("/v1/discipline").then(({ body }) => names.replaceChildren(...body.map((n) => el("option", { value: n })))).catch(() => {});
+  const body = el("tbody");
+  const info = el("span", { class: "muted", id: "jobs-count" });
+  const previous = el("button", { class: "secondary", onclick: () => { location.hash = jobsHash(filters, Math.max(0, offset - PAGE)); } }, "Newer");
+  const next = el("button", { class: "secondary", onclick: () => { location.hash = jobsHash(filters, offset + PAGE); } }, "Older");
+  show(el("h1", {}, "Jobs"),
+    el("div", { class: "row filters" },
+      el("label", { class: "inline" }, "Status ", statusBox), el("label", { class: "inline" }, "Discipline ", disciplineBox),
+      el("label", { class: "inline" }, "Name ", nameBox), names),
+    scroller(el("table", { id: "jobs" }, el("thead", {}, el("tr", {},
+      ["Id", "Name", "Discipline", "Status", "Message", "Created", "Duration"].map((h) => el("th", {}, h)))), body)),
+    el("div", { class: "pager" }, previous, next, info));
+  const rows = new Map(); // job id -> row: rows are patched, not rebuilt, so a click never hits a replaced node
+  let jobs = [], total = 0;
+  function draw() {
+    const fresh = jobs.filter((job) => jobMatches(job, filters)).map((job) => jobRow(rows, job));
+    if (fresh.length !== body.children.length || fresh.some((row, i) => body.children[i] !== row)) body.replaceChildren(...fresh);
+    const filtered = filters.discipline || filters.name || filters.status === "cancelled";
+    info.textContent = !total ? (filters.status ? "No jobs with this status." : "No jobs yet: run one from Disciplines.")
+      : `${offset + 1}–${offset + jobs.length} of ${total}` + (filtered ? `; ${fresh.length} of this page match the discipline and name filters` : "");
+    previous.disabled = offset === 0;
+    next.disabled = offset + jobs.length >= total;
+  }
+  while (mine === generation) {
+    try {
+      const status = filters.status === "cancelled" ? "failed" : filters.status;
+      const { body: page, response } = await apiJson(`/v1/job?limit=${PAGE}&offset=${offset}` + (status ? `&status=${status}` : ""));
+      if (mine !== generation) return;
+      jobs = page; total = Number(response.headers.get("X-Total-Count"));
+      draw();
+    } catch (error) { info.textContent = error.message; }
+    await sleep(1000);
+  }
+}
+
+function jobRow(rows, job) {
+  let row = rows.get(job.id);
+  if (!row) {
+    row = el("tr", { class: "clickable", "data-job": job.id, onclick: () => { location.hash = "#/job/" + job.id; } },
+      el("td", {}, el("a", { href: "#/job/" + job.id }, "#" + job.id)), el("td"), el("td"), el("td"),
+      el("td", { class: "message error" }), el("td", { class: "date" }), el("td", { class: "duration" }));
+    rows.set(job.id, row);
+  }
+  const [, name, discipline, status, message, created, took] = row.children;
+  setText(name, job.name || "");
+  setText(discipline, job.discipline_class_name);
+  if (status.dataset.shown !== statusOf(job)) { status.dataset.shown = statusOf(job); status.replaceChildren(badge(statusOf(job))); }
+  const why = statusOf(job) === "cancelled" ? "" : job.message || job.error || "";
+  setText(message, why);
+  message.title = why;
+  if (!created.firstChild && job.created_at) created.append(timeCell(job.created_at));
+  setText(took, duration(job));
+  return row;
+}
+
+// One job
+
+function jobFiles(jobId, node, prefix = "") {
+  return el("ul", { class: "tree" }, Object.entries(node).map(([name, child]) => child === null
+    ? el("li", {}, el("a", { href: "#", "data-file": prefix + name, onclick: (event) => { event.preventDefault(); downloadJobFile(jobId, prefix + name); } }, name))
+    : el("li", {}, name + "/", jobFiles(jobId, child, prefix + name + "/"))));
+}
+
+// The discipline form, prefilled with this job's inputs and settings (read once by the form).
+function runAgain(job) {
+  sessionStorage.setItem("gaas-prefill", JSON.stringify({
+    discipline: job.discipline_class_name, input_data: job.input_data || {}, name: job.name || "",
+    timeout: job.timeout, linearize: job.job_type === "execute_and_linearize",
+  }));
+  location.hash = `#/discipline/${encodeURIComponent(job.discipline_class_name)}?options=${encodeURIComponent(JSON.stringify(job.discipline_options || {}))}`;
+}
+
+// The job's facts, label over value; the cells that change are returned to be patched.
+function jobSummary(job) {
+  const cells = { status: el("dd"), created: el("dd"), started: el("dd"), ended: el("dd"), duration: el("dd", { id: "elapsed" }) };
+  const mode = `${job.execution_mode}, ${job.job_type === "execute_and_linearize" ? "with its Jacobian" : "values only"}` +
+    (job.timeout ? `, timeout ${job.timeout} s` : "");
+  const discipline = el("a", { href: "#/discipline/" + encodeURIComponent(job.discipline_class_name) }, job.discipline_class_name);
+  const items = [["Status", cells.status, "wide"], ["Discipline", el("dd", {}, discipline)], ["Mode", el("dd", {}, mode)],
+    ["Duration", cells.duration], ["Created", cells.created], ["Started", cells.started], ["Ended", cells.ended],
+    ["Options", el("dd", {}, el("code", {}, JSON.stringify(job.discipline_options || {}))), "wide"]];
+  const node = el("dl", { id: "summary", class: "summary" },
+    items.map(([key, value, wide]) => el("div", { class: wide || null }, el("dt", {}, key), value)));
+  return { node, cells };
+}
+
+// The badge, and beside it why the job failed (or that it was cancelled).
+function showStatus(cell, job) {
+  const status = statusOf(job), why = job.message || (status === "cancelled" ? "" : job.error) || "";
+  if (cell.dataset.shown === status + why) return;
+  cell.dataset.shown = status + why;
+  cell.replaceChildren(badge(status), why ? el("span", { class: "message " + (status === "cancelled" ? "muted" : "error"), id: "message" }, why) : "");
+}
+
+function showTime(cell, text) {
+  if (cell.dataset.shown === (text || "")) return;
+  cell.dataset.shown = text || "";
+  cell.replaceChildren(timeCell(text));
+}
+
+// The page of one job, built once and patched: a poll must not replace what the user points at.
+function jobPage(job) {
+  const id = job.id, basename = `job-${id}`;
+  const { node: summary, cells } = jobSummary(job);
+  const cancel = el("button", { class: "secondary", id: "cancel", onclick: async () => {
+    try { page.update((await apiJson(`/v1/job/${id}/cancel`, { method: "POST" })).body); } catch (error) { alert(error.message); }
+  } }, "Cancel");
+  const remove = el("button", { class: "danger", id: "delete", onclick: async () => {
+    if (!confirm(`Delete job #${id} and its files?`)) return;
+    await apiJson("/v1/job/" + id, { method: "DELETE" }); location.hash = "#/jobs";
+  } }, "Delete");
+  const again = el("button", { class: "secondary", id: "run-again", onclick: () => runAgain(job) }, "Run again with these inputs");
+  const failure = el("div", { id: "failure" });
+  const inputs = dataTable(job.input_data, "inputs", `${basename}-input`);
+  const outputs = el("div", { id: "outputs-holder" }, el("p", { class: "muted" }, "When the job ends."));
+  const jacobian = el("div", { id: "jacobian-holder" }, el("p", { class: "muted" }, "When the job ends."));
+  const log = el("pre", { id: "log", tabindex: "0" }, "(empty)");
+  // The log box follows the end of the log, until the user scrolls up to read something.
+  let follow = true;
+  log.addEventListener("scroll", () => { follow = log.scrollTop + log.clientHeight >= log.scrollHeight - 24; });
+  const logNote = el("p", { class: "muted", hidden: "" }, `The last ${LOG_TAIL / 1024} KiB of the log:`);
+  const files = el("div", { class: "card", id: "files" }, el("span", { class: "muted" }, "When the job ends."));
+  const root = el("section", { class: "job-page", "data-job-page": id },
+    el("h1", {}, `Job #${id}` + (job.name ? ` — ${job.name}` : "")), el("div", { class: "row" }, cancel, again, remove),
+    el("div", { class: "card" }, summary), failure,
+    el("h2", {}, "Inputs"), inputs, el("h2", {}, "Outputs"), outputs,
+    job.job_type === "execute_and_linearize" ? [el("h2", {}, "Jacobian"), jacobian] : null,
+    el("h2", {}, "Log"), logNote, log, el("h2", {}, "Files"), files);
+  let schemas = null; // {inputs, outputs}, once they arrive
+  const page = {
+    root,
+    update(fresh) {
+      job = fresh;
+      showStatus(cells.status, job);
+      for (const key of ["created", "started", "ended"]) showTime(cells[key], job[key + "_at"]);
+      page.tick();
+      cancel.disabled = hasEnded(job);
+      // The traceback only says more than the message for an exception in the discipline.
+      const traceback = (job.traceback || "").trim();
+      if (traceback && traceback !== (job.message || "").trim() && !failure.firstChild) {
+        failure.append(el("h2", {}, "Traceback"), el("pre", { id: "traceback", tabindex: "0" }, job.traceback));
+      }
+    },
+    tick() { setText(cells.duration, duration(job)); },
+    setLog(text) {
+      setText(log, text || "(empty)");
+      logNote.hidden = text.length < LOG_TAIL - 4096;
+      if (follow) log.scrollTop = log.scrollHeight;
+    },
+    setSchemas(found) {
+      schemas = found;
+      describe(inputs, schemas.inputs);
+      const table = outputs.querySelector("table");
+      if (table) describe(table, schemas.outputs);
+    },
+    finish(tree) {
+      // An output can be drawn against any input of the same length.
+      const xChoices = (length) => Object.fromEntries(Object.entries(job.input_data || {}).filter(([, v]) => isNumbers(v) && v.length === length));
+      outputs.replaceChildren(dataTable(job.output_data, "outputs", `${basename}-output`, xChoices));
+      if (schemas) page.setSchemas(schemas);
+      jacobian.replaceChildren(jacobianView(job.jacobian_data, basename));
+      files.replaceChildren(jobFiles(id, tree));
+    },
+  };
+  page.update(job);
+  return page;
+}
+
+// The end of a log is what matters, and a solver's log can be gigabytes: ask for the tail.
+function logTail(id) { return api(`/v1/job/${id}/log?tail=${LOG_TAIL}`).then((r) => (r.ok ? r.text() : "")).catch(() => ""); }
+
+function schemasOf(job) {
+  const body = { discipline_options: job.discipline_options || {} };
+  const name = encodeURIComponent(job.discipline_class_name);
+  const ask = (kind) => postJson(`/v1/discipline/${name}/${kind}_schema`, body).then((r) => r.body).catch(() => ({}));
+  return Promise.all([ask("inputs"), ask("outputs")]).then(([inputs, outputs]) => ({ inputs, outputs }));
+}
+
+function filesOf(id) { return apiJson(`/v1/job/${id}/files`).then((r) => r.body).catch(() => ({})); }
 
 async function jobView(id) {
   const mine = generation;
-  let job;
-  try { job = (await apiJson("/v1/job/" + id)).body; } catch (error) { show(el("p", { class: "error" }, error.message)); return; }
-  // Built once: a re-render after a long poll must not replace the buttons under the user's pointer.
-  const cancel = el("button", { class: "secondary", id: "cancel", onclick: async () => {
-    try { await apiJson(`/v1/job/${id}/cancel`, { method: "POST" }); } catch (error) { alert(error.message); }
-  } }, "Cancel");
-  const actions = el("div", { class: "row" }, cancel,
-    el("button", { class: "danger", id: "delete", onclick: async () => {
-      if (!confirm(`Delete job #${id} and its files?`)) return;
-      await apiJson("/v1/job/" + id, { method: "DELETE" }); location.hash = "#/jobs";
-    } }, "Delete"));
-  for (;;) {
-    const ended = job.job_status === "finished" || job.job_status === "failed";
-    cancel.disabled = ended;
-    const summary = el("table", { id: "summary" }, el("tbody", {},
-      ...[["Status", badge(job.job_status)], ["Discipline", job.discipline_class_name], ["Mode", job.execution_mode + ", " + job.job_type],
-        ["Created", when(job.created_at)], ["Started", when(job.started_at)], ["Ended", when(job.ended_at)], ["Duration", duration(job)],
-        ["Error", job.error || ""], ["Options", JSON.stringify(job.discipline_options)]].map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))));
-    const files = ended ? await apiJson(`/v1/job/${id}/files`).then((r) => r.body).catch(() => ({})) : {};
-    // The end of a log is what matters, and a solver's log can be gigabytes: ask for the tail.
-    const log = await api(`/v1/job/${id}/log?tail=${LOG_TAIL}`).then((r) => r.text()).catch(() => "");
-    if (mine !== generation) return;
-    show(el("h1", {}, `Job #${job.id}` + (job.name ? ` — ${job.name}` : "")), actions, el("div", { class: "card" }, summary),
-      job.traceback ? el("div", {}, el("h2", {}, "Traceback"), el("pre", { id: "traceback" }, job.traceback)) : null,
-      el("h2", {}, "Inputs"), dataTable(job.input_data, "inputs"),
-      el("h2", {}, "Outputs"), dataTable(job.output_data, "outputs"),
-      job.job_type === "execute_and_linearize" ? [el("h2", {}, "Jacobian"), jacobianTable(job.jacobian_data)] : null,
-      el("h2", {}, "Log"), log.length >= LOG_TAIL - 4096 ? el("p", { class: "muted" }, `The last ${LOG_TAIL / 1024} KiB of the log:`) : null,
-      el("pre", { id: "log" }, log || "(empty)"),
-      el("h2", {}, "Files"), el("div", { class: "card", id: "files" }, ended ? tree(id, files) : el("span", { class: "muted" }, "When the job ends.")));
-    if (ended) return;
+  const current = () => mine === generation;
+  let job = (await apiJson("/v1/job/" + id)).body;
+  const page = jobPage(job);
+  const ended = hasEnded(job);
+  const [text, tree] = await Promise.all([logTail(id), ended ? filesOf(id) : null]);
+  if (!current()) return;
+  show(page.root);
+  page.setLog(text);
+  schemasOf(job).then((found) => { if (current()) page.setSchemas(found); });
+  if (ended) { page.finish(tree); return; }
+  // While it runs: the elapsed time and the end of the log, every second.
+  (async () => {
+    while (current() && !hasEnded(job)) {
+      page.tick();
+      const tail = await logTail(id);
+      if (current() && !hasEnded(job)) page.setLog(tail);
+      await sleep(1000);
+    }
+  })();
+  // Long polling answers as soon as the job ends; a pending job is asked again sooner, to show it start.
+  while (current() && !hasEnded(job)) {
     try {
-      job = (await apiJson(`/v1/job/${id}?long_polling=true&long_polling_timeout=10`)).body;
+      const wait = job.job_status === "running" ? 10 : 1;
+      job = (await apiJson(`/v1/job/${id}?long_polling=true&long_polling_timeout=${wait}`)).body;
     } catch (error) { await sleep(1000); }
-    if (mine !== generation) return;
+    if (current()) page.update(job);
   }
+  const [finalTree, last] = await Promise.all([filesOf(id), logTail(id)]);
+  if (!current()) return;
+  page.setLog(last);
+  page.finish(finalTree);
 }
 
 // Disciplines and the generated form
@@ -256,66 +640,230 @@ async function jobView(id) {
 async function disciplinesView() {
   const names = (await apiJson("/v1/discipline")).body;
   const grid = el("div", { class: "grid", id: "disciplines" });
-  const search = el("input", { placeholder: "Filter", oninput: () => fill(search.value.toLowerCase()) });
+  const search = el("input", { type: "search", placeholder: "Filter", "aria-label": "Filter disciplines", oninput: () => fill(search.value.toLowerCase()) });
   function fill(text) {
-    grid.replaceChildren(...names.filter((n) => n.toLowerCase().includes(text)).map((n) => el("a", { href: "#/discipline/" + n }, n)));
+    grid.replaceChildren(...names.filter((n) => n.toLowerCase().includes(text)).map((n) => el("a", { href: "#/discipline/" + encodeURIComponent(n) }, n)));
   }
   fill("");
   show(el("h1", {}, "Disciplines"), el("div", { class: "row" }, search), grid);
 }
 
+function typeOf(property, fallback) {
+  if (property.type === "array") return `array of ${(property.items || {}).type || "values"}`;
+  if (property.type) return property.type;
+  return fallback === undefined ? "" : Array.isArray(fallback) ? "array" : typeof fallback;
+}
+
+// What the server would refuse anyway, said next to the field before anything is sent.
+function checkValue(text, property, fallback) {
+  let value;
+  try { value = JSON.parse(text); } catch (error) {
+    if (property.type === "string") return { value: text };
+    return { error: "Not JSON: write an array as [1.0, 2.0]." };
+  }
+  const numbers = (property.type === "array" && (property.items || {}).type === "number") || (Array.isArray(fallback) && isNumbers(fallback));
+  if (numbers && typeof value === "number" && (!Array.isArray(fallback) || fallback.length === 1)) value = [value];
+  if (numbers && !isNumbers(value)) return { error: "Expected an array of numbers, like [1.0, 2.0]." };
+  if (Array.isArray(fallback) && Array.isArray(value) && value.length !== fallback.length) {
+    return { error: `Expected ${fallback.length} value${fallback.length === 1 ? "" : "s"}, got ${value.length}.` };
+  }
+  if (property.type === "number" && typeof value !== "number") return { error: "Expected a number." };
+  if (property.type === "string" && typeof value !== "string") return { value: text };
+  return { value };
+}
+
+// A JSON array (or {name: array}), or numbers separated by commas, semicolons, tabs or line
+// breaks; lines that do not start with a number (a CSV header) are skipped.
+function parseNumbers(text, filename, name) {
+  const trimmed = text.trim();
+  if (filename.toLowerCase().endsWith(".json") || /^[[{]/.test(trimmed)) {
+    const data = JSON.parse(trimmed);
+    const values = Array.isArray(data) ? data.flat(Infinity) : data[name];
+    if (!isNumbers(values)) throw new Error(`${filename}: expected an array of numbers` + (Array.isArray(data) ? "." : ` under "${name}".`));
+    return values;
+  }
+  const values = [];
+  trimmed.split(/\r?\n/).forEach((line, index) => {
+    const tokens = line.split(/[\s,;]+/).filter(Boolean);
+    if (!tokens.length || isNaN(Number(tokens[0]))) return;
+    for (const token of tokens) {
+      if (isNaN(Number(token))) throw new Error(`${filename}, line ${index + 1}: "${token}" is not a number.`);
+      values.push(Number(token));
+    }
+  });
+  return values;
+}
+
+function inputField(input, property, fallback, prefill) {
+  const long = Array.isArray(fallback) && fallback.length > LONG_FIELD;
+  const value = prefill !== undefined ? prefill : fallback;
+  const text = value === undefined || value === null ? "" : JSON.stringify(value);
+  const id = "input-" + input;
+  const box = long
+    ? el("textarea", { id, name: input, "data-input": input, rows: 4 }, text)
+    : el("input", { id, name: input, "data-input": input, value: text, spellcheck: "false" });
+  const error = el("p", { class: "error field-error", id: id + "-error", "aria-live": "polite" });
+  const field = { input, box, error, check };
+  function check() {
+    const result = box.value.trim() ? checkValue(box.value, property, fallback) : {};
+    setText(error, result.error || "");
+    box.setAttribute("aria-invalid", result.error ? "true" : "false");
+    return result;
+  }
+  box.addEventListener("change", check);
+  const loader = long ? el("input", { type: "file", accept: ".csv,.json,.txt", class: "file", "data-load": input, onchange: async () => {
+    const file = loader.files[0];
+    if (!file) return;
+    try { box.value = JSON.stringify(parseNumbers(await file.text(), file.name, input)); check(); } catch (reason) { setText(error, reason.message); }
+  } }) : null;
+  const description = tidy(property.description), unit = unitOf(description);
+  field.node = el("div", { class: "field" },
+    el("label", { for: id }, el("code", {}, input), unit ? el("span", { class: "unit" }, ` [${unit}]`) : null),
+    el("div", { class: "meta muted" }, [typeOf(property, fallback), Array.isArray(fallback) ? `size ${fallback.length}` : null, description].filter(Boolean).join(" · ")),
+    box, loader ? el("label", { class: "inline loader" }, el("span", {}, "Load from file (CSV or JSON)"), loader) : null, error);
+  return field;
+}
+
+function parametersTable(info) {
+  const parameters = (info && info.parameters) || [];
+  if (!parameters.length) return el("p", { class: "muted" }, "The constructor takes no parameters.");
+  return scroller(el("table", { id: "parameters" },
+    el("thead", {}, el("tr", {}, ["Parameter", "Type", "Default", ""].map((h) => el("th", {}, h)))),
+    el("tbody", {}, parameters.map((p) => el("tr", {}, el("td", {}, el("code", {}, p.name)), el("td", {}, p.type || ""),
+      el("td", {}, "default" in p ? el("code", {}, JSON.stringify(p.default)) : ""), el("td", {}, p.required ? el("strong", {}, "required") : ""))))));
+}
+
+function optionsCard(name, info, optionsText, unfold = false) {
+  const options = el("textarea", { id: "options", rows: 2, spellcheck: "false" }, optionsText);
+  const required = info && info.options_required;
+  const needed = ((info && info.parameters) || []).filter((p) => p.required && p.name !== "name").map((p) => p.name);
+  // Folded when the defaults do: most disciplines need no options.
+  const names = ((info && info.parameters) || []).map((p) => p.name).join(", ");
+  return { options, node: el("details", { class: "card", id: "constructor", open: required || unfold || optionsText.trim() !== "{}" ? "" : null },
+    el("summary", {}, el("strong", {}, "Constructor"), el("span", { class: "muted" }, names ? ` (${names})` : "")),
+    required ? el("p", { class: "warning", id: "options-required" }, "This discipline needs options" + (needed.length ? ": " + needed.join(", ") : "") + ".") : null,
+    parametersTable(info),
+    el("label", { for: "options" }, "Discipline options (JSON)"), options,
+    el("p", {}, el("button", { class: "secondary", type: "button", onclick: () => {
+      location.hash = `#/discipline/${encodeURIComponent(name)}?options=${encodeURIComponent(options.value)}`;
+    } }, "Apply options"))) };
+}
+
+function outputsCard(schema) {
+  const properties = Object.entries((schema && schema.properties) || {});
+  return el("div", { class: "card", id: "output-list" }, el("h2", {}, "Outputs"),
+    properties.length ? el("ul", { class: "outputs" }, properties.map(([output, property]) => {
+      const description = tidy(property.description);
+      return el("li", {}, el("code", {}, output), el("span", { class: "muted" }, " " + [typeOf(property), description].filter(Boolean).join(" · ")));
+    })) : el("p", { class: "muted" }, "None."));
+}
+
 async function disciplineView(name, params) {
+  const mine = generation;
   const optionsText = params.get("options") || "{}";
-  const message = el("p", { class: "error", id: "form-error" });
-  let schema, defaults;
+  const path = `/v1/discipline/${encodeURIComponent(name)}`;
+  const info = await apiJson(path).then((r) => r.body).catch(() => null);
+  let options, schema, defaults, outputSchema;
   try {
-    const options = JSON.parse(optionsText);
-    schema = (await postJson(`/v1/discipline/${name}/inputs_schema`, { discipline_options: options })).body;
-    defaults = (await postJson(`/v1/discipline/${name}/default_input_data`, { discipline_options: options })).body;
+    options = JSON.parse(optionsText);
+    const describeBody = { discipline_options: options };
+    [schema, defaults, outputSchema] = await Promise.all(["inputs_schema", "default_input_data", "outputs_schema"]
+      .map((kind) => postJson(`${path}/${kind}`, describeBody).then((r) => r.body)));
   } catch (error) {
-    show(el("h1", {}, name), el("p", { class: "error" }, error.message), el("a", { href: "#/discipline/" + name }, "Back to the default options"));
+    if (mine !== generation) return;
+    const card = optionsCard(name, info, optionsText, true);
+    show(el("h1", {}, name), info ? el("p", { class: "muted" }, info.description) : null, card.node, el("p", { class: "error", id: "form-error" }, error.message));
     return;
   }
-  const options = el("textarea", { id: "options", rows: 2 }, optionsText);
-  const fields = Object.entries(schema.properties || {}).map(([input, property]) => {
-    const type = property.type === "array" ? `array of ${(property.items || {}).type || "values"}` : property.type || "value";
-    return { input, box: el("input", { name: input, "data-input": input, size: 50, value: JSON.stringify(defaults[input] ?? null) }), type };
-  });
-  async function submit(mode) {
-    message.textContent = "";
+  if (mine !== generation) return;
+  // "Run again" leaves the job's inputs here; they are used once, for this discipline only.
+  let prefill = JSON.parse(sessionStorage.getItem("gaas-prefill") || "null");
+  sessionStorage.removeItem("gaas-prefill");
+  if (!prefill || prefill.discipline !== name) prefill = { input_data: {} };
+  const card = optionsCard(name, info, optionsText);
+  const fields = Object.entries(schema.properties || {}).map(([input, property]) => inputField(input, property, defaults[input], prefill.input_data[input]));
+  const jobName = el("input", { id: "job-name", value: prefill.name || "", placeholder: "optional" });
+  const timeout = el("input", { id: "timeout", type: "number", min: "0", step: "any", value: prefill.timeout || "", placeholder: "server default" });
+  const linearize = el("input", { type: "checkbox", id: "linearize", checked: prefill.linearize ? "" : null });
+  const message = el("p", { class: "error", id: "form-error", role: "alert" });
+  const runNow = el("button", { type: "button", id: "run-sync", onclick: () => submit("synchronous", runNow) }, "Run now");
+  const runLater = el("button", { type: "button", id: "run-async", class: "secondary", onclick: () => submit("asynchronous", runLater) }, "Submit as a job");
+  const form = el("form", { class: "card", id: "inputs", onsubmit: (event) => event.preventDefault() },
+    el("h2", {}, "Inputs"), el("p", { class: "muted" }, "Values are JSON; an empty field takes the default."),
+    el("div", { class: "fields" }, fields.map((field) => field.node)),
+    el("h2", {}, "Job"),
+    el("div", { class: "row" }, el("label", { class: "inline" }, "Name ", jobName), el("label", { class: "inline" }, "Timeout (s) ", timeout),
+      el("label", { class: "inline" }, linearize, " also compute the Jacobian")),
+    el("div", { class: "row" }, runNow, runLater), message);
+
+  // The whole request, or null when a field is wrong (its error is shown beside it).
+  function request() {
     const input_data = {};
-    try {
-      for (const { input, box } of fields) if (box.value.trim()) input_data[input] = JSON.parse(box.value);
-    } catch (error) { message.textContent = "Each value must be JSON, for example [1.0, 2.0]."; return; }
-    const body = { discipline_options: JSON.parse(options.value || "{}"), input_data, linearize: linearize.checked };
-    try {
-      const { body: job } = await postJson(`/v1/discipline/${name}/execute?execution_mode=${mode}`, body);
-      location.hash = "#/job/" + job.id;
-    } catch (error) { message.textContent = error.message; }
+    let wrong = null;
+    for (const field of fields) {
+      const result = field.check();
+      if (result.error) wrong = wrong || field;
+      else if ("value" in result) input_data[field.input] = result.value;
+    }
+    let discipline_options;
+    try { discipline_options = JSON.parse(card.options.value || "{}"); } catch (error) { message.textContent = "The discipline options are not JSON."; return null; }
+    if (wrong) { message.textContent = "Some values are not right: see the fields in red."; wrong.box.focus(); return null; }
+    if (timeout.value && !(Number(timeout.value) > 0)) { message.textContent = "The timeout must be a positive number of seconds."; return null; }
+    const body = { discipline_options, input_data, linearize: linearize.checked };
+    if (jobName.value.trim()) body.name = jobName.value.trim();
+    if (timeout.value) body.timeout = Number(timeout.value);
+    return body;
   }
-  const linearize = el("input", { type: "checkbox", id: "linearize" });
-  show(el("h1", {}, name),
-    el("div", { class: "card" }, el("label", { for: "options" }, "Discipline options (JSON)"), options,
-      el("p", {}, el("button", { class: "secondary", onclick: () => { location.hash = `#/discipline/${name}?options=${encodeURIComponent(options.value)}`; } }, "Apply options"))),
-    el("form", { class: "card", id: "inputs", onsubmit: (event) => event.preventDefault() },
-      ...fields.map(({ input, box, type }) => el("div", {}, el("label", {}, `${input} `, el("span", { class: "muted" }, type)), box)),
-      el("p", {}, el("label", {}, linearize, " also compute the Jacobian")),
-      el("div", { class: "row" }, el("button", { type: "button", id: "run-sync", onclick: () => submit("synchronous") }, "Run now"),
-        el("button", { type: "button", id: "run-async", class: "secondary", onclick: () => submit("asynchronous") }, "Submit as a job")),
-      message));
+  // One request at a time: the buttons stay disabled until the answer, so a double click runs once.
+  let busy = false;
+  async function submit(mode, button) {
+    if (busy) return;
+    message.textContent = "";
+    const body = request();
+    if (!body) return;
+    busy = true;
+    const label = button.textContent;
+    runNow.disabled = runLater.disabled = true;
+    form.setAttribute("aria-busy", "true");
+    button.classList.add("busy");
+    button.textContent = mode === "synchronous" ? "Running…" : "Submitting…";
+    try {
+      const { body: job } = await postJson(`${path}/execute?execution_mode=${mode}`, body);
+      location.hash = "#/job/" + job.id;
+    } catch (error) {
+      message.textContent = error.message;
+      busy = false;
+      runNow.disabled = runLater.disabled = false;
+      form.removeAttribute("aria-busy");
+      button.classList.remove("busy");
+      button.textContent = label;
+    }
+  }
+  show(el("h1", {}, name), info ? el("p", { class: "muted", id: "description" }, info.description) : null,
+    card.node, form, outputsCard(outputSchema));
 }
 
 // Routing
+
+function showNav(path) {
+  const nav = document.getElementById("nav");
+  nav.hidden = false;
+  const section = path.startsWith("/discipline") ? "#/disciplines" : "#/jobs";
+  for (const link of nav.querySelectorAll("a[href^='#']")) {
+    if (link.getAttribute("href") === section) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
+  }
+}
 
 async function route() {
   generation += 1;
   const [path, query] = (location.hash.slice(1) || "/jobs").split("?");
   const params = new URLSearchParams(query || "");
-  if (!token() && path !== "/login") { location.hash = "#/login"; return; }
   if (path === "/login") { loginView(); return; }
-  document.getElementById("nav").hidden = false;
+  if (!token()) { signIn(); return; }
+  showNav(path);
+  show(el("p", { class: "muted" }, "Loading…"));
   try {
-    const me = (await apiJson("/v1/user/me/")).body;
+    if (!me) me = (await apiJson("/v1/user/me/")).body;
     document.getElementById("who").textContent = me.username;
     const parts = path.split("/").filter(Boolean);
     if (parts[0] === "job" && parts[1]) await jobView(parts[1]);
@@ -325,6 +873,11 @@ async function route() {
   } catch (error) { if (token()) show(el("p", { class: "error" }, error.message)); }
 }
 
-document.getElementById("logout").addEventListener("click", () => { sessionStorage.removeItem("gaas-token"); location.hash = "#/login"; });
+document.getElementById("logout").addEventListener("click", () => {
+  sessionStorage.removeItem("gaas-token");
+  sessionStorage.removeItem("gaas-wanted");
+  me = null;
+  location.hash = "#/login";
+});
 window.addEventListener("hashchange", route);
 route();
