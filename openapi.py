@@ -420,6 +420,9 @@ OPERATIONS = {
             query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}, "Page size."),
             query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER, "default": 0}, "Jobs to skip."),
             query("batch_id", {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER}, "Only the points of this batch, in order."),
+            query("discipline", {"type": "string"}, "Only jobs of this discipline class."),
+            query("name", {"type": "string"}, "Only jobs whose name contains this text."),
+            query("error", {"type": "string"}, "Only failed jobs with this error kind, e.g. cancelled."),
         ],
         "responses": {
             "200": {

@@ -415,20 +415,26 @@ def job_status(job_id):
     return None if row is None else row["job_status"]
 
 
-def list_jobs(user_id, status=None, limit=100, offset=0, batch_id=None):
+def list_jobs(user_id, status=None, limit=100, offset=0, batch_id=None, discipline=None, name=None, error=None):
     """Return (rows without data fields, total count) of a user's jobs, newest first (a batch's
-    points in their order)."""
+    points in their order); `name` matches a part of the job name."""
     # The filter reads the same on jobs and on job_counts.
     where, params = "user_id = ?", [user_id]
     if status:
         where += " AND job_status = ?"
         params.append(status)
     conn = connect()
-    if batch_id is not None:
-        where += " AND batch_id = ?"
-        params.append(batch_id)
+    if batch_id is not None or discipline or name or error:
+        for column, value in (("batch_id", batch_id), ("discipline_class_name", discipline), ("error", error)):
+            if value:
+                where += f" AND {column} = ?"
+                params.append(value)
+        if name:
+            where += " AND instr(name, ?) > 0"
+            params.append(name)
+        order = "batch_index" if batch_id is not None else "id DESC"
         rows = conn.execute(
-            f"SELECT {LIST_COLUMNS} FROM jobs WHERE {where} ORDER BY batch_index LIMIT ? OFFSET ?",
+            f"SELECT {LIST_COLUMNS} FROM jobs WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
             (*params, limit, offset),
         ).fetchall()
         total = conn.execute(f"SELECT count(*) FROM jobs WHERE {where}", params).fetchone()[0]

@@ -415,3 +415,20 @@ def test_unknown_route_and_method_are_json(live, alice):
     assert response.status_code == 404 and response.json()["detail"]
     response = alice.request("PUT", "/v1/job")
     assert response.status_code == 405 and response.json()["detail"]
+
+
+def test_job_list_filters_by_discipline_name_and_error(alice):
+    import uuid
+
+    tag = uuid.uuid4().hex[:8]
+    wing = alice.run("Sellar1", name=f"wing-{tag}")
+    tail = alice.run("Sellar2", name=f"tail-{tag}")
+    cancelled = alice.run("Sleeper", "asynchronous", name=f"wait-{tag}", input_data={"duration": [30]})
+    assert alice.post(f"/v1/job/{cancelled['id']}/cancel").status_code == 200
+    named = alice.get("/v1/job", params={"name": tag})
+    assert [job["id"] for job in named.json()] == [cancelled["id"], tail["id"], wing["id"]]
+    assert named.headers["X-Total-Count"] == "3"
+    both = alice.get("/v1/job", params={"name": tag, "discipline": "Sellar1"}).json()
+    assert [job["id"] for job in both] == [wing["id"]]
+    stopped = alice.get("/v1/job", params={"name": tag, "status": "failed", "error": "cancelled"}).json()
+    assert [job["id"] for job in stopped] == [cancelled["id"]] and stopped[0]["message"] == "The job was cancelled."

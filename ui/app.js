@@ -390,7 +390,8 @@ function loginView() {
 
 // Jobs table, updated live
 
-// The server filters by status only: discipline and name filter the fetched page here.
+// The server filters by status, name and exact discipline; a partial discipline name (while it
+// is typed) filters the fetched page here too.
 function jobMatches(job, filters) {
   const has = (text, part) => (text || "").toLowerCase().includes(part.toLowerCase());
   return has(job.discipline_class_name, filters.discipline) && has(job.name, filters.name) &&
@@ -420,7 +421,11 @@ async function jobsView(params) {
   const disciplineBox = el("input", { id: "discipline-filter", type: "search", list: "discipline-names", value: filters.discipline, placeholder: "any discipline", oninput: refilter });
   const nameBox = el("input", { id: "name-filter", type: "search", value: filters.name, placeholder: "any name", oninput: refilter });
   const names = el("datalist", { id: "discipline-names" });
-  apiJson("/v1/discipline").then(({ body }) => names.replaceChildren(...body.map((n) => el("option", { value: n })))).catch(() => {});
+  const catalogue = new Set();
+  apiJson("/v1/discipline").then(({ body }) => {
+    body.forEach((n) => catalogue.add(n));
+    names.replaceChildren(...body.map((n) => el("option", { value: n })));
+  }).catch(() => {});
   const body = el("tbody");
   const info = el("span", { class: "muted", id: "jobs-count" });
   const previous = el("button", { class: "secondary", onclick: () => { location.hash = jobsHash(filters, Math.max(0, offset - PAGE)); } }, "Newer");
@@ -437,16 +442,20 @@ async function jobsView(params) {
   function draw() {
     const fresh = jobs.filter((job) => jobMatches(job, filters)).map((job) => jobRow(rows, job));
     if (fresh.length !== body.children.length || fresh.some((row, i) => body.children[i] !== row)) body.replaceChildren(...fresh);
-    const filtered = filters.discipline || filters.name || filters.status === "cancelled";
-    info.textContent = !total ? (filters.status ? "No jobs with this status." : "No jobs yet: run one from Disciplines.")
-      : `${offset + 1}–${offset + jobs.length} of ${total}` + (filtered ? `; ${fresh.length} of this page match the discipline and name filters` : "");
+    const filtered = filters.discipline || filters.name || filters.status;
+    info.textContent = !total ? (filtered ? "No jobs match the filters." : "No jobs yet: run one from Disciplines.")
+      : `${offset + 1}–${offset + jobs.length} of ${total}` + (filtered ? " jobs that match the filters" : "");
     previous.disabled = offset === 0;
     next.disabled = offset + jobs.length >= total;
   }
   while (mine === generation) {
     try {
-      const status = filters.status === "cancelled" ? "failed" : filters.status;
-      const { body: page, response } = await apiJson(`/v1/job?limit=${PAGE}&offset=${offset}` + (status ? `&status=${status}` : ""));
+      const query = new URLSearchParams({ limit: PAGE, offset });
+      if (filters.status === "cancelled") { query.set("status", "failed"); query.set("error", "cancelled"); }
+      else if (filters.status) query.set("status", filters.status);
+      if (filters.name) query.set("name", filters.name);
+      if (catalogue.has(filters.discipline)) query.set("discipline", filters.discipline);
+      const { body: page, response } = await apiJson(`/v1/job?${query}`);
       if (mine !== generation) return;
       jobs = page; total = Number(response.headers.get("X-Total-Count"));
       draw();
