@@ -439,7 +439,14 @@ async def submit_batch(request):
         limit = settings.JOB_MEMORY_LIMIT_MB or DESCRIBE_MEMORY_MB
         points = await ask_pool({"op": "doe", "doe": design, "memory_limit_mb": limit}, settings.DESCRIBE_TIMEOUT)
     inputs = [orjson.dumps({**shared, **point}).decode() for point in points]
-    batch = {"user_id": user["id"], "name": fields["name"], "discipline_class_name": name, "design": strict_json(design, "doe")}
+    given = list(dict.fromkeys([*shared, *(key for point in points for key in point)]))
+    batch = {
+        "user_id": user["id"],
+        "name": fields["name"],
+        "discipline_class_name": name,
+        "design": strict_json(design, "doe"),
+        "input_names": json.dumps(given),
+    }
     batch_id = await run_in_threadpool(
         jobs.submit_batch, user["id"], batch, fields, inputs, body.get("input_files") or [], worker.enqueue
     )
@@ -524,18 +531,18 @@ async def batch_results(request):
     kind = request.query_params.get("format", "json")
     if kind not in ("json", "csv"):
         raise HTTPException(422, "Query 'format' must be 'json' or 'csv'.")
-    table = await run_in_threadpool(results_table, row["id"])
+    table = await run_in_threadpool(results_table, row["id"], orjson.loads(row["input_names"]))
     if kind == "json":
         return JSONResponse(table)
     return Response(await run_in_threadpool(results_csv, table), media_type="text/csv; charset=utf-8")
 
 
-def results_table(batch_id):
-    """The points of a batch as columns: ids, statuses, errors, inputs and outputs by name."""
+def results_table(batch_id, input_names):
+    """The points of a batch as columns: ids, statuses, errors, the inputs the request gave and
+    the outputs, by name (a finished point's stored inputs also hold the defaults it ran with)."""
     points = store.batch_points(batch_id)
     inputs = [orjson.loads(point["input_data"]) for point in points]
     outputs = [orjson.loads(point["output_data"]) if point["job_status"] == "finished" else {} for point in points]
-    input_names = list(dict.fromkeys(name for data in inputs for name in data))
     output_names = list(dict.fromkeys(name for data in outputs for name in data))
     return {
         "job_id": [point["id"] for point in points],

@@ -60,6 +60,9 @@ SECRET_KEY_PATH = _path("GEMSEO_HTTP_SECRET_KEY_PATH", ROOT_PATH / "secret_key")
 SECRET_KEY = _text("GEMSEO_HTTP_SECRET_KEY")
 
 HOST = _text("GEMSEO_HTTP_HOST", "127.0.0.1")
+# Seconds a stopping web app lets requests in flight (synchronous runs) finish; the runs still
+# going then end failed, error lost.
+SHUTDOWN_TIMEOUT = _number("GEMSEO_HTTP_SHUTDOWN_TIMEOUT", 30)
 PORT = _number("GEMSEO_HTTP_PORT", 8000)
 WORKERS = _number("GEMSEO_HTTP_WORKERS", 2)
 ACCESS_TOKEN_EXPIRE_MINUTES = _number("GEMSEO_HTTP_ACCESS_TOKEN_EXPIRE_MINUTES", 60 * 12, float)

@@ -70,7 +70,9 @@ CREATE TABLE IF NOT EXISTS batches (
     n_samples INTEGER NOT NULL,
     created_at REAL NOT NULL,
     -- How the points were made: {"samples": n} or the doe object of the request.
-    design TEXT NOT NULL DEFAULT '{}'
+    design TEXT NOT NULL DEFAULT '{}',
+    -- The inputs the request gave (shared or per point): the columns of the results.
+    input_names TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS batches_by_user ON batches (user_id, id);
 -- The data of a job, apart: SQLite rewrites a whole row on any update, so a status change must
@@ -623,9 +625,17 @@ def create_batch(batch, common, inputs, workdir_prefix):
     workdir_prefix followed by its id. Return (batch id, point ids)."""
     with transaction() as conn:
         batch_id = conn.execute(
-            "INSERT INTO batches (user_id, name, discipline_class_name, n_samples, created_at, design)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (batch["user_id"], batch["name"], batch["discipline_class_name"], len(inputs), time.time(), batch["design"]),
+            "INSERT INTO batches (user_id, name, discipline_class_name, n_samples, created_at, design, input_names)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                batch["user_id"],
+                batch["name"],
+                batch["discipline_class_name"],
+                len(inputs),
+                time.time(),
+                batch["design"],
+                batch["input_names"],
+            ),
         ).lastrowid
         fields = dict(common, created_at=time.time(), batch_id=batch_id)
         names = ", ".join([*fields, "batch_index", "workdir"])

@@ -2,7 +2,7 @@
 # Runs the web app: uvicorn gaas:app on GEMSEO_HTTP_HOST:GEMSEO_HTTP_PORT (defaults in settings.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-eval "$(.venv/bin/python settings.py HOST PORT)"
+eval "$(.venv/bin/python settings.py HOST PORT SHUTDOWN_TIMEOUT)"
 # One uvicorn process: long-polling waiters and the warm processes for synchronous runs live in it.
 # No access log: it costs a tenth of a millisecond per request; jobs are logged, and counted in
 # /metrics by route and status.
@@ -12,4 +12,4 @@ exec .venv/bin/uvicorn gaas:app \
     --loop uvloop --http httptools \
     --no-server-header \
     --no-access-log \
-    --timeout-graceful-shutdown 30
+    --timeout-graceful-shutdown "$SHUTDOWN_TIMEOUT"

@@ -1,0 +1,363 @@
+"""A GEMSEO client of gaas: remote disciplines that GEMSEO 6 can linearize, and batches as datasets.
+
+Needs only GEMSEO and httpx. GEMSEO's factory finds `RemoteDiscipline` when this file's folder
+is on `GEMSEO_PATH`.
+"""
+
+import hashlib
+import sys
+import time
+import uuid
+import warnings
+from contextlib import closing
+from pathlib import Path
+
+import httpx
+from gemseo.core.discipline import Discipline
+from gemseo.datasets.io_dataset import IODataset
+from numpy import asarray, atleast_1d, atleast_2d, full, generic, hstack, nan, ndarray
+
+CHUNK_SIZE = 4 * 1024 * 1024
+HTTP_TIMEOUT = 60.0
+ENDED = ("finished", "failed")
+
+
+class RemoteError(RuntimeError):
+    """A job that failed on the server, or a request that the server refused."""
+
+
+class Connection:
+    """One user signed in on one gaas server."""
+
+    def __init__(self, url, user, password, http=None):
+        self.url = url.rstrip("/")
+        self.user = user
+        self.password = password
+        self.http = http
+        self.token = None
+
+    def __getstate__(self):
+        # GEMSEO pickles disciplines for parallel runs; an httpx client cannot be pickled.
+        return {**self.__dict__, "http": None}
+
+    def send(self, method, path, stream=False, timeout=HTTP_TIMEOUT, **kwargs):
+        """Send a request with the token; on 401 sign in again once; raise on an error status."""
+        if self.http is None:
+            self.http = httpx.Client()
+        for attempt in (1, 2):
+            if self.token is None:
+                self.sign_in()
+            headers = {"Authorization": f"Bearer {self.token}"}
+            request = self.http.build_request(method, self.url + path, headers=headers, timeout=timeout, **kwargs)
+            response = self.http.send(request, stream=stream)
+            if response.status_code != 401 or attempt == 2:
+                break
+            response.close()
+            self.token = None  # expired, or the user's sessions were ended
+        if response.is_error:
+            response.read()
+            raise RemoteError(f"{method} {path}: {response.status_code} {detail(response)}")
+        return response
+
+    def json(self, method, path, **kwargs):
+        """Send a request and return its JSON answer."""
+        return self.send(method, path, **kwargs).json()
+
+    def sign_in(self):
+        """Get a bearer token on /token."""
+        form = {"username": self.user, "password": self.password}
+        response = self.http.post(self.url + "/token", data=form, timeout=HTTP_TIMEOUT)
+        if response.is_error:
+            raise RemoteError(f"Signing in as {self.user!r}: {response.status_code} {detail(response)}")
+        self.token = response.json()["access_token"]
+
+
+class RemoteDiscipline(Discipline):
+    """A discipline run by a gaas server, its Jacobian computed there too."""
+
+    def __init__(self, discipline_class_name, url, user, password, discipline_options=None, name="",
+                 asynchronous=False, poll_timeout=30.0, input_files=(), output_files=(), directory=".",
+                 job_timeout=None, linearize_with_execute=False, http=None):
+        """
+        Args:
+            discipline_class_name: The GEMSEO class on the server, e.g. "Sellar1".
+            url: The base URL of the server, e.g. "http://127.0.0.1:8000".
+            user: The user name.
+            password: The password.
+            discipline_options: The options of the class's constructor on the server.
+            name: The name of the discipline; by default its class name.
+            asynchronous: Whether to submit each run as a job and long-poll it,
+                rather than wait for it in one request.
+            poll_timeout: The longest wait of one long poll, in seconds.
+            input_files: The local files to give each job (uploaded again only when changed).
+            output_files: The files or folders of the job directory to download after each run.
+            directory: Where to download them, under their paths in the job directory.
+            job_timeout: The time limit of a job on the server, in seconds.
+            linearize_with_execute: Whether every run also computes the Jacobian,
+                so that linearizing at the inputs of the last run needs no other job.
+            http: The httpx client to use; by default a new one.
+        """
+        super().__init__(name or discipline_class_name)
+        self.discipline_class_name = discipline_class_name
+        self.discipline_options = dict(discipline_options or {})
+        self.asynchronous = asynchronous
+        self.poll_timeout = poll_timeout
+        self.input_files = [Path(path) for path in input_files]
+        self.output_files = list(output_files)
+        self.directory = Path(directory)
+        self.job_timeout = job_timeout
+        self.linearize_with_execute = linearize_with_execute
+        self.connection = Connection(url, user, password, http)
+        self.last_job = None
+        self._uploads = {}  # path -> ((size, mtime), File object)
+        self._last_jacobian = None  # (inputs as JSON, Jacobian) of the last job that linearized
+        body = {"discipline_options": self.discipline_options}
+        self.io.input_grammar.update_from_schema(self._describe("inputs_schema", body))
+        self.io.output_grammar.update_from_schema(self._describe("outputs_schema", body))
+        defaults = self._describe("default_input_data", body)
+        self.io.input_grammar.defaults = {key: from_json(value) for key, value in defaults.items()}
+
+    def _describe(self, what, body):
+        return self.connection.json("POST", f"/v1/discipline/{self.discipline_class_name}/{what}", json=body)
+
+    def _run(self, input_data):
+        inputs = to_json(input_data)
+        job = self.submit(inputs, self.linearize_with_execute)
+        if self.linearize_with_execute:
+            # GEMSEO 6 reads this flag: it then caches this Jacobian with the outputs, and
+            # linearize at these inputs takes it from the cache instead of computing it.
+            self.jac = {output_name: dict(row) for output_name, row in self._jacobian(inputs, job).items()}
+            self._has_jacobian = True
+        self._download(job)
+        names = self.io.output_grammar.names
+        return {key: from_json(value) for key, value in job["output_data"].items() if key in names}
+
+    def _compute_jacobian(self, input_names=(), output_names=()):
+        inputs = to_json(self.io.get_input_data(with_namespaces=False))
+        last = self._last_jacobian
+        if last and last[0] == inputs and all(i in last[1].get(o, {}) for o in output_names for i in input_names):
+            jacobian = last[1]  # the server linearized at this point already: no second run
+        else:
+            jacobian = self._jacobian(inputs, self.submit(inputs, True, input_names, output_names))
+        # Zeros for every pair asked, then the server's matrices: the shapes GEMSEO checks.
+        self._init_jacobian(input_names, output_names)
+        for output_name, row in self.jac.items():
+            for input_name in row:
+                if input_name in jacobian.get(output_name, {}):
+                    row[input_name] = jacobian[output_name][input_name].copy()
+
+    def _jacobian(self, inputs, job):
+        """The Jacobian of a job as 2-D arrays, on the names of this discipline; remembered."""
+        input_names, output_names = self.io.input_grammar.names, self.io.output_grammar.names
+        jacobian = {
+            output_name: {key: matrix(value) for key, value in row.items() if key in input_names}
+            for output_name, row in job["jacobian_data"].items()
+            if output_name in output_names
+        }
+        self._last_jacobian = (inputs, jacobian)
+        return jacobian
+
+    def submit(self, inputs, linearize=False, input_names=(), output_names=()):
+        """Run the discipline on the server at these JSON inputs; return the ended job."""
+        body = {"name": self.name, "discipline_options": self.discipline_options, "input_data": inputs}
+        body["input_files"] = [self._upload(path) for path in self.input_files]
+        if self.job_timeout:
+            body["timeout"] = self.job_timeout
+        if linearize:
+            body["linearize"] = True
+            if input_names and output_names:
+                body["differentiated_inputs"], body["differentiated_outputs"] = list(input_names), list(output_names)
+            else:
+                body["linearize_options"] = {"compute_all_jacobians": True}
+        mode = "asynchronous" if self.asynchronous else "synchronous"
+        path = f"/v1/discipline/{self.discipline_class_name}/execute?execution_mode={mode}"
+        # A synchronous answer comes once the model has run: no time limit on reading it.
+        job = self.connection.json("POST", path, json=body, timeout=httpx.Timeout(HTTP_TIMEOUT, read=None))
+        try:
+            while job["job_status"] not in ENDED:
+                poll = f"/v1/job/{job['id']}?long_polling=true&long_polling_timeout={self.poll_timeout}"
+                job = self.connection.json("GET", poll, timeout=self.poll_timeout + HTTP_TIMEOUT)
+        except KeyboardInterrupt:  # Ctrl-C stops the job too, not only the waiting
+            self.connection.send("POST", f"/v1/job/{job['id']}/cancel")
+            raise
+        self.last_job = job
+        if job["job_status"] == "failed":
+            raise RemoteError(
+                f"Job {job['id']} of {self.discipline_class_name} failed on the server ({job.get('error')}):"
+                f" {job.get('message')}\nRemote traceback:\n{job.get('traceback')}"
+            )
+        return job
+
+    def _upload(self, path):
+        stamp = (path.stat().st_size, path.stat().st_mtime_ns)
+        if self._uploads.get(path, (None,))[0] != stamp:
+            self._uploads[path] = (stamp, upload(self.connection, path))
+        return self._uploads[path][1]
+
+    def _download(self, job):
+        if not self.output_files:
+            return
+        tree = self.connection.json("GET", f"/v1/job/{job['id']}/files")
+        for name in self.output_files:
+            for relative in files_under(tree, name, job["id"]):
+                target = self.directory / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                path = f"/v1/job/{job['id']}/files/download"
+                response = self.connection.send("GET", path, stream=True, params={"filename": relative})
+                with closing(response), target.open("wb") as handle:
+                    for block in response.iter_bytes():
+                        handle.write(block)
+
+
+def upload(connection, path, chunk_size=None):
+    """Upload a file in chunks; return its File object, checked against the local SHA-256."""
+    path, chunk_size = Path(path), chunk_size or CHUNK_SIZE
+    total = max(1, -(-path.stat().st_size // chunk_size))
+    digest = hashlib.sha256()
+    # A gaas extension: the chunks of two uploads of one file name never mix.
+    form = {"total_chunks": str(total), "upload_id": uuid.uuid4().hex}
+    with path.open("rb") as handle:
+        for number in range(total):
+            chunk = handle.read(chunk_size)
+            digest.update(chunk)
+            data = {**form, "chunk_number": str(number)}
+            response = connection.send("POST", "/v1/file/upload", files={"files": (path.name, chunk)}, data=data)
+    (entry,) = response.json()
+    if entry["sha256sum"] != digest.hexdigest():
+        raise RemoteError(f"The server's copy of {path} differs from it (SHA-256 {entry['sha256sum']}).")
+    return entry
+
+
+def files_under(tree, name, job_id):
+    """The paths of the files at name in a job's file tree: itself, or every file of a folder."""
+    node, name = tree, Path(name).as_posix()
+    for part in Path(name).parts:
+        if not isinstance(node, dict) or part not in node:
+            raise RemoteError(f"Job {job_id} has no file {name!r} in its directory.")
+        node = node[part]
+    if node is None:
+        return [name]
+    return [path for child in node for path in files_under(tree, f"{name}/{child}", job_id)]
+
+
+def run_batch(discipline_class_name, url, user, password, samples=None, doe=None, input_data=None,
+              discipline_options=None, linearize=False, progress=True, poll=0.5, http=None):
+    """Evaluate a discipline at many points on a gaas server; return them as an IODataset.
+
+    Give either samples, a list of {input name: value}, or doe, the object of a batch request
+    (its design_space may be a GEMSEO DesignSpace); input_data holds values shared by every
+    point. The dataset holds the inputs the request gave and every output, NaN for the failed
+    points; its misc holds "batch_id", "job_id", "job_status", "error" (one per point) and,
+    with linearize, each point's "jacobian_data" (one more request per point).
+    """
+    connection = Connection(url, user, password, http)
+    body = {"discipline_options": discipline_options or {}, "input_data": to_json(input_data or {})}
+    body["linearize"] = linearize
+    if samples is not None:
+        body["samples"] = [to_json(point) for point in samples]
+    if doe is not None:
+        body["doe"] = doe_json(doe)
+    batch = connection.json("POST", f"/v1/discipline/{discipline_class_name}/batch", json=body)
+    start = time.monotonic()
+    try:
+        while batch["batch_status"] in ("pending", "running"):
+            if progress:
+                show_progress(batch, time.monotonic() - start)
+            # A short long poll: a sleep that ends as soon as the batch does.
+            path = f"/v1/batch/{batch['id']}?long_polling=true&long_polling_timeout={poll}"
+            batch = connection.json("GET", path, timeout=poll + HTTP_TIMEOUT)
+    except KeyboardInterrupt:  # Ctrl-C stops the points too, not only the waiting
+        connection.send("POST", f"/v1/batch/{batch['id']}/cancel")
+        raise
+    if progress:
+        show_progress(batch, time.monotonic() - start, end="\n")
+    results = connection.json("GET", f"/v1/batch/{batch['id']}/results")
+    # The inputs the request gave, as in the dataset of a DOEScenario; not the defaults.
+    given = {*body["input_data"], *(name for point in body.get("samples", ()) for name in point)}
+    dataset = to_dataset(results, given | set(body.get("doe", {}).get("design_space", {})))
+    dataset.misc.update(batch_id=batch["id"], job_id=results["job_id"], job_status=results["job_status"])
+    dataset.misc["error"] = results["error"]
+    if linearize:
+        jobs = [connection.json("GET", f"/v1/job/{job_id}") for job_id in results["job_id"]]
+        dataset.misc["jacobian_data"] = [
+            {out: {key: matrix(value) for key, value in row.items()} for out, row in job["jacobian_data"].items()}
+            for job in jobs
+        ]
+    failed = batch["counts"]["failed"]
+    if failed:
+        errors = ", ".join(sorted({error for error in results["error"] if error}))
+        message = f"{failed} of {batch['n_samples']} points of batch {batch['id']} failed ({errors})"
+        warnings.warn(f"{message}; their outputs are NaN.", stacklevel=2)
+    return dataset
+
+
+def show_progress(batch, elapsed, end=""):
+    """Draw one line on stderr: a bar, the points done and failed, the rate and the time left."""
+    counts, total = batch["counts"], batch["n_samples"]
+    done = counts["finished"] + counts["failed"]
+    rate = done / elapsed if elapsed > 0 else 0.0
+    left = f"{(total - done) / rate:.0f} s left" if rate and done < total else f"{elapsed:.1f} s"
+    bar = "#" * (30 * done // total)
+    line = f"\r[{bar:<30}] {done}/{total} points, {counts['failed']} failed, {rate:.0f}/s, {left}"
+    sys.stderr.write(f"{line:<79}{end}")  # the spaces wipe the end of a longer previous line
+    sys.stderr.flush()
+
+
+def to_dataset(results, input_names):
+    """The results table of a batch as an IODataset; missing or non-numeric values are NaN."""
+    n_points = len(results["job_id"])
+    columns, names, sizes, groups = [], [], {}, {}
+    for group, key in ((IODataset.INPUT_GROUP, "input_data"), (IODataset.OUTPUT_GROUP, "output_data")):
+        for name, values in results[key].items():
+            if group == IODataset.INPUT_GROUP and name not in input_names:
+                continue
+            size = next((len(value) if isinstance(value, list) else 1 for value in values if value is not None), 1)
+            column = full((n_points, size), nan)
+            for row, value in enumerate(values):
+                try:
+                    column[row] = atleast_1d(asarray(value, dtype=float))
+                except (TypeError, ValueError):
+                    pass  # a failed point (None), or a value that is not numbers
+            columns.append(column)
+            names.append(name)
+            sizes[name] = size
+            groups[name] = group
+    return IODataset.from_array(hstack(columns) if columns else full((n_points, 0), nan), names, sizes, groups)
+
+
+def doe_json(doe):
+    """The doe of a batch request as JSON; a GEMSEO DesignSpace becomes its bounds."""
+    doe, space = dict(doe), doe["design_space"]
+    if hasattr(space, "variable_names"):
+        doe["design_space"] = {
+            name: {"lower_bound": space.get_lower_bound(name).tolist(), "upper_bound": space.get_upper_bound(name).tolist()}
+            for name in space.variable_names
+        }
+    return doe
+
+
+def detail(response):
+    """The server's explanation of an error answer: its "detail", else the start of its text."""
+    try:
+        return response.json()["detail"]
+    except (ValueError, KeyError, TypeError):
+        return response.text[:500]
+
+
+def to_json(data):
+    """Data as JSON values: NumPy arrays as lists."""
+    return {name: value.tolist() if isinstance(value, (ndarray, generic)) else value for name, value in data.items()}
+
+
+def matrix(value):
+    """A Jacobian block of the wire (a 2-D list) as a 2-D array."""
+    return atleast_2d(asarray(value, dtype=float))
+
+
+def from_json(value):
+    """A JSON value as GEMSEO holds it: lists of numbers as NumPy arrays."""
+    try:
+        numbers = asarray(value) if isinstance(value, list) else None
+    except ValueError:  # ragged lists
+        return value
+    return numbers if numbers is not None and numbers.dtype.kind in "biuf" else value
