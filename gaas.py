@@ -900,10 +900,12 @@ async def housekeeping():
     while True:
         try:
             await run_in_threadpool(store.beat, OWNER_ID)
-            await run_in_threadpool(jobs.recover_lost, worker.enqueue)
-            if time.monotonic() >= next_requeue:
+            moved = await run_in_threadpool(jobs.recover_lost, worker.enqueue)
+            if moved or time.monotonic() >= next_requeue:
+                # A process vanished: the points of the task it held are in no queue; look now.
                 next_requeue = time.monotonic() + settings.REQUEUE_PENDING_AFTER
-                await run_in_threadpool(jobs.requeue_unqueued, worker.enqueue, worker.queued_job_ids)
+                age = 2 if moved else None
+                await run_in_threadpool(jobs.requeue_unqueued, worker.enqueue, worker.queued_job_ids, age)
         except Exception:
             logger.exception("housekeeping failed")
         await asyncio.sleep(settings.HEARTBEAT_INTERVAL)

@@ -309,11 +309,11 @@ def recover_lost(enqueue=None):
     With REQUEUE_LOST_JOBS, a running asynchronous job is instead queued again with enqueue([id]),
     once. An asynchronous job that its dead worker had claimed but not started is always queued
     again. Each move names the owner and attempt it saw, so two sweeps (the web app's and a new
-    worker's) cannot both queue one job again. Return the count of jobs ended lost.
+    worker's) cannot both queue one job again. Return how many jobs it moved.
     """
     host = socket.gethostname()
     stale_before = time.time() - settings.HEARTBEAT_TIMEOUT
-    lost = 0
+    moved = 0
     for job_id, owner, beat_at, attempts, mode, status in store.claimed_jobs():
         parts = owner.split(":")
         here = len(parts) == 4 and parts[1] == host
@@ -328,6 +328,7 @@ def recover_lost(enqueue=None):
             if store.set_status(job_id, "pending", ("pending",), where=seen, owner=""):
                 logger.warning("job %s pending: queued again, its worker %s vanished", job_id, owner)
                 enqueue([job_id])
+                moved += 1
             continue
         if (
             settings.REQUEUE_LOST_JOBS
@@ -341,20 +342,22 @@ def recover_lost(enqueue=None):
         ):
             logger.warning("job %s pending: queued again after its worker %s vanished", job_id, owner)
             enqueue([job_id])
+            moved += 1
             continue
         text = f"The process running this job ({owner or 'unknown'}) stopped before the job ended."
         if fail(job_id, (status,), "lost", text, where=seen):
-            lost += 1
+            moved += 1
             logger.warning("job %s failed: lost (owner %s)", job_id, owner)
-    return lost
+    return moved
 
 
-def requeue_unqueued(enqueue, queued_ids):
+def requeue_unqueued(enqueue, queued_ids, min_age=None):
     """Queue again the asynchronous jobs that wait for a worker but whose task is in no queue:
     the web app died between recording and queueing, or a worker took the task and failed to
     claim the job. queued_ids() returns the job ids of the tasks in the queue. A task queued
-    twice is harmless (the claim is a compare-and-set). Return the ids queued again."""
-    waiting = store.unclaimed_jobs(time.time() - settings.REQUEUE_PENDING_AFTER)
+    twice is harmless (the claim is a compare-and-set), so min_age (default
+    REQUEUE_PENDING_AFTER) only bounds how often the queue is read. Return the ids queued again."""
+    waiting = store.unclaimed_jobs(time.time() - (settings.REQUEUE_PENDING_AFTER if min_age is None else min_age))
     if not waiting:
         return []
     queued = queued_ids()

@@ -54,7 +54,9 @@ def pool():
             jobs.setup_logging()
             store.init()
             store.beat(WORKER_ID)
-            jobs.recover_lost(enqueue=enqueue)
+            if jobs.recover_lost(enqueue=enqueue):
+                # A worker died: the points of the task it held are in no queue; look now.
+                jobs.requeue_unqueued(enqueue, queued_job_ids, min_age=2)
             _pool = pools.Pool(0, "worker", WORKER_ID)
             _pool.start()
             threading.Thread(target=_heartbeat, name="heartbeat", daemon=True).start()
@@ -104,7 +106,7 @@ def _heartbeat():
 
 
 # A task runs one job, or several short points of a batch in turn; past this many seconds it puts
-# the rest back in the queue, so that long points never hold a thread while others wait.
+# the rest back in the queue, one task a point, so that slow points spread over every thread.
 TASK_SECONDS = 0.05
 
 
@@ -112,12 +114,14 @@ TASK_SECONDS = 0.05
 def run_async_job(job_ids, task=None):
     """Run asynchronous jobs, one after the other (one id: a task of an older queue)."""
     job_ids = [job_ids] if isinstance(job_ids, int) else list(job_ids)
+    priority = (task.priority or 0) if task is not None else 0
     started = time.monotonic()
     for index, job_id in enumerate(job_ids):
         jobs.run(pool(), job_id, WORKER_ID)
         rest = job_ids[index + 1 :]
         if rest and time.monotonic() - started > TASK_SECONDS:
-            enqueue(rest, (task.priority or 0) - index - 1 if task is not None else 0)
+            for place, later in enumerate(rest, start=index + 1):
+                enqueue([later], priority - place)  # the user's later points keep their turn
             return
 
 
