@@ -9,14 +9,12 @@ is served from the cache with an empty Jacobian and never reaches the server.
 from urllib.parse import urlsplit
 
 import pytest
-from gemseo import create_scenario
 from gemseo.problems.mdo.sellar.sellar_1 import Sellar1
 from gemseo.problems.mdo.sellar.sellar_2 import Sellar2
-from gemseo.problems.mdo.sellar.sellar_design_space import SellarDesignSpace
 from gemseo.problems.mdo.sellar.sellar_system import SellarSystem
 from gemseo_http.http_discipline import HTTPDiscipline
 
-SELLAR = ("Sellar1", "Sellar2", "SellarSystem")
+from sellar import SELLAR, jobs_since, newest_job_id, sellar_scenario
 
 
 def remote_sellar(live, without_cache=True):
@@ -39,39 +37,13 @@ def remote_sellar(live, without_cache=True):
     return disciplines
 
 
-def mdf_scenario(disciplines):
-    """The Sellar MDF scenario: minimise obj subject to c_1 <= 0 and c_2 <= 0."""
-    design_space = SellarDesignSpace(dtype="float64", add_couplings=False)
-    scenario = create_scenario(disciplines, "obj", design_space, formulation_name="MDF")
-    scenario.add_constraint("c_1", constraint_type="ineq")
-    scenario.add_constraint("c_2", constraint_type="ineq")
-    return scenario
-
-
-def newest_job_id(api):
-    jobs = api.get("/v1/job?limit=1").json()
-    return jobs[0]["id"] if jobs else 0
-
-
-def jobs_since(api, job_id):
-    """The user's jobs newer than job_id."""
-    jobs, offset = [], 0
-    while True:
-        page = api.get(f"/v1/job?limit=1000&offset={offset}").json()
-        newer = [job for job in page if job["id"] > job_id]
-        jobs += newer
-        if len(newer) < len(page) or not page:
-            return jobs
-        offset += len(page)
-
-
 def test_mdf_with_remote_disciplines_reaches_the_local_optimum(live, alice):
-    local = mdf_scenario([Sellar1(), Sellar2(), SellarSystem()])
+    local = sellar_scenario([Sellar1(), Sellar2(), SellarSystem()])
     local.execute(algo_name="SLSQP", max_iter=30)
     expected = local.optimization_result
 
     before = newest_job_id(alice)
-    remote = mdf_scenario(remote_sellar(live))
+    remote = sellar_scenario(remote_sellar(live))
     remote.execute(algo_name="SLSQP", max_iter=30)
     result = remote.optimization_result
 
@@ -91,6 +63,6 @@ def test_mdf_with_remote_disciplines_reaches_the_local_optimum(live, alice):
 
 
 def test_mdf_with_the_client_cache_fails(live):
-    scenario = mdf_scenario(remote_sellar(live, without_cache=False))
+    scenario = sellar_scenario(remote_sellar(live, without_cache=False))
     with pytest.raises(ValueError, match="The discipline Sellar1 was not linearized"):
         scenario.execute(algo_name="SLSQP", max_iter=30)

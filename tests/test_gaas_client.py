@@ -10,7 +10,6 @@ from gemseo import create_design_space
 from gemseo import create_scenario
 from gemseo.problems.mdo.sellar.sellar_1 import Sellar1
 from gemseo.problems.mdo.sellar.sellar_2 import Sellar2
-from gemseo.problems.mdo.sellar.sellar_design_space import SellarDesignSpace
 from gemseo.problems.mdo.sellar.sellar_system import SellarSystem
 from numpy import array
 from numpy import isnan
@@ -21,31 +20,11 @@ from conftest import CODE
 from gaas_client import RemoteDiscipline
 from gaas_client import RemoteError
 from gaas_client import run_batch
-
-SELLAR = ("Sellar1", "Sellar2", "SellarSystem")
+from sellar import SELLAR, jobs_since, newest_job_id, sellar_scenario
 
 
 def remote(live, class_name, **options):
     return RemoteDiscipline(class_name, live.url, "alice", "alice-pw", **options)
-
-
-def sellar_scenario(disciplines, formulation_name):
-    """The Sellar problem: minimise obj subject to c_1 <= 0 and c_2 <= 0."""
-    design_space = SellarDesignSpace(dtype="float64", add_couplings=formulation_name == "IDF")
-    scenario = create_scenario(disciplines, "obj", design_space, formulation_name=formulation_name)
-    scenario.add_constraint("c_1", constraint_type="ineq")
-    scenario.add_constraint("c_2", constraint_type="ineq")
-    return scenario
-
-
-def newest_job_id(api):
-    jobs = api.get("/v1/job?limit=1").json()
-    return jobs[0]["id"] if jobs else 0
-
-
-def jobs_since(api, job_id):
-    """The user's jobs newer than job_id (fewer than 1000 in these tests)."""
-    return [job for job in api.get("/v1/job?limit=1000").json() if job["id"] > job_id]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,32 @@
+"""What the MDO client tests share: the Sellar scenario, and the jobs a test made."""
+
+from gemseo import create_scenario
+from gemseo.problems.mdo.sellar.sellar_design_space import SellarDesignSpace
+
+SELLAR = ("Sellar1", "Sellar2", "SellarSystem")
+
+
+def sellar_scenario(disciplines, formulation_name="MDF"):
+    """The Sellar problem: minimise obj subject to c_1 <= 0 and c_2 <= 0."""
+    design_space = SellarDesignSpace(dtype="float64", add_couplings=formulation_name == "IDF")
+    scenario = create_scenario(disciplines, "obj", design_space, formulation_name=formulation_name)
+    scenario.add_constraint("c_1", constraint_type="ineq")
+    scenario.add_constraint("c_2", constraint_type="ineq")
+    return scenario
+
+
+def newest_job_id(api):
+    jobs = api.get("/v1/job?limit=1").json()
+    return jobs[0]["id"] if jobs else 0
+
+
+def jobs_since(api, job_id):
+    """The user's jobs newer than job_id, every page."""
+    jobs, offset = [], 0
+    while True:
+        page = api.get(f"/v1/job?limit=1000&offset={offset}").json()
+        newer = [job for job in page if job["id"] > job_id]
+        jobs += newer
+        if len(newer) < len(page) or not page:
+            return jobs
+        offset += len(page)
