@@ -44,8 +44,11 @@ def setup_logging():
 # Submit
 
 
-def check_room(user_id, new_jobs):
-    """Refuse (429) a submit that would take a user past GEMSEO_HTTP_MAX_PENDING_JOBS."""
+def queue_rank(user_id, new_jobs):
+    """Refuse (429) a submit that would take a user past GEMSEO_HTTP_MAX_PENDING_JOBS; else
+    return the queue priority of the user's next task: minus the jobs the user already has
+    waiting, so that the queue serves users in turn (a user's n-th waiting job comes after every
+    other user's first n), whatever the order of their submits."""
     waiting = store.waiting_jobs(user_id)
     if waiting + new_jobs > settings.MAX_PENDING_JOBS:
         raise Rejected(
@@ -53,22 +56,15 @@ def check_room(user_id, new_jobs):
             f"You have {waiting} jobs pending or running; {new_jobs} more would pass the limit of"
             f" {settings.MAX_PENDING_JOBS} (GEMSEO_HTTP_MAX_PENDING_JOBS). Wait for some to end, or cancel some.",
         )
-
-
-def priority(user_id):
-    """The queue priority of a user's next task: minus the jobs the user already has waiting, so
-    that the queue serves users in turn (a user's n-th waiting job comes after every other user's
-    first n), whatever the order of their submits."""
-    return -store.waiting_jobs(user_id)
+    return -waiting
 
 
 def submit(user_id, fields, input_files, enqueue=None):
     """Record a job with its input files and queue it with enqueue(ids, priority) when given
     (asynchronous); return its id. Its directory is laid out when it starts."""
-    check_room(user_id, 1)
+    rank = queue_rank(user_id, 1)
     sources = [_owned_input(user_id, item) for item in input_files]
     fields["input_files"] = json.dumps([store.file_entry(row) for row in sources])
-    rank = priority(user_id)
     job_id = store.create_job(fields, files.job_directory)
     if enqueue is not None:
         try:
@@ -113,10 +109,9 @@ POINTS_PER_TASK = 16  # short points share a task (a worker task puts back what 
 def submit_batch(user_id, batch, common, inputs, input_files, enqueue):
     """Record a batch of points (input_data JSON texts) in one transaction and queue them in
     tasks of POINTS_PER_TASK; return the batch id."""
-    check_room(user_id, len(inputs))
+    rank = queue_rank(user_id, len(inputs))
     sources = [_owned_input(user_id, item) for item in input_files]
     common = dict(common, input_files=json.dumps([store.file_entry(row) for row in sources]))
-    rank = priority(user_id)
     prefix = f"{files.job_directory(user_id, 0).parent}/job-"
     batch_id, ids = store.create_batch(batch, common, inputs, prefix)
     try:
