@@ -447,10 +447,12 @@ def test_a_long_array_loads_from_a_file_and_plots_against_an_input(browser, live
 
 def test_a_narrow_window_stays_usable(browser, live, alice):
     job = alice.run("SobieskiAerodynamics", linearize=True)
+    batch = submit_batch(alice, "WriteTag", samples=tags(3, 0.0))
     browser.set_window_size(420, 900)
     try:
         pages = [("#/jobs", "#jobs tbody tr"), (f"#/job/{job['id']}", f"[data-job-page='{job['id']}']"),
-                 ("#/discipline/Documented", "[data-input='load']")]
+                 ("#/discipline/Documented", "[data-input='load']"), ("#/batches", "#batches tbody tr"),
+                 (f"#/batch/{batch['id']}", "#scatter")]
         for index, (fragment, css) in enumerate(pages):
             open_page(browser, live, fragment, css)
             time.sleep(0.3)
@@ -458,7 +460,7 @@ def test_a_narrow_window_stays_usable(browser, live, alice):
                 "const page = document.documentElement; return [innerWidth, page.clientWidth, page.scrollWidth]"
             )
             assert window <= 440 and page_width <= width, fragment  # tables scroll inside their box, not the page
-            screenshot(browser, f"21-narrow-{index}", whole_page=index == 1)
+            screenshot(browser, f"21-narrow-{index}", whole_page=index in (1, 4))
             if fragment == "#/jobs":  # the table is wider than the window: its box scrolls sideways
                 inner, box = browser.execute_script(
                     "const box = document.querySelector('#jobs').parentElement; return [box.scrollWidth, box.clientWidth]"
@@ -466,3 +468,197 @@ def test_a_narrow_window_stays_usable(browser, live, alice):
                 assert inner > box
     finally:
         browser.set_window_size(1280, 1000)
+
+
+# Batches
+
+
+def submit_batch(api, discipline, **body):
+    response = api.post(f"/v1/discipline/{discipline}/batch", json=body)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def tags(n, delay):
+    """WriteTag points whose output echo equals their input tag: a straight line on the plot."""
+    return [{"tag": [float(i)], "delay": [delay]} for i in range(n)]
+
+
+def open_batch(driver, live, batch_id):
+    return open_page(driver, live, f"#/batch/{batch_id}", f"[data-batch-page='{batch_id}']")
+
+
+def bar_counts(driver):
+    bar = driver.find_element(By.ID, "batch-progress")
+    return {state: int(bar.get_attribute(f"data-{state}")) for state in ("finished", "failed", "running", "pending")}
+
+
+def circles(driver):
+    return driver.find_elements(By.CSS_SELECTOR, "#scatter circle")
+
+
+def batch_status(driver):
+    # Read in the page: the badge is replaced when the status changes, so an element found here could go stale.
+    return driver.execute_script("const badge = document.querySelector('#summary .status'); return badge && badge.textContent")
+
+
+def test_a_batch_page_follows_its_points_live(browser, live, alice):
+    batch = submit_batch(alice, "WriteTag", name="tag-sweep", samples=tags(36, 0.4))  # about 8 s on 2 workers
+    open_batch(browser, live, batch["id"])
+    marker = browser.execute_script("window.notReloaded = true; return true")
+    # The counts and the plot come from two polls: wait for both, and for a rate measured over a second or more.
+    wait(browser, 20).until(
+        lambda _: len(circles(browser)) >= 2 and bar_counts(browser)["finished"] >= 2
+        and browser.find_element(By.ID, "time-left").text.startswith("about ")
+    )
+    screenshot(browser, "22-batch-running")
+    before, drawn = bar_counts(browser), len(circles(browser))
+    width = browser.find_element(By.CSS_SELECTOR, "#batch-progress .part.finished").value_of_css_property("width")
+    assert before["finished"] < 36 and batch_status(browser) == "running"
+    assert re.fullmatch(r"[\d.]+ points/s", browser.find_element(By.ID, "rate").text)
+    time.sleep(1.5)
+    wait(browser, 3).until(lambda _: len(circles(browser)) > drawn)  # the results are asked again every 1.5 s
+    screenshot(browser, "23-batch-later")
+    after = bar_counts(browser)
+    assert after["finished"] > before["finished"] and sum(after.values()) == 36
+    assert browser.find_element(By.CSS_SELECTOR, "#batch-progress .part.finished").value_of_css_property("width") != width
+    # At the end: every point drawn, on the line echo = tag, the axes named and labelled with their extremes.
+    wait(browser, 30).until(lambda _: batch_status(browser) == "finished")
+    wait(browser, 2).until(lambda _: len(circles(browser)) == 36)  # asked at once when the batch ends, not 1.5 s later
+    assert bar_counts(browser) == {"finished": 36, "failed": 0, "running": 0, "pending": 0}
+    assert browser.find_element(By.ID, "plot-x").get_attribute("value") == "tag"
+    assert browser.find_element(By.ID, "plot-y").get_attribute("value") == "echo"
+    # Read in one go: a last poll may still redraw the plot (its numbers stay the same).
+    dots, ticks = browser.execute_script(
+        "const plot = document.getElementById('scatter');"
+        "return [[...plot.querySelectorAll('circle')].map((c) => [+c.getAttribute('cx'), +c.getAttribute('cy')]),"
+        "        [...plot.querySelectorAll('text')].map((t) => t.textContent)]"
+    )
+    dots.sort()
+    assert all(x1 > x0 and y1 < y0 for (x0, y0), (x1, y1) in zip(dots, dots[1:]))
+    assert ticks == ["35", "0", "0", "35", "tag", "echo"]
+    assert browser.find_element(By.ID, "plot-note").text == "36 points drawn."
+    assert browser.find_element(By.ID, "time-left").text == "none"
+    assert browser.find_element(By.ID, "cancel").get_attribute("disabled")
+    assert DATE.match(browser.find_element(By.CSS_SELECTOR, "#summary dd time").text)
+    assert browser.execute_script("return window.notReloaded") is marker
+    screenshot(browser, "24-batch-finished", whole_page=True)
+
+
+def test_ten_thousand_points_draw_as_at_most_5000_circles(browser, live, alice):
+    # The plot of a batch of 10,000 points (the server's maximum) stays quick to redraw every 1.5 s.
+    batch = submit_batch(alice, "WriteTag", samples=tags(1, 0.0))
+    open_batch(browser, live, batch["id"])
+    drawn, points, took = browser.execute_script(
+        "const xs = [], ys = [];"
+        "for (let i = 0; i < 10000; i++) { xs.push(Math.sin(i) * 1e3); ys.push(Math.cos(i * 1.3) + (i % 7 === 0 ? NaN : 0)); }"
+        "ys[5] = null; const start = performance.now(); const plot = scatter(xs, ys, 'x', 'y');"
+        "return [plot.querySelectorAll('circle').length, Number(plot.dataset.points), performance.now() - start]"
+    )
+    assert points == 10000 - 1429 - 1  # NaN and null (failed) points are not drawn
+    assert 1000 < drawn <= 5000 and took < 500
+
+
+def test_the_batches_list_and_the_jobs_of_a_batch(browser, live, alice):
+    batch = submit_batch(alice, "WriteTag", name="list-me", samples=tags(6, 0.2))
+    row = open_page(browser, live, "#/batches", f"tr[data-batch='{batch['id']}']")
+    assert row.find_element(By.CSS_SELECTOR, "td:nth-child(2)").text == "list-me"
+    assert row.find_element(By.CSS_SELECTOR, "td:nth-child(3)").text == "WriteTag"
+    assert row.find_element(By.CSS_SELECTOR, "td.points").text == "6"
+    assert DATE.match(row.find_element(By.CSS_SELECTOR, "td.date").text)
+    browser.execute_script("arguments[0].kept = true", row)
+    # Updated in place until it ends: the same row, its bar full, its badge finished.
+    status = row.find_element(By.CSS_SELECTOR, "td:nth-child(4)")  # the cell stays, its badge is replaced
+    wait(browser, 20).until(lambda _: status.text == "finished")
+    bar = row.find_element(By.CSS_SELECTOR, ".progress")
+    wait(browser, 3).until(lambda _: bar.get_attribute("data-finished") == "6")
+    assert row.find_element(By.CSS_SELECTOR, ".done").text == "6/6"
+    assert browser.execute_script("return arguments[0].kept", row) is True
+    assert browser.find_element(By.CSS_SELECTOR, "nav a[aria-current='page']").text == "Batches"
+    time.sleep(0.5)  # the bar's width follows the counts with a short transition
+    screenshot(browser, "25-batches-list")
+    # From the batch page to its points in the jobs table: only them, in batch order.
+    row.click()
+    wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, f"[data-batch-page='{batch['id']}']")))
+    browser.find_element(By.ID, "batch-jobs").click()
+    wait(browser).until(ready.presence_of_element_located((By.ID, "batch-chip")))
+    points = alice.get(f"/v1/job?batch_id={batch['id']}").json()
+    rows = lambda: browser.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")
+    wait(browser, 5).until(lambda _: len(rows()) == 6)
+    assert [r.get_attribute("data-job") for r in rows()] == [str(point["id"]) for point in points]
+    assert [r.get_attribute("data-batch-index") for r in rows()] == [str(i) for i in range(6)]
+    assert rows()[2].find_element(By.CSS_SELECTOR, "td:nth-child(2)").text == f"list-me · batch #{batch['id']} · point 2"
+    assert browser.find_element(By.ID, "batch-chip").text.startswith(f"batch #{batch['id']}")
+    assert "1–6 of 6 jobs that match the filters" in browser.find_element(By.ID, "jobs-count").text
+    screenshot(browser, "26-jobs-of-a-batch")
+    # A point's page links back to its batch; the chip clears the filter.
+    rows()[2].click()
+    link = wait(browser).until(ready.presence_of_element_located((By.ID, "batch-link")))
+    assert link.get_attribute("href").endswith(f"#/batch/{batch['id']}")
+    assert link.find_element(By.XPATH, "..").text == f"batch #{batch['id']}, point 2"
+    browser.back()
+    clear = wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, "#batch-chip button")))
+    clear.click()
+    wait(browser, 5).until(lambda _: browser.current_url.endswith("#/jobs"))
+    wait(browser, 5).until(lambda _: not browser.find_elements(By.ID, "batch-chip"))
+
+
+def test_cancel_and_delete_a_batch_from_its_page(browser, live, alice):
+    batch = submit_batch(alice, "Sleeper", samples=[{"duration": [3.0]} for _ in range(12)])
+    open_batch(browser, live, batch["id"])
+    wait(browser, 20).until(lambda _: bar_counts(browser)["running"] >= 1)
+    browser.find_element(By.ID, "cancel").click()
+    wait(browser, 15).until(lambda _: batch_status(browser) == "failed")
+    counts = bar_counts(browser)
+    assert counts["pending"] == counts["running"] == 0 and counts["failed"] >= 10
+    points = alice.get(f"/v1/job?batch_id={batch['id']}").json()
+    assert len(points) == 12 and not [p for p in points if p["job_status"] in ("pending", "running")]
+    assert browser.find_element(By.ID, "cancel").get_attribute("disabled")
+    wait(browser, 5).until(lambda _: "cancelled" in browser.find_element(By.ID, "plot-note").text)
+    screenshot(browser, "27-batch-cancelled")
+    browser.find_element(By.ID, "delete").click()
+    browser.switch_to.alert.accept()
+    wait(browser, 10).until(lambda _: browser.current_url.endswith("#/batches"))
+    assert alice.get(f"/v1/batch/{batch['id']}").status_code == 404
+    assert alice.get(f"/v1/job?batch_id={batch['id']}").json() == []
+
+
+def test_download_the_results_of_a_batch_as_csv(browser, live, alice):
+    batch = submit_batch(alice, "WriteTag", samples=tags(3, 0.0))
+    open_batch(browser, live, batch["id"])
+    wait(browser, 20).until(lambda _: batch_status(browser) == "finished")
+    browser.find_element(By.ID, "download-csv").click()
+    saved = browser.downloads / f"batch-{batch['id']}.csv"
+    wait(browser, 10).until(lambda _: saved.exists() and saved.stat().st_size > 0)
+    text = saved.read_text()
+    assert text.startswith("batch_index,job_id,job_status,error,")
+    assert text == alice.get(f"/v1/batch/{batch['id']}/results?format=csv").text
+    assert len(text.splitlines()) == 4
+
+
+def test_run_a_latin_hypercube_from_the_discipline_page(browser, live, alice):
+    open_page(browser, live, "#/discipline/WriteTag", "#batch-form")
+    browser.find_element(By.CSS_SELECTOR, "#batch-form summary").click()
+    browser.find_element(By.ID, "run-batch").click()
+    assert browser.find_element(By.ID, "batch-error").text == "Tick at least one input to vary."
+    browser.find_element(By.CSS_SELECTOR, "[data-vary='tag']").click()
+    upper = browser.find_element(By.CSS_SELECTOR, "[data-bound='upper'][data-for='tag']")
+    upper.clear()
+    upper.send_keys("[-1]")
+    browser.find_element(By.ID, "run-batch").click()
+    assert "lower bound is above the upper bound" in browser.find_element(By.ID, "batch-error").text
+    upper.clear()
+    upper.send_keys("[10]")
+    count = browser.find_element(By.ID, "n-samples")
+    count.clear()
+    count.send_keys("8")
+    screenshot(browser, "28-discipline-batch-form", whole_page=True)
+    browser.find_element(By.ID, "run-batch").click()
+    wait(browser).until(ready.url_contains("#/batch/"))
+    batch_id = browser.current_url.rsplit("/", 1)[1]
+    wait(browser, 20).until(lambda _: batch_status(browser) == "finished")
+    batch = alice.get(f"/v1/batch/{batch_id}").json()
+    assert batch["n_samples"] == 8 and batch["design"]["algo_name"] == "PYDOE_LHS"
+    assert batch["design"]["design_space"] == {"tag": {"lower_bound": [0], "upper_bound": [10]}}
+    results = alice.get(f"/v1/batch/{batch_id}/results").json()
+    assert all(0 <= value[0] <= 10 for value in results["input_data"]["tag"])

@@ -151,11 +151,20 @@ document.addEventListener("copy", (event) => {
 
 // Downloads made in the browser
 
-function saveFile(filename, text, type) {
-  const url = URL.createObjectURL(new Blob([text], { type }));
+function saveBlob(filename, blob) {
+  const url = URL.createObjectURL(blob);
   const link = el("a", { href: url, download: filename });
   document.body.append(link); link.click(); link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+function saveFile(filename, text, type) { saveBlob(filename, new Blob([text], { type })); }
+
+// A file of the API, fetched with the bearer token (a plain link would need a cookie).
+async function downloadFrom(path, filename) {
+  const response = await api(path);
+  if (!response.ok) { alert((await response.json()).detail); return; }
+  saveBlob(filename, await response.blob());
 }
 
 // One value per line, or one matrix row per line: what numpy.loadtxt(path, delimiter=",") reads.
@@ -173,13 +182,8 @@ function downloads(basename, value) {
       onclick: () => saveFile(file + ".json", JSON.stringify(value), "application/json") }, "JSON"));
 }
 
-async function downloadJobFile(jobId, path) {
-  const response = await api(`/v1/job/${jobId}/files/download?filename=${encodeURIComponent(path)}`);
-  if (!response.ok) { alert((await response.json()).detail); return; }
-  const url = URL.createObjectURL(await response.blob());
-  const link = el("a", { href: url, download: path.split("/").pop() });
-  document.body.append(link); link.click(); link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10000);
+function downloadJobFile(jobId, path) {
+  return downloadFrom(`/v1/job/${jobId}/files/download?filename=${encodeURIComponent(path)}`, path.split("/").pop());
 }
 
 // Plots of long arrays
@@ -400,14 +404,31 @@ function jobMatches(job, filters) {
 
 function jobsHash(filters, offset) {
   const query = new URLSearchParams();
-  for (const key of ["status", "discipline", "name"]) if (filters[key]) query.set(key, filters[key]);
+  for (const key of ["batch", "status", "discipline", "name"]) if (filters[key]) query.set(key, filters[key]);
   if (offset) query.set("offset", offset);
   return "#/jobs" + (query.toString() ? "?" + query : "");
 }
 
+// Newer and Older buttons and a count, for a list the server pages.
+function pager(hashAt, offset, infoId) {
+  const info = el("span", { class: "muted", id: infoId });
+  const previous = el("button", { class: "secondary", onclick: () => { location.hash = hashAt(Math.max(0, offset - PAGE)); } }, "Newer");
+  const next = el("button", { class: "secondary", onclick: () => { location.hash = hashAt(offset + PAGE); } }, "Older");
+  return { info, node: el("div", { class: "pager" }, previous, next, info),
+    update(shown, total) { previous.disabled = offset === 0; next.disabled = offset + shown >= total; } };
+}
+
+// The filter on one batch's points, shown as a chip that links to the batch and can be cleared.
+function batchChip(filters) {
+  if (!filters.batch) return null;
+  return el("span", { class: "chip", id: "batch-chip" }, el("a", { href: "#/batch/" + filters.batch }, "batch #" + filters.batch),
+    el("button", { type: "button", class: "link", title: "Show every job", "aria-label": "Clear the batch filter",
+      onclick: () => { location.hash = jobsHash({ ...filters, batch: "" }, 0); } }, "×"));
+}
+
 async function jobsView(params) {
   const mine = generation;
-  const filters = { status: params.get("status") || "", discipline: params.get("discipline") || "", name: params.get("name") || "" };
+  const filters = { batch: params.get("batch") || "", status: params.get("status") || "", discipline: params.get("discipline") || "", name: params.get("name") || "" };
   const offset = Number(params.get("offset") || 0);
   const statusBox = el("select", { id: "status-filter", onchange: () => { location.hash = jobsHash({ ...filters, status: statusBox.value }, 0); } },
     ["", "pending", "running", "finished", "failed", "cancelled"].map((value) =>
@@ -427,30 +448,28 @@ async function jobsView(params) {
     names.replaceChildren(...body.map((n) => el("option", { value: n })));
   }).catch(() => {});
   const body = el("tbody");
-  const info = el("span", { class: "muted", id: "jobs-count" });
-  const previous = el("button", { class: "secondary", onclick: () => { location.hash = jobsHash(filters, Math.max(0, offset - PAGE)); } }, "Newer");
-  const next = el("button", { class: "secondary", onclick: () => { location.hash = jobsHash(filters, offset + PAGE); } }, "Older");
+  const pages = pager((at) => jobsHash(filters, at), offset, "jobs-count");
   show(el("h1", {}, "Jobs"),
-    el("div", { class: "row filters" },
+    el("div", { class: "row filters" }, batchChip(filters),
       el("label", { class: "inline" }, "Status ", statusBox), el("label", { class: "inline" }, "Discipline ", disciplineBox),
       el("label", { class: "inline" }, "Name ", nameBox), names),
     scroller(el("table", { id: "jobs" }, el("thead", {}, el("tr", {},
       ["Id", "Name", "Discipline", "Status", "Message", "Created", "Duration"].map((h) => el("th", {}, h)))), body)),
-    el("div", { class: "pager" }, previous, next, info));
+    pages.node);
   const rows = new Map(); // job id -> row: rows are patched, not rebuilt, so a click never hits a replaced node
   let jobs = [], total = 0;
   function draw() {
     const fresh = jobs.filter((job) => jobMatches(job, filters)).map((job) => jobRow(rows, job));
     if (fresh.length !== body.children.length || fresh.some((row, i) => body.children[i] !== row)) body.replaceChildren(...fresh);
-    const filtered = filters.discipline || filters.name || filters.status;
-    info.textContent = !total ? (filtered ? "No jobs match the filters." : "No jobs yet: run one from Disciplines.")
+    const filtered = filters.batch || filters.discipline || filters.name || filters.status;
+    pages.info.textContent = !total ? (filtered ? "No jobs match the filters." : "No jobs yet: run one from Disciplines.")
       : `${offset + 1}–${offset + jobs.length} of ${total}` + (filtered ? " jobs that match the filters" : "");
-    previous.disabled = offset === 0;
-    next.disabled = offset + jobs.length >= total;
+    pages.update(jobs.length, total);
   }
   while (mine === generation) {
     try {
       const query = new URLSearchParams({ limit: PAGE, offset });
+      if (filters.batch) query.set("batch_id", filters.batch); // the server gives the points in their order
       if (filters.status === "cancelled") { query.set("status", "failed"); query.set("error", "cancelled"); }
       else if (filters.status) query.set("status", filters.status);
       if (filters.name) query.set("name", filters.name);
@@ -459,21 +478,27 @@ async function jobsView(params) {
       if (mine !== generation) return;
       jobs = page; total = Number(response.headers.get("X-Total-Count"));
       draw();
-    } catch (error) { info.textContent = error.message; }
+    } catch (error) { pages.info.textContent = error.message; }
     await sleep(1000);
   }
+}
+
+// A batch's point is named by its place in the batch, after its own name if it has one.
+function jobLabel(job) {
+  const point = job.batch_id ? `batch #${job.batch_id} · point ${job.batch_index}` : "";
+  return [job.name, point].filter(Boolean).join(" · ");
 }
 
 function jobRow(rows, job) {
   let row = rows.get(job.id);
   if (!row) {
-    row = el("tr", { class: "clickable", "data-job": job.id, onclick: () => { location.hash = "#/job/" + job.id; } },
+    row = el("tr", { class: "clickable", "data-job": job.id, "data-batch-index": job.batch_id ? job.batch_index : null, onclick: () => { location.hash = "#/job/" + job.id; } },
       el("td", {}, el("a", { href: "#/job/" + job.id }, "#" + job.id)), el("td"), el("td"), el("td"),
       el("td", { class: "message error" }), el("td", { class: "date" }), el("td", { class: "duration" }));
     rows.set(job.id, row);
   }
   const [, name, discipline, status, message, created, took] = row.children;
-  setText(name, job.name || "");
+  setText(name, jobLabel(job));
   setText(discipline, job.discipline_class_name);
   if (status.dataset.shown !== statusOf(job)) { status.dataset.shown = statusOf(job); status.replaceChildren(badge(statusOf(job))); }
   const why = statusOf(job) === "cancelled" ? "" : job.message || job.error || "";
@@ -507,9 +532,10 @@ function jobSummary(job) {
   const mode = `${job.execution_mode}, ${job.job_type === "execute_and_linearize" ? "with its Jacobian" : "values only"}` +
     (job.timeout ? `, timeout ${job.timeout} s` : "");
   const discipline = el("a", { href: "#/discipline/" + encodeURIComponent(job.discipline_class_name) }, job.discipline_class_name);
+  const batch = job.batch_id ? el("dd", {}, el("a", { href: "#/batch/" + job.batch_id, id: "batch-link" }, `batch #${job.batch_id}`), `, point ${job.batch_index}`) : null;
   const items = [["Status", cells.status, "wide"], ["Discipline", el("dd", {}, discipline)], ["Mode", el("dd", {}, mode)],
-    ["Duration", cells.duration], ["Created", cells.created], ["Started", cells.started], ["Ended", cells.ended],
-    ["Options", el("dd", {}, el("code", {}, JSON.stringify(job.discipline_options || {}))), "wide"]];
+    batch ? ["Batch", batch] : null, ["Duration", cells.duration], ["Created", cells.created], ["Started", cells.started], ["Ended", cells.ended],
+    ["Options", el("dd", {}, el("code", {}, JSON.stringify(job.discipline_options || {}))), "wide"]].filter(Boolean);
   const node = el("dl", { id: "summary", class: "summary" },
     items.map(([key, value, wide]) => el("div", { class: wide || null }, el("dt", {}, key), value)));
   return { node, cells };
@@ -644,6 +670,316 @@ async function jobView(id) {
   page.finish(finalTree);
 }
 
+// Batches
+
+const BATCH_STATES = ["finished", "failed", "running", "pending"]; // the bar's parts, left to right
+const RATE_WINDOW = 5; // seconds: the rate is that of the points that ended over this last while
+const MAX_CIRCLES = 5000; // a scatter plot draws at most this many points; more would look the same
+const MAX_COMPONENTS = 50; // components of an array variable offered as plot axes
+
+function endedCount(batch) { return batch.counts.finished + batch.counts.failed; }
+function batchEnded(batch) { return batch.batch_status === "finished" || batch.batch_status === "failed"; }
+
+// The points by status, in the colours of the job badges; the counts are in data-finished etc.
+function progressBar() {
+  const parts = Object.fromEntries(BATCH_STATES.map((state) => [state, el("span", { class: "part " + state })]));
+  const node = el("div", { class: "progress", role: "progressbar", "aria-valuemin": "0" }, Object.values(parts));
+  function update(batch) {
+    const total = Math.max(1, batch.n_samples);
+    for (const state of BATCH_STATES) {
+      parts[state].style.width = (100 * batch.counts[state]) / total + "%";
+      node.dataset[state] = batch.counts[state];
+    }
+    node.setAttribute("aria-valuemax", batch.n_samples);
+    node.setAttribute("aria-valuenow", endedCount(batch));
+    node.title = BATCH_STATES.map((state) => `${batch.counts[state]} ${state}`).join(", ");
+  }
+  return { node, update };
+}
+
+// What the points are: explicit samples, or a DOE over some inputs.
+function designOf(batch) {
+  const design = batch.design || {};
+  if (!design.algo_name) return `${batch.n_samples} samples`;
+  return `${design.algo_name}, ${design.n_samples} samples over ${Object.keys(design.design_space || {}).join(", ")}`;
+}
+
+function batchesHash(offset) { return "#/batches" + (offset ? "?offset=" + offset : ""); }
+
+async function batchesView(params) {
+  const mine = generation;
+  const offset = Number(params.get("offset") || 0);
+  const body = el("tbody");
+  const pages = pager(batchesHash, offset, "batches-count");
+  show(el("h1", {}, "Batches"),
+    scroller(el("table", { id: "batches" }, el("thead", {}, el("tr", {},
+      ["Id", "Name", "Discipline", "Status", "Progress", "Points", "Created"].map((h) => el("th", {}, h)))), body)),
+    pages.node);
+  const rows = new Map(); // batch id -> row, patched in place as in the jobs table
+  while (mine === generation) {
+    try {
+      const { body: batches, response } = await apiJson(`/v1/batch?limit=${PAGE}&offset=${offset}`);
+      if (mine !== generation) return;
+      const total = Number(response.headers.get("X-Total-Count"));
+      const fresh = batches.map((batch) => batchRow(rows, batch));
+      if (fresh.length !== body.children.length || fresh.some((row, i) => body.children[i] !== row)) body.replaceChildren(...fresh);
+      pages.info.textContent = total ? `${offset + 1}–${offset + batches.length} of ${total}`
+        : "No batches yet: submit one from a discipline's page, or with POST /v1/discipline/{name}/batch.";
+      pages.update(batches.length, total);
+    } catch (error) { pages.info.textContent = error.message; }
+    await sleep(1000);
+  }
+}
+
+function batchRow(rows, batch) {
+  let row = rows.get(batch.id);
+  if (!row) {
+    const bar = progressBar();
+    row = el("tr", { class: "clickable", "data-batch": batch.id, onclick: () => { location.hash = "#/batch/" + batch.id; } },
+      el("td", {}, el("a", { href: "#/batch/" + batch.id }, "#" + batch.id)), el("td"), el("td"), el("td"),
+      el("td", {}, el("div", { class: "progress-cell" }, bar.node, el("span", { class: "muted done" }))), el("td", { class: "points" }), el("td", { class: "date" }));
+    row.bar = bar;
+    rows.set(batch.id, row);
+  }
+  const [, name, discipline, status, progress, points, created] = row.children;
+  setText(name, batch.name || "");
+  setText(discipline, batch.discipline_class_name);
+  if (status.dataset.shown !== batch.batch_status) { status.dataset.shown = batch.batch_status; status.replaceChildren(badge(batch.batch_status)); }
+  row.bar.update(batch);
+  setText(progress.querySelector(".done"), `${endedCount(batch)}/${batch.n_samples}`);
+  setText(points, String(batch.n_samples));
+  if (!created.firstChild) created.append(timeCell(batch.created_at));
+  return row;
+}
+
+// One batch
+
+// Points per second: over the last RATE_WINDOW seconds of polls, else since the first point started.
+function rateMeter() {
+  const seen = []; // [seconds, ended points], one per poll
+  return (batch) => {
+    if (batchEnded(batch)) {
+      const took = batch.started_at && batch.ended_at ? (new Date(batch.ended_at) - new Date(batch.started_at)) / 1000 : 0;
+      return took > 0 ? endedCount(batch) / took : null;
+    }
+    const now = performance.now() / 1000;
+    seen.push([now, endedCount(batch)]);
+    while (seen.length > 2 && now - seen[1][0] >= RATE_WINDOW) seen.shift();
+    const [then, before] = seen[0];
+    if (now - then >= 1) return (endedCount(batch) - before) / (now - then);
+    return batch.started_at ? endedCount(batch) / Math.max(1, since(batch.started_at)) : null;
+  };
+}
+
+function perSecond(rate) {
+  if (rate === null) return "—";
+  return (rate >= 10 ? Math.round(rate) : rate >= 1 ? rate.toFixed(1) : rate.toPrecision(2)) + " points/s";
+}
+
+function timeLeft(batch, rate) {
+  if (batchEnded(batch)) return "none";
+  const left = (batch.counts.pending + batch.counts.running) / rate;
+  if (!rate) return "—";
+  return "about " + (left < 60 ? Math.ceil(left) + " s" : seconds(left)); // an estimate: no decimals
+}
+
+// The scalar columns of a results group, {name: [value per point]}: a variable of size 1 is one
+// column, a longer array one column per component, x[0], x[1]...
+function scalarColumns(group) {
+  const columns = new Map();
+  for (const [name, values] of Object.entries(group || {})) {
+    const sample = values.find((v) => v !== null && v !== undefined);
+    if (typeof sample === "number") columns.set(name, values);
+    else if (isNumbers(sample) && sample.length === 1) columns.set(name, values.map((v) => (Array.isArray(v) ? v[0] : null)));
+    else if (isNumbers(sample)) {
+      for (let k = 0; k < Math.min(sample.length, MAX_COMPONENTS); k++) columns.set(`${name}[${k}]`, values.map((v) => (Array.isArray(v) ? v[k] : null)));
+    }
+  }
+  return columns;
+}
+
+function varies(values) { const [low, high] = range(values); return low < high; }
+
+// ys against xs, one circle a point; points that fall on one pixel are drawn once, and past
+// MAX_CIRCLES one in k, so that 10,000 points stay quick to draw.
+function scatter(xs, ys, xName, yName) {
+  const width = 720, height = 360, left = 72, right = 16, top = 12, bottom = 40, pad = 6;
+  const w = width - left - right, h = height - top - bottom;
+  const finite = (v) => typeof v === "number" && isFinite(v);
+  const shown = [];
+  for (let i = 0; i < ys.length; i++) if (finite(xs[i]) && finite(ys[i])) shown.push(i);
+  const [xLow, xHigh] = range(shown.map((i) => xs[i])), [low, high] = range(shown.map((i) => ys[i]));
+  // The extremes sit a few pixels inside the frame, so that their circles are not cut by it.
+  const px = (x) => left + pad + (xHigh > xLow ? (x - xLow) / (xHigh - xLow) : 0.5) * (w - 2 * pad);
+  const py = (y) => top + h - pad - (high > low ? (y - low) / (high - low) : 0.5) * (h - 2 * pad);
+  const pixels = new Set(), dots = [];
+  for (const i of shown) {
+    const x = px(xs[i]), y = py(ys[i]), pixel = Math.round(x) + "," + Math.round(y);
+    if (!pixels.has(pixel)) { pixels.add(pixel); dots.push([x, y, i]); }
+  }
+  const step = Math.ceil(dots.length / MAX_CIRCLES);
+  const circles = dots.filter((_, k) => k % step === 0)
+    .map(([x, y, i]) => svg("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: 2.5, "data-index": i }));
+  const label = (x, y, text, anchor, extra = {}) => svg("text", { x, y, "text-anchor": anchor, class: "tick", ...extra }, text);
+  const parts = shown.length ? [
+    label(left - 6, top + 10, round(high), "end"), label(left - 6, top + h, round(low), "end"),
+    label(left, top + h + 14, round(xLow), "start"), label(left + w, top + h + 14, round(xHigh), "end"),
+  ] : [label(left + w / 2, top + h / 2, "No finished point to draw.", "middle")];
+  return svg("svg", { class: "plot scatter", id: "scatter", width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
+    "data-points": shown.length, "aria-label": `${shown.length} points: ${yName} against ${xName}` },
+  svg("rect", { x: left, y: top, width: w, height: h, class: "frame" }),
+  svg("g", { class: "dots" }, ...circles), ...parts,
+  label(left + w / 2, top + h + 30, xName, "middle", { class: "tick axis" }),
+  label(14, top + h / 2, yName, "middle", { class: "tick axis", transform: `rotate(-90 14 ${top + h / 2})` }));
+}
+
+// A select of column names that keeps its choice when the names are offered again.
+function fillSelect(select, names, fallback) {
+  const wanted = select.value || fallback;
+  if (select.dataset.names !== names.join("\n")) {
+    select.dataset.names = names.join("\n");
+    select.replaceChildren(...names.map((name) => el("option", { value: name }, name)));
+  }
+  if (names.includes(wanted)) select.value = wanted;
+}
+
+// The plot of a chosen output against a chosen input (or the point index), and what it leaves out.
+function batchPlot() {
+  const INDEX = "point index";
+  let inputs = new Map(), outputs = new Map(), table = null;
+  const xBox = el("select", { id: "plot-x", "aria-label": "x axis", onchange: draw });
+  const yBox = el("select", { id: "plot-y", "aria-label": "y axis", onchange: draw });
+  const holder = el("div", { class: "plot-holder" });
+  const note = el("p", { class: "muted", id: "plot-note" });
+  function draw() {
+    if (!table) return;
+    const n = table.job_id.length;
+    const xs = xBox.value === INDEX || !inputs.has(xBox.value) ? table.job_id.map((_, i) => i) : inputs.get(xBox.value);
+    const ys = outputs.get(yBox.value) || new Array(n).fill(null);
+    holder.replaceChildren(scatter(xs, ys, xBox.value || INDEX, yBox.value || "output"));
+    const count = (test) => table.job_status.filter((status, i) => test(status, table.error[i])).length;
+    const failed = count((status, error) => status === "failed" && error !== "cancelled");
+    const cancelled = count((status, error) => status === "failed" && error === "cancelled");
+    const waiting = count((status) => status === "pending" || status === "running");
+    const drawn = Number(holder.firstChild.dataset.points);
+    setText(note, [`${drawn} point${drawn === 1 ? "" : "s"} drawn`, failed ? `${failed} failed (not drawn)` : null,
+      cancelled ? `${cancelled} cancelled` : null, waiting ? `${waiting} still to come` : null].filter(Boolean).join(" · ") + ".");
+    note.dataset.failed = failed;
+  }
+  return {
+    node: el("div", { class: "card", id: "plot" },
+      el("div", { class: "row" }, el("label", { class: "inline" }, "y ", yBox), el("label", { class: "inline" }, "against x ", xBox)),
+      holder, note),
+    setResults(results) {
+      table = results;
+      inputs = scalarColumns(results.input_data);
+      outputs = scalarColumns(results.output_data);
+      const names = [...inputs.keys()];
+      fillSelect(xBox, [INDEX, ...names], names.find((name) => varies(inputs.get(name))) || INDEX);
+      fillSelect(yBox, [...outputs.keys()], [...outputs.keys()][0]);
+      yBox.disabled = !outputs.size; // the outputs are known once a point has finished
+      draw();
+    },
+  };
+}
+
+// The batch's facts, label over value, as on a job's page.
+function batchSummary(batch) {
+  const cells = { status: el("dd"), progress: el("dd", { id: "batch-counts" }), rate: el("dd", { id: "rate" }),
+    left: el("dd", { id: "time-left" }), created: el("dd"), started: el("dd"), ended: el("dd") };
+  const discipline = el("a", { href: "#/discipline/" + encodeURIComponent(batch.discipline_class_name) }, batch.discipline_class_name);
+  const items = [["Status", cells.status], ["Discipline", el("dd", {}, discipline)], ["Design", el("dd", {}, designOf(batch)), "wide"],
+    ["Points", cells.progress, "wide"], ["Rate", cells.rate], ["Time left", cells.left],
+    ["Created", cells.created], ["Started", cells.started], ["Ended", cells.ended]];
+  const node = el("dl", { id: "summary", class: "summary" },
+    items.map(([key, value, wide]) => el("div", { class: wide || null }, el("dt", {}, key), value)));
+  return { node, cells };
+}
+
+// The counts under the bar, each with the colour of its part.
+function countsText(batch) {
+  return BATCH_STATES.map((state) => el("span", { class: "count", "data-state": state },
+    el("span", { class: "swatch " + state }), `${batch.counts[state]} ${state}`));
+}
+
+// The page of one batch, built once and patched by the polls.
+function batchPage(batch) {
+  const id = batch.id;
+  const { node: summary, cells } = batchSummary(batch);
+  const bar = progressBar();
+  bar.node.id = "batch-progress";
+  const rate = rateMeter();
+  const cancel = el("button", { class: "secondary", id: "cancel", onclick: async () => {
+    cancel.disabled = true;
+    try { page.update((await apiJson(`/v1/batch/${id}/cancel`, { method: "POST" })).body); } catch (error) { alert(error.message); cancel.disabled = false; }
+  } }, "Cancel");
+  const remove = el("button", { class: "danger", id: "delete", onclick: async () => {
+    if (!confirm(`Delete batch #${id}, its ${batch.n_samples} points and their files?`)) return;
+    try { await apiJson("/v1/batch/" + id, { method: "DELETE" }); location.hash = "#/batches"; } catch (error) { alert(error.message); }
+  } }, "Delete");
+  const csv = el("button", { class: "secondary", id: "download-csv", onclick: () => downloadFrom(`/v1/batch/${id}/results?format=csv`, `batch-${id}.csv`) }, "Download CSV");
+  const plot = batchPlot();
+  const root = el("section", { class: "batch-page", "data-batch-page": id },
+    el("h1", {}, `Batch #${id}` + (batch.name ? ` — ${batch.name}` : "")),
+    el("div", { class: "row" }, cancel, remove, csv, el("a", { href: `#/jobs?batch=${id}`, id: "batch-jobs" }, "points in the jobs table")),
+    el("div", { class: "card" }, bar.node, summary),
+    el("h2", {}, "Plot"), plot.node);
+  const page = {
+    root,
+    setResults: plot.setResults,
+    update(fresh) {
+      batch = fresh;
+      bar.update(batch);
+      if (cells.status.dataset.shown !== batch.batch_status) { cells.status.dataset.shown = batch.batch_status; cells.status.replaceChildren(badge(batch.batch_status)); }
+      cells.progress.replaceChildren(...countsText(batch), el("span", { class: "muted" }, `of ${batch.n_samples}`));
+      const now = rate(batch);
+      setText(cells.rate, perSecond(now));
+      setText(cells.left, timeLeft(batch, now));
+      for (const key of ["created", "started", "ended"]) showTime(cells[key], batch[key + "_at"]);
+      cancel.disabled = batchEnded(batch);
+    },
+  };
+  page.update(batch);
+  return page;
+}
+
+async function batchView(id) {
+  const mine = generation;
+  const current = () => mine === generation;
+  let batch = (await apiJson("/v1/batch/" + id)).body;
+  if (!current()) return;
+  const page = batchPage(batch);
+  show(page.root);
+  // The results, again every 1.5 s while points end (not when none has ended since), and at once
+  // when the batch ends, so that the plot does not lag behind the badge.
+  let wake = () => {};
+  const nap = (ms) => (batchEnded(batch) ? Promise.resolve() : new Promise((resolve) => { wake = resolve; setTimeout(resolve, ms); }));
+  (async () => {
+    let drawn = -1; // the ended points when the results were last asked
+    while (current()) {
+      const count = endedCount(batch), ended = batchEnded(batch);
+      if (count !== drawn) {
+        try {
+          const results = (await apiJson(`/v1/batch/${id}/results`)).body;
+          if (!current()) return;
+          page.setResults(results);
+          drawn = count;
+        } catch (error) { await sleep(1500); continue; }
+      }
+      if (ended) return;
+      await nap(1500);
+    }
+  })();
+  // The counts every second; long polling answers at once when the last point ends.
+  while (current() && !batchEnded(batch)) {
+    try {
+      batch = (await apiJson(`/v1/batch/${id}?long_polling=true&long_polling_timeout=1`)).body;
+    } catch (error) { await sleep(1000); continue; }
+    if (current()) page.update(batch);
+  }
+  wake();
+}
+
 // Disciplines and the generated form
 
 async function disciplinesView() {
@@ -712,7 +1048,7 @@ function inputField(input, property, fallback, prefill) {
     ? el("textarea", { id, name: input, "data-input": input, rows: 4 }, text)
     : el("input", { id, name: input, "data-input": input, value: text, spellcheck: "false" });
   const error = el("p", { class: "error field-error", id: id + "-error", "aria-live": "polite" });
-  const field = { input, box, error, check };
+  const field = { input, box, error, check, property, fallback };
   function check() {
     const result = box.value.trim() ? checkValue(box.value, property, fallback) : {};
     setText(error, result.error || "");
@@ -756,6 +1092,50 @@ function optionsCard(name, info, optionsText, unfold = false) {
     el("p", {}, el("button", { class: "secondary", type: "button", onclick: () => {
       location.hash = `#/discipline/${encodeURIComponent(name)}?options=${encodeURIComponent(options.value)}`;
     } }, "Apply options"))) };
+}
+
+// A design of experiments: a Latin hypercube over the ticked inputs, between their bounds; the
+// other inputs, the name and the timeout come from the form above (request() checks them).
+function batchForm(path, fields, request) {
+  const rows = fields.filter((field) => isNumbers(field.fallback)).map((field) => {
+    const bound = (which) => el("input", { "data-bound": which, "data-for": field.input, value: JSON.stringify(field.fallback),
+      spellcheck: "false", "aria-label": `${which} bound of ${field.input}` });
+    const row = { field, vary: el("input", { type: "checkbox", "data-vary": field.input, "aria-label": "vary " + field.input }),
+      lower: bound("lower"), upper: bound("upper") };
+    row.node = el("tr", {}, el("td", {}, row.vary), el("td", {}, el("code", {}, field.input)), el("td", {}, row.lower), el("td", {}, row.upper));
+    return row;
+  });
+  const count = el("input", { id: "n-samples", type: "number", min: "1", step: "1", value: "20" });
+  const message = el("p", { class: "error", id: "batch-error", role: "alert" });
+  const run = el("button", { type: "button", id: "run-batch" }, "Run the batch");
+  // The design space of the ticked inputs, or the reason there is none.
+  function designSpace() {
+    const space = {};
+    for (const row of rows.filter((r) => r.vary.checked)) {
+      const [lower, upper] = [row.lower, row.upper].map((box) => checkValue(box.value, row.field.property, row.field.fallback));
+      const wrong = lower.error || upper.error || (lower.value.some((v, i) => v > upper.value[i]) ? "the lower bound is above the upper bound." : "");
+      if (wrong) return `${row.field.input}: ${wrong}`;
+      space[row.field.input] = { lower_bound: lower.value, upper_bound: upper.value };
+    }
+    return Object.keys(space).length ? space : "Tick at least one input to vary.";
+  }
+  run.addEventListener("click", async () => {
+    message.textContent = "";
+    const body = request(), space = designSpace(), n = Number(count.value);
+    if (!body) { message.textContent = "Some values of the form above are not right."; return; }
+    if (typeof space === "string") { message.textContent = space; return; }
+    if (!Number.isInteger(n) || n < 1) { message.textContent = "The number of points must be a positive integer."; return; }
+    for (const name of Object.keys(space)) delete body.input_data[name];
+    body.doe = { algo_name: "PYDOE_LHS", n_samples: n, design_space: space };
+    run.disabled = true; // one batch per click
+    try { location.hash = "#/batch/" + (await postJson(`${path}/batch`, body)).body.id; } catch (error) { message.textContent = error.message; run.disabled = false; }
+  });
+  if (!rows.length) return null;
+  return el("details", { class: "card", id: "batch-form" },
+    el("summary", {}, el("strong", {}, "Run a batch"), el("span", { class: "muted" }, " (a Latin hypercube over the inputs you tick)")),
+    scroller(el("table", { class: "bounds" }, el("thead", {}, el("tr", {}, ["Vary", "Input", "Lower bound", "Upper bound"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows.map((row) => row.node)))),
+    el("div", { class: "row" }, el("label", { class: "inline" }, "Points ", count), run), message);
 }
 
 function outputsCard(schema) {
@@ -849,7 +1229,7 @@ async function disciplineView(name, params) {
     }
   }
   show(el("h1", {}, name), info ? el("p", { class: "muted", id: "description" }, info.description) : null,
-    card.node, form, outputsCard(outputSchema));
+    card.node, form, batchForm(path, fields, request), outputsCard(outputSchema));
 }
 
 // Routing
@@ -857,7 +1237,7 @@ async function disciplineView(name, params) {
 function showNav(path) {
   const nav = document.getElementById("nav");
   nav.hidden = false;
-  const section = path.startsWith("/discipline") ? "#/disciplines" : "#/jobs";
+  const section = path.startsWith("/discipline") ? "#/disciplines" : path.startsWith("/batch") ? "#/batches" : "#/jobs";
   for (const link of nav.querySelectorAll("a[href^='#']")) {
     if (link.getAttribute("href") === section) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
   }
@@ -876,6 +1256,8 @@ async function route() {
     document.getElementById("who").textContent = me.username;
     const parts = path.split("/").filter(Boolean);
     if (parts[0] === "job" && parts[1]) await jobView(parts[1]);
+    else if (parts[0] === "batch" && parts[1]) await batchView(parts[1]);
+    else if (parts[0] === "batches") await batchesView(params);
     else if (parts[0] === "disciplines") await disciplinesView();
     else if (parts[0] === "discipline" && parts[1]) await disciplineView(decodeURIComponent(parts[1]), params);
     else await jobsView(params);
