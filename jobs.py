@@ -148,39 +148,85 @@ def delete_batch(batch_id):
 def run(job_pool, job_id, owner):
     """Run a pending job to its end in a warm process of the pool; return its final status, or
     None when another process has it or it was cancelled first."""
-    row = store.get_job(job_id)
-    if row is None or row["job_status"] != "pending":
-        return None
-    process = job_pool.acquire()
-    healthy, started = True, time.monotonic()
+    return run_series(job_pool, [job_id], owner)[0][0]
+
+
+def run_series(job_pool, job_ids, owner, go_on=lambda: True):
+    """Run pending jobs one after the other in one warm process; return (their final statuses,
+    None where not run, and the ids left when go_on() said to stop).
+
+    As one job ends, the next one starts in the same write: a batch's short points cost one
+    transaction each, not two. Each still has its own status, directory, time limit and log.
+    """
+    statuses, ids, process, started, ran = [], list(job_ids), None, None, set()
     try:
-        # Claimed and started in one move, once a process is free: a task queued twice for one
-        # job (see requeue_unqueued) loses this race and does nothing. A synchronous job is
-        # recorded with its web app as owner already.
-        if not store.set_status(
-            job_id,
-            "running",
-            ("pending",),
-            where={"owner": owner if row["owner"] == owner else ""},
-            owner=owner,
-            started_at=time.time(),
-            pid=process.pid,
-        ):
-            return None  # cancelled, deleted or taken by another task while it waited
-        logger.info("job %s running: user %s, %s", job_id, row["user_id"], row["discipline_class_name"])
-        healthy = False
-        reply, healthy = _execute(job_pool, process, job_id, row)
+        while ids:
+            job_id = ids.pop(0)
+            row = store.get_job(job_id)
+            if started != job_id:
+                if row is None or row["job_status"] != "pending":
+                    statuses.append(None)
+                    continue
+                process = process or job_pool.acquire()
+                # Claimed and started in one move, once a process is free: a task queued twice
+                # for one job (see requeue_unqueued) loses this race and does nothing. A
+                # synchronous job is recorded with its web app as owner already.
+                if not store.set_status(job_id, "running", ("pending",), **_start_move(row, owner, process)):
+                    statuses.append(None)  # cancelled, deleted or taken by another task
+                    continue
+            elif row is None:
+                statuses.append(None)
+                continue
+            logger.info("job %s running: user %s, %s", job_id, row["user_id"], row["discipline_class_name"])
+            started_at = time.monotonic()
+            ran.add(job_id)
+            reply, healthy = _execute(job_pool, process, job_id, row)
+            if not healthy:
+                job_pool.release(process, healthy=False)
+                process = None
+            keep_going = bool(ids) and go_on()
+            following = store.get_job(ids[0]) if keep_going and process is not None else None
+            status, started = _end(job_id, row, owner, reply, started_at, following, process)
+            statuses.append(status)
+            if not keep_going:
+                break
+    except BaseException:
+        if started is not None and started not in ran:  # started by the last write, never run: give it back
+            store.set_status(started, "pending", ("running",), where={"owner": owner}, owner="", started_at=None, pid=None)
+        raise
     finally:
-        job_pool.release(process, healthy=healthy)
+        if process is not None:
+            job_pool.release(process)
+    return statuses, ids
+
+
+def _start_move(row, owner, process):
+    """The where and fields of the move that starts a pending job in this process."""
+    return {
+        "where": {"owner": owner if row["owner"] == owner else ""},
+        "owner": owner,
+        "started_at": time.time(),
+        "pid": process.pid,
+    }
+
+
+def _end(job_id, row, owner, reply, started_at, following, process):
+    """Store a job's end, and start the following job (a row) in the same write; return (the
+    final status or None if the result was dropped, the id of the job started or None)."""
     status = reply.pop("job_status")
+    moves = [(job_id, status, ("running",), {"owner": owner}, dict(reply, ended_at=time.time()))]
+    if following is not None and following["job_status"] == "pending":
+        start = _start_move(following, owner, process)
+        moves.append((following["id"], "running", ("pending",), start.pop("where"), start))
     try:
-        moved = store.set_status(job_id, status, ("running",), where={"owner": owner}, ended_at=time.time(), **reply)
+        moved = store.set_statuses(moves)
     except Exception as error:  # e.g. outputs too big for the store: the job must still end
         logger.exception("job %s: its result could not be stored", job_id)
         status, reply = "failed", {"error": "internal"}
         text = f"The result could not be stored: {type(error).__name__}: {error}"
-        moved = fail(job_id, ("running",), "internal", text, where={"owner": owner})
-    if not moved:
+        moved = [fail(job_id, ("running",), "internal", text, where={"owner": owner}), False]
+    next_started = following["id"] if len(moved) > 1 and moved[1] else None
+    if not moved[0]:
         now = store.get_job(job_id)
         logger.warning(
             "job %s: its %s result was dropped: the job is %s, owned by %s",
@@ -189,17 +235,17 @@ def run(job_pool, job_id, owner):
             "deleted" if now is None else now["job_status"],
             "nobody" if now is None else now["owner"] or "nobody",
         )
-        return None
+        return None, next_started
     logger.info(
         "job %s %s: user %s, %s, %.3f s%s",
         job_id,
         status,
         row["user_id"],
         row["discipline_class_name"],
-        time.monotonic() - started,
+        time.monotonic() - started_at,
         f", error {reply['error']}" if reply.get("error") else "",
     )
-    return status
+    return status, next_started
 
 
 def _decoded(row):

@@ -461,21 +461,29 @@ def waiting_jobs(user_id):
 def set_status(job_id, status, expected, where=None, **fields):
     """Move a job to `status` if it is in one of the `expected` states and its columns have the
     values of `where` ({column: value}); return whether it moved."""
-    fields["job_status"] = status
-    data = {name: fields.pop(name) for name in DATA_FIELDS if name in fields}
-    assignments = ", ".join(f"{name} = ?" for name in fields)
-    marks = ", ".join("?" * len(expected))
-    where = where or {}
-    conditions = "".join(f" AND {name} = ?" for name in where)
+    return set_statuses([(job_id, status, expected, where, fields)])[0]
+
+
+def set_statuses(moves):
+    """Make several set_status moves, (job id, status, expected, where, fields), in one
+    transaction (a batch's next point starts as the last one ends); return whether each moved."""
+    moved = []
     with transaction() as conn:
-        cursor = conn.execute(
-            f"UPDATE jobs SET {assignments} WHERE id = ? AND job_status IN ({marks}){conditions}",
-            (*fields.values(), job_id, *expected, *where.values()),
-        )
-        if cursor.rowcount != 1:
-            return False
-        _write_data(conn, job_id, data)
-        return True
+        for job_id, status, expected, where, fields in moves:
+            fields = dict(fields, job_status=status)
+            data = {name: fields.pop(name) for name in DATA_FIELDS if name in fields}
+            assignments = ", ".join(f"{name} = ?" for name in fields)
+            marks = ", ".join("?" * len(expected))
+            where = where or {}
+            conditions = "".join(f" AND {name} = ?" for name in where)
+            cursor = conn.execute(
+                f"UPDATE jobs SET {assignments} WHERE id = ? AND job_status IN ({marks}){conditions}",
+                (*fields.values(), job_id, *expected, *where.values()),
+            )
+            moved.append(cursor.rowcount == 1)
+            if moved[-1]:
+                _write_data(conn, job_id, data)
+    return moved
 
 
 def request_cancel(job_id):

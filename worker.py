@@ -115,14 +115,10 @@ def run_async_job(job_ids, task=None):
     """Run asynchronous jobs, one after the other (one id: a task of an older queue)."""
     job_ids = [job_ids] if isinstance(job_ids, int) else list(job_ids)
     priority = (task.priority or 0) if task is not None else 0
-    started = time.monotonic()
-    for index, job_id in enumerate(job_ids):
-        jobs.run(pool(), job_id, WORKER_ID)
-        rest = job_ids[index + 1 :]
-        if rest and time.monotonic() - started > TASK_SECONDS:
-            for place, later in enumerate(rest, start=index + 1):
-                enqueue([later], priority - place)  # the user's later points keep their turn
-            return
+    deadline = time.monotonic() + TASK_SECONDS
+    _, rest = jobs.run_series(pool(), job_ids, WORKER_ID, go_on=lambda: time.monotonic() < deadline)
+    for place, later in enumerate(rest, start=len(job_ids) - len(rest)):
+        enqueue([later], priority - place)  # the user's later points keep their turn
 
 
 def enqueue(job_ids, priority=0):
