@@ -287,6 +287,17 @@ def s2(target, n, clients=8):
     }
 
 
+def wait_all(target, token, ids, threads):
+    """Long-poll every job to its end from `threads` connections; return their final statuses."""
+
+    def finish(chunk):
+        client = Client(target.url, token)
+        return [wait_end(client, job_id)["job_status"] for job_id in chunk]
+
+    with ThreadPoolExecutor(threads) as pool:
+        return [s for chunk in pool.map(finish, [ids[i::threads] for i in range(threads)]) for s in chunk]
+
+
 def a1(target, n, threads=8):
     token = target.token()
     ids, errors = [], []
@@ -304,12 +315,7 @@ def a1(target, n, threads=8):
         list(pool.map(submit, [n // threads + (i < n % threads) for i in range(threads)]))
     submitted = time.perf_counter() - start
 
-    def finish(chunk):
-        client = Client(target.url, token)
-        return [wait_end(client, job_id)["job_status"] for job_id in chunk]
-
-    with ThreadPoolExecutor(threads) as pool:
-        statuses = [s for chunk in pool.map(finish, [ids[i::threads] for i in range(threads)]) for s in chunk]
+    statuses = wait_all(target, token, ids, threads)
     ended = time.perf_counter() - start
     return {
         "submit_jobs_per_s": round(len(ids) / submitted, 1),
@@ -334,12 +340,7 @@ def b1(target, n, threads=8):
     with ThreadPoolExecutor(threads) as pool:
         ids = [job_id for chunk in pool.map(submit, [points[i::threads] for i in range(threads)]) for job_id in chunk]
 
-    def finish(chunk):
-        client = Client(target.url, token)
-        return [wait_end(client, job_id)["job_status"] for job_id in chunk]
-
-    with ThreadPoolExecutor(threads) as pool:
-        separate = [s for chunk in pool.map(finish, [ids[i::threads] for i in range(threads)]) for s in chunk]
+    separate = wait_all(target, token, ids, threads)
     separate_s = time.perf_counter() - start
     client = target.client()
     start = time.perf_counter()
