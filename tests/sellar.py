@@ -1,5 +1,6 @@
 """What the MDO client tests share: the Sellar scenario, and the jobs a test made."""
 
+import pytest
 from gemseo import create_scenario
 from gemseo.problems.mdo.sellar.sellar_design_space import SellarDesignSpace
 
@@ -30,3 +31,15 @@ def jobs_since(api, job_id):
         if len(newer) < len(page) or not page:
             return jobs
         offset += len(page)
+
+
+def assert_reaches(scenario, expected):
+    """The scenario's optimum is feasible and equals the expected one; return its count of
+    gradients of obj (at least 2: the optimizer did use gradients)."""
+    result = scenario.optimization_result
+    assert result.is_feasible
+    assert result.f_opt == pytest.approx(expected.f_opt, rel=1e-4)
+    assert result.x_opt == pytest.approx(expected.x_opt, abs=1e-4)
+    n_gradients = len(scenario.formulation.optimization_problem.database.get_gradient_history("obj"))
+    assert n_gradients >= 2
+    return n_gradients

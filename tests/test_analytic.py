@@ -16,6 +16,7 @@ from gemseo_http.http_discipline import HTTPDiscipline
 from conftest import start_service
 from test_formulas import ATTACKS as FORMULA_ATTACKS
 from test_formulas import TYPICAL as SINGLE_OUTPUT
+from test_formulas import run
 
 ANALYTIC = "/v1/discipline/AnalyticDiscipline"
 DESCRIPTIONS = ("input_names", "output_names", "inputs_schema", "outputs_schema", "default_input_data")
@@ -242,13 +243,8 @@ TYPICAL = [({"y": text}, point) for text, point in SINGLE_OUTPUT] + [
 
 
 def local(expressions, point):
-    """What GEMSEO computes in-process from the same text: input names, outputs, Jacobian."""
-    discipline = create_discipline("AnalyticDiscipline", expressions=expressions)
-    names = list(discipline.io.input_grammar.names)
-    data = {name: numpy.array([point[name]]) for name in names}
-    outputs = discipline.execute(data)
-    jacobian = discipline.linearize(data, compute_all_jacobians=True)
-    return names, {name: outputs[name] for name in expressions}, jacobian
+    """What GEMSEO computes in-process from the same text: input names (in order), outputs, Jacobian."""
+    return run(expressions, point, sort=False)
 
 
 def assert_close(remote, expected, what):

@@ -182,10 +182,12 @@ def test_many_attacks():
     assert len(ATTACKS) >= 50
 
 
-def run(expressions, point):
-    """Input names, outputs and Jacobian of an AnalyticDiscipline at a point."""
+def run(expressions, point, sort=True):
+    """Input names (sorted, or in the grammar's order), outputs and Jacobian of an
+    AnalyticDiscipline at a point."""
     discipline = create_discipline("AnalyticDiscipline", expressions=expressions)
-    names = sorted(discipline.io.input_grammar.names)
+    names = list(discipline.io.input_grammar.names)
+    names = sorted(names) if sort else names
     data = {name: numpy.array([point[name]]) for name in names}
     outputs = discipline.execute(data)
     jacobian = discipline.linearize(data, compute_all_jacobians=True)

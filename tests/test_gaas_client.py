@@ -20,7 +20,7 @@ from conftest import CODE
 from gaas_client import RemoteDiscipline
 from gaas_client import RemoteError
 from gaas_client import run_batch
-from sellar import SELLAR, jobs_since, newest_job_id, sellar_scenario
+from sellar import SELLAR, assert_reaches, jobs_since, newest_job_id, sellar_scenario
 
 
 def remote(live, class_name, **options):
@@ -42,13 +42,8 @@ def test_sellar_with_remote_disciplines_reaches_the_local_optimum(live, alice, f
     assert all(discipline.cache is not None for discipline in disciplines)  # GEMSEO's default, kept
     scenario = sellar_scenario(disciplines, formulation_name)
     scenario.execute(algo_name="SLSQP", max_iter=30)
-    result = scenario.optimization_result
 
-    assert result.is_feasible
-    assert result.f_opt == pytest.approx(expected.f_opt, rel=1e-4)
-    assert result.x_opt == pytest.approx(expected.x_opt, abs=1e-4)
-    n_gradients = len(scenario.formulation.optimization_problem.database.get_gradient_history("obj"))
-    assert n_gradients >= 2
+    n_gradients = assert_reaches(scenario, expected)
     jobs = jobs_since(alice, before)
     assert all(job["job_status"] == "finished" for job in jobs)
     for class_name in SELLAR:
