@@ -450,7 +450,8 @@ async def submit_batch(request):
     batch_id = await run_in_threadpool(
         jobs.submit_batch, user["id"], batch, fields, inputs, body.get("input_files") or [], worker.enqueue
     )
-    return JSONResponse(await run_in_threadpool(batch_entry, store.get_batch(batch_id, user["id"])), status_code=202)
+    entry = await run_in_threadpool(lambda: batch_entry(store.get_batch(batch_id, user["id"])))
+    return JSONResponse(entry, status_code=202)
 
 
 def batch_entry(row, progress=None):
@@ -478,11 +479,7 @@ def batch_entry(row, progress=None):
 
 
 async def owned_batch(request, user):
-    try:
-        batch_id = int(request.path_params["batch_id"])
-    except ValueError:
-        raise HTTPException(404, "Batch not found.") from None
-    row = await run_in_threadpool(store.get_batch, batch_id, user["id"]) if 0 < batch_id <= MAX_INTEGER else None
+    row = await run_in_threadpool(store.get_batch, path_id(request, "batch_id", "Batch"), user["id"])
     if row is None:
         raise HTTPException(404, "Batch not found.")
     return row
@@ -583,18 +580,19 @@ def csv_cell(value, component):
 # Jobs
 
 
-def job_id_of(request):
+def path_id(request, key, what):
+    """The integer id of the path parameter `key`; 404 "<what> not found." if it cannot be one."""
     try:
-        job_id = int(request.path_params["job_id"])
+        value = int(request.path_params[key])
     except ValueError:
-        raise HTTPException(404, "Job not found.") from None
-    if not 0 < job_id <= MAX_INTEGER:
-        raise HTTPException(404, "Job not found.")
-    return job_id
+        raise HTTPException(404, f"{what} not found.") from None
+    if not 0 < value <= MAX_INTEGER:
+        raise HTTPException(404, f"{what} not found.")
+    return value
 
 
 async def owned_job(request, user):
-    row = await run_in_threadpool(store.get_job, job_id_of(request), user["id"])
+    row = await run_in_threadpool(store.get_job, path_id(request, "job_id", "Job"), user["id"])
     if row is None:
         raise HTTPException(404, "Job not found.")
     return row
