@@ -6,7 +6,7 @@ import math
 import os
 import re
 import shutil
-import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import jobs
 import retention
 import settings
 import store
+import worker
 
 # Letters, digits and . _ @ -: a name that prints, quotes and logs unambiguously.
 USER_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
@@ -42,7 +43,7 @@ def create_user(args):
     password = read_password(args)
     try:
         user_id = store.add_user(args.name, auth.hash_password(password))
-    except sqlite3.IntegrityError:
+    except store.NameTaken:
         raise SystemExit(f"error: user {args.name!r} exists") from None
     print(f"created user {args.name!r} (id {user_id})")
 
@@ -78,15 +79,41 @@ def purge(args):
     print(f"{verb} {removed['jobs']} jobs, {removed['files']} files, {removed['partial_uploads']} partial uploads")
 
 
+def pg_program(name):
+    """A PostgreSQL client program: GEMSEO_HTTP_PG_BIN's, Debian's newest, or the one on PATH."""
+    folders = [os.environ.get("GEMSEO_HTTP_PG_BIN", "")]
+    folders += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda path: int(path.parent.name), reverse=True)
+    for folder in filter(None, folders):
+        if (Path(folder) / name).is_file():
+            return str(Path(folder) / name)
+    found = shutil.which(name)
+    if found is None:
+        raise SystemExit(
+            f"error: {name} not found: install PostgreSQL's client programs (Debian: postgresql-client,"
+            f" of the server's version or newer) or set GEMSEO_HTTP_PG_BIN to their folder"
+        )
+    return found
+
+
 def backup(args):
     """Consistent copies of the store and the queue, and the token key, in a private folder."""
     folder = Path(args.folder)
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
-    for source in (settings.USER_DATABASE_PATH, settings.HUEY_DATABASE_PATH):
+    if settings.DATABASE_URL:
+        # pg_dump reads one snapshot: the store (and the queue when it is there) as of one moment.
+        target = folder / "gaas.pgdump"
+        partial = target.with_suffix(".partial")
+        subprocess.run([pg_program("pg_dump"), "--format=custom", "--no-owner", f"--file={partial}", settings.DATABASE_URL], check=True)
+        os.chmod(partial, store.PRIVATE)
+        partial.replace(target)
+        print(f"wrote {target}")
+        if settings.REDIS_URL:
+            print("the queue is in Redis and is not copied: keep Redis's own persistence (RDB or AOF) for it")
+    for source in () if settings.DATABASE_URL else (settings.USER_DATABASE_PATH, settings.HUEY_DATABASE_PATH):
         if source.exists():
             target = folder / ("gaas.db" if source == settings.USER_DATABASE_PATH else "huey.db")
-            store.backup_to(source, target)
+            store.backup_file(source, target)
             print(f"wrote {target}")
     if settings.SECRET_KEY:
         print("the token key is GEMSEO_HTTP_SECRET_KEY, kept in your environment file: back that up too")
@@ -101,6 +128,8 @@ def backup(args):
 def restore(args):
     """Put a backup back in place, with the service stopped."""
     folder = Path(args.folder)
+    if settings.DATABASE_URL:
+        return restore_postgres(folder, args.force)
     if not (folder / "gaas.db").is_file():
         raise SystemExit(f"error: {folder} holds no gaas.db backup")
     targets = {
@@ -124,9 +153,49 @@ def restore(args):
         print(f"restored {target}")
 
 
+def restore_postgres(folder, force):
+    dump = folder / "gaas.pgdump"
+    if not dump.is_file():
+        raise SystemExit(f"error: {folder} holds no gaas.pgdump backup (made by backup with a PostgreSQL store)")
+    worker.init()
+    if any(store.table_counts().values()) and not force:
+        raise SystemExit("error: the PostgreSQL store holds data; stop the service and pass --force to replace it")
+    command = [pg_program("pg_restore"), "--clean", "--if-exists", "--no-owner", "--single-transaction"]
+    subprocess.run([*command, f"--dbname={settings.DATABASE_URL}", str(dump)], check=True)
+    if (folder / "secret_key").exists() and not settings.SECRET_KEY:
+        shutil.copyfile(folder / "secret_key", settings.SECRET_KEY_PATH)
+        os.chmod(settings.SECRET_KEY_PATH, store.PRIVATE)
+    print(f"restored the store from {dump}")
+
+
+def copy_store(args):
+    """Copy the SQLite store into an empty PostgreSQL store and queue its pending jobs there."""
+    source = store.current()
+    if not isinstance(source, store.SqliteStore):
+        raise SystemExit("error: copy-store copies the SQLite store; unset GEMSEO_HTTP_DATABASE_URL")
+    if not args.url.startswith(("postgresql://", "postgres://")):
+        raise SystemExit("error: the target must be a postgresql:// URL")
+    target = store.PostgresStore(args.url)
+    queue = worker.make_huey(args.url, settings.REDIS_URL)
+    target.init(queue.storage.ddl if not settings.REDIS_URL else ())
+    try:
+        copied = store.copy_store(source, target)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}; copy-store only fills an empty store") from None
+    pending = target.unclaimed_jobs(created_before=float("inf"))
+    for start in range(0, len(pending), jobs.POINTS_PER_TASK):
+        queue.enqueue(worker.run_async_job.s(pending[start : start + jobs.POINTS_PER_TASK]))
+    where = "Redis" if settings.REDIS_URL else "the PostgreSQL queue"
+    print(
+        f"copied {copied['users']} users, {copied['jobs']} jobs, {copied['batches']} batches, {copied['files']} files"
+        f" and {copied['uploads']} unfinished uploads; {len(pending)} pending jobs queued again in {where}."
+        f" Now set GEMSEO_HTTP_DATABASE_URL to that URL on every host."
+    )
+
+
 def init(args):
     auth.secret_key()
-    print("root folders and database schema ready")
+    print(f"root folders and schema ready ({store.current().describe()})")
 
 
 def main(argv=None):
@@ -151,10 +220,15 @@ def main(argv=None):
     command.add_argument("folder")
     command.add_argument("--force", action="store_true", help="replace the databases that exist")
     command.set_defaults(function=restore)
+    command = commands.add_parser(
+        "copy-store", help="copy the SQLite store into the empty PostgreSQL store at URL (service stopped)"
+    )
+    command.add_argument("url", help="postgresql://USER:PASSWORD@HOST:PORT/DB")
+    command.set_defaults(function=copy_store)
     args = parser.parse_args(argv)
     default = {"init": init, "delete-user": delete_user, "list-users": list_users}
     if args.command != "restore":
-        store.init()
+        worker.init()
     (getattr(args, "function", None) or default[args.command])(args)
 
 

@@ -13,6 +13,7 @@ import time
 from starlette.concurrency import run_in_threadpool
 
 import settings
+import store
 
 # scrypt cost: about 50 ms and 16 MiB per login on a small server; tokens make it once per session.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -120,31 +121,32 @@ def token_claims(token):
 class SignInGuard:
     """Slows password guessing: at most ATTEMPTS password checks per user name and address
     within WINDOW seconds, counted when a check starts (a burst sent at once cannot pass more),
-    then 429 until the window has passed; a right password clears the count. Each check is 50 ms
-    of scrypt, so at most SLOTS run at once and each pair at most one at a time: a flood for one
-    name waits its own turn instead of taking every thread."""
+    then 429 until the window has passed; a right password clears the count. The counts are in
+    the store, so they hold across web processes and hosts. Each check is 50 ms of scrypt, so at
+    most SLOTS run at once in a process and each pair at most one at a time: a flood for one name
+    waits its own turn instead of taking every thread."""
 
     ATTEMPTS, WINDOW, SLOTS = 10, 60.0, 2
 
     def __init__(self):
-        self.attempts = {}  # (address, user name) -> start times of recent checks
         self.turns = {}  # (address, user name) -> [lock, holders]
         self.slots = asyncio.Semaphore(self.SLOTS)
 
-    def reserve(self, key):
-        """Count one check for the key; return 0, or the seconds to wait when over the limit."""
-        now = time.monotonic()
-        recent = [moment for moment in self.attempts.get(key, ()) if moment > now - self.WINDOW]
-        if len(recent) >= self.ATTEMPTS:
-            self.attempts[key] = recent
-            return recent[0] + self.WINDOW - now
-        if len(self.attempts) > 100_000:  # forget everyone rather than grow without bound
-            self.attempts.clear()
-        self.attempts[key] = [*recent, now]
-        return 0
+    @staticmethod
+    def _text(key):
+        address, name = key
+        return f"{address} {name[:200]}"
 
-    def succeeded(self, key):
-        self.attempts.pop(key, None)
+    async def reserve(self, key):
+        """Count one check for the key; return 0, or the seconds to wait when over the limit."""
+        return await run_in_threadpool(store.reserve_sign_in, self._text(key), self.ATTEMPTS, self.WINDOW)
+
+    async def succeeded(self, key):
+        await run_in_threadpool(store.clear_sign_ins, self._text(key))
+
+    def forget_old(self):
+        """Drop the checks older than the window (the housekeeping calls it)."""
+        store.clear_sign_ins(before=time.time() - self.WINDOW)
 
     async def check(self, key, function):
         """Run function() (the password check) in a thread, one per key and SLOTS in all."""

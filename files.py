@@ -1,9 +1,12 @@
 """Files on disk: uploads in chunks, job directories, and the rules that keep paths inside them."""
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import stat
+import threading
 import uuid
 from pathlib import Path
 
@@ -13,6 +16,9 @@ from errors import Rejected
 
 LOG_NAME = "gaas-job.log"  # what a job printed, in its directory (written by jobproc.py)
 MAX_CHUNKS = 1_000_000
+# Uploads hash to this many lock files: no lock file to remove when an upload ends.
+LOCK_STRIPES = 64
+_stripe_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
 
 
 def job_directory(user_id, job_id):
@@ -121,15 +127,37 @@ def save_upload(user_id, upload_id, parts, chunk, total):
         name = safe_name(part.filename)
         if not name:
             raise Rejected(400, f"File name {str(part.filename)[:100]!r} is not usable.")
-        key = f"{upload_id}/{name}"
-        state = store.upload_state(user_id, key)
-        if chunk > 0 and (state is None or state["next_chunk"] != chunk or state["total_chunks"] != total):
-            expected = 0 if state is None else state["next_chunk"]
-            raise Rejected(409, f"Chunk {chunk} of {name!r} is out of order; expected chunk {expected}.")
-        planned.append((part, name, key, state))
+        planned.append((part, name, f"{upload_id}/{name}", None))
     if total > 1 and len({key for _, _, key, _ in planned}) != len(planned):
         # Whole files may share a name (each becomes a File); the chunks of one upload may not.
         raise Rejected(409, "Two parts of a chunked upload have the same file name; upload them apart.")
+    with upload_locks(user_id, [key for _, _, key, _ in planned]):
+        # Read under the locks: another request, maybe of another web process, stores chunks too.
+        for place, (part, name, key, _) in enumerate(planned):
+            state = store.upload_state(user_id, key)
+            if chunk > 0 and (state is None or state["next_chunk"] != chunk or state["total_chunks"] != total):
+                expected = 0 if state is None else state["next_chunk"]
+                raise Rejected(409, f"Chunk {chunk} of {name!r} is out of order; expected chunk {expected}.")
+            planned[place] = (part, name, key, state)
+        return _save_parts(user_id, planned, chunk, total)
+
+
+@contextlib.contextmanager
+def upload_locks(user_id, keys):
+    """Hold the locks of these uploads against every thread, web process and host: a lock file
+    under the shared file directory (flock; on NFS the client maps it to a lock of the server),
+    with a thread lock too, since an NFS lock excludes processes but not threads."""
+    stripes = sorted({int(hashlib.sha256(f"{user_id}/{key}".encode()).hexdigest()[:8], 16) % LOCK_STRIPES for key in keys})
+    with contextlib.ExitStack() as held:
+        for stripe in stripes:  # taken in order: two requests never deadlock
+            held.enter_context(_stripe_locks[stripe])
+            fd = os.open(settings.FILE_DIRECTORY / ".partial" / f".lock-{stripe:02d}", os.O_RDWR | os.O_CREAT, 0o600)
+            held.callback(os.close, fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+
+
+def _save_parts(user_id, planned, chunk, total):
     done = []
     try:
         for part, name, key, state in planned:

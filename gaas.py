@@ -88,7 +88,6 @@ class State:
     users = {}
     tokens = {}
     sign_in = None
-    upload_locks = {}
     openapi = None
     counter = None
 
@@ -135,7 +134,7 @@ async def token(request):
     if not isinstance(username, str) or not isinstance(password, str):
         raise HTTPException(422, "The form needs the fields 'username' and 'password'.")
     key = (request.client.host if request.client else "", username)
-    wait = math.ceil(State.sign_in.reserve(key))
+    wait = math.ceil(await State.sign_in.reserve(key))
     if wait:
         raise HTTPException(429, f"Too many sign-ins; try again in {wait} s.", {"Retry-After": str(wait)})
 
@@ -146,7 +145,7 @@ async def token(request):
     user = await State.sign_in.check(key, check)
     if user is None:
         raise HTTPException(401, "Incorrect username or password.", {"WWW-Authenticate": "Bearer"})
-    State.sign_in.succeeded(key)
+    await State.sign_in.succeeded(key)
     return JSONResponse({"access_token": auth.make_token(user), "token_type": "bearer"})
 
 
@@ -712,28 +711,10 @@ async def upload(request):
         total = form_number(form, "total_chunks", 1)
         upload_id = str(form.get("upload_id") or "")[:100]
         parts = [part for part in form.getlist("files") if hasattr(part, "read")]
-        keys = sorted({(user["id"], upload_id, files.safe_name(part.filename)) for part in parts})
-        async with contextlib.AsyncExitStack() as held:
-            for key in keys:  # one lock per upload, taken in order: two requests never deadlock
-                await held.enter_async_context(upload_lock(key))
-            results = await run_in_threadpool(files.save_upload, user["id"], upload_id, parts, chunk, total)
+        results = await run_in_threadpool(files.save_upload, user["id"], upload_id, parts, chunk, total)
     if results is None:
         return JSONResponse({"next_chunk": chunk + 1, "total_chunks": total})
     return JSONResponse(results)
-
-
-@contextlib.asynccontextmanager
-async def upload_lock(key):
-    """The lock of one upload, kept while any request holds or awaits it."""
-    entry = State.upload_locks.setdefault(key, [asyncio.Lock(), 0])
-    entry[1] += 1
-    try:
-        async with entry[0]:
-            yield
-    finally:
-        entry[1] -= 1
-        if entry[1] == 0:
-            State.upload_locks.pop(key, None)
 
 
 def form_number(form, name, default):
@@ -753,7 +734,8 @@ async def health(request):
 
 
 async def prometheus(request):
-    text = await run_in_threadpool(metrics.render, worker.huey, State.counter.counts)
+    counts = await run_in_threadpool(State.counter.totals)
+    text = await run_in_threadpool(metrics.render, worker.huey, counts)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
 
@@ -789,7 +771,8 @@ class Watcher:
     """Wakes long-polling clients when their jobs end.
 
     One task per process asks the store's change feed every few milliseconds whether anything
-    was committed, and reads the waited jobs only then. A failure of the feed is logged and the
+    was committed (SQLite's data_version, or what PostgreSQL's NOTIFY put on the socket: no
+    query), and reads the waited jobs only then. A failure of the feed is logged and the
     feed opened again: waiting clients must not silently wait for their full timeout.
     """
 
@@ -830,7 +813,8 @@ class Watcher:
                 await asyncio.sleep(0.1)
 
     async def follow(self):
-        feed = store.ChangeFeed()
+        remote = store.current().remote
+        feed = await run_in_threadpool(store.feed) if remote else store.feed()
         version = None
         try:
             while self.waiters:
@@ -838,14 +822,19 @@ class Watcher:
                 if current != version or self.dirty:
                     version, self.dirty = current, False
                     keys = list(self.waiters)
-                    ended = [("job", job_id) for job_id in feed.ended_among([i for kind, i in keys if kind == "job"])]
-                    ended += [("batch", i) for i in feed.batches_ended_among([i for kind, i in keys if kind == "batch"])]
+                    # A query over the network runs in a thread: the loop serves requests meanwhile.
+                    ended = await run_in_threadpool(self.ended, feed, keys) if remote else self.ended(feed, keys)
                     for key in ended:
                         for event in self.waiters.get(key, ()):
                             event.set()
                 await asyncio.sleep(self.INTERVAL)
         finally:
             feed.close()
+
+    @staticmethod
+    def ended(feed, keys):
+        ended = [("job", job_id) for job_id in feed.ended_among([i for kind, i in keys if kind == "job"])]
+        return ended + [("batch", i) for i in feed.batches_ended_among([i for kind, i in keys if kind == "batch"])]
 
 
 # Errors, in one place
@@ -898,6 +887,8 @@ async def housekeeping():
     while True:
         try:
             await run_in_threadpool(store.beat, OWNER_ID)
+            await run_in_threadpool(State.counter.flush)
+            await run_in_threadpool(State.sign_in.forget_old)
             moved = await run_in_threadpool(jobs.recover_lost, worker.enqueue)
             if moved or time.monotonic() >= next_requeue:
                 # A process vanished: the points of the task it held are in no queue; look now.
@@ -912,7 +903,7 @@ async def housekeeping():
 @contextlib.asynccontextmanager
 async def lifespan(app):
     jobs.setup_logging()
-    await run_in_threadpool(store.init)
+    await run_in_threadpool(worker.init)
     store.start_checkpoints()
     auth.secret_key()
     State.pool = pool.Pool(settings.SYNC_PROCESSES, "web", OWNER_ID)
@@ -927,6 +918,7 @@ async def lifespan(app):
     finally:
         task.cancel()
         State.pool.close()
+        await run_in_threadpool(State.counter.flush)
         await run_in_threadpool(store.forget, OWNER_ID)
 
 

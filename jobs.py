@@ -65,8 +65,10 @@ def submit(user_id, fields, input_files, enqueue=None):
     rank = queue_rank(user_id, 1)
     sources = [_owned_input(user_id, item) for item in input_files]
     fields["input_files"] = json.dumps([store.file_entry(row) for row in sources])
-    job_id = store.create_job(fields, files.job_directory)
-    if enqueue is not None:
+    message = getattr(enqueue, "message", None)  # the queue is in the store: one transaction
+    tasks = (lambda ids: [message(ids, rank)]) if message else None
+    job_id = store.create_job(fields, files.job_directory, tasks)
+    if enqueue is not None and message is None:
         try:
             enqueue([job_id], rank)
         except Exception as error:
@@ -113,10 +115,13 @@ def submit_batch(user_id, batch, common, inputs, input_files, enqueue):
     sources = [_owned_input(user_id, item) for item in input_files]
     common = dict(common, input_files=json.dumps([store.file_entry(row) for row in sources]))
     prefix = f"{files.job_directory(user_id, 0).parent}/job-"
-    batch_id, ids = store.create_batch(batch, common, inputs, prefix)
+    # The user's n-th waiting point gets priority -n: other users' jobs come in between.
+    starts = range(0, len(inputs), POINTS_PER_TASK)
+    message = getattr(enqueue, "message", None)  # the queue is in the store: one transaction
+    tasks = (lambda ids: [message(ids[start : start + POINTS_PER_TASK], rank - start) for start in starts]) if message else None
+    batch_id, ids = store.create_batch(batch, common, inputs, prefix, tasks)
     try:
-        for start in range(0, len(ids), POINTS_PER_TASK):
-            # The user's n-th waiting point gets priority -n: other users' jobs come in between.
+        for start in starts if message is None else ():
             enqueue(ids[start : start + POINTS_PER_TASK], rank - start)
     except Exception as error:
         logger.exception("batch %s could not be queued", batch_id)

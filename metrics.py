@@ -1,5 +1,6 @@
 """Health report and Prometheus metrics of the web app."""
 
+import threading
 import time
 from collections import Counter
 
@@ -7,11 +8,29 @@ import settings
 import store
 
 class RequestCounter:
-    """ASGI middleware counting answered requests by method, route template and status."""
+    """ASGI middleware counting answered requests by method, route template and status.
+
+    Each web process adds its counts to the store every heartbeat and before a scrape, so that
+    /metrics counts the requests of every process and host behind the load balancer."""
 
     def __init__(self, app, paths):
         self.app, self.paths = app, paths
-        self.counts = Counter()
+        self.counts = Counter()  # not yet in the store
+        self.lock = threading.Lock()
+
+    def flush(self):
+        with self.lock:
+            counts, self.counts = self.counts, Counter()
+            try:
+                store.add_request_counts(counts)
+            except Exception:
+                self.counts.update(counts)  # kept for the next flush
+                raise
+
+    def totals(self):
+        """The counts of the whole service."""
+        self.flush()
+        return store.request_counts()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -32,9 +51,13 @@ class RequestCounter:
             self.counts[(scope["method"], path, status)] += 1
 
 
+def queue_kind(huey):
+    return {"PriorityRedisStorage": "redis", "PostgresStorage": "postgresql"}.get(type(getattr(huey, "storage", None)).__name__, "sqlite")
+
+
 def health(huey):
     """Return (healthy, report): the store and the queue answer, and a worker beat recently."""
-    report, problems = {}, []
+    report, problems = {"store": store.current().describe(), "queue_backend": queue_kind(huey)}, []
     try:
         store.ping()
         report["database"] = "ok"
@@ -73,7 +96,7 @@ def _bound(value):
 
 
 def render(huey, counts):
-    """The Prometheus text exposition of the service's state."""
+    """The Prometheus text exposition of the service's state; counts are the request counts."""
     lines = []
 
     def metric(name, kind, help_text, samples):
@@ -94,6 +117,12 @@ def render(huey, counts):
     except Exception:
         depth = float("nan")
     metric("gaas_queue_depth", "gauge", "Tasks waiting in the Huey queue.", [("", {}, depth)])
+    metric(
+        "gaas_backend",
+        "gauge",
+        "Where the store and the queue live (1 for the one in use).",
+        [("", {"store": store.current().describe().split()[0], "queue": queue_kind(huey)}, 1)],
+    )
     buckets, total = store.duration_histogram()
     samples = [("_bucket", {"le": _bound(bound)}, count) for bound, count in buckets]
     count = buckets[-1][1] if buckets else 0
@@ -102,7 +131,7 @@ def render(huey, counts):
     metric(
         "gaas_http_requests_total",
         "counter",
-        "Requests answered by this web app process, by method, route and status.",
+        "Requests answered by every web app process, by method, route and status.",
         [
             ("", {"method": method, "route": route, "status": status}, value)
             for (method, route, status), value in sorted(counts.items())

@@ -56,6 +56,21 @@ WORKSPACE_EXECUTION = _path(
     aliases=("GEMSEO_HTTP_USER_WORKSPACE_EXECUTION",),
 )
 SECRET_KEY_PATH = _path("GEMSEO_HTTP_SECRET_KEY_PATH", ROOT_PATH / "secret_key")
+
+
+def _url(name, schemes):
+    value = _text(name)
+    if value and value.split("://")[0] not in schemes:
+        raise SystemExit(f"setting {name} must start with {' or '.join(s + '://' for s in schemes)}")
+    return value
+
+
+# Several machines: the store (and the queue, unless Redis holds it) in PostgreSQL; unset means
+# the SQLite files above.
+DATABASE_URL = _url("GEMSEO_HTTP_DATABASE_URL", ("postgresql", "postgres"))
+REDIS_URL = _url("GEMSEO_HTTP_REDIS_URL", ("redis", "rediss", "unix"))
+# Web app processes that bin/run_server.sh starts on one port.
+WEB_PROCESSES = _number("GEMSEO_HTTP_WEB_PROCESSES", 1)
 # Read by secret_key() only: an unset key means "create one under the root once".
 SECRET_KEY = _text("GEMSEO_HTTP_SECRET_KEY")
 

@@ -39,7 +39,37 @@ class LazySqliteStorage(SqliteStorage):
         return conn
 
 
-huey = Huey("gaas", storage_class=LazySqliteStorage, filename=str(settings.HUEY_DATABASE_PATH))
+def make_huey(database_url, redis_url):
+    """The queue in Redis, else in the PostgreSQL store's database, else in SQLite."""
+    if redis_url:
+        from huey import PriorityRedisHuey  # imports redis, only in this mode
+
+        # Blocking pops: a task reaches a waiting thread at once, not at its next poll.
+        return PriorityRedisHuey("gaas", url=redis_url, blocking=True, read_timeout=1)
+    if database_url:
+        from huey.storage import PostgresStorage
+
+        # Tables made by store.init(queue_ddl()), under the store's lock; dequeue blocks on LISTEN.
+        return Huey("gaas", storage_class=PostgresStorage, dsn=database_url, create_tables=False)
+    return Huey("gaas", storage_class=LazySqliteStorage, filename=str(settings.HUEY_DATABASE_PATH))
+
+
+huey = make_huey(settings.DATABASE_URL, settings.REDIS_URL)
+
+
+def queue_in_store():
+    """Whether the queue is a table of the store's database (PostgreSQL for both)."""
+    return bool(settings.DATABASE_URL) and not settings.REDIS_URL
+
+
+def queue_ddl():
+    """The queue's tables, for store.init() to make when they live in the store's database."""
+    return huey.storage.ddl if queue_in_store() else ()
+
+
+def init():
+    """Make the store's schema and, when it holds the queue, the queue's tables."""
+    store.init(queue_ddl())
 
 _lock = threading.Lock()
 _pool = None
@@ -52,7 +82,7 @@ def pool():
     with _lock:
         if _pool is None:
             jobs.setup_logging()
-            store.init()
+            init()
             store.beat(WORKER_ID)
             if jobs.recover_lost(enqueue=enqueue):
                 # A worker died: the points of the task it held are in no queue; look now.
@@ -97,9 +127,16 @@ def _thread_stopped():
 
 
 def _heartbeat():
+    """Beat, and sweep as the web app does: on several machines, the worker hosts decide
+    together that a vanished host's jobs are lost, with or without a web app running."""
+    next_requeue = time.monotonic() + settings.REQUEUE_PENDING_AFTER
     while True:
         try:
             store.beat(WORKER_ID)
+            moved = jobs.recover_lost(enqueue=enqueue)
+            if moved or time.monotonic() >= next_requeue:
+                next_requeue = time.monotonic() + settings.REQUEUE_PENDING_AFTER
+                jobs.requeue_unqueued(enqueue, queued_job_ids, min_age=2 if moved else None)
         except Exception:
             logger.exception("heartbeat failed")
         time.sleep(settings.HEARTBEAT_INTERVAL)
@@ -126,6 +163,16 @@ def enqueue(job_ids, priority=0):
     run_async_job(list(job_ids), priority=priority)
 
 
+def task_message(job_ids, priority=0):
+    """(storage, message, priority) of the task for these job ids, for a store that records it in
+    its own transaction (queue_in_store())."""
+    task = run_async_job.s(list(job_ids), priority=priority)
+    return huey.storage, huey.serialize_task(task), priority
+
+
+enqueue.message = task_message if queue_in_store() else None
+
+
 def queued_job_ids():
     """The ids of the jobs whose task waits in the queue."""
     ids = set()
@@ -139,5 +186,5 @@ def queued_job_ids():
 def apply_retention():
     """Remove old jobs and unused uploads when GEMSEO_HTTP_JOB_RETENTION_DAYS is set."""
     if settings.JOB_RETENTION_DAYS > 0:
-        store.init()
+        init()
         retention.purge(settings.JOB_RETENTION_DAYS)

@@ -2,11 +2,18 @@
 # Runs the web app: uvicorn gaas:app on GEMSEO_HTTP_HOST:GEMSEO_HTTP_PORT (defaults in settings.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-eval "$(.venv/bin/python settings.py HOST PORT SHUTDOWN_TIMEOUT)"
-# One uvicorn process: long-polling waiters and the warm processes for synchronous runs live in it.
+eval "$(.venv/bin/python settings.py HOST PORT SHUTDOWN_TIMEOUT WEB_PROCESSES)"
+# GEMSEO_HTTP_WEB_PROCESSES uvicorn processes share the port; each has its own warm processes for
+# synchronous runs and its own long-polling waiters, and everything they share is in the store.
+# With one, uvicorn runs no supervisor process.
+workers=()
+if [ "$WEB_PROCESSES" -gt 1 ]; then
+    workers=(--workers "$WEB_PROCESSES")
+fi
 # No access log: it costs a tenth of a millisecond per request; jobs are logged, and counted in
 # /metrics by route and status.
 exec .venv/bin/uvicorn gaas:app \
+    "${workers[@]}" \
     --host "$HOST" \
     --port "$PORT" \
     --loop uvloop --http httptools \

@@ -3,12 +3,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GAAS_EXTRA_REQUIREMENTS=requirements-test.txt bin/setup.sh
-# The dashboard tests drive Debian's Chromium; install it when missing and allowed to.
+# The dashboard tests drive Debian's Chromium; the store and queue tests start their own
+# PostgreSQL and Redis servers (tests/servers.py). Install what is missing, when allowed to.
+packages=()
 if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+    packages+=(chromium chromium-driver)
+fi
+if ! command -v initdb >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    packages+=(postgresql)
+fi
+if ! command -v redis-server >/dev/null; then
+    packages+=(redis-server)
+fi
+if [ ${#packages[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
     else
-        echo "warning: chromium and chromium-driver are missing; the dashboard tests will fail" >&2
+        echo "warning: ${packages[*]} missing; the tests that need them will fail or skip" >&2
     fi
 fi
 exec .venv/bin/python -m pytest tests "$@"

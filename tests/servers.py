@@ -1,0 +1,303 @@
+"""Real throwaway servers (PostgreSQL, Redis) and simulated hosts on loopback, all stopped by PID."""
+
+import itertools
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+import redis
+from psycopg import sql
+
+TIMEOUT = 60
+
+
+def free_port():
+    """Return a TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def find_postgres():
+    """Return the folder of the PostgreSQL programs, or None when they are not installed."""
+    found = shutil.which("initdb")
+    if found:
+        # Resolved so that pg_dump and psql come from the server's own version, not from
+        # Debian's /usr/bin wrappers, which pick a version from the system's clusters.
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                      key=lambda path: [int(part) for part in path.parent.parent.name.split(".")])
+    return versions[-1].parent if versions else None
+
+
+def find_redis():
+    """Return the path of redis-server, or None when it is not installed."""
+    found = shutil.which("redis-server") or "/usr/bin/redis-server"
+    return found if os.access(found, os.X_OK) else None
+
+
+def running(pid):
+    """Whether pid exists and is not a zombie (a zombie holds nothing any more)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+class Server:
+    """A server process, our child, in its own temporary folder; `with Redis() as rd:` starts and stops it."""
+
+    prefix = "gaas-"
+    stop_signal = signal.SIGTERM
+
+    def __init__(self):
+        self.port = free_port()
+        self.folder = None
+        self.proc = None
+        self.numbers = itertools.count(1)
+
+    def start(self):
+        """Start the server and wait until it answers; return self."""
+        try:
+            # Not under pytest's tmp_path: its folders are 0700 root's, closed to the postgres user.
+            self.folder = Path(tempfile.mkdtemp(prefix=self.prefix))
+            self.setup()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def launch(self, argv, ready, **popen):
+        """Start argv, logging into the folder, and call ready() until it succeeds."""
+        log = self.folder / "server.log"
+        with open(log, "wb") as out:
+            # A session of its own, so that Ctrl-C in the terminal leaves it to stop().
+            self.proc = subprocess.Popen(argv, cwd=self.folder, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True, **popen)
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                return ready()
+            except Exception:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{argv[0]} did not start:\n{log.read_text(errors='replace')[-3000:]}")
+                time.sleep(0.1)
+
+    def stop(self):
+        """Stop the server by its PID (SIGKILL after 30 s) and remove its folder; safe to repeat."""
+        if self.proc:
+            if self.proc.poll() is None:
+                self.proc.send_signal(self.stop_signal)
+                try:
+                    self.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.proc = None
+        if self.folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Postgres(Server):
+    """A fresh PostgreSQL cluster with a superuser `gaas_admin` and a plain login role `gaas`."""
+
+    prefix = "gaas-pg-"
+    stop_signal = signal.SIGINT  # PostgreSQL's fast shutdown
+
+    def __init__(self):
+        super().__init__()
+        self.bindir = find_postgres()
+        self.admin_password = secrets.token_hex(16)
+        self.password = secrets.token_hex(16)
+        # PostgreSQL refuses to run as root, so root runs its programs as the postgres user.
+        self.as_user = dict(user="postgres", group="postgres", extra_groups=[]) if os.geteuid() == 0 else {}
+
+    def bin(self, name):
+        """Return the path of a PostgreSQL program (pg_dump, pg_restore, psql...)."""
+        return str(self.bindir / name)
+
+    def setup(self):
+        if self.bindir is None:
+            raise RuntimeError("PostgreSQL is not installed (Debian package postgresql)")
+        pwfile = self.folder / "pwfile"
+        pwfile.write_text(self.admin_password + "\n")
+        if self.as_user:
+            shutil.chown(self.folder, "postgres", "postgres")
+            shutil.chown(pwfile, "postgres", "postgres")
+        data = str(self.folder / "data")
+        result = subprocess.run(
+            [self.bin("initdb"), "-D", data, "-U", "gaas_admin", f"--pwfile={pwfile}", "--auth-local=trust",
+             "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C"],
+            cwd=self.folder, capture_output=True, text=True, **self.as_user)
+        pwfile.unlink()
+        if result.returncode:
+            raise RuntimeError(f"initdb failed:\n{result.stdout}{result.stderr}")
+        # The postgres binary itself rather than pg_ctl, so the postmaster is our child: its PID is
+        # proc.pid, and proc.wait() reaps it.
+        self.launch([self.bin("postgres"), "-D", data, "-p", str(self.port), "-k", str(self.folder),
+                     "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300",
+                     "-c", "shared_buffers=128MB", "-c", "fsync=off", "-c", "full_page_writes=off",
+                     "-c", "synchronous_commit=off"],
+                    lambda: psycopg.connect(self.admin_url(), connect_timeout=2).close(), **self.as_user)
+        self.execute(sql.SQL("CREATE ROLE gaas LOGIN CREATEDB PASSWORD {}").format(sql.Literal(self.password)))
+
+    def execute(self, statement):
+        """Run one statement as the superuser (autocommit, as CREATE DATABASE needs)."""
+        with psycopg.connect(self.admin_url(), autocommit=True) as conn:
+            conn.execute(statement)
+
+    def url(self, dbname):
+        """Return the URL of database dbname for the `gaas` role."""
+        return f"postgresql://gaas:{self.password}@127.0.0.1:{self.port}/{dbname}"
+
+    def admin_url(self, dbname="postgres"):
+        """Return the URL of database dbname for the superuser."""
+        return f"postgresql://gaas_admin:{self.admin_password}@127.0.0.1:{self.port}/{dbname}"
+
+    def create_database(self, name=None):
+        """Create an empty database owned by `gaas` (gaas_1, gaas_2... by default); return its URL."""
+        name = name or f"gaas_{next(self.numbers)}"
+        self.execute(sql.SQL("CREATE DATABASE {} OWNER gaas").format(sql.Identifier(name)))
+        return self.url(name)
+
+
+class Redis(Server):
+    """A redis-server without persistence, with 1024 databases: one per test service."""
+
+    prefix = "gaas-redis-"
+
+    def setup(self):
+        program = find_redis()
+        if program is None:
+            raise RuntimeError("redis-server is not installed (Debian package redis-server)")
+        self.launch([program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                     "--appendonly", "no", "--databases", "1024", "--dir", str(self.folder), "--daemonize", "no"],
+                    lambda: redis.Redis.from_url(self.url(), socket_connect_timeout=1).ping())
+
+    def url(self, db=0):
+        """Return the URL of database db."""
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def next_url(self):
+        """Return the URL of a database no one has been given yet."""
+        db = next(self.numbers)
+        if db >= 1024:
+            raise RuntimeError("all 1024 Redis databases are given out")
+        return self.url(db)
+
+
+class Host:
+    """A simulated machine: a process tree with its own hostname and PID namespace.
+
+    It shares loopback and the filesystem with us. `unshare --kill-child` kills the namespace's
+    first process when unshare dies, and the kernel then kills the rest of the namespace, so
+    SIGKILL to unshare's PID ends the whole host at once.
+    """
+
+    def __init__(self, name):
+        self.name = name
+        self.proc = None
+
+    def start(self, argv, env=None, log_path=None, cwd=None):
+        """Run argv as the host's main program (PID 1 inside), its output into log_path; return self."""
+        command = ["unshare", "--uts", "--pid", "--fork", "--mount-proc", "--kill-child"]
+        if os.geteuid() != 0:
+            command.append("--map-root-user")  # a user namespace gives a plain user the right to the others
+        command += ["sh", "-c", 'hostname "$0" && exec "$@"', self.name, *argv]
+        out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+        try:
+            self.proc = subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            if log_path:
+                out.close()
+        return self
+
+    def pids(self):
+        """Return the outside PIDs of unshare and of every process below it."""
+        if not self.alive():
+            return []
+        tree = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                parent = int(stat.read_text().rpartition(")")[2].split()[1])
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            tree.setdefault(parent, []).append(int(stat.parent.name))
+        found = [self.proc.pid]
+        for pid in found:
+            found.extend(tree.get(pid, []))
+        return found
+
+    def main_pid(self):
+        """Return the outside PID of the main program (unshare's child), or None once it is gone."""
+        deadline = time.monotonic() + 5
+        while self.alive() and time.monotonic() < deadline:
+            pids = self.pids()
+            if len(pids) > 1:
+                return pids[1]
+            time.sleep(0.01)  # unshare has not forked yet
+        return None
+
+    def alive(self):
+        """Whether the host is still running."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait(self, timeout=TIMEOUT):
+        """Wait for the main program to end by itself; return its exit code."""
+        return self.proc.wait(timeout)
+
+    def stop(self, sig=signal.SIGINT, timeout=TIMEOUT):
+        """Send sig to the main program and wait for the host to end; return its exit code.
+
+        unshare forwards no signal, and PID 1 of a namespace ignores those it has no handler for,
+        so sig goes to the program itself and must be one it handles. After timeout seconds the
+        host is killed and TimeoutError raised.
+        """
+        if self.proc is None:
+            return None
+        pid = self.main_pid()
+        if pid:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise TimeoutError(f"host {self.name} ignored {signal.Signals(sig).name} for {timeout} s") from None
+
+    def kill(self):
+        """Kill the whole host at once and wait until none of its processes is left; safe to repeat."""
+        if self.proc is None:
+            return
+        pids = self.pids()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        deadline = time.monotonic() + TIMEOUT
+        while any(running(pid) for pid in pids):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"host {self.name} left processes: {[pid for pid in pids if running(pid)]}")
+            time.sleep(0.01)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
