@@ -2,7 +2,7 @@
 
 import os
 import signal
-import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -11,15 +11,63 @@ from pathlib import Path
 import pytest
 import requests
 
+import servers
+from servers import free_port
+
 CODE = Path(__file__).resolve().parent.parent
 PLUGINS = Path(__file__).resolve().parent / "plugins"
 TIMEOUT = 60
+# Where the store and the queue live. The modules named here run against each: the same tests, a
+# fresh PostgreSQL database and Redis database per service, on real servers the session starts.
+BACKENDS = ("sqlite", "postgresql+redis", "postgresql")
+EVERY_BACKEND = {"test_api", "test_isolation", "test_faults", "test_client", "test_walkthrough", "test_several_hosts"}
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames:
+        module = metafunc.module.__name__.rpartition(".")[2]
+        chosen = getattr(metafunc.module, "BACKENDS", BACKENDS if module in EVERY_BACKEND else ("sqlite",))
+        metafunc.parametrize("backend", chosen, indirect=True, scope="session")
+
+
+class Backends:
+    """The session's PostgreSQL and Redis servers, started the first time a test needs them."""
+
+    def __init__(self):
+        self.postgres = self.redis = None
+
+    def settings(self, backend):
+        """Settings of a new service with an empty store and queue on that backend."""
+        if backend == "sqlite":
+            return {}
+        if self.postgres is None:
+            self.postgres = servers.Postgres().start()
+        found = {"GEMSEO_HTTP_DATABASE_URL": self.postgres.create_database()}
+        if backend == "postgresql+redis":
+            if self.redis is None:
+                self.redis = servers.Redis().start()
+            found["GEMSEO_HTTP_REDIS_URL"] = self.redis.next_url()
+        return found
+
+    def close(self):
+        for server in (self.redis, self.postgres):
+            if server is not None:
+                server.stop()
+
+
+@pytest.fixture(scope="session")
+def backends():
+    found = Backends()
+    try:
+        yield found
+    finally:
+        found.close()
+
+
+@pytest.fixture(scope="session")
+def backend(request):
+    """The backend of the tests' services: "sqlite", "postgresql+redis" or "postgresql"."""
+    return request.param
 
 
 class Api:
@@ -89,6 +137,40 @@ class Service:
             text=True,
             timeout=120,
         )
+
+    @property
+    def backend(self):
+        if "GEMSEO_HTTP_REDIS_URL" in self.env:
+            return "postgresql+redis"
+        return "postgresql" if "GEMSEO_HTTP_DATABASE_URL" in self.env else "sqlite"
+
+    def sql(self, statement, params=()):
+        """Run one statement (`?` marks) on the service's store, behind its back; return the rows."""
+        url = self.env.get("GEMSEO_HTTP_DATABASE_URL")
+        if url:
+            import psycopg
+
+            with psycopg.connect(url, autocommit=True) as conn:
+                cursor = conn.execute(statement.replace("?", "%s"), params)
+                return cursor.fetchall() if cursor.description else []
+        conn = sqlite3.connect(self.root / "database" / "gaas.db", isolation_level=None, timeout=30)
+        try:
+            return conn.execute(statement, params).fetchall()
+        finally:
+            conn.close()
+
+    def clear_queue(self):
+        """Empty the service's task queue, as a worker that took every task and died would."""
+        if self.backend == "postgresql+redis":
+            import redis
+
+            redis.Redis.from_url(self.env["GEMSEO_HTTP_REDIS_URL"]).flushdb()
+        elif self.backend == "postgresql":
+            self.sql("DELETE FROM huey_task")
+        else:
+            conn = sqlite3.connect(self.root / "database" / "huey.db", isolation_level=None, timeout=30)
+            conn.execute("DELETE FROM task")
+            conn.close()
 
     def add_user(self, name, password):
         result = self.admin("create-user", name, "--password-stdin", stdin=password + "\n")
@@ -166,9 +248,9 @@ def start_service(root, users=(("alice", "alice-pw"), ("bob", "bob-pw")), worker
 
 
 @pytest.fixture(scope="session")
-def live(tmp_path_factory):
+def live(tmp_path_factory, backend, backends):
     """One service shared by the tests that do not stop or break it."""
-    service = start_service(tmp_path_factory.mktemp("live"))
+    service = start_service(tmp_path_factory.mktemp("live"), **backends.settings(backend))
     try:
         alice = service.api("alice", "alice-pw")
         # The first description waits for a warm process: take that wait here, once.
@@ -189,12 +271,12 @@ def bob(live):
 
 
 @pytest.fixture
-def fresh_service(tmp_path):
+def fresh_service(tmp_path, backend, backends):
     """A service of its own, for the tests that stop, restart or break it."""
     services = []
 
     def make(**settings):
-        service = start_service(tmp_path / f"root{len(services)}", **settings)
+        service = start_service(tmp_path / f"root{len(services)}", **{**backends.settings(backend), **settings})
         services.append(service)
         return service
 
