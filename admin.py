@@ -184,7 +184,9 @@ def copy_store(args):
         raise SystemExit(f"error: {error}; copy-store only fills an empty store") from None
     pending = target.unclaimed_jobs(created_before=float("inf"))
     for start in range(0, len(pending), jobs.POINTS_PER_TASK):
-        queue.enqueue(worker.run_async_job.s(pending[start : start + jobs.POINTS_PER_TASK]))
+        # Serialised by the queue that knows the task, stored in the target's queue.
+        task = worker.run_async_job.s(pending[start : start + jobs.POINTS_PER_TASK])
+        queue.storage.enqueue(worker.huey.serialize_task(task), 0)
     where = "Redis" if settings.REDIS_URL else "the PostgreSQL queue"
     print(
         f"copied {copied['users']} users, {copied['jobs']} jobs, {copied['batches']} batches, {copied['files']} files"

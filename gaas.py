@@ -730,6 +730,7 @@ def form_number(form, name, default):
 
 async def health(request):
     healthy, report = await run_in_threadpool(metrics.health, worker.huey)
+    report["web_process"] = OWNER_ID
     return JSONResponse(report, status_code=200 if healthy else 503)
 
 

@@ -67,7 +67,7 @@ def submit(user_id, fields, input_files, enqueue=None):
     fields["input_files"] = json.dumps([store.file_entry(row) for row in sources])
     message = getattr(enqueue, "message", None)  # the queue is in the store: one transaction
     tasks = (lambda ids: [message(ids, rank)]) if message else None
-    job_id = store.create_job(fields, files.job_directory, tasks)
+    job_id = _record(lambda: store.create_job(fields, files.job_directory, tasks), message)
     if enqueue is not None and message is None:
         try:
             enqueue([job_id], rank)
@@ -77,6 +77,19 @@ def submit(user_id, fields, input_files, enqueue=None):
             raise Rejected(503, f"Job {job_id} could not be queued: {error}.") from None
     logger.info("job %s pending: user %s, %s, %s", job_id, user_id, fields["discipline_class_name"], fields["execution_mode"])
     return job_id
+
+
+def _record(write, in_store):
+    """Run the store write of a submit; when it queues the tasks too, a failure leaves nothing."""
+    if not in_store:
+        return write()
+    try:
+        return write()
+    except Rejected:
+        raise
+    except Exception as error:
+        logger.exception("jobs could not be recorded and queued")
+        raise Rejected(503, f"The job could not be recorded and queued (nothing was kept): {type(error).__name__}.") from None
 
 
 def _owned_input(user_id, item):
@@ -119,7 +132,7 @@ def submit_batch(user_id, batch, common, inputs, input_files, enqueue):
     starts = range(0, len(inputs), POINTS_PER_TASK)
     message = getattr(enqueue, "message", None)  # the queue is in the store: one transaction
     tasks = (lambda ids: [message(ids[start : start + POINTS_PER_TASK], rank - start) for start in starts]) if message else None
-    batch_id, ids = store.create_batch(batch, common, inputs, prefix, tasks)
+    batch_id, ids = _record(lambda: store.create_batch(batch, common, inputs, prefix, tasks), message)
     try:
         for start in starts if message is None else ():
             enqueue(ids[start : start + POINTS_PER_TASK], rank - start)
