@@ -69,6 +69,10 @@ def _url(name, schemes):
 # the SQLite files above.
 DATABASE_URL = _url("GEMSEO_HTTP_DATABASE_URL", ("postgresql", "postgres"))
 REDIS_URL = _url("GEMSEO_HTTP_REDIS_URL", ("redis", "rediss", "unix"))
+# PostgreSQL commits without waiting for the disk, as SQLite's WAL mode with synchronous=NORMAL
+# does: a crash of the database machine may lose the last commits (under a second), never
+# consistency. 1 waits for the disk at every commit (about 0.6 ms more each, measured).
+DATABASE_SYNC_COMMIT = _flag("GEMSEO_HTTP_DATABASE_SYNC_COMMIT", "0")
 # Web app processes that bin/run_server.sh starts on one port.
 WEB_PROCESSES = _number("GEMSEO_HTTP_WEB_PROCESSES", 1)
 # Read by secret_key() only: an unset key means "create one under the root once".

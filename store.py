@@ -837,7 +837,8 @@ class PostgresStore(BaseStore):
         return f"postgresql {info.get('host', '')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
 
     def open(self):
-        return PgConnection(self.psycopg.connect(self.url, autocommit=True, row_factory=pg_rows))
+        raw = self.psycopg.connect(self.url, autocommit=True, row_factory=pg_rows, options=pg_options())
+        return PgConnection(raw)
 
     def broken(self, conn):
         return conn.raw.closed or conn.raw.broken
@@ -893,6 +894,11 @@ def _fill_counts(tx):
                 (bound,),
             ).fetchone()
             tx.execute("INSERT INTO job_durations (le, n, total) VALUES (?, ?, ?)", (bound, row[0], row[1]))
+
+
+def pg_options():
+    """Session settings of every connection to a PostgreSQL store or queue."""
+    return "-c synchronous_commit=" + ("on" if settings.DATABASE_SYNC_COMMIT else "off")
 
 
 class Row:

@@ -50,7 +50,7 @@ def make_huey(database_url, redis_url):
         from huey.storage import PostgresStorage
 
         # Tables made by store.init(queue_ddl()), under the store's lock; dequeue blocks on LISTEN.
-        return Huey("gaas", storage_class=PostgresStorage, dsn=database_url, create_tables=False)
+        return Huey("gaas", storage_class=PostgresStorage, dsn=database_url, create_tables=False, options=store.pg_options())
     return Huey("gaas", storage_class=LazySqliteStorage, filename=str(settings.HUEY_DATABASE_PATH))
 
 

@@ -4,9 +4,15 @@
     .venv/bin/python bench/bench.py --reference      # the same against gemseo-http[server]==3.0.0
     .venv/bin/python bench/bench.py --url http://127.0.0.1:8000 --user demo --password ...
     .venv/bin/python bench/bench.py --smoke          # tiny counts: checks that it runs, nothing more
+    .venv/bin/python bench/bench.py --store postgresql+redis --only S1 A1 N1 N2
+    .venv/bin/python bench/bench.py --web-processes 2 --only S2 M1
+    .venv/bin/python bench/bench.py --only H1        # 1 worker host against 2 (PostgreSQL + Redis)
+
+With --store, the benchmark starts its own PostgreSQL (durable settings: fsync and synchronous
+commits on) and Redis servers with tests/servers.py, which needs psycopg and redis.
 
 Prints a table per target and, last, one JSON line with every figure. Every request has a
-timeout; every process it starts is stopped at the end. Standard library only.
+timeout; every process it starts is stopped at the end. Standard library only, but for --store.
 """
 
 import argparse
@@ -29,8 +35,8 @@ from pathlib import Path
 
 CODE = Path(__file__).resolve().parent.parent
 TIMEOUT = 60.0
-FULL = dict(s1=300, s2=400, a1=300, n1=30, idle=60.0, w1=500, jobs=100_000, l1=1_000_000, g=300, b1=1_000)
-SMOKE = dict(s1=30, s2=40, a1=30, n1=5, idle=1.0, w1=20, jobs=2_000, l1=100_000, g=30, b1=50)
+FULL = dict(s1=300, s2=400, a1=300, n1=30, idle=60.0, w1=500, jobs=100_000, l1=1_000_000, g=300, b1=1_000, h1=80)
+SMOKE = dict(s1=30, s2=40, a1=30, n1=5, idle=1.0, w1=20, jobs=2_000, l1=100_000, g=30, b1=50, h1=8)
 
 
 class Client:
@@ -103,6 +109,15 @@ class Target:
         self.kind, self.url, self.user, self.password = kind, url, user, password
         self.processes, self.database, self.job_table = [], None, "jobs"
         self.server_pid = self.worker_pid = None
+        self.database_url, self.hosts = None, []
+
+    def connect(self):
+        """(connection, parameter mark) to the target's store, to watch it behind its back."""
+        if self.database_url:
+            import psycopg
+
+            return psycopg.connect(self.database_url, autocommit=True), "%s"
+        return sqlite3.connect(self.database, timeout=10), "?"
 
     def token(self, user=None, password=None):
         status, answer, _ = Client(self.url).call(
@@ -135,6 +150,8 @@ class Target:
         time.sleep(1)
 
     def stop(self):
+        for host in self.hosts:
+            host.kill()
         for process in self.processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGINT)
@@ -150,10 +167,40 @@ def spawn(command, env, log, cwd=CODE):
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def start_gaas(root):
+class Engines:
+    """PostgreSQL and Redis servers of the benchmark's own, started on first use."""
+
+    def __init__(self):
+        self.postgres = self.redis = None
+
+    def settings(self, store):
+        if store == "sqlite":
+            return {}
+        sys.path.insert(0, str(CODE / "tests"))
+        import servers
+
+        if self.postgres is None:
+            self.postgres = servers.Postgres(durable=True).start()
+        found = {"GEMSEO_HTTP_DATABASE_URL": self.postgres.create_database()}
+        if store == "postgresql+redis":
+            if self.redis is None:
+                self.redis = servers.Redis().start()
+            found["GEMSEO_HTTP_REDIS_URL"] = self.redis.next_url()
+        return found
+
+    def stop(self):
+        for server in (self.redis, self.postgres):
+            if server is not None:
+                server.stop()
+
+
+def start_gaas(root, engines=None, store="sqlite", worker_hosts=0, **settings):
+    """Start gaas on that store; with worker_hosts, its workers run on that many namespace hosts."""
     port = free_port()
     env = dict(os.environ, GEMSEO_HTTP_ROOT_PATH=str(root), GEMSEO_HTTP_PORT=str(port))
     env["GEMSEO_HTTP_HOST"] = "127.0.0.1"
+    env.update(engines.settings(store) if engines else {})
+    env.update({key: str(value) for key, value in settings.items()})
     for name in ("bench", "lister"):
         subprocess.run(
             [sys.executable, str(CODE / "admin.py"), "create-user", name, "--password-stdin"],
@@ -162,10 +209,19 @@ def start_gaas(root):
     log = open(root / "gaas.log", "ab")
     target = Target("gaas", f"http://127.0.0.1:{port}", "bench", "bench-pw")
     server = spawn([str(CODE / "bin" / "run_server.sh")], env, log)
-    worker = spawn([str(CODE / "bin" / "run_worker.sh")], env, log)
-    target.processes = [server, worker]
-    target.server_pid, target.worker_pid = server.pid, worker.pid
-    target.database = root / "database" / "gaas.db"
+    target.processes, target.server_pid = [server], server.pid
+    if worker_hosts:
+        import servers  # on the path since engines.settings()
+
+        for number in range(worker_hosts):
+            host = servers.Host(f"worker-{number + 1}")
+            target.hosts.append(host.start([str(CODE / "bin" / "run_worker.sh")], env, root / f"worker-{number + 1}.log", CODE))
+    else:
+        worker = spawn([str(CODE / "bin" / "run_worker.sh")], env, log)
+        target.processes.append(worker)
+        target.worker_pid = worker.pid
+    target.database_url = env.get("GEMSEO_HTTP_DATABASE_URL")
+    target.database = None if target.database_url else root / "database" / "gaas.db"
     target.wait_ready()
     return target
 
@@ -361,7 +417,7 @@ def b1(target, n, threads=8):
 
 
 class EndWatcher:
-    """Sees a job end by reading the database every millisecond (both servers' store is SQLite)."""
+    """Sees a job end by reading the store every millisecond, behind the server's back."""
 
     def __init__(self, target, job_id):
         self.ended_at = None
@@ -369,10 +425,10 @@ class EndWatcher:
         self.thread.start()
 
     def watch(self, target, job_id):
-        conn = sqlite3.connect(target.database, timeout=10)
+        conn, mark = target.connect()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            row = conn.execute(f"SELECT job_status FROM {target.job_table} WHERE id = ?", (job_id,)).fetchone()
+            row = conn.execute(f"SELECT job_status FROM {target.job_table} WHERE id = {mark}", (job_id,)).fetchone()
             if row and str(row[0]).split(".")[-1] in ("finished", "failed"):
                 self.ended_at = time.perf_counter()
                 break
@@ -386,7 +442,7 @@ def n1_n2(target, n):
     for _ in range(n):
         start = time.perf_counter()
         job, _ = execute(client, "asynchronous")
-        watcher = EndWatcher(target, job["id"]) if target.database else None
+        watcher = EndWatcher(target, job["id"]) if target.database or target.database_url else None
         while job["job_status"] not in ("finished", "failed"):
             job, _ = long_poll(client, job["id"])
         returned = time.perf_counter()
@@ -553,13 +609,44 @@ def memory_mib(pid, field):
 def m1(target):
     if not target.server_pid:
         return {"skipped": "the server was not started by the benchmark"}
-    worker = descendants(target.worker_pid)
+    worker = descendants(target.worker_pid) if target.worker_pid else [p for host in target.hosts for p in host.pids()]
+    server = descendants(target.server_pid)
     return {
         "server_rss_mib": round(memory_mib(target.server_pid, "Rss"), 1),
-        "server_with_children_pss_mib": round(sum(memory_mib(p, "Pss") for p in descendants(target.server_pid)), 1),
+        "server_with_children_pss_mib": round(sum(memory_mib(p, "Pss") for p in server), 1),
         "worker_pss_mib": round(sum(memory_mib(p, "Pss") for p in worker), 1),
         "worker_processes": len(worker),
+        # Every process of the service: web processes, their warm processes, worker and its.
+        "service_pss_mib": round(sum(memory_mib(p, "Pss") for p in set(server) | set(worker)), 1),
     }
+
+
+def h1(engines, scratch, n, duration=0.2, threads=4):
+    """Worker hosts scale: n jobs of a discipline sleeping `duration` s, on 1 then 2 worker hosts
+    of 2 threads each (PostgreSQL store, Redis queue); jobs per second end to end."""
+    figures = {}
+    for hosts in (1, 2):
+        root = Path(scratch) / f"h1-{hosts}"
+        root.mkdir()
+        plugins = CODE / "tests" / "plugins"
+        target = start_gaas(root, engines, "postgresql+redis", worker_hosts=hosts, GEMSEO_PATH=plugins, GEMSEO_HTTP_WORKERS=2)
+        try:
+            token = target.token()
+            body = {"input_data": {"duration": [duration]}}
+            ids, start = [], time.perf_counter()
+
+            def submit(count):
+                client = Client(target.url, token)
+                return [execute(client, "asynchronous", body, "Sleeper")[0]["id"] for _ in range(count)]
+
+            with ThreadPoolExecutor(threads) as pool:
+                ids = [i for chunk in pool.map(submit, [n // threads] * threads) for i in chunk]
+            statuses = wait_all(target, token, ids, threads)
+            figures[f"hosts_{hosts}_jobs_per_s"] = round(statuses.count("finished") / (time.perf_counter() - start), 2)
+        finally:
+            target.stop()
+    figures["speedup"] = round(figures["hosts_2_jobs_per_s"] / figures["hosts_1_jobs_per_s"], 2)
+    return figures
 
 
 TARGETS = {
@@ -575,11 +662,18 @@ TARGETS = {
     "L1": ("round_trip_s", "<=", 1.5),
     "M1": ("server_rss_mib", "<=", 300, "worker_pss_mib", "<=", 600),
     "B1": ("speedup", ">=", 3, "submit_s", "<=", 0.5),
+    "H1": ("speedup", ">=", 1.8),
+}
+# Targets of the several-machines modes, where they differ.
+MODE_TARGETS = {
+    "postgresql+redis": {"S1": ("p50_ms", "<=", 4), "A1": ("end_to_end_jobs_per_s", ">=", 250)},
+    "postgresql": {"S1": ("p50_ms", "<=", 4), "A1": ("end_to_end_jobs_per_s", ">=", 250)},
+    "web_processes": {"S2": ("req_per_s", ">=", 500, "p95_ms", "<=", 30), "M1": ("service_pss_mib", "<=", 1024)},
 }
 
 
-def verdict(name, figures):
-    rule = TARGETS[name]
+def verdict(name, figures, targets=TARGETS):
+    rule = targets[name]
     checks = []
     for i in range(0, len(rule), 3):
         key, op, limit = rule[i : i + 3]
@@ -618,7 +712,7 @@ def run_all(target, counts, only):
     return results
 
 
-def print_table(all_results):
+def print_table(all_results, targets=TARGETS):
     kinds = list(all_results)
     print(f"{'id':<4} {'target':<8} " + " ".join(f"{kind:<60}" for kind in kinds))
     for name in TARGETS:
@@ -630,7 +724,7 @@ def print_table(all_results):
                 continue
             text = ", ".join(f"{key}={value}" for key, value in figures.items())
             cells.append(f"{text:<60}")
-        state = verdict(name, all_results[kinds[0]].get(name) or {})
+        state = verdict(name, all_results[kinds[0]].get(name) or {}, targets)
         print(f"{name:<4} {state:<8} " + " ".join(cells))
 
 
@@ -644,7 +738,14 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="tiny counts")
     parser.add_argument("--only", nargs="*", help="scenario ids to run (default: all)")
     parser.add_argument("--idle", type=float, help="idle seconds before N3 (default 60)")
+    parser.add_argument("--store", choices=("sqlite", "postgresql+redis", "postgresql"), default="sqlite")
+    parser.add_argument("--web-processes", type=int, default=1, help="GEMSEO_HTTP_WEB_PROCESSES of gaas")
     args = parser.parse_args()
+    targets = dict(TARGETS)
+    targets.update(MODE_TARGETS.get(args.store, {}))
+    if args.web_processes > 1:
+        targets.update(MODE_TARGETS["web_processes"])
+    engines = Engines()
     counts = dict(SMOKE if args.smoke else FULL)
     if args.idle is not None:
         counts["idle"] = args.idle
@@ -652,13 +753,18 @@ def main():
     all_results, started = {}, []
     with tempfile.TemporaryDirectory(prefix="gaas-bench-") as scratch:
         try:
+            all_results["gaas"] = {}
             if args.url:
                 target = Target("gaas", args.url.rstrip("/"), args.user, args.password)
-            else:
+            elif not (only and only <= {"H1"}):
                 (Path(scratch) / "gaas").mkdir()
-                target = start_gaas(Path(scratch) / "gaas")
+                target = start_gaas(Path(scratch) / "gaas", engines, args.store, GEMSEO_HTTP_WEB_PROCESSES=args.web_processes)
                 started.append(target)
-            all_results["gaas"] = run_all(target, counts, only)
+            if not (only and only <= {"H1"}):
+                all_results["gaas"] = run_all(target, counts, only)
+            if "H1" in only or (not only and args.store != "sqlite"):
+                print("[gaas] H1 ...", file=sys.stderr, flush=True)
+                all_results["gaas"]["H1"] = h1(engines, scratch, counts["h1"])
             if args.reference:
                 (Path(scratch) / "reference").mkdir()
                 reference = start_reference(Path(scratch) / "reference", args.reference_venv)
@@ -667,8 +773,10 @@ def main():
         finally:
             for target in started:
                 target.stop()
-    print_table(all_results)
+            engines.stop()
+    print_table(all_results, targets)
     machine = {"cores": os.cpu_count(), "python": sys.version.split()[0], "smoke": args.smoke}
+    machine.update(store=args.store, web_processes=args.web_processes)
     print(json.dumps({"date": time.strftime("%Y-%m-%d"), "machine": machine, "results": all_results}))
 
 

@@ -236,6 +236,36 @@ class Service:
         self.stop_server()
         self.stop_worker()
 
+    def start_worker_on(self, host_name, **settings):
+        """Run bin/run_worker.sh on a simulated machine of that name (servers.Host); return the host."""
+        env = dict(self.env, **{key: str(value) for key, value in settings.items()})
+        log = self.logs / f"worker-{host_name}.log"
+        return servers.Host(host_name).start([str(CODE / "bin" / "run_worker.sh")], env=env, log_path=log, cwd=CODE)
+
+    def start_server_on(self, host_name, port=None, timeout=180, **settings):
+        """Run bin/run_server.sh on a simulated machine, on port (default the service's), and wait
+        until that host's web app answers; return the host. The caller kills it."""
+        port = port or self.port
+        env = dict(self.env, GEMSEO_HTTP_PORT=str(port), **{key: str(value) for key, value in settings.items()})
+        log = self.logs / f"server-{host_name}.log"
+        host = servers.Host(host_name).start([str(CODE / "bin" / "run_server.sh")], env=env, log_path=log, cwd=CODE)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                assert host.alive(), log.read_text(errors="replace")[-5000:]
+                assert time.monotonic() < deadline, "server not ready:\n" + log.read_text(errors="replace")[-5000:]
+                try:
+                    answer = requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
+                    # Its own answer, not that of a web app still on the port.
+                    if f":{host_name}:" in answer.json().get("web_process", ""):
+                        return host
+                except (requests.ConnectionError, requests.Timeout, ValueError):
+                    pass
+                time.sleep(0.1)
+        except BaseException:
+            host.kill()
+            raise
+
 
 def start_service(root, users=(("alice", "alice-pw"), ("bob", "bob-pw")), worker=True, **settings):
     service = Service(root, **settings)
