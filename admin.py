@@ -15,7 +15,8 @@ import jobs
 import retention
 import settings
 import store
-import worker
+
+worker = None  # imported in main(), once the command is known
 
 # Letters, digits and . _ @ -: a name that prints, quotes and logs unambiguously.
 USER_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
@@ -228,6 +229,10 @@ def main(argv=None):
     command.add_argument("url", help="postgresql://USER:PASSWORD@HOST:PORT/DB")
     command.set_defaults(function=copy_store)
     args = parser.parse_args(argv)
+    global worker
+    if args.command == "copy-store":
+        import psycopg  # noqa: F401 (before worker.py, which keeps the drivers a mode does not use out of Huey)
+    import worker
     default = {"init": init, "delete-user": delete_user, "list-users": list_users}
     if args.command != "restore":
         worker.init()
