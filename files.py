@@ -151,7 +151,7 @@ def upload_locks(user_id, keys):
     with contextlib.ExitStack() as held:
         for stripe in stripes:  # taken in order: two requests never deadlock
             held.enter_context(_stripe_locks[stripe])
-            fd = os.open(settings.FILE_DIRECTORY / ".partial" / f".lock-{stripe:02d}", os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(settings.FILE_DIRECTORY / ".locks" / f"upload-{stripe:02d}", os.O_RDWR | os.O_CREAT, 0o600)
             held.callback(os.close, fd)
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield

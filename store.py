@@ -846,9 +846,15 @@ class PostgresStore(BaseStore):
     @contextlib.contextmanager
     def transaction(self):
         conn = self.connect()
-        with conn.raw.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(?)", (self.WRITE_LOCK,))
+        # One round trip for both (a simple query may hold several statements).
+        conn.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({self.WRITE_LOCK})")
+        try:
             yield conn
+        except BaseException:
+            if not conn.raw.broken:
+                conn.raw.execute("ROLLBACK")
+            raise
+        conn.raw.execute("COMMIT")
 
     def init(self, queue_ddl=()):
         """Create the schema (and the queue's tables when the queue is in this database)."""
@@ -1066,7 +1072,7 @@ def current():
 
 def init(queue_ddl=()):
     """Create the data folders and the store's schema; safe to call any number of times."""
-    for folder in (settings.FILE_DIRECTORY, settings.FILE_DIRECTORY / ".partial", settings.WORKSPACE_EXECUTION):
+    for folder in (settings.FILE_DIRECTORY, settings.FILE_DIRECTORY / ".partial", settings.FILE_DIRECTORY / ".locks", settings.WORKSPACE_EXECUTION):
         folder.mkdir(parents=True, exist_ok=True)
     current().init(queue_ddl)
 
