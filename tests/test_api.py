@@ -407,7 +407,16 @@ def test_log_collects_python_and_c_output(alice):
 def test_health(live):
     response = requests.get(live.url + "/health", timeout=TIMEOUT)
     assert response.status_code == 200
-    assert response.json()["status"] == "ok"
+    report = response.json()
+    assert report["status"] == "ok" and report["database"] == "ok" and report["queue"] == "ok"
+    # It names where the store and the queue live, and the web process that answered.
+    store, queue = {"sqlite": ("sqlite", "sqlite"), "postgresql": ("postgresql", "postgresql")}.get(
+        live.backend, ("postgresql", "redis")
+    )
+    assert report["store"].split()[0] == store and report["queue_backend"] == queue
+    assert report["web_process"].startswith("web:")
+    metrics = requests.get(live.url + "/metrics", timeout=TIMEOUT).text
+    assert f'gaas_backend{{store="{store}",queue="{queue}"}} 1' in metrics
 
 
 def test_unknown_route_and_method_are_json(live, alice):
