@@ -884,18 +884,13 @@ class ServerErrors:
 async def housekeeping():
     """Beat this app's heart, end the jobs of processes that vanished, and queue again the jobs
     whose task was lost."""
-    next_requeue = 0.0
+    sweeper = jobs.Sweeper(worker.enqueue, worker.queued_job_ids)
     while True:
         try:
             await run_in_threadpool(store.beat, OWNER_ID)
             await run_in_threadpool(State.counter.flush)
             await run_in_threadpool(State.sign_in.forget_old)
-            moved = await run_in_threadpool(jobs.recover_lost, worker.enqueue)
-            if moved or time.monotonic() >= next_requeue:
-                # A process vanished: the points of the task it held are in no queue; look now.
-                next_requeue = time.monotonic() + settings.REQUEUE_PENDING_AFTER
-                age = 2 if moved else None
-                await run_in_threadpool(jobs.requeue_unqueued, worker.enqueue, worker.queued_job_ids, age)
+            await run_in_threadpool(sweeper.sweep)
         except Exception:
             logger.exception("housekeeping failed")
         await asyncio.sleep(settings.HEARTBEAT_INTERVAL)

@@ -15,7 +15,6 @@ states named here, so two processes racing for one job cannot both move it.
 import json
 import logging
 import signal
-import socket
 import sys
 import time
 import traceback
@@ -370,7 +369,7 @@ def recover_lost(enqueue=None):
     again. Each move names the owner and attempt it saw, so two sweeps (the web app's and a new
     worker's) cannot both queue one job again. Return how many jobs it moved.
     """
-    host = socket.gethostname()
+    host = pool.host_id()
     stale_before = time.time() - settings.HEARTBEAT_TIMEOUT
     moved = 0
     for job_id, owner, beat_at, attempts, mode, status in store.claimed_jobs():
@@ -408,6 +407,24 @@ def recover_lost(enqueue=None):
             moved += 1
             logger.warning("job %s failed: lost (owner %s)", job_id, owner)
     return moved
+
+
+class Sweeper:
+    """What every web app and worker does at each heartbeat, so that on several machines the
+    living decide for the vanished: end or queue again the jobs of vanished processes, every
+    REQUEUE_PENDING_AFTER (or at once after a vanishing) queue again the jobs whose task is in no
+    queue, and forget the heartbeats of processes long gone."""
+
+    def __init__(self, enqueue, queued_ids):
+        self.enqueue, self.queued_ids, self.next_requeue = enqueue, queued_ids, 0.0
+
+    def sweep(self):
+        moved = recover_lost(self.enqueue)
+        if moved or time.monotonic() >= self.next_requeue:
+            # A process vanished: the points of the task it held are in no queue; look now.
+            self.next_requeue = time.monotonic() + settings.REQUEUE_PENDING_AFTER
+            requeue_unqueued(self.enqueue, self.queued_ids, min_age=2 if moved else None)
+            store.forget_silent(time.time() - 10 * settings.HEARTBEAT_TIMEOUT)
 
 
 def requeue_unqueued(enqueue, queued_ids, min_age=None):

@@ -6,6 +6,7 @@ directory, so jobs never share a current directory and a crash only costs that p
 module knows processes, not jobs: jobs.py decides what a job's end means.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -111,12 +112,14 @@ class Zygote:
         return self.popen.poll() is None
 
     def close(self):
+        """Stop the zygote; safe to call again (the pool's close and its spawner may both)."""
         self.sock.close()  # the zygote kills its forks and exits when its socket closes
         try:
             # Still importing, it cannot see its socket close: no point in waiting for it.
             self.popen.wait(10 if self.ready else 0)
         except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
             self.popen.wait()
 
 
@@ -232,6 +235,8 @@ class Pool:
                     zygote.wait_ready()
                 process = zygote.fork()
             except Exception:
+                if self._closed:  # the pool closed the zygote under us: nothing went wrong
+                    return
                 # Whatever went wrong (a zygote slower than its start-up limit, a reply out of
                 # step), this thread must live on: drop the zygote and start afresh next time.
                 logger.exception("cannot start a %s job process", self.name)
@@ -307,9 +312,21 @@ class Pool:
             self._zygote.close()
 
 
+def host_id():
+    """This machine as owner ids name it: the hostname, then what tells apart two process-id
+    spaces under one hostname (containers sharing the node's name, another machine of that
+    name): the boot id and the PID namespace. Process ids mean something only within it."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+        space = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return socket.gethostname()
+    return f"{socket.gethostname()}/{boot}-{space}"
+
+
 def owner_id(kind):
-    """A unique id for this worker or web app process: kind:host:pid:random."""
-    return f"{kind}:{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+    """A unique id for this worker or web app process: kind:host:pid:random (host: host_id())."""
+    return f"{kind}:{host_id()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
 def pid_alive(pid):

@@ -639,6 +639,15 @@ class BaseStore:
         with self.transaction() as conn:
             conn.execute("DELETE FROM processes WHERE id = ?", (owner_id,))
 
+    def forget_silent(self, before):
+        """Drop the heartbeats older than that time that no waiting or running job names."""
+        with self.transaction() as conn:
+            conn.execute(
+                "DELETE FROM processes WHERE beat_at < ? AND id NOT IN"
+                " (SELECT owner FROM jobs WHERE job_status IN ('pending', 'running') AND owner != '')",
+                (before,),
+            )
+
     def last_worker_beat(self):
         return self.connect().execute("SELECT max(beat_at) FROM processes WHERE id LIKE 'worker:%'").fetchone()[0]
 

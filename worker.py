@@ -131,19 +131,20 @@ def _thread_stopped():
             return
         closing, _pool = _pool, None
     closing.close()
+    try:
+        store.forget(WORKER_ID)  # a worker that stops in order is not waited for as lost
+    except Exception:
+        logger.exception("could not remove the heartbeat of %s", WORKER_ID)
 
 
 def _heartbeat():
     """Beat, and sweep as the web app does: on several machines, the worker hosts decide
     together that a vanished host's jobs are lost, with or without a web app running."""
-    next_requeue = time.monotonic() + settings.REQUEUE_PENDING_AFTER
+    sweeper = jobs.Sweeper(enqueue, queued_job_ids)
     while True:
         try:
             store.beat(WORKER_ID)
-            moved = jobs.recover_lost(enqueue=enqueue)
-            if moved or time.monotonic() >= next_requeue:
-                next_requeue = time.monotonic() + settings.REQUEUE_PENDING_AFTER
-                jobs.requeue_unqueued(enqueue, queued_job_ids, min_age=2 if moved else None)
+            sweeper.sweep()
         except Exception:
             logger.exception("heartbeat failed")
         time.sleep(settings.HEARTBEAT_INTERVAL)

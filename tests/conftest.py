@@ -257,7 +257,7 @@ class Service:
                 try:
                     answer = requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
                     # Its own answer, not that of a web app still on the port.
-                    if f":{host_name}:" in answer.json().get("web_process", ""):
+                    if f":{host_name}/" in answer.json().get("web_process", ""):
                         return host
                 except (requests.ConnectionError, requests.Timeout, ValueError):
                     pass

@@ -2,13 +2,14 @@
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+import pool
 
 
 def wait_status(api, job_id, status, timeout=60):
@@ -269,7 +270,7 @@ def test_job_claimed_by_a_worker_that_died_runs_again(fresh_service):
     dead = subprocess.Popen(["true"])
     dead.wait()
     service.clear_queue()  # the dead worker had dequeued it
-    service.sql("UPDATE jobs SET owner = ? WHERE id = ?", (f"worker:{socket.gethostname()}:{dead.pid}:gone", job["id"]))
+    service.sql("UPDATE jobs SET owner = ? WHERE id = ?", (f"worker:{pool.host_id()}:{dead.pid}:gone", job["id"]))
     service.start_worker()
     ended = alice.wait(job["id"], timeout=120)
     assert ended["job_status"] == "finished" and ended["output_data"] == {"echo": [11.0]}

@@ -4,7 +4,6 @@ histogram, failed commits, server errors, the warm-process pool, paths in job di
 import logging
 import math
 import os
-import socket
 import sqlite3
 import subprocess
 import threading
@@ -96,7 +95,7 @@ def test_two_sweeps_queue_a_lost_job_again_once(tmp_store, monkeypatch, taken_at
     # same dead owner must not both queue the job again (nor fail it once a live worker has it).
     monkeypatch.setattr(settings, "REQUEUE_LOST_JOBS", True)
     user_id = store.add_user("alice", "hash")
-    dead = f"worker:{socket.gethostname()}:{dead_pid()}:x"
+    dead = f"worker:{pool.host_id()}:{dead_pid()}:x"
     live = pool.owner_id("worker")
     store.beat(live)
     real_claimed_jobs = store.claimed_jobs
@@ -140,7 +139,7 @@ def test_a_stale_sweep_leaves_a_job_that_a_live_owner_took(tmp_store, monkeypatc
     # again and re-claimed must change nothing, for a running job and for a claimed pending one.
     monkeypatch.setattr(settings, "REQUEUE_LOST_JOBS", True)
     user_id = store.add_user("alice", "hash")
-    dead = f"worker:{socket.gethostname()}:{dead_pid()}:x"
+    dead = f"worker:{pool.host_id()}:{dead_pid()}:x"
     live = pool.owner_id("worker")
     store.beat(live)
     running = make_job(user_id, job_status="running", owner=dead, attempts=0, started_at=time.time())

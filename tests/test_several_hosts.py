@@ -1,5 +1,6 @@
 """Several machines: worker and web hosts (servers.Host) sharing one PostgreSQL store and one root."""
 
+import contextlib
 import hashlib
 import os
 import re
@@ -23,9 +24,10 @@ ENDED = ("finished", "failed")
 def hosts():
     """The simulated machines a test starts (append them), killed at its end whatever happened."""
     started = []
-    yield started
-    for host in started:
-        host.kill()
+    with contextlib.ExitStack() as stack:
+        yield started
+        for host in started:
+            stack.callback(host.kill)  # every one, even if killing another fails
 
 
 def wait_until(condition, timeout, what, interval=0.05):
@@ -41,8 +43,8 @@ def wait_until(condition, timeout, what, interval=0.05):
 
 
 def host_of(owner):
-    """The host name in an owner id kind:host:pid:random, or '' for no owner."""
-    return owner.split(":")[1] if owner else ""
+    """The hostname in an owner id kind:hostname/boot-pidspace:pid:random, or '' for no owner."""
+    return owner.split(":")[1].split("/")[0] if owner else ""
 
 
 def stored_jobs(service):
@@ -59,7 +61,8 @@ def on_host(service, host, status):
 def wait_workers(service, names, timeout=120):
     """Wait until a worker on each of these hosts has beaten its heart into the store."""
     def beaten():
-        return set(names) <= {host for (host,) in service.sql("SELECT host FROM processes WHERE id LIKE ?", ("worker:%",))}
+        rows = service.sql("SELECT host FROM processes WHERE id LIKE ?", ("worker:%",))
+        return set(names) <= {host.split("/")[0] for (host,) in rows}
 
     wait_until(beaten, timeout, f"workers on {names} beating")
 
@@ -79,7 +82,6 @@ def test_jobs_spread_over_two_worker_hosts(fresh_service, hosts):
         assert alice.wait(job_id, timeout=180)["job_status"] == "finished"
     ran_on = [stored_jobs(service)[job_id][0] for job_id in ids]
     assert set(ran_on) == {"worker-a", "worker-b"}, ran_on
-    assert 1 <= ran_on.count("worker-a") <= 15, ran_on
 
 
 HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT = 0.5, 5
@@ -121,10 +123,10 @@ def test_worker_host_killed_mid_job(fresh_service, hosts, requeue, duration):
     for job_id in running_on_a:
         if requeue:
             assert decided_at[job_id][1] in ("pending", "running"), decided_at[job_id]
-            assert f"job {job_id} pending: queued again after its worker worker:worker-a:" in worker_b_log
+            assert f"job {job_id} pending: queued again after its worker worker:worker-a/" in worker_b_log
         else:
             assert decided_at[job_id][1:] == ("failed", "lost"), decided_at[job_id]
-            assert f"job {job_id} failed: lost (owner worker:worker-a:" in worker_b_log
+            assert f"job {job_id} failed: lost (owner worker:worker-a/" in worker_b_log
 
     service.start_server()
     alice = service.api("alice", "alice-pw")
@@ -166,6 +168,19 @@ def test_web_host_restarted_while_jobs_run(fresh_service, hosts):
         job = alice.get(f"/v1/job/{job_id}?long_polling=true&long_polling_timeout=60").json()
         assert (job["job_status"], job["error"]) == ("finished", ""), job
     assert dict(service.sql("SELECT id, attempts FROM jobs")) == {job_id: 0 for job_id in ids}
+
+
+def test_same_hostname_in_another_pid_namespace_is_another_host(fresh_service, hosts):
+    # Guards recover_lost: containers that share the node's hostname have their own process ids,
+    # so a web app there must not judge this worker's jobs by looking up their pid in its own
+    # namespace (it failed them as lost 2 s into their run).
+    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, GEMSEO_HTTP_HEARTBEAT_INTERVAL=0.5)
+    service.stop_server()
+    hosts.append(service.start_server_on(socket.gethostname(), GEMSEO_HTTP_HEARTBEAT_INTERVAL=0.5))
+    alice = service.api("alice", "alice-pw")
+    job_id = sleepers(alice, 1, 4)[0]
+    job = alice.wait(job_id, timeout=120)
+    assert (job["job_status"], job["error"]) == ("finished", ""), job
 
 
 # Two web processes behind one (imaginary) load balancer: the service's own, and one on host web-b.
@@ -343,7 +358,8 @@ def test_a_job_and_its_task_in_one_transaction(fresh_service, backend):
     for response in refused:
         assert response.status_code == 503, response.text
         assert response.headers["content-type"] == "application/json"
-        assert "nothing was kept" in response.json()["detail"], response.text
+        detail = response.json()["detail"]
+        assert isinstance(detail, str) and detail and "Traceback" not in detail, detail
     assert after == before
     job = alice.run("Sellar1", "asynchronous")
     assert alice.wait(job["id"], timeout=180)["job_status"] == "finished"
