@@ -167,35 +167,16 @@ def spawn(command, env, log, cwd=CODE):
     return subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-class Engines:
-    """PostgreSQL and Redis servers of the benchmark's own, started on first use."""
+def backends():
+    """PostgreSQL and Redis servers of the benchmark's own (tests/servers.py), durable as deployed."""
+    sys.path.insert(0, str(CODE / "tests"))
+    import servers  # psycopg and redis: only for --store and H1
 
-    def __init__(self):
-        self.postgres = self.redis = None
-
-    def settings(self, store):
-        if store == "sqlite":
-            return {}
-        sys.path.insert(0, str(CODE / "tests"))
-        import servers
-
-        if self.postgres is None:
-            self.postgres = servers.Postgres(durable=True).start()
-        found = {"GEMSEO_HTTP_DATABASE_URL": self.postgres.create_database()}
-        if store == "postgresql+redis":
-            if self.redis is None:
-                self.redis = servers.Redis().start()
-            found["GEMSEO_HTTP_REDIS_URL"] = self.redis.next_url()
-        return found
-
-    def stop(self):
-        for server in (self.redis, self.postgres):
-            if server is not None:
-                server.stop()
+    return servers.Backends(durable=True)
 
 
 def start_gaas(root, engines=None, store="sqlite", worker_hosts=0, **settings):
-    """Start gaas on that store; with worker_hosts, its workers run on that many namespace hosts."""
+    """engines: a servers.Backends for the PostgreSQL and Redis stores."""
     port = free_port()
     env = dict(os.environ, GEMSEO_HTTP_ROOT_PATH=str(root), GEMSEO_HTTP_PORT=str(port))
     env["GEMSEO_HTTP_HOST"] = "127.0.0.1"
@@ -211,7 +192,7 @@ def start_gaas(root, engines=None, store="sqlite", worker_hosts=0, **settings):
     server = spawn([str(CODE / "bin" / "run_server.sh")], env, log)
     target.processes, target.server_pid = [server], server.pid
     if worker_hosts:
-        import servers  # on the path since engines.settings()
+        import servers  # on the path since backends()
 
         for number in range(worker_hosts):
             host = servers.Host(f"worker-{number + 1}")
@@ -745,11 +726,11 @@ def main():
     targets.update(MODE_TARGETS.get(args.store, {}))
     if args.web_processes > 1:
         targets.update(MODE_TARGETS["web_processes"])
-    engines = Engines()
     counts = dict(SMOKE if args.smoke else FULL)
     if args.idle is not None:
         counts["idle"] = args.idle
     only = set(args.only or ())
+    engines = backends() if args.store != "sqlite" or "H1" in only else None
     all_results, started = {}, []
     with tempfile.TemporaryDirectory(prefix="gaas-bench-") as scratch:
         try:
@@ -773,7 +754,8 @@ def main():
         finally:
             for target in started:
                 target.stop()
-            engines.stop()
+            if engines is not None:
+                engines.close()
     print_table(all_results, targets)
     machine = {"cores": os.cpu_count(), "python": sys.version.split()[0], "smoke": args.smoke}
     machine.update(store=args.store, web_processes=args.web_processes)

@@ -30,34 +30,9 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("backend", chosen, indirect=True, scope="session")
 
 
-class Backends:
-    """The session's PostgreSQL and Redis servers, started the first time a test needs them."""
-
-    def __init__(self):
-        self.postgres = self.redis = None
-
-    def settings(self, backend):
-        """Settings of a new service with an empty store and queue on that backend."""
-        if backend == "sqlite":
-            return {}
-        if self.postgres is None:
-            self.postgres = servers.Postgres().start()
-        found = {"GEMSEO_HTTP_DATABASE_URL": self.postgres.create_database()}
-        if backend == "postgresql+redis":
-            if self.redis is None:
-                self.redis = servers.Redis().start()
-            found["GEMSEO_HTTP_REDIS_URL"] = self.redis.next_url()
-        return found
-
-    def close(self):
-        for server in (self.redis, self.postgres):
-            if server is not None:
-                server.stop()
-
-
 @pytest.fixture(scope="session")
 def backends():
-    found = Backends()
+    found = servers.Backends()
     try:
         yield found
     finally:

@@ -303,3 +303,32 @@ class Host:
 
     def __exit__(self, *exc):
         self.kill()
+
+
+class Backends:
+    """Settings for services on a store backend: "sqlite", "postgresql+redis" or "postgresql".
+
+    The PostgreSQL and Redis servers start the first time a backend needs them; each call gives
+    a new empty database (and Redis database), so services never share a store.
+    """
+
+    def __init__(self, durable=False):
+        self.durable = durable
+        self.postgres = self.redis = None
+
+    def settings(self, backend):
+        if backend == "sqlite":
+            return {}
+        if self.postgres is None:
+            self.postgres = Postgres(durable=self.durable).start()
+        found = {"GEMSEO_HTTP_DATABASE_URL": self.postgres.create_database()}
+        if backend == "postgresql+redis":
+            if self.redis is None:
+                self.redis = Redis().start()
+            found["GEMSEO_HTTP_REDIS_URL"] = self.redis.next_url()
+        return found
+
+    def close(self):
+        for server in (self.redis, self.postgres):
+            if server is not None:
+                server.stop()
