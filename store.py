@@ -967,6 +967,11 @@ class PgConnection:
     def close(self):
         self.raw.close()
 
+    def __del__(self):
+        # A thread's connection goes with the thread (Starlette's idle threads end after 10 s).
+        with contextlib.suppress(Exception):
+            self.raw.close()
+
 
 class Feed:
     """Tells waiting clients which jobs and batches ended, on a private connection."""
