@@ -783,6 +783,7 @@ class Watcher:
         self.waiters = {}
         self.task = None
         self.dirty = True
+        self.feed = None
 
     async def wait(self, key, timeout):
         """Wait until the job ("job", id) or every point of the batch ("batch", id) has ended,
@@ -815,8 +816,10 @@ class Watcher:
 
     async def follow(self):
         remote = store.current().remote
-        feed = await run_in_threadpool(store.feed) if remote else store.feed()
-        version = None
+        if self.feed is None:
+            # Kept open between waits: a new PostgreSQL connection costs milliseconds (TLS, SCRAM).
+            self.feed = await run_in_threadpool(store.feed) if remote else store.feed()
+        feed, version = self.feed, None
         try:
             while self.waiters:
                 current = feed.version()
@@ -829,8 +832,21 @@ class Watcher:
                         for event in self.waiters.get(key, ()):
                             event.set()
                 await asyncio.sleep(self.INTERVAL)
-        finally:
+        except BaseException:
+            self.feed = None
             feed.close()
+            raise
+
+    def drain(self):
+        """Read what the kept feed received while nobody waited: PostgreSQL keeps every
+        notification until its listeners have read it, and its queue is finite."""
+        if self.feed is not None and (self.task is None or self.task.done()):
+            try:
+                self.feed.version()
+            except Exception:
+                self.feed, feed = None, self.feed
+                feed.close()
+                raise
 
     @staticmethod
     def ended(feed, keys):
@@ -891,6 +907,7 @@ async def housekeeping():
             await run_in_threadpool(State.counter.flush)
             await run_in_threadpool(State.sign_in.forget_old)
             await run_in_threadpool(sweeper.sweep)
+            State.watcher.drain()
         except Exception:
             logger.exception("housekeeping failed")
         await asyncio.sleep(settings.HEARTBEAT_INTERVAL)
