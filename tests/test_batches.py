@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# Batches record their points and tasks in one transaction when the queue is in PostgreSQL.
+BACKENDS = ("sqlite", "postgresql")
+
 SPACE = {
     "x_1": {"lower_bound": [0.0], "upper_bound": [10.0]},
     "x_shared": {"lower_bound": [-10.0, 0.0], "upper_bound": [10.0, 10.0]},
