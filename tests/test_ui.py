@@ -83,6 +83,18 @@ def screenshot(driver, name, whole_page=False):
     (ARTIFACTS / f"{name}.png").write_bytes(base64.b64decode(shot["data"]))
 
 
+def retype(element, text):
+    """Replace what a field holds by text, as a user selecting it all and typing would."""
+    element.clear()
+    element.send_keys(text)
+
+
+def opened_id(driver, fragment):
+    """Wait for the page of a new job or batch (#/job/ID, #/batch/ID) and return its id."""
+    wait(driver).until(ready.url_contains(fragment))
+    return driver.current_url.rsplit("/", 1)[1]
+
+
 def open_page(driver, live, fragment, css):
     """Go to a dashboard page and wait for an element of that page (not of the page before it)."""
     driver.get(live.url + "/ui/" + fragment)
@@ -109,15 +121,12 @@ def test_token_is_kept_in_session_storage_not_cookies(browser):
 def test_submit_from_generated_form_and_watch_it_finish(browser, live):
     box = open_page(browser, live, "#/discipline/WriteTag", "[data-input='delay']")
     assert browser.find_element(By.CSS_SELECTOR, "[data-input='tag']").get_attribute("value") == "[0]"
-    box.clear()
-    box.send_keys("[2]")
+    retype(box, "[2]")
     tag = browser.find_element(By.CSS_SELECTOR, "[data-input='tag']")
-    tag.clear()
-    tag.send_keys("[42]")
+    retype(tag, "[42]")
     screenshot(browser, "02-discipline-form", whole_page=True)
     browser.find_element(By.ID, "run-async").click()
-    wait(browser).until(ready.url_contains("#/job/"))
-    job_id = browser.current_url.rsplit("/", 1)[1]
+    job_id = opened_id(browser, "#/job/")
     browser.find_element(By.LINK_TEXT, "Jobs").click()
     row = f"tr[data-job='{job_id}'] .status"
     wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, row)))
@@ -335,14 +344,12 @@ def test_the_form_shows_units_and_refuses_a_wrong_size(browser, live, alice):
     name = f"refused-{uuid.uuid4().hex[:8]}"
     browser.find_element(By.ID, "job-name").send_keys(name)
     before = total_jobs(alice)
-    load.clear()
-    load.send_keys("[1, 2]")
+    retype(load, "[1, 2]")
     browser.find_element(By.ID, "run-sync").click()
     error = wait(browser).until(ready.visibility_of_element_located((By.ID, "input-load-error")))
     assert error.text == "Expected 3 values, got 2."
     screenshot(browser, "16-form-refused")
-    load.clear()
-    load.send_keys("[1, 2,")
+    retype(load, "[1, 2,")
     browser.find_element(By.ID, "run-async").click()
     wait(browser).until(ready.text_to_be_present_in_element((By.ID, "input-load-error"), "Not JSON"))
     time.sleep(0.5)
@@ -362,8 +369,7 @@ def test_run_again_opens_the_form_with_the_jobs_inputs(browser, live, alice):
 
 def test_a_double_click_on_run_now_runs_once(browser, live, alice):
     duration = open_page(browser, live, "#/discipline/Sleeper", "[data-input='duration']")
-    duration.clear()
-    duration.send_keys("[1.5]")
+    retype(duration, "[1.5]")
     name = f"double-{uuid.uuid4().hex[:8]}"  # the jobs of this click, whatever else alice runs meanwhile
     browser.find_element(By.ID, "job-name").send_keys(name)
     ActionChains(browser).double_click(browser.find_element(By.ID, "run-sync")).perform()
@@ -643,19 +649,15 @@ def test_run_a_latin_hypercube_from_the_discipline_page(browser, live, alice):
     assert browser.find_element(By.ID, "batch-error").text == "Tick at least one input to vary."
     browser.find_element(By.CSS_SELECTOR, "[data-vary='tag']").click()
     upper = browser.find_element(By.CSS_SELECTOR, "[data-bound='upper'][data-for='tag']")
-    upper.clear()
-    upper.send_keys("[-1]")
+    retype(upper, "[-1]")
     browser.find_element(By.ID, "run-batch").click()
     assert "lower bound is above the upper bound" in browser.find_element(By.ID, "batch-error").text
-    upper.clear()
-    upper.send_keys("[10]")
+    retype(upper, "[10]")
     count = browser.find_element(By.ID, "n-samples")
-    count.clear()
-    count.send_keys("8")
+    retype(count, "8")
     screenshot(browser, "28-discipline-batch-form", whole_page=True)
     browser.find_element(By.ID, "run-batch").click()
-    wait(browser).until(ready.url_contains("#/batch/"))
-    batch_id = browser.current_url.rsplit("/", 1)[1]
+    batch_id = opened_id(browser, "#/batch/")
     wait(browser, 20).until(lambda _: batch_status(browser) == "finished")
     batch = alice.get(f"/v1/batch/{batch_id}").json()
     assert batch["n_samples"] == 8 and batch["design"]["algo_name"] == "PYDOE_LHS"
