@@ -391,6 +391,38 @@ def test_dev_sh_keeps_its_demo_password(tmp_path):
                 pass
 
 
+def test_dev_sh_stops_on_a_ctrl_c_during_start_up(tmp_path):
+    # Guards bin/dev.sh against a lost Ctrl-C: bash starts background children with SIGINT
+    # ignored, so a worker that was still importing GEMSEO when Ctrl-C came never saw it and ran
+    # on. Here the Ctrl-C comes while the worker is starting.
+    root, port = tmp_path / "root", free_port()
+    process = start_dev(root, port, tmp_path / "out")
+    try:
+        deadline = time.monotonic() + 120
+        while not any(b"huey_consumer" in command_line(pid) for pid in processes_of(root)):
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "out").read_text()
+            time.sleep(0.05)
+        assert "Huey consumer started" not in (tmp_path / "out").read_text()
+        interrupt(process, timeout=30)
+        assert none_left(root) == []
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        for pid in processes_of(root):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def command_line(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 # 8. Boolean settings
 
 
