@@ -367,8 +367,7 @@ async def execute(request):
     fields["input_data"] = strict_json(input_data, "input_data")
     input_files = body.get("input_files") or []
     if mode == "asynchronous":
-        job_id = await run_in_threadpool(jobs.submit, user["id"], fields, input_files, worker.enqueue)
-        row = await run_in_threadpool(store.get_job, job_id)
+        row = await run_in_threadpool(jobs.submit, user["id"], fields, input_files, worker.enqueue)
         return Response(store.job_json(row), status_code=202, media_type="application/json")
     # As many synchronous runs in threads as there are warm processes: the others wait here, on
     # the event loop, instead of crowding the GIL and the store's write lock.

@@ -4,8 +4,9 @@ A job is recorded `pending` (submit), claimed by one process (its `owner`), `run
 `finished` or `failed`. Each move is a compare-and-set in the store: it happens only from the
 states named here, so two processes racing for one job cannot both move it.
 
-    submit        -> pending (owner '' when queued; the web app's id when synchronous)
-    start         pending, owner '' (or me) -> running, owner = me (once a warm process is free)
+    submit        -> pending, owner '' (asynchronous: queued)
+    run here      -> running, owner = its web app (synchronous, once a warm process is free)
+    start         pending, owner ''      -> running, owner = me (once a warm process is free)
     end           running, owner = me    -> finished | failed
     cancel        pending                -> failed (cancelled); running: flag for its runner
     lost          running | claimed, dead owner -> failed (lost), or pending again (queued anew)
@@ -60,13 +61,13 @@ def queue_rank(user_id, new_jobs):
 
 def submit(user_id, fields, input_files, enqueue=None):
     """Record a job with its input files and queue it with enqueue(ids, priority) when given
-    (asynchronous); return its id. Its directory is laid out when it starts."""
+    (asynchronous); return its row. Its directory is laid out when it starts."""
     rank = queue_rank(user_id, 1)
-    sources = [_owned_input(user_id, item) for item in input_files]
-    fields["input_files"] = json.dumps([store.file_entry(row) for row in sources])
+    fields["input_files"] = _input_files(user_id, input_files)
     message = getattr(enqueue, "message", None)  # the queue is in the store: one transaction
     tasks = (lambda ids: [message(ids, rank)]) if message else None
-    job_id = _record(lambda: store.create_job(fields, files.job_directory, tasks), message)
+    row = _record(lambda: store.create_job(fields, workdir_prefix(user_id), tasks), message)
+    job_id = row["id"]
     if enqueue is not None and message is None:
         try:
             enqueue([job_id], rank)
@@ -75,7 +76,17 @@ def submit(user_id, fields, input_files, enqueue=None):
             fail(job_id, ("pending",), "enqueue", f"The job could not be queued: {type(error).__name__}: {error}")
             raise Rejected(503, f"Job {job_id} could not be queued: {error}.") from None
     logger.info("job %s pending: user %s, %s, %s", job_id, user_id, fields["discipline_class_name"], fields["execution_mode"])
-    return job_id
+    return row
+
+
+def workdir_prefix(user_id):
+    """A job's directory is this followed by its id (files.job_directory)."""
+    return f"{files.job_directory(user_id, 0).parent}/job-"
+
+
+def _input_files(user_id, input_files):
+    """The JSON list of the File entries of a job's input files, each checked to be the user's."""
+    return json.dumps([store.file_entry(_owned_input(user_id, item)) for item in input_files])
 
 
 def _record(write, in_store):
@@ -100,15 +111,32 @@ def _owned_input(user_id, item):
 
 
 def run_here(job_pool, user_id, fields, input_files, owner):
-    """Submit a synchronous job, run it in this process's pool and return its row."""
-    fields["owner"] = owner  # claimed from birth: if this web app dies, the job ends lost
-    job_id = submit(user_id, fields, input_files)
+    """Run a synchronous job in this process's pool and return its final row.
+
+    The job is recorded once a warm process is free, running already and claimed by this web
+    app (if the web app dies, it ends lost): one write to start it, one to end it and read it
+    back."""
+    queue_rank(user_id, 1)
+    fields["input_files"] = _input_files(user_id, input_files)
+    process, job_id = job_pool.acquire(), None
     try:
-        run(job_pool, job_id, owner)
+        fields.update(job_status="running", owner=owner, started_at=time.time(), pid=process.pid)
+        row = store.create_job(fields, workdir_prefix(user_id))
+        job_id = row["id"]
+        logger.info("job %s running: user %s, %s, synchronous", job_id, user_id, row["discipline_class_name"])
+        started_at = time.monotonic()
+        reply, healthy = _execute(job_pool, process, job_id, row)
+        if not healthy:
+            job_pool.release(process, healthy=False)
+            process = None
+        _, _, row = _end(job_id, row, owner, reply, started_at, read=job_id)
     except Exception as error:
-        fail(job_id, ("pending", "running"), "internal", f"The job could not run: {error}")
+        if job_id is not None:
+            fail(job_id, ("running",), "internal", f"The job could not run: {error}")
         raise
-    row = store.get_job(job_id)
+    finally:
+        if process is not None:
+            job_pool.release(process)
     if row is None:
         raise Rejected(404, f"Job {job_id} was deleted while it ran.")
     return row
@@ -124,14 +152,12 @@ def submit_batch(user_id, batch, common, inputs, input_files, enqueue):
     """Record a batch of points (input_data JSON texts) in one transaction and queue them in
     tasks of POINTS_PER_TASK; return the batch id."""
     rank = queue_rank(user_id, len(inputs))
-    sources = [_owned_input(user_id, item) for item in input_files]
-    common = dict(common, input_files=json.dumps([store.file_entry(row) for row in sources]))
-    prefix = f"{files.job_directory(user_id, 0).parent}/job-"
+    common = dict(common, input_files=_input_files(user_id, input_files))
     # The user's n-th waiting point gets priority -n: other users' jobs come in between.
     starts = range(0, len(inputs), POINTS_PER_TASK)
     message = getattr(enqueue, "message", None)  # the queue is in the store: one transaction
     tasks = (lambda ids: [message(ids[start : start + POINTS_PER_TASK], rank - start) for start in starts]) if message else None
-    batch_id, ids = _record(lambda: store.create_batch(batch, common, inputs, prefix, tasks), message)
+    batch_id, ids = _record(lambda: store.create_batch(batch, common, inputs, workdir_prefix(user_id), tasks), message)
     try:
         for start in starts if message is None else ():
             enqueue(ids[start : start + POINTS_PER_TASK], rank - start)
@@ -172,28 +198,23 @@ def run_series(job_pool, job_ids, owner, go_on=lambda: True):
     """Run pending jobs one after the other in one warm process; return (their final statuses,
     None where not run, and the ids left when go_on() said to stop).
 
-    As one job ends, the next one starts in the same write: a batch's short points cost one
-    transaction each, not two. Each still has its own status, directory, time limit and log.
+    As one job ends, the next one starts in the same write, which reads it back: a batch's
+    short points cost one round trip to the store each. Each still has its own status,
+    directory, time limit and log.
     """
     statuses, ids, process, started, ran = [], list(job_ids), None, None, set()
     try:
         while ids:
             job_id = ids.pop(0)
-            row = store.get_job(job_id)
             if started != job_id:
-                if row is None or row["job_status"] != "pending":
-                    statuses.append(None)
-                    continue
                 process = process or job_pool.acquire()
-                # Claimed and started in one move, once a process is free: a task queued twice
-                # for one job (see requeue_unqueued) loses this race and does nothing. A
-                # synchronous job is recorded with its web app as owner already.
-                if not store.set_status(job_id, "running", ("pending",), **_start_move(row, owner, process)):
+                # Claimed, started and read in one write, once a process is free: a task queued
+                # twice for one job (see requeue_unqueued) loses this race and does nothing.
+                (moved,), row = store.set_statuses_and_read([_start(job_id, owner, process)], job_id)
+                if not moved:
                     statuses.append(None)  # cancelled, deleted or taken by another task
                     continue
-            elif row is None:
-                statuses.append(None)
-                continue
+            # else: row is the job as the write that started it left it.
             logger.info("job %s running: user %s, %s", job_id, row["user_id"], row["discipline_class_name"])
             started_at = time.monotonic()
             ran.add(job_id)
@@ -202,8 +223,8 @@ def run_series(job_pool, job_ids, owner, go_on=lambda: True):
                 job_pool.release(process, healthy=False)
                 process = None
             keep_going = bool(ids) and go_on()
-            following = store.get_job(ids[0]) if keep_going and process is not None else None
-            status, started = _end(job_id, row, owner, reply, started_at, following, process)
+            next_id = ids[0] if keep_going and process is not None else None
+            status, started, row = _end(job_id, row, owner, reply, started_at, next_id, process, read=next_id)
             statuses.append(status)
             if not keep_going:
                 break
@@ -217,34 +238,34 @@ def run_series(job_pool, job_ids, owner, go_on=lambda: True):
     return statuses, ids
 
 
-def _start_move(row, owner, process):
-    """The where and fields of the move that starts a pending job in this process."""
-    return {
-        "where": {"owner": owner if row["owner"] == owner else ""},
-        "owner": owner,
-        "started_at": time.time(),
-        "pid": process.pid,
-    }
+def _start(job_id, owner, process):
+    """The move that starts a pending, unclaimed job in this process."""
+    return (job_id, "running", ("pending",), {"owner": ""}, {"owner": owner, "started_at": time.time(), "pid": process.pid})
 
 
-def _end(job_id, row, owner, reply, started_at, following, process):
-    """Store a job's end, and start the following job (a row) in the same write; return (the
-    final status or None if the result was dropped, the id of the job started or None)."""
+def _end(job_id, row, owner, reply, started_at, next_id=None, process=None, read=None):
+    """Store a job's end, and start the pending job next_id in the same write; return (the final
+    status or None if the result was dropped, next_id if it started or None, and the row of the
+    job `read` as this write left it, when given)."""
     status = reply.pop("job_status")
     moves = [(job_id, status, ("running",), {"owner": owner}, dict(reply, ended_at=time.time()))]
-    if following is not None and following["job_status"] == "pending":
-        start = _start_move(following, owner, process)
-        moves.append((following["id"], "running", ("pending",), start.pop("where"), start))
+    if next_id is not None:
+        moves.append(_start(next_id, owner, process))
+    read_row = None
     try:
-        moved = store.set_statuses(moves)
+        if read is None:
+            moved = store.set_statuses(moves)
+        else:
+            moved, read_row = store.set_statuses_and_read(moves, read)
     except Exception as error:  # e.g. outputs too big for the store: the job must still end
         logger.exception("job %s: its result could not be stored", job_id)
         status, reply = "failed", {"error": "internal"}
         text = f"The result could not be stored: {type(error).__name__}: {error}"
         moved = [fail(job_id, ("running",), "internal", text, where={"owner": owner}), False]
-    next_started = following["id"] if len(moved) > 1 and moved[1] else None
+        read_row = store.get_job(read) if read == job_id else None
+    next_started = next_id if len(moved) > 1 and moved[1] else None
     if not moved[0]:
-        now = store.get_job(job_id)
+        now = read_row if read == job_id else store.get_job(job_id)
         logger.warning(
             "job %s: its %s result was dropped: the job is %s, owned by %s",
             job_id,
@@ -252,7 +273,7 @@ def _end(job_id, row, owner, reply, started_at, following, process):
             "deleted" if now is None else now["job_status"],
             "nobody" if now is None else now["owner"] or "nobody",
         )
-        return None, next_started
+        return None, next_started, read_row
     logger.info(
         "job %s %s: user %s, %s, %.3f s%s",
         job_id,
@@ -262,7 +283,7 @@ def _end(job_id, row, owner, reply, started_at, following, process):
         time.monotonic() - started_at,
         f", error {reply['error']}" if reply.get("error") else "",
     )
-    return status, next_started
+    return status, next_started, read_row
 
 
 def _decoded(row):

@@ -62,7 +62,7 @@ def make_job(user_id, **fields):
         execution_mode="asynchronous",
     )
     values.update(fields)
-    return store.create_job(values, files.job_directory)
+    return store.create_job(values, jobs.workdir_prefix(user_id))["id"]
 
 
 def dead_pid():

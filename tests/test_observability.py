@@ -119,8 +119,10 @@ def test_one_log_line_per_job_state_change(live, alice):
     while len(lines(failing["id"], "worker.log")) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     server = lines(sync["id"], "server.log")
-    assert [status for status, _ in server] == ["pending", "running", "finished"]
-    assert server[2][1].startswith(f"user {user}, Sellar1, ") and server[2][1].endswith(" s")
+    # A synchronous job is recorded running, once its warm process is free.
+    assert [status for status, _ in server] == ["running", "finished"]
+    assert server[0][1] == f"user {user}, Sellar1, synchronous"
+    assert server[1][1].startswith(f"user {user}, Sellar1, ") and server[1][1].endswith(" s")
     assert [status for status, _ in lines(failing["id"], "server.log")] == ["pending"]
     worker = lines(failing["id"], "worker.log")
     assert [status for status, _ in worker] == ["running", "failed"]
