@@ -928,7 +928,8 @@ class PostgresStore(BaseStore):
         ]
         for task in tasks([job_id]) if tasks else ():
             statements += self._task_statements(*task)
-        statements.append((GET_JOB.replace("= ?", f"= currval({JOB_SEQUENCE})"), ()))
+        # A subquery, evaluated once: currval() itself is volatile, and would scan the table.
+        statements.append((GET_JOB.replace("= ?", f"= (SELECT currval({JOB_SEQUENCE}))"), ()))
         return self._pipelined(statements)[-1].fetchone()
 
     def set_statuses(self, moves):
