@@ -1,6 +1,7 @@
 """Internals, in-process on a store under tmp_path: recovery races, dropped results, the duration
 histogram, failed commits, server errors, the warm-process pool, paths in job directories."""
 
+import json
 import logging
 import math
 import os
@@ -208,6 +209,47 @@ def test_a_final_write_that_changes_nothing_is_logged(tmp_store, gaas_log):
     dropped = [record for record in gaas_log if "result was dropped" in record.getMessage()]
     assert len(dropped) == 1 and dropped[0].levelno == logging.WARNING, [r.getMessage() for r in gaas_log]
     assert f"job {job_id}" in dropped[0].getMessage() and "pending" in dropped[0].getMessage()
+
+
+def test_a_series_claims_each_job_in_the_write_that_ends_the_one_before(tmp_store):
+    # Guards jobs.run_series: the next job starts in the write that ends the last, and runs as
+    # that write read it back; a job cancelled while queued is skipped, not run.
+    user_id = store.add_user("alice", "hash")
+    first, second, cancelled, last = (make_job(user_id, name=name) for name in ("first", "second", "cancelled", "last"))
+    jobs.cancel(cancelled)
+    seen = []
+
+    def answer(message):
+        job = message["job"]
+        seen.append((job["id"], job["job_status"], job["owner"], job["workdir"]))
+        return {"ok": True, "job_status": "finished", "output_data": json.dumps({"y": [float(job["id"])]})}
+
+    fake = FakePool(FakeProcess(answer))
+    statuses, left = jobs.run_series(fake, [first, second, cancelled, last], "worker:here:1:x")
+    assert (statuses, left) == (["finished", "finished", None, "finished"], [])
+    prefix = jobs.workdir_prefix(user_id)
+    assert seen == [(job_id, "running", "worker:here:1:x", f"{prefix}{job_id}") for job_id in (first, second, last)]
+    for job_id in (first, second, last):
+        row = store.get_job(job_id)
+        assert (row["job_status"], json.loads(row["output_data"])) == ("finished", {"y": [float(job_id)]})
+    assert store.get_job(cancelled)["error"] == "cancelled"
+
+
+def test_a_write_reads_the_job_as_it_left_it(tmp_store):
+    # Guards store.set_statuses_and_read: each move says whether it moved, and the row read is
+    # the one the moves left, data fields included.
+    user_id = store.add_user("alice", "hash")
+    job_id = make_job(user_id, input_data='{"x": [1.0]}')
+    created = store.get_job(job_id)
+    assert (created["job_status"], created["workdir"], created["input_data"]) == ("pending", f"{jobs.workdir_prefix(user_id)}{job_id}", '{"x": [1.0]}')
+    moves = [
+        (job_id, "running", ("pending",), {"owner": ""}, {"owner": "me", "pid": 7}),
+        (job_id, "finished", ("pending",), None, {"output_data": '{"y": [2.0]}'}),  # no longer pending
+    ]
+    moved, row = store.set_statuses_and_read(moves, job_id)
+    assert moved == [True, False]
+    assert (row["job_status"], row["owner"], row["pid"], row["output_data"]) == ("running", "me", 7, "{}")
+    assert store.set_statuses_and_read([], job_id + 1000) == ([], None)
 
 
 # 3. The duration histogram
