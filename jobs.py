@@ -120,7 +120,8 @@ def run_here(job_pool, user_id, fields, input_files, owner):
     fields["input_files"] = _input_files(user_id, input_files)
     process, job_id = job_pool.acquire(), None
     try:
-        fields.update(job_status="running", owner=owner, started_at=time.time(), pid=process.pid)
+        now = time.time()
+        fields.update(job_status="running", owner=owner, created_at=now, started_at=now, pid=process.pid)
         row = store.create_job(fields, workdir_prefix(user_id))
         job_id = row["id"]
         logger.info("job %s running: user %s, %s, synchronous", job_id, user_id, row["discipline_class_name"])

@@ -89,8 +89,10 @@ LOG_LEVEL = _text("GEMSEO_HTTP_LOG_LEVEL", "INFO").upper()
 
 # Disciplines that run code taken from the request; off unless named here (see README).
 ENABLED_DISCIPLINES = _names("GEMSEO_HTTP_ENABLED_DISCIPLINES")
-# Processes kept warm in the web app for synchronous executions and discipline descriptions.
-SYNC_PROCESSES = _number("GEMSEO_HTTP_SYNC_PROCESSES", 2)
+# Processes kept warm in each web process for synchronous executions and discipline
+# descriptions. By default two in all, shared out among the web processes: each warm process
+# costs its memory, and more of them than cores only wait for the CPU.
+SYNC_PROCESSES = _number("GEMSEO_HTTP_SYNC_PROCESSES", max(1, 2 // WEB_PROCESSES))
 # A warm job process is replaced after this many jobs, to bound what one run can leave behind.
 PROCESS_MAX_JOBS = _number("GEMSEO_HTTP_PROCESS_MAX_JOBS", 500)
 # Seconds a new warm process may take to import GEMSEO and the plugins of GEMSEO_PATH.

@@ -313,7 +313,7 @@ class BaseStore:
         workdir_prefix followed by its id, and return its row. tasks(ids) gives the queue tasks
         (storage, message, priority) to record in the same transaction, when the queue is in
         this store's database: a job is then never recorded without its task."""
-        fields = dict(fields, created_at=time.time())
+        fields = {"created_at": time.time(), **fields}
         data = {name: fields.pop(name) for name in DATA_FIELDS if name in fields}
         names = ", ".join(fields)
         marks = ", ".join("?" * len(fields))
@@ -911,7 +911,7 @@ class PostgresStore(BaseStore):
     def create_job(self, fields, workdir_prefix, tasks=None):
         # One round trip: the id drawn inside the write and the directory named from it there,
         # unless the task needs the id first (a sequence is outside transactions).
-        fields = dict(fields, created_at=time.time())
+        fields = {"created_at": time.time(), **fields}
         data = {name: fields.pop(name) for name in DATA_FIELDS if name in fields}
         job_id = self.connect().execute(f"SELECT nextval({JOB_SEQUENCE})").fetchone()[0] if tasks else None
         new = f"(SELECT nextval({JOB_SEQUENCE}) AS id)" if job_id is None else "(SELECT CAST(? AS BIGINT) AS id)"
