@@ -60,6 +60,9 @@ def secret_key():
     global _secret
     if _secret is None:
         if settings.SECRET_KEY:
+            if len(settings.SECRET_KEY) < 32:
+                # A short key can be guessed, and every token forged with it.
+                raise SystemExit("GEMSEO_HTTP_SECRET_KEY is shorter than 32 characters: make a longer one")
             _secret = settings.SECRET_KEY.encode()
         else:
             _secret = _load_or_create_key(settings.SECRET_KEY_PATH)
@@ -102,8 +105,9 @@ def make_token(user, minutes=None):
     return (signed + b"." + _b64(signature)).decode()
 
 
-def token_claims(token):
-    """Return (user id, expiry time, token version) of a valid, unexpired token, or None."""
+def token_claims(token, expired_too=False):
+    """Return (user id, expiry time, token version) of a valid, unexpired token (or an expired
+    one with expired_too), or None."""
     try:
         signed, _, signature = token.encode("ascii").rpartition(b".")
         expected = _b64(hmac.new(secret_key(), signed, hashlib.sha256).digest())
@@ -111,7 +115,7 @@ def token_claims(token):
             return None
         payload = signed.split(b".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
-        if claims["exp"] < time.time():
+        if claims["exp"] < time.time() and not expired_too:
             return None
         return int(claims["sub"]), claims["exp"], int(claims.get("ver", 0))
     except (ValueError, KeyError, IndexError, TypeError, UnicodeError):

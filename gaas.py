@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import csv
 import io
+import ipaddress
 import json
 import logging
 import math
@@ -83,6 +84,7 @@ class State:
     slots = None  # one per warm process: synchronous runs and descriptions wait here, on the loop
     watcher = None
     catalogue = None
+    algorithms = None
     descriptions = OrderedDict()
     classes = {}
     users = {}
@@ -92,8 +94,11 @@ class State:
     counter = None
 
 
-def unauthenticated():
-    return HTTPException(401, "Not authenticated.", {"WWW-Authenticate": "Bearer"})
+def unauthenticated(detail="Not authenticated."):
+    return HTTPException(401, detail, {"WWW-Authenticate": "Bearer"})
+
+
+EXPIRED = "The token has expired; sign in again at /token."
 
 
 # Auth
@@ -113,8 +118,12 @@ async def current_user(request):
                 if len(State.tokens) >= 10_000:
                     State.tokens.clear()
                 State.tokens[token] = claims
-    if claims is None or claims[1] < time.time():
-        raise unauthenticated()
+    if claims is None:
+        # Told apart so that a client knows to sign in again (one more HMAC, on failures only).
+        expired = scheme.lower() == "bearer" and auth.token_claims(token.strip(), expired_too=True)
+        raise unauthenticated(EXPIRED if expired else "Not authenticated.")
+    if claims[1] < time.time():
+        raise unauthenticated(EXPIRED)
     user_id, _, version = claims
     cached = State.users.get(user_id)
     if cached is None or cached[1] < time.monotonic():
@@ -220,16 +229,45 @@ def check_fields(body, kinds):
 # Disciplines
 
 
-async def ask_pool(message, timeout):
-    """Ask a warm process of the web app. The wait for a free one happens here, on the event
-    loop: waiting requests hold no thread, so they cannot starve the other routes."""
-    async with State.slots:
+def busy():
+    """503 for a request that found no warm process free in time."""
+    wait = settings.POOL_WAIT_TIMEOUT
+    return HTTPException(
+        503,
+        f"No warm process was free within {wait:g} s (GEMSEO_HTTP_POOL_WAIT_TIMEOUT); try again.",
+        {"Retry-After": "5"},
+    )
+
+
+@contextlib.asynccontextmanager
+async def warm_slot():
+    """Wait, on the event loop and for a bounded time, for one of the web app's warm processes:
+    waiting requests hold no thread, so they cannot starve the other routes."""
+    try:
+        await asyncio.wait_for(State.slots.acquire(), settings.POOL_WAIT_TIMEOUT)
+    except asyncio.TimeoutError:
+        raise busy() from None
+    try:
+        yield
+    finally:
+        State.slots.release()
+
+
+async def ask_pool(message, timeout, what="Building the discipline", limit="GEMSEO_HTTP_DESCRIBE_TIMEOUT"):
+    """Ask a warm process of the web app; `what` and `limit` name the work and its time limit
+    in the 422 of a process that timed out or crashed."""
+    async with warm_slot():
         try:
-            reply = await run_in_threadpool(State.pool.call, message, timeout)
+            reply = await run_in_threadpool(State.pool.call, message, timeout, settings.POOL_WAIT_TIMEOUT)
+        except TimeoutError:
+            raise busy() from None
         except pool.ProcessGone as gone:
             if gone.reason == "timeout":
-                raise HTTPException(422, f"Building the discipline took longer than {timeout:g} s.") from None
-            raise HTTPException(422, "Building the discipline stopped its process.") from None
+                raise HTTPException(422, f"{what} took longer than {timeout:g} s ({limit}).") from None
+            memory = settings.JOB_MEMORY_LIMIT_MB or DESCRIBE_MEMORY_MB
+            raise HTTPException(
+                422, f"{what} stopped its process (memory limit {memory:g} MiB: GEMSEO_HTTP_JOB_MEMORY_LIMIT_MB?)."
+            ) from None
     if not reply["ok"]:
         if reply["status"] >= 500:  # a fault of ours: its text is for the log, not the client
             logger.error("warm process failed on %s: %s", message["op"], reply["detail"])
@@ -265,6 +303,13 @@ async def describe(name, options):
     return description
 
 
+async def list_algorithms(request):
+    await current_user(request)
+    if State.algorithms is None:
+        State.algorithms = await ask_pool({"op": "algorithms"}, settings.DESCRIBE_TIMEOUT)
+    return JSONResponse(State.algorithms)
+
+
 async def list_disciplines(request):
     await current_user(request)
     return JSONResponse((await catalogue())["served"])
@@ -290,16 +335,55 @@ async def discipline_description(request):
     return JSONResponse(description[what])
 
 
-def check_input_data(input_data, input_names, field="input_data"):
+def check_input_data(input_data, description, field="input_data"):
+    """Check input values against the discipline's input grammar before anything is recorded:
+    known names, JSON types, and a number array's size where the discipline has a default."""
+    names = description["input_names"]
+    schemas = description["inputs_schema"].get("properties", {})
+    defaults = description["default_input_data"]
     for name, value in input_data.items():
-        if name not in input_names:
+        if name not in names:
             raise HTTPException(
                 422,
-                f"Field '{field}': {name[:100]!r} is not an input of this discipline;"
-                f" its inputs are {', '.join(input_names)}.",
+                f"Field '{field}': {name[:100]!r} is not an input of this discipline; its inputs are {', '.join(names)}.",
             )
-        if not isinstance(value, (list, str, int, float, bool)):
-            raise HTTPException(422, f"Field '{field}.{name[:100]}' must be a list, a number or a string.")
+        problem = value_problem(value, schemas.get(name) or {}, defaults.get(name))
+        if problem:
+            raise HTTPException(422, f"Field '{field}.{name[:100]}' {problem}.")
+
+
+NUMBER_TYPES = {int, float}
+KIND_WORDS = {"number": "numbers", "integer": "integers", "string": "strings", "boolean": "booleans"}
+
+
+def value_problem(value, schema, default):
+    """What is wrong with an input value for its grammar's schema, or None."""
+    kind = schema.get("type")
+    if kind == "array":
+        items = (schema.get("items") or {}).get("type")
+        values = value if isinstance(value, list) else [value]
+        if items in ("number", "integer"):
+            # One pass over the types: 20 ms for a million numbers; bools are not numbers.
+            if not isinstance(value, (list, int, float)) or not set(map(type, values)) <= NUMBER_TYPES:
+                return f"must be a list of {KIND_WORDS[items]}"
+            if items == "integer" and not all(float(item).is_integer() for item in values):
+                return "must be a list of integers"
+            size = len(default) if isinstance(default, list) else None
+            if size is not None and len(values) != size:
+                return f"must hold {size} number{'s' * (size != 1)} (the size of its default), not {len(values)}"
+        elif items in KIND_WORDS and not isinstance(value, list):
+            return f"must be a list of {KIND_WORDS[items]}"
+        return None
+    if kind in ("number", "integer"):
+        if type(value) not in NUMBER_TYPES or (kind == "integer" and not float(value).is_integer()):
+            return f"must be {'an integer' if kind == 'integer' else 'a number'}"
+    elif kind == "string" and not isinstance(value, str):
+        return "must be a string"
+    elif kind == "boolean" and not isinstance(value, bool):
+        return "must be true or false"
+    elif not isinstance(value, (list, str, int, float, bool)):
+        return "must be a list, a number or a string"
+    return None
 
 
 def strict_json(value, field):
@@ -362,7 +446,7 @@ async def execute(request):
     name = request.path_params["name"]
     description = await describe(name, body.get("discipline_options") or {})
     input_data = body.get("input_data") or {}
-    check_input_data(input_data, description["input_names"])
+    check_input_data(input_data, description)
     fields = job_fields(user, name, body, mode)
     fields["input_data"] = strict_json(input_data, "input_data")
     input_files = body.get("input_files") or []
@@ -371,7 +455,7 @@ async def execute(request):
         return Response(store.job_json(row), status_code=202, media_type="application/json")
     # As many synchronous runs in threads as there are warm processes: the others wait here, on
     # the event loop, instead of crowding the GIL and the store's write lock.
-    async with State.slots:
+    async with warm_slot():
         row = await run_in_threadpool(jobs.run_here, State.pool, user["id"], fields, input_files, OWNER_ID)
     return Response(store.job_json(row), media_type="application/json")
 
@@ -383,7 +467,7 @@ BATCH_FIELDS = {**EXECUTE_FIELDS, "samples": list, "doe": dict}
 DOE_FIELDS = {"algo_name": str, "n_samples": int, "design_space": dict, "settings": dict}
 
 
-def check_doe(doe, input_names):
+def check_doe(doe, description):
     """Check the doe object of a batch request before GEMSEO computes its points."""
     for name, value in doe.items():
         kind = DOE_FIELDS.get(name)
@@ -391,16 +475,18 @@ def check_doe(doe, input_names):
             raise HTTPException(422, f"Field 'doe.{name[:100]}' is not a field of a DOE; they are {', '.join(DOE_FIELDS)}.")
         if not isinstance(value, kind) or isinstance(value, bool):
             raise HTTPException(422, f"Field 'doe.{name}' has the wrong type.")
-    for name in ("algo_name", "n_samples", "design_space"):
+    for name in ("algo_name", "design_space"):
         if name not in doe:
             raise HTTPException(422, f"Field 'doe.{name}' is required.")
-    if not 1 <= doe["n_samples"] <= settings.MAX_BATCH_SAMPLES:
+    # Most algorithms need n_samples; some take the number of points from their settings
+    # (a full factorial's levels): GEMSEO says which, and the points are counted once computed.
+    if "n_samples" in doe and not 1 <= doe["n_samples"] <= settings.MAX_BATCH_SAMPLES:
         raise HTTPException(422, f"Field 'doe.n_samples' must be between 1 and {settings.MAX_BATCH_SAMPLES} (GEMSEO_HTTP_MAX_BATCH_SAMPLES).")
     if not doe["design_space"]:
         raise HTTPException(422, "Field 'doe.design_space' must name at least one input.")
     for name, bounds in doe["design_space"].items():
         where = f"Field 'doe.design_space.{name[:100]}'"
-        if name not in input_names:
+        if name not in description["input_names"]:
             raise HTTPException(422, f"{where}: {name[:100]!r} is not an input of this discipline.")
         if not isinstance(bounds, dict) or set(bounds) != {"lower_bound", "upper_bound"}:
             raise HTTPException(422, f"{where} must be an object with 'lower_bound' and 'upper_bound'.")
@@ -409,6 +495,9 @@ def check_doe(doe, input_names):
             isinstance(lower, list) and isinstance(upper, list)) else False
         if not numbers or not lower or len(lower) != len(upper) or any(a > b for a, b in zip(lower, upper)):
             raise HTTPException(422, f"{where}: the bounds must be lists of numbers of one length, lower <= upper.")
+        default = description["default_input_data"].get(name)
+        if isinstance(default, list) and len(lower) != len(default):
+            raise HTTPException(422, f"{where}: the bounds must hold {len(default)} numbers (the size of its default).")
     return doe
 
 
@@ -421,7 +510,7 @@ async def submit_batch(request):
     name = request.path_params["name"]
     description = await describe(name, body.get("discipline_options") or {})
     shared = body.get("input_data") or {}
-    check_input_data(shared, description["input_names"])
+    check_input_data(shared, description)
     fields = job_fields(user, name, body, "asynchronous")
     if "samples" in body:
         points = body["samples"]
@@ -430,12 +519,13 @@ async def submit_batch(request):
         for index, point in enumerate(points):
             if not isinstance(point, dict):
                 raise HTTPException(422, f"Field 'samples[{index}]' must be an object of input values.")
-            check_input_data(point, description["input_names"], f"samples[{index}]")
+            check_input_data(point, description, f"samples[{index}]")
         design = {"samples": len(points)}
     else:
-        design = check_doe(body["doe"], description["input_names"])
+        design = check_doe(body["doe"], description)
         limit = settings.JOB_MEMORY_LIMIT_MB or DESCRIBE_MEMORY_MB
-        points = await ask_pool({"op": "doe", "doe": design, "memory_limit_mb": limit}, settings.DESCRIBE_TIMEOUT)
+        message = {"op": "doe", "doe": design, "memory_limit_mb": limit, "max_points": settings.MAX_BATCH_SAMPLES}
+        points = await ask_pool(message, settings.DOE_TIMEOUT, "Computing the DOE", "GEMSEO_HTTP_DOE_TIMEOUT")
     inputs = [orjson.dumps({**shared, **point}).decode() for point in points]
     given = list(dict.fromkeys([*shared, *(key for point in points for key in point)]))
     batch = {
@@ -502,6 +592,7 @@ async def batch(request):
     user = await current_user(request)
     row = await owned_batch(request, user)
     if request.method == "DELETE":
+        await stop_batch(row["id"])
         await run_in_threadpool(jobs.delete_batch, row["id"])
         return Response(status_code=204)
     long_polling = parse_bool(request, "long_polling", False)
@@ -516,8 +607,20 @@ async def batch(request):
 async def cancel_batch(request):
     user = await current_user(request)
     row = await owned_batch(request, user)
-    await run_in_threadpool(jobs.cancel_batch, row["id"])
+    await stop_batch(row["id"])
     return JSONResponse(await run_in_threadpool(batch_entry, row))
+
+
+async def stop_batch(batch_id):
+    """Cancel a batch and wait, on the event loop, for its running points to stop."""
+    if await run_in_threadpool(jobs.cancel_batch, batch_id):
+        await State.watcher.wait(("batch", batch_id), jobs.STOP_WAIT)
+
+
+async def stop_job(job_id):
+    """Cancel a job and wait, on the event loop, for it to stop if it was running."""
+    if await run_in_threadpool(jobs.cancel, job_id):
+        await State.watcher.wait(("job", job_id), jobs.STOP_WAIT)
 
 
 async def batch_results(request):
@@ -626,6 +729,7 @@ async def job(request):
     user = await current_user(request)
     row = await owned_job(request, user)
     if request.method == "DELETE":
+        await stop_job(row["id"])
         await run_in_threadpool(jobs.delete, row)
         logger.info("job %s deleted by user %s", row["id"], user["id"])
         return Response(status_code=204)
@@ -690,7 +794,7 @@ async def cancel_job(request):
     row = await owned_job(request, user)
     if row["job_status"] in store.ENDED:
         raise HTTPException(409, f"Job {row['id']} has already ended ({row['job_status']}).")
-    await run_in_threadpool(jobs.cancel, row["id"])
+    await stop_job(row["id"])
     row = await owned_job(request, user)
     return Response(store.job_json(row), media_type="application/json")
 
@@ -728,9 +832,27 @@ def form_number(form, name, default):
 
 
 async def health(request):
+    """The service's health, without a token. Where the store lives, the raw errors and which
+    process answered are for the machine itself (or its proxy's trusted clients) only."""
     healthy, report = await run_in_threadpool(metrics.health, worker.huey)
-    report["web_process"] = OWNER_ID
+    pools = State.pool.status()
+    report["pools"] = {"web": pools}
+    if pools["failing"] and not pools["processes"]:
+        healthy = False
+        report["status"] = "unhealthy"
+        report["reason"] = "; ".join(filter(None, [report.get("reason"), f"web pool: {pools['failing']}"]))
+    if not from_loopback(request):
+        report = metrics.public_health(report)
+    else:
+        report["web_process"] = OWNER_ID
     return JSONResponse(report, status_code=200 if healthy else 503)
+
+
+def from_loopback(request):
+    try:
+        return ipaddress.ip_address(request.client.host).is_loopback
+    except (AttributeError, ValueError):
+        return False
 
 
 async def prometheus(request):
@@ -948,6 +1070,7 @@ routes = [
     Mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets"),
     Mount("/ui", StaticFiles(directory=Path(__file__).with_name("ui"), html=True), name="ui"),
     Route("/v1/user/me/", user_me, methods=["GET"]),
+    Route("/v1/algorithms", list_algorithms, methods=["GET"]),
     Route("/v1/discipline", list_disciplines, methods=["GET"]),
     Route("/v1/discipline/{name}", discipline_class, methods=["GET"]),
     Route("/v1/discipline/{name}/execute", execute, methods=["POST"]),

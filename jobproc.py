@@ -11,6 +11,7 @@ import ctypes
 import gc
 import inspect
 import json
+import math
 import os
 import resource
 import select
@@ -163,7 +164,7 @@ class Engine:
         try:
             discipline = self.gemseo.create_discipline(name, **options)
         except Exception as error:  # any constructor error is a bad option from the client
-            raise ClientError(400, f"Invalid discipline_options for {name}: {error}") from None
+            raise ClientError(422, f"Invalid discipline_options for {name}: {error}") from None
         for grammar in (discipline.io.input_grammar, discipline.io.output_grammar):
             if type(grammar).__name__ == "JSONGrammar":
                 grammar.validate = ShortArrayValidation(grammar.validate, grammar)
@@ -179,7 +180,7 @@ class Engine:
             "default_input_data": to_json_values(discipline.io.input_grammar.defaults),
         }
 
-    def doe(self, doe):
+    def doe(self, doe, max_points):
         """The points of a design of experiments, computed by GEMSEO's DOE library: a list of
         {variable: [values]}."""
         from gemseo import compute_doe, create_design_space
@@ -187,8 +188,14 @@ class Engine:
 
         algo = doe["algo_name"]
         # CustomDOE reads its points from a server file; explicit samples do that job.
-        if algo in DOE_REFUSED or not DOELibraryFactory().is_available(algo):
-            raise ClientError(422, f"Field 'doe.algo_name': {str(algo)[:50]!r} is not a DOE algorithm of this server.")
+        factory = DOELibraryFactory()
+        if algo in DOE_REFUSED or algo not in factory.algorithms:
+            usable = [name for name in ("PYDOE_LHS", "OT_SOBOL", "LHS", "PYDOE_FULLFACT") if name in factory.algorithms]
+            raise ClientError(
+                422,
+                f"Field 'doe.algo_name': {str(algo)[:50]!r} is not a DOE algorithm of this server;"
+                f" GET /v1/algorithms lists them (for instance {', '.join(usable)}).",
+            )
         space = create_design_space()
         for name, bounds in doe["design_space"].items():
             try:
@@ -198,9 +205,17 @@ class Engine:
             except Exception as error:
                 raise ClientError(422, f"Field 'doe.design_space.{name}': {first_line(error)}") from None
         try:
-            samples = compute_doe(space, algo_name=algo, n_samples=doe["n_samples"], **doe.get("settings", {}))
+            given = {"n_samples": doe["n_samples"]} if "n_samples" in doe else {}
+            samples = compute_doe(space, algo_name=algo, **given, **doe.get("settings", {}))
         except Exception as error:
             raise ClientError(422, f"Field 'doe.settings': {algo} refused them: {first_line(error, 3)}") from None
+        # Some settings decide the number of points themselves (a full factorial's levels).
+        if len(samples) > max_points:
+            raise ClientError(
+                422,
+                f"Field 'doe': {algo} with these settings gives {len(samples)} points; a batch may have at"
+                f" most {max_points} (GEMSEO_HTTP_MAX_BATCH_SAMPLES).",
+            )
         names, points = space.variable_names, []
         for row in samples:
             point, start = {}, 0
@@ -210,6 +225,25 @@ class Engine:
                 start += size
             points.append(point)
         return points
+
+    def algorithms(self):
+        """The DOE and optimisation algorithms of this install, with their plain-valued settings
+        (what a client may send as JSON), from GEMSEO's own settings models."""
+        from gemseo.algos.doe.factory import DOELibraryFactory
+        from gemseo.algos.opt.factory import OptimizationLibraryFactory
+
+        catalogue = {}
+        for kind, factory in (("doe", DOELibraryFactory()), ("optimization", OptimizationLibraryFactory())):
+            entries = []
+            for algo, library in factory.algo_names_to_libraries.items():
+                if algo in DOE_REFUSED:
+                    continue
+                info = factory.get_class(library).ALGORITHM_INFOS[algo]
+                entries.append(
+                    {"name": algo, "description": one_line(info.description), "settings": plain_settings(info.Settings)}
+                )
+            catalogue[kind] = sorted(entries, key=lambda entry: entry["name"])
+        return catalogue
 
     def instance(self, job):
         """A discipline for this job: a new one, or for a plain execution one this user already
@@ -298,6 +332,62 @@ def json_default(value):
 
 
 DOE_REFUSED = frozenset({"CustomDOE"})
+# JSON-schema types a client can give as they are; a setting of any other kind (a callable, a
+# path, an object of a class) cannot come from a client and is not listed.
+PLAIN_TYPES = frozenset({"boolean", "integer", "number", "string", "array", "null"})
+
+
+def one_line(text):
+    """The first paragraph of a docstring-like text, on one line."""
+    return " ".join((text or "").strip().split("\n\n")[0].split())
+
+
+def plain_settings(model):
+    """{name: {type, default, description}} of a GEMSEO settings model's plain-valued fields."""
+    import warnings
+
+    from pydantic.json_schema import GenerateJsonSchema
+
+    class Lenient(GenerateJsonSchema):
+        def handle_invalid_for_json_schema(self, schema, error_info):
+            return {}  # an array or an object of a class: no JSON type, so not listed
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # defaults that are not JSON are left out, silently
+        schema = model.model_json_schema(schema_generator=Lenient)
+    definitions = schema.get("$defs", {})
+    settings = {}
+    for name, field in schema.get("properties", {}).items():
+        kind = json_type(field, definitions)
+        if kind is None:
+            continue
+        entry = {"type": kind, "description": one_line(field.get("description"))}
+        if "default" in field:
+            default = field["default"]
+            # JSON has no infinity: such a default (no limit) is given as the text "inf".
+            entry["default"] = str(default) if isinstance(default, float) and not math.isfinite(default) else default
+        else:
+            entry["required"] = True
+        settings[name] = entry
+    return settings
+
+
+def json_type(field, definitions):
+    """The JSON type of a settings field's schema (one type, or "a|b" for a union), or None
+    when the field cannot be a plain JSON value."""
+    if "$ref" in field:
+        field = definitions.get(field["$ref"].rpartition("/")[2], {})
+    if "enum" in field:
+        return field.get("type", "string")
+    if "anyOf" in field:
+        kinds = [json_type(option, definitions) for option in field["anyOf"]]
+        return None if None in kinds else "|".join(dict.fromkeys(kinds))
+    kind = field.get("type")
+    if kind not in PLAIN_TYPES or field.get("format") == "path":
+        return None
+    if kind == "array" and json_type(field.get("items", {"type": "null"}), definitions) is None:
+        return None
+    return kind
 
 
 def first_line(error, lines=1):
@@ -462,9 +552,11 @@ def handle(engine, request, idle_dir):
             return {"ok": True, "value": {"served": engine.catalogue, "disabled": engine.disabled}}
         if request["op"] == "about":
             return {"ok": True, "value": engine.about(request["name"])}
+        if request["op"] == "algorithms":
+            return {"ok": True, "value": engine.algorithms()}
         if request["op"] == "doe":
             with memory_limit(request.get("memory_limit_mb")):
-                return {"ok": True, "value": engine.doe(request["doe"])}
+                return {"ok": True, "value": engine.doe(request["doe"], request["max_points"])}
         if request["op"] == "describe":
             os.chdir(idle_dir)
             # Building a discipline runs its constructor: limited like a job (the caller also
@@ -475,7 +567,9 @@ def handle(engine, request, idle_dir):
     except ClientError as error:
         return {"ok": False, "status": error.status, "detail": str(error)}
     except MemoryError:
-        return {"ok": False, "status": 422, "detail": "Building the discipline went past its memory limit."}
+        what = "Computing the DOE" if request["op"] == "doe" else "Building the discipline"
+        limit = f"{request.get('memory_limit_mb') or 0:g} MiB"
+        return {"ok": False, "status": 422, "detail": f"{what} went past its memory limit ({limit})."}
     except Exception as error:
         traceback.print_exc()
         return {"ok": False, "status": 500, "detail": f"{type(error).__name__}: {error}"}

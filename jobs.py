@@ -118,7 +118,14 @@ def run_here(job_pool, user_id, fields, input_files, owner):
     back."""
     queue_rank(user_id, 1)
     fields["input_files"] = _input_files(user_id, input_files)
-    process, job_id = job_pool.acquire(), None
+    try:
+        process, job_id = job_pool.acquire(settings.POOL_WAIT_TIMEOUT), None
+    except TimeoutError:
+        raise Rejected(
+            503,
+            f"No warm process was free within {settings.POOL_WAIT_TIMEOUT:g} s (GEMSEO_HTTP_POOL_WAIT_TIMEOUT); try again.",
+            {"Retry-After": "5"},
+        ) from None
     try:
         now = time.time()
         fields.update(job_status="running", owner=owner, created_at=now, started_at=now, pid=process.pid)
@@ -170,17 +177,21 @@ def submit_batch(user_id, batch, common, inputs, input_files, enqueue):
     return batch_id
 
 
+# How long a cancel waits for running jobs to stop (their runners check every
+# pool.CANCEL_CHECK_INTERVAL); the web app waits on its event loop, not here.
+STOP_WAIT = 3.0
+
+
 def cancel_batch(batch_id):
-    """Pending points never start; running ones are stopped by their runners."""
+    """Pending points never start; running ones are asked to stop: return whether any was."""
     store.fail_pending_of_batch(batch_id, "cancelled", "The job was cancelled.")
-    if store.request_cancel_of_batch(batch_id):
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline and store.batch_progress([batch_id])[batch_id][0].get("running"):
-            time.sleep(0.02)
+    running = store.request_cancel_of_batch(batch_id)
     logger.info("batch %s cancelled", batch_id)
+    return running
 
 
 def delete_batch(batch_id):
+    """Remove a batch, its points and their directories (cancel it first)."""
     cancel_batch(batch_id)
     files.remove_stored(workdirs=store.delete_batch(batch_id))
     logger.info("batch %s deleted", batch_id)
@@ -349,15 +360,19 @@ def fail(job_id, expected, error, text, where=None):
 
 
 def cancel(job_id):
-    """Cancel a job: a pending one ends at once, a running one is stopped by its runner."""
+    """Cancel a job: a pending one ends at once, a running one is asked to stop by its runner
+    (within pool.CANCEL_CHECK_INTERVAL): return whether it was running."""
     if fail(job_id, ("pending", "created"), "cancelled", "The job was cancelled."):
         logger.info("job %s failed: cancelled while pending", job_id)
-        return
-    if store.request_cancel(job_id):
-        # The runner checks the flag every CANCEL_CHECK_INTERVAL; wait for it to take effect.
-        deadline = time.monotonic() + 3
-        while store.job_status(job_id) == "running" and time.monotonic() < deadline:
-            time.sleep(0.02)
+        return False
+    return bool(store.request_cancel(job_id))
+
+
+def wait_stopped(job_id):
+    """Wait (in this thread: for the admin commands) until a cancelled job has stopped."""
+    deadline = time.monotonic() + STOP_WAIT
+    while store.job_status(job_id) == "running" and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def delete(row):
@@ -372,7 +387,8 @@ def delete_user(user):
     counts removed."""
     rows, _ = store.list_jobs(user["id"], "running", limit=1_000_000)
     for row in rows:
-        cancel(row["id"])
+        if cancel(row["id"]):
+            wait_stopped(row["id"])
     workdirs, stored, partial = store.delete_user(user["id"])
     files.remove_stored(stored, partial, workdirs)
     user_folder = settings.WORKSPACE_EXECUTION / f"user-{user['id']}"

@@ -19,13 +19,15 @@ class RequestCounter:
         self.lock = threading.Lock()
 
     def flush(self):
+        # The lock guards the swap only: the store write must not hold up the event loop's counting.
         with self.lock:
             counts, self.counts = self.counts, Counter()
-            try:
-                store.add_request_counts(counts)
-            except Exception:
+        try:
+            store.add_request_counts(counts)
+        except Exception:
+            with self.lock:
                 self.counts.update(counts)  # kept for the next flush
-                raise
+            raise
 
     def totals(self):
         """The counts of the whole service."""
@@ -48,7 +50,9 @@ class RequestCounter:
         finally:
             # The router leaves the matched endpoint in the scope; its route template names it.
             path = self.paths.get(scope.get("endpoint"), "unmatched")
-            self.counts[(scope["method"], path, status)] += 1
+            # Under the lock: a flush in a thread swaps the counter between a read and a write.
+            with self.lock:
+                self.counts[(scope["method"], path, status)] += 1
 
 
 def queue_kind(huey):
@@ -84,6 +88,17 @@ def health(huey):
     if problems:
         report["reason"] = "; ".join(problems)
     return not problems, report
+
+
+def public_health(report):
+    """The health report without what only the host's administrators should read: where the
+    store lives, raw error texts, the pools' failures."""
+    public = {key: value for key, value in report.items() if key not in ("store", "pools", "reason")}
+    public["store"] = report["store"].split()[0]
+    for key in ("database", "queue"):
+        if public.get(key, "ok") != "ok":
+            public[key] = "error"
+    return public
 
 
 def _labels(**labels):

@@ -115,6 +115,7 @@ SCHEMAS = {
         "type": "object",
         "additionalProperties": False,
         "description": "The fields of ExecuteInput shared by every point, and exactly one of samples and doe.",
+        "oneOf": [{"required": ["samples"], "not": {"required": ["doe"]}}, {"required": ["doe"], "not": {"required": ["samples"]}}],
         "properties": {
             "samples": {
                 "type": "array",
@@ -126,10 +127,15 @@ SCHEMAS = {
             "doe": {
                 "type": "object",
                 "additionalProperties": False,
-                "required": ["algo_name", "n_samples", "design_space"],
+                "required": ["algo_name", "design_space"],
                 "properties": {
-                    "algo_name": {"type": "string", "description": "A GEMSEO DOE algorithm: PYDOE_LHS, PYDOE_FULLFACT, OT_SOBOL..."},
-                    "n_samples": {"type": "integer", "minimum": 1, "maximum": settings.MAX_BATCH_SAMPLES},
+                    "algo_name": {"type": "string", "description": "A DOE algorithm listed by GET /v1/algorithms: PYDOE_LHS, OT_SOBOL, LHS..."},
+                    "n_samples": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": settings.MAX_BATCH_SAMPLES,
+                        "description": "Needed by most algorithms; a full factorial may take `levels` in settings instead.",
+                    },
                     "design_space": {
                         "type": "object",
                         "minProperties": 1,
@@ -165,6 +171,35 @@ SCHEMAS = {
             "created_at": {"type": "string", "format": "date-time"},
             "started_at": {"type": "string", "format": "date-time", "nullable": True},
             "ended_at": {"type": "string", "format": "date-time", "nullable": True},
+        },
+    },
+    "Algorithms": {
+        "type": "object",
+        "properties": {
+            kind: {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "description": {"type": "string"},
+                        "settings": {
+                            "type": "object",
+                            "description": "The settings a client may give, from GEMSEO's settings model.",
+                            "additionalProperties": {
+                                "type": "object",
+                                "properties": {
+                                    "type": {"type": "string", "description": "A JSON type, or types joined by |."},
+                                    "default": {},
+                                    "required": {"type": "boolean"},
+                                    "description": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                },
+            }
+            for kind in ("doe", "optimization")
         },
     },
     "BatchResults": {
@@ -329,6 +364,10 @@ OPERATIONS = {
         "summary": "The discipline classes that may be run.",
         "responses": {"200": answer("Class names.", NAMES), **errors(401)},
     },
+    ("GET", "/v1/algorithms"): {
+        "summary": "The DOE and optimisation algorithms of this server, with their settings.",
+        "responses": {"200": answer("Algorithms by kind.", ref("Algorithms")), **errors(401)},
+    },
     ("POST", "/v1/discipline/{name}/execute"): {
         "summary": "Run a discipline: synchronously (200) or as a queued job (202).",
         "parameters": [
@@ -478,7 +517,7 @@ OPERATIONS = {
             JOB_ID,
             query("tail", {"type": "integer", "minimum": 1}, "Only the last TAIL bytes, from the first line start in them."),
         ],
-        "responses": {"200": answer("The log.", {"type": "string"}, "text/plain"), **errors(401, 404)},
+        "responses": {"200": answer("The log.", {"type": "string"}, "text/plain"), **errors(401, 404, 422)},
     },
     ("GET", "/v1/file"): {
         "summary": "The caller's uploaded files.",
@@ -529,6 +568,7 @@ TAG_OF_PATH = (
     ("/token", "auth"),
     ("/v1/user", "auth"),
     ("/v1/discipline", "disciplines"),
+    ("/v1/algorithms", "disciplines"),
     ("/v1/job", "jobs"),
     ("/v1/file", "files"),
     ("/v1/batch", "batches"),

@@ -190,6 +190,7 @@ class Pool:
         self._env = None
         self._zygote = None
         self._processes = set()
+        self.failing = None  # why the last start of a process failed, until one starts
 
     def start(self):
         """Start the processes; they warm up in the background."""
@@ -240,6 +241,7 @@ class Pool:
                 # Whatever went wrong (a zygote slower than its start-up limit, a reply out of
                 # step), this thread must live on: drop the zygote and start afresh next time.
                 logger.exception("cannot start a %s job process", self.name)
+                self.failing = f"cannot start a job process: {sys.exc_info()[1]}"[:300]
                 if zygote is not None:
                     zygote.close()
                     zygote = self._zygote = None
@@ -252,6 +254,7 @@ class Pool:
                 if self._closed:
                     process.kill()
                     continue
+                self.failing = None
                 self._processes.add(process)
                 self._idle.append(process)
                 self._cond.notify()
@@ -286,19 +289,24 @@ class Pool:
                 self._add()
         process.kill()
 
-    def call(self, message, timeout):
-        """Ask any process a quick question (catalogue, description)."""
-        process = self.acquire()
+    def call(self, message, timeout, wait=None):
+        """Ask any process a quick question (catalogue, description); raise ProcessGone if it
+        crashed or passed `timeout`, TimeoutError if none was free within `wait` seconds."""
+        process = self.acquire(wait)
         try:
             reply = process.ask(message, deadline=time.monotonic() + timeout)
-        except ProcessGone as gone:
-            self.release(process, healthy=False)
-            raise RuntimeError(f"the job process {gone.reason} while answering") from None
         except BaseException:
             self.release(process, healthy=False)
             raise
         self.release(process)
         return reply
+
+    def status(self):
+        """What /health says of this pool: its size, its processes and why they cannot start."""
+        with self._cond:
+            report = {"size": self.size, "processes": len(self._processes), "idle": len(self._idle)}
+        report["failing"] = self.failing
+        return report
 
     def close(self):
         with self._cond:

@@ -79,6 +79,10 @@ WEB_PROCESSES = _number("GEMSEO_HTTP_WEB_PROCESSES", 1)
 SECRET_KEY = _text("GEMSEO_HTTP_SECRET_KEY")
 
 HOST = _text("GEMSEO_HTTP_HOST", "127.0.0.1")
+# Addresses of the proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (uvicorn's
+# --forwarded-allow-ips: comma-separated addresses or networks, * for any). Behind a load
+# balancer, name it: else every client is the balancer, and the sign-in throttle locks out all.
+FORWARDED_ALLOW_IPS = _text("GEMSEO_HTTP_FORWARDED_ALLOW_IPS", "127.0.0.1")
 # Seconds a stopping web app lets requests in flight (synchronous runs) finish; the runs still
 # going then end failed, error lost.
 SHUTDOWN_TIMEOUT = _number("GEMSEO_HTTP_SHUTDOWN_TIMEOUT", 30)
@@ -100,6 +104,11 @@ PROCESS_STARTUP_TIMEOUT = _number("GEMSEO_HTTP_PROCESS_STARTUP_TIMEOUT", 300.0, 
 # Time limit in seconds for building a discipline to describe it (schemas, defaults); its
 # memory is limited as a job's is, or to 2048 MiB when jobs have no limit.
 DESCRIBE_TIMEOUT = _number("GEMSEO_HTTP_DESCRIBE_TIMEOUT", 30.0, float)
+# Time limit in seconds for computing the points of a batch's DOE; a warm process of the web
+# app does it, so it is kept shorter than a description's.
+DOE_TIMEOUT = _number("GEMSEO_HTTP_DOE_TIMEOUT", 10.0, float)
+# How long a synchronous run or a description waits for a free warm process before 503.
+POOL_WAIT_TIMEOUT = _number("GEMSEO_HTTP_POOL_WAIT_TIMEOUT", 60.0, float)
 # Longest long poll a client may ask for, in seconds.
 MAX_LONG_POLLING_TIMEOUT = _number("GEMSEO_HTTP_MAX_LONG_POLLING_TIMEOUT", 300.0, float)
 # Most points in one batch, and most jobs a user may have pending or running at once.

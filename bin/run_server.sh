@@ -2,7 +2,7 @@
 # Runs the web app: uvicorn gaas:app on GEMSEO_HTTP_HOST:GEMSEO_HTTP_PORT (defaults in settings.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-eval "$(.venv/bin/python settings.py HOST PORT SHUTDOWN_TIMEOUT WEB_PROCESSES)"
+eval "$(.venv/bin/python settings.py HOST PORT SHUTDOWN_TIMEOUT WEB_PROCESSES FORWARDED_ALLOW_IPS)"
 # GEMSEO_HTTP_WEB_PROCESSES uvicorn processes share the port; each has its own warm processes for
 # synchronous runs and its own long-polling waiters, and everything they share is in the store.
 # With one, uvicorn runs no supervisor process.
@@ -18,5 +18,6 @@ exec .venv/bin/uvicorn gaas:app \
     --port "$PORT" \
     --loop uvloop --http httptools \
     --no-server-header \
+    --proxy-headers --forwarded-allow-ips "$FORWARDED_ALLOW_IPS" \
     --no-access-log \
     --timeout-graceful-shutdown "$SHUTDOWN_TIMEOUT"

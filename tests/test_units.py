@@ -73,7 +73,7 @@ def test_secret_key_is_created_once_private_and_reused(tmp_path):
     first, second = python(code, env), python(code, env)
     assert first == second and len(first.strip()) == 64
     assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
-    assert python(code, {**env, "GEMSEO_HTTP_SECRET_KEY": "from-env"}).strip() == "from-env"
+    assert python(code, {**env, "GEMSEO_HTTP_SECRET_KEY": "from-env" * 4}).strip() == "from-env" * 4
 
 
 def test_an_empty_or_short_key_file_is_refused(tmp_path):
@@ -93,7 +93,7 @@ def auth_module(tmp_path, monkeypatch):
     import auth
     import settings
 
-    monkeypatch.setattr(settings, "SECRET_KEY", "unit-test-key")
+    monkeypatch.setattr(settings, "SECRET_KEY", "unit-test-key-" * 3)
     monkeypatch.setattr(auth, "_secret", None)
     yield auth
     auth._secret = None
