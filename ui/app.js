@@ -278,6 +278,43 @@ function sizeOf(value) { return Array.isArray(value) ? String(value.length) : "1
 function unitOf(description) { const match = /\[([^\]]+)\]/.exec(description || ""); return match ? match[1] : ""; }
 function tidy(description) { return (description || "").replace(/\s+/g, " ").trim(); }
 
+// GEMSEO's docstrings are reStructuredText: :math:`y_1` shows its content in italics, other roles
+// (:class:`~gemseo.Foo`, :func:...) and ``literals`` as code, `label <url>`_ as its label, *x* and
+// **x** as emphasis. Text nodes only: the server's text is never parsed as HTML.
+const RST = /:math:`([^`]+)`|:[\w.+-]+:(?:[\w.+-]+:)?`([^`]+)`|``(.+?)``|`([^`<]+?)\s*<[^>`]+>`__?|\*\*(.+?)\*\*|\*([^*\s](?:[^*]*[^*\s])?)\*|`([^`]+)`/g;
+
+function roleText(text) {
+  // :class:`~a.b.C` reads C; :class:`label <a.b.C>` reads label.
+  const labelled = /^(.*?)\s*<[^>]+>$/.exec(text);
+  if (labelled && labelled[1]) return labelled[1];
+  return text.startsWith("~") ? text.slice(1).split(".").pop() : text.replace(/^[!]/, "");
+}
+
+function richText(text) {
+  const nodes = [];
+  let at = 0;
+  for (const match of (text || "").matchAll(RST)) {
+    if (match.index > at) nodes.push(text.slice(at, match.index));
+    const [, math, role, literal, link, strong, emphasis, plain] = match;
+    if (math !== undefined) nodes.push(el("var", { class: "math" }, math));
+    else if (role !== undefined) nodes.push(el("code", {}, roleText(role)));
+    else if (literal !== undefined) nodes.push(el("code", {}, literal));
+    else if (link !== undefined) nodes.push(link);
+    else if (strong !== undefined) nodes.push(el("strong", {}, strong));
+    else if (emphasis !== undefined) nodes.push(el("em", {}, emphasis));
+    else nodes.push(el("em", {}, plain));
+    at = match.index + match[0].length;
+  }
+  if (at < (text || "").length) nodes.push(text.slice(at));
+  return nodes;
+}
+
+function setRich(node, text) {
+  if (node.dataset.text === text) return;
+  node.dataset.text = text;
+  node.replaceChildren(...richText(text));
+}
+
 // Name, size, value and downloads of each variable; xChoices(length) gives same-length x axes.
 function dataTable(data, id, basename, xChoices = () => ({})) {
   const names = Object.keys(data || {});
@@ -300,29 +337,91 @@ function describe(table, schema) {
     const description = tidy((((schema || {}).properties || {})[row.dataset.name] || {}).description);
     const unit = unitOf(description);
     setText(row.querySelector(".unit"), unit ? ` [${unit}]` : "");
-    setText(row.querySelector(".description"), description);
+    setRich(row.querySelector(".description"), description);
   }
 }
 
 // The Jacobian, block by block
 
-function maxAbs(matrix) {
-  let top = 0;
-  for (const row of matrix) for (const v of row) if (isFinite(v) && Math.abs(v) > top) top = Math.abs(v);
-  return top;
+// How strongly an entry is coloured, from -1 to 1. Linear: the square root of the magnitude
+// relative to the largest entry. Symmetric log: sign(x)·log10(1 + |x|/c) over the same of the
+// largest, with c the smallest non-zero magnitude (at most 12 decades below the largest), so that
+// an entry of 1e5 leaves one of 1e-4 visible.
+function heatScale(matrices, log) {
+  let top = 0, small = Infinity;
+  for (const matrix of matrices) {
+    for (const row of matrix) {
+      for (const v of row) {
+        const size = Math.abs(v);
+        if (!isFinite(size) || !size) continue;
+        if (size > top) top = size;
+        if (size < small) small = size;
+      }
+    }
+  }
+  if (!top) return null;
+  const c = Math.max(small, top * 1e-12);
+  const squash = (v) => Math.log10(1 + Math.abs(v) / c);
+  const full = squash(top);
+  const at = log
+    ? (v) => Math.sign(v) * Math.min(1, squash(v) / full)
+    : (v) => Math.sign(v) * Math.sqrt(Math.min(1, Math.abs(v) / top));
+  // The value at a position of the colour bar, for its ticks.
+  const valueAt = log
+    ? (p) => Math.sign(p) * c * (10 ** (Math.abs(p) * full) - 1)
+    : (p) => Math.sign(p) * p * p * top;
+  return { log, top, c, at, valueAt };
 }
 
-// Red above zero, blue below, white only at zero; the strength grows with the square root of the
-// magnitude relative to the largest entry, from a faint tint, so that small non-zero entries show.
+// Red above zero, blue below, white only at zero; from a faint tint, so that small non-zero
+// entries show.
 function heatRgb(value, scale) {
   if (!scale || !value || !isFinite(value)) return [255, 255, 255];
-  const strength = 0.7 * (0.1 + 0.9 * Math.sqrt(Math.min(1, Math.abs(value) / scale)));
+  const position = scale.at(value);
+  const strength = 0.7 * (0.1 + 0.9 * Math.abs(position));
   const [r, g, b] = value > 0 ? [220, 38, 38] : [37, 99, 235];
   return [r, g, b].map((c) => Math.round(255 + (c - 255) * strength));
 }
 
-function matrixTable(matrix, rows, cols) {
-  const scale = rows * cols > HEAT_FROM ? maxAbs(matrix) : 0;
+// Values of the colour bar's ticks: zero, both ends, and between them decades (powers of ten)
+// on a log scale, else a quarter of the largest magnitude (the middle of the bar's half).
+function heatTicks(scale) {
+  const { top, c } = scale;
+  let magnitudes = [top / 4];
+  if (scale.log) {
+    const decades = [];
+    for (let k = Math.ceil(Math.log10(c)); 10 ** k < top * 0.7; k++) decades.push(Number("1e" + k));
+    const keep = Math.ceil(decades.length / 4); // at most four a side, the largest kept
+    magnitudes = decades.filter((_, i) => (decades.length - 1 - i) % keep === 0);
+  }
+  return [0, top, ...magnitudes.reverse()].flatMap((v) => (v ? [-v, v] : [0]));
+}
+
+// A colour bar from minus to plus the largest magnitude, its ticks labelled with real values;
+// the ends and zero first, then the others where their labels do not overlap.
+function heatLegend(scale) {
+  const width = 440, height = 34, left = 30, w = width - 2 * left, steps = 64;
+  const x = (value) => left + ((scale.at(value) + 1) / 2) * w;
+  const parts = [];
+  for (let k = 0; k < steps; k++) {
+    const rgb = heatRgb(scale.valueAt(-1 + (2 * (k + 0.5)) / steps), scale);
+    parts.push(svg("rect", { x: (left + (k * w) / steps).toFixed(2), y: 2, width: (w / steps + 0.4).toFixed(2), height: 12,
+      fill: `rgb(${rgb.join(",")})` }));
+  }
+  parts.push(svg("rect", { x: left, y: 2, width: w, height: 12, class: "frame", fill: "none" }));
+  const placed = [];
+  for (const value of heatTicks(scale)) {
+    const where = x(value);
+    if (placed.some((other) => Math.abs(other - where) < 52)) continue;
+    placed.push(where);
+    parts.push(svg("line", { x1: where, x2: where, y1: 14, y2: 18, class: "tick-mark" }),
+      svg("text", { x: where, y: 30, "text-anchor": "middle", class: "tick", "data-value": value }, round(value)));
+  }
+  return svg("svg", { class: "legend", width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
+    "aria-label": `colour scale${scale.log ? " (symmetric log)" : ""} from ${round(-scale.top)} to ${round(scale.top)}` }, ...parts);
+}
+
+function matrixTable(matrix, rows, cols, scale) {
   const headers = rows * cols > 1;
   return el("table", { class: "matrix" + (scale ? " heat" : ""), "data-rows": rows, "data-cols": cols },
     headers ? el("thead", {}, el("tr", {}, el("th"), Array.from({ length: cols }, (_, j) => el("th", { scope: "col" }, j)))) : null,
@@ -334,38 +433,53 @@ function matrixTable(matrix, rows, cols) {
 }
 
 // A block too big for a table: one pixel per entry (the largest entry of the pixel when shrunk).
-function heatImage(matrix, rows, cols) {
-  const width = Math.min(cols, 480), height = Math.min(rows, 480), scale = maxAbs(matrix);
+function heatImage(matrix, rows, cols, scale) {
+  const width = Math.min(cols, 480), height = Math.min(rows, 480);
   const strongest = new Float64Array(width * height);
   matrix.forEach((row, i) => row.forEach((v, j) => {
     const at = Math.floor((i * height) / rows) * width + Math.floor((j * width) / cols);
     if (Math.abs(v) > Math.abs(strongest[at])) strongest[at] = v;
   }));
   const canvas = el("canvas", { class: "heatmap", width, height, "data-rows": rows, "data-cols": cols,
-    title: `${rows} × ${cols}, largest magnitude ${round(scale)}` });
+    title: `${rows} × ${cols}, largest magnitude ${round(scale ? scale.top : 0)}` });
   const context = canvas.getContext("2d"), image = context.createImageData(width, height);
   strongest.forEach((v, at) => { image.data.set([...heatRgb(v, scale), 255], at * 4); });
   context.putImageData(image, 0, 0);
   return canvas;
 }
 
-function jacobianBlock(output, input, matrix, basename) {
+function jacobianBlock(output, input, matrix, basename, log) {
   const rows = matrix.length, cols = rows ? matrix[0].length : 0;
   const big = rows > MATRIX_MAX || cols > MATRIX_MAX;
+  const scale = big || rows * cols > HEAT_FROM ? heatScale([matrix], log) : null;
   return el("figure", { class: "block", "data-output": output, "data-input": input },
     el("figcaption", {}, el("span", { class: "derivative" }, `∂${output} / ∂${input}`),
       el("span", { class: "shape muted", title: `rows: components of ${output}, columns: components of ${input}` }, `${rows} × ${cols}`),
       rows * cols > 1 ? downloads(`${basename}-d_${output}-d_${input}`, matrix) : null),
-    scroller(big ? heatImage(matrix, rows, cols) : matrixTable(matrix, rows, cols)));
+    scroller(big ? heatImage(matrix, rows, cols, scale) : matrixTable(matrix, rows, cols, scale)),
+    scale ? heatLegend(scale) : null);
 }
+
+// The colour scale chosen last, kept for the next Jacobian.
+function logScaleWanted() { return localStorage.getItem("gaas-jacobian-scale") === "log"; }
 
 function jacobianView(jacobian, basename) {
   const outputs = Object.entries(jacobian || {});
   if (!outputs.length) return el("p", { class: "muted", id: "jacobian" }, "None.");
+  const blocks = el("div", { class: "jacobian-blocks" });
+  const toggle = el("input", { type: "checkbox", id: "jacobian-log", checked: logScaleWanted() ? "" : null, onchange: draw });
+  function draw() {
+    localStorage.setItem("gaas-jacobian-scale", toggle.checked ? "log" : "linear");
+    blocks.dataset.scale = toggle.checked ? "log" : "linear";
+    blocks.replaceChildren(...outputs.map(([output, inputs]) => el("section", { class: "jacobian-output" }, el("h3", {}, el("code", {}, output)),
+      el("div", { class: "blocks" }, Object.entries(inputs).map(([input, matrix]) => jacobianBlock(output, input, matrix, basename, toggle.checked))))));
+  }
+  draw();
   return el("div", { id: "jacobian" },
     el("p", { class: "muted" }, "Rows are the output's components, columns the input's. Colour: red above zero, blue below, stronger for larger magnitudes; white is zero."),
-    outputs.map(([output, blocks]) => el("section", { class: "jacobian-output" }, el("h3", {}, el("code", {}, output)),
-      el("div", { class: "blocks" }, Object.entries(blocks).map(([input, matrix]) => jacobianBlock(output, input, matrix, basename))))));
+    el("label", { class: "inline", title: "sign(x)·log10(1 + |x|/c), c the smallest non-zero magnitude of the block" }, toggle,
+      "logarithmic colour scale (shows small entries beside large ones)"),
+    blocks);
 }
 
 // Sign in
@@ -426,6 +540,38 @@ function batchChip(filters) {
       onclick: () => { location.hash = jobsHash({ ...filters, batch: "" }, 0); } }, "×"));
 }
 
+const SCAN = 1000; // jobs asked at once when looking for the real failures among the cancelled
+const SCAN_MAX = 20; // requests at most per poll: past 20,000 failed jobs, the rest come unsorted
+
+// The "failed" filter: real failures (errors, timeouts, crashes) first, newest first, then the
+// cancelled jobs (failed too for the API, error "cancelled"), which would otherwise bury them
+// after a batch is cancelled. The server filters by one error kind only, so the real failures of
+// a page are found by reading the failed jobs past the cancelled ones.
+async function failedFirst(query, offset) {
+  const ask = async (extra) => {
+    const { body, response } = await apiJson(`/v1/job?${new URLSearchParams({ ...Object.fromEntries(query), ...extra })}`);
+    return { jobs: body, total: Number(response.headers.get("X-Total-Count")) };
+  };
+  const [all, cancelled] = await Promise.all([ask({ limit: PAGE, offset }), ask({ error: "cancelled", limit: 1 })]);
+  const real = all.total - cancelled.total;
+  if (!cancelled.total || !real) return all;
+  const jobs = [];
+  if (offset < real) {
+    const found = [];
+    for (let at = 0, asked = 0; found.length < Math.min(real, offset + PAGE) && at < all.total && asked < SCAN_MAX; at += SCAN, asked++) {
+      const chunk = await ask({ limit: SCAN, offset: at });
+      found.push(...chunk.jobs.filter((job) => job.error !== "cancelled"));
+      if (!chunk.jobs.length) break;
+    }
+    jobs.push(...found.slice(offset, offset + PAGE));
+  }
+  if (jobs.length < PAGE && offset + jobs.length >= real) {
+    const from = Math.max(0, offset - real);
+    jobs.push(...(await ask({ error: "cancelled", limit: PAGE - jobs.length, offset: from })).jobs);
+  }
+  return { jobs, total: all.total };
+}
+
 async function jobsView(params) {
   const mine = generation;
   const filters = { batch: params.get("batch") || "", status: params.get("status") || "", discipline: params.get("discipline") || "", name: params.get("name") || "" };
@@ -474,9 +620,14 @@ async function jobsView(params) {
       else if (filters.status) query.set("status", filters.status);
       if (filters.name) query.set("name", filters.name);
       if (catalogue.has(filters.discipline)) query.set("discipline", filters.discipline);
-      const { body: page, response } = await apiJson(`/v1/job?${query}`);
+      let found;
+      if (filters.status === "failed") found = await failedFirst(query, offset);
+      else {
+        const { body: page, response } = await apiJson(`/v1/job?${query}`);
+        found = { jobs: page, total: Number(response.headers.get("X-Total-Count")) };
+      }
       if (mine !== generation) return;
-      jobs = page; total = Number(response.headers.get("X-Total-Count"));
+      jobs = found.jobs; total = found.total;
       draw();
     } catch (error) { pages.info.textContent = error.message; }
     await sleep(1000);
@@ -800,10 +951,21 @@ function scalarColumns(group) {
 
 function varies(values) { const [low, high] = range(values); return low < high; }
 
+// About `count` round values between low and high, a step of 1, 2 or 5 times a power of ten.
+function niceTicks(low, high, count = 5) {
+  if (!isFinite(low) || !isFinite(high)) return [];
+  if (!(high > low)) return [low];
+  const raw = (high - low) / count, power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw * 0.999);
+  const ticks = [];
+  for (let k = Math.ceil(low / step - 1e-9); k * step <= high + step * 1e-9; k++) ticks.push(Number((k * step).toPrecision(12)));
+  return ticks;
+}
+
 // ys against xs, one circle a point; points that fall on one pixel are drawn once, and past
 // MAX_CIRCLES one in k, so that 10,000 points stay quick to draw.
 function scatter(xs, ys, xName, yName) {
-  const width = 720, height = 360, left = 72, right = 16, top = 12, bottom = 40, pad = 6;
+  const width = 720, height = 360, left = 72, right = 16, top = 12, bottom = 42, pad = 6;
   const w = width - left - right, h = height - top - bottom;
   const finite = (v) => typeof v === "number" && isFinite(v);
   const shown = [];
@@ -821,15 +983,26 @@ function scatter(xs, ys, xName, yName) {
   const circles = dots.filter((_, k) => k % step === 0)
     .map(([x, y, i]) => svg("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: 2.5, "data-index": i }));
   const label = (x, y, text, anchor, extra = {}) => svg("text", { x, y, "text-anchor": anchor, class: "tick", ...extra }, text);
-  const parts = shown.length ? [
-    label(left - 6, top + 10, round(high), "end"), label(left - 6, top + h, round(low), "end"),
-    label(left, top + h + 14, round(xLow), "start"), label(left + w, top + h + 14, round(xHigh), "end"),
-  ] : [label(left + w / 2, top + h / 2, "No finished point to draw.", "middle")];
+  const grid = [], parts = [];
+  if (shown.length) {
+    for (const v of niceTicks(low, high)) {
+      const y = py(v).toFixed(1);
+      grid.push(svg("line", { x1: left, x2: left + w, y1: y, y2: y, class: "grid" }));
+      parts.push(svg("line", { x1: left - 4, x2: left, y1: y, y2: y, class: "tick-mark" }),
+        label(left - 6, Number(y) + 4, round(v), "end", { class: "tick y", "data-value": v }));
+    }
+    for (const v of niceTicks(xLow, xHigh, 8)) {
+      const x = px(v).toFixed(1);
+      grid.push(svg("line", { x1: x, x2: x, y1: top, y2: top + h, class: "grid" }));
+      parts.push(svg("line", { x1: x, x2: x, y1: top + h, y2: top + h + 4, class: "tick-mark" }),
+        label(x, top + h + 16, round(v), "middle", { class: "tick x", "data-value": v }));
+    }
+  } else parts.push(label(left + w / 2, top + h / 2, "No finished point to draw.", "middle"));
   return svg("svg", { class: "plot scatter", id: "scatter", width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
     "data-points": shown.length, "aria-label": `${shown.length} points: ${yName} against ${xName}` },
-  svg("rect", { x: left, y: top, width: w, height: h, class: "frame" }),
+  svg("rect", { x: left, y: top, width: w, height: h, class: "frame" }), svg("g", { class: "grid" }, ...grid),
   svg("g", { class: "dots" }, ...circles), ...parts,
-  label(left + w / 2, top + h + 30, xName, "middle", { class: "tick axis" }),
+  label(left + w / 2, top + h + 32, xName, "middle", { class: "tick axis" }),
   label(14, top + h / 2, yName, "middle", { class: "tick axis", transform: `rotate(-90 14 ${top + h / 2})` }));
 }
 
@@ -843,6 +1016,50 @@ function fillSelect(select, names, fallback) {
   if (names.includes(wanted)) select.value = wanted;
 }
 
+// A point's status as a person reads it: a cancelled point did not fail.
+function pointStatus(status, error) { return status === "failed" && error === "cancelled" ? "cancelled" : status; }
+
+// The points under the plot, a page at a time: index, job, status, and the two plotted values.
+function pointsTable() {
+  let offset = 0, table = null, xs = [], ys = [], xName = "", yName = "", lastShown = "";
+  const head = el("tr");
+  const body = el("tbody");
+  const info = el("span", { class: "muted", id: "points-count" });
+  const previous = el("button", { type: "button", class: "secondary", onclick: () => { offset = Math.max(0, offset - PAGE); draw(); } }, "Previous");
+  const next = el("button", { type: "button", class: "secondary", onclick: () => { offset += PAGE; draw(); } }, "Next");
+  function draw() {
+    if (!table) return;
+    const n = table.job_id.length;
+    offset = Math.min(offset, Math.max(0, Math.floor((n - 1) / PAGE) * PAGE));
+    // Rebuilt only when what it shows changed: a poll must not replace the row under the pointer.
+    const end = Math.min(n, offset + PAGE);
+    const shown = JSON.stringify([offset, n, xName, yName, table.job_id.slice(offset, end), table.job_status.slice(offset, end),
+      table.error.slice(offset, end), xs.slice(offset, end), ys.slice(offset, end)]);
+    if (shown === lastShown) return;
+    lastShown = shown;
+    head.replaceChildren(...["Point", "Job", "Status", xName, yName].map((h) => el("th", {}, h)));
+    const rows = [];
+    for (let i = offset; i < end; i++) {
+      const id = table.job_id[i], status = pointStatus(table.job_status[i], table.error[i]);
+      const why = status === "failed" && table.error[i] ? el("span", { class: "muted error-kind" }, " " + table.error[i]) : null;
+      rows.push(el("tr", { class: "clickable", "data-index": i, "data-job": id, onclick: () => { location.hash = "#/job/" + id; } },
+        el("td", { class: "num" }, i), el("td", {}, el("a", { href: "#/job/" + id }, "#" + id)),
+        el("td", { class: "status-cell" }, badge(status), why),
+        xs[i] === null || xs[i] === undefined ? el("td") : number(xs[i], "td"),
+        ys[i] === null || ys[i] === undefined ? el("td") : number(ys[i], "td")));
+    }
+    body.replaceChildren(...rows);
+    info.textContent = n ? `points ${offset + 1}–${end} of ${n}` : "No points.";
+    previous.disabled = offset === 0;
+    next.disabled = offset + PAGE >= n;
+  }
+  return {
+    node: el("div", { id: "points-holder" }, scroller(el("table", { id: "points" }, el("thead", {}, head), body)),
+      el("div", { class: "pager" }, previous, next, info)),
+    set(results, x, y, xLabel, yLabel) { table = results; xs = x; ys = y; xName = xLabel; yName = yLabel; draw(); },
+  };
+}
+
 // The plot of a chosen output against a chosen input (or the point index), and what it leaves out.
 function batchPlot() {
   const INDEX = "point index";
@@ -851,12 +1068,14 @@ function batchPlot() {
   const yBox = el("select", { id: "plot-y", "aria-label": "y axis", onchange: draw });
   const holder = el("div", { class: "plot-holder" });
   const note = el("p", { class: "muted", id: "plot-note" });
+  const points = pointsTable();
   function draw() {
     if (!table) return;
     const n = table.job_id.length;
     const xs = xBox.value === INDEX || !inputs.has(xBox.value) ? table.job_id.map((_, i) => i) : inputs.get(xBox.value);
     const ys = outputs.get(yBox.value) || new Array(n).fill(null);
     holder.replaceChildren(scatter(xs, ys, xBox.value || INDEX, yBox.value || "output"));
+    points.set(table, xs, ys, xBox.value || INDEX, yBox.value || "output");
     const count = (test) => table.job_status.filter((status, i) => test(status, table.error[i])).length;
     const failed = count((status, error) => status === "failed" && error !== "cancelled");
     const cancelled = count((status, error) => status === "failed" && error === "cancelled");
@@ -869,7 +1088,7 @@ function batchPlot() {
   return {
     node: el("div", { class: "card", id: "plot" },
       el("div", { class: "row" }, el("label", { class: "inline" }, "y ", yBox), el("label", { class: "inline" }, "against x ", xBox)),
-      holder, note),
+      holder, note, el("h3", {}, "Points"), points.node),
     setResults(results) {
       table = results;
       inputs = scalarColumns(results.input_data);
@@ -1064,7 +1283,8 @@ function inputField(input, property, fallback, prefill) {
   const description = tidy(property.description), unit = unitOf(description);
   field.node = el("div", { class: "field" },
     el("label", { for: id }, el("code", {}, input), unit ? el("span", { class: "unit" }, ` [${unit}]`) : null),
-    el("div", { class: "meta muted" }, [typeOf(property, fallback), Array.isArray(fallback) ? `size ${fallback.length}` : null, description].filter(Boolean).join(" · ")),
+    el("div", { class: "meta muted" }, [typeOf(property, fallback), Array.isArray(fallback) ? `size ${fallback.length}` : null].filter(Boolean).join(" · "),
+      description ? [" · ", el("span", { class: "description" }, richText(description))] : null),
     box, loader ? el("label", { class: "inline loader" }, el("span", {}, "Load from file (CSV or JSON)"), loader) : null, error);
   return field;
 }
@@ -1094,8 +1314,29 @@ function optionsCard(name, info, optionsText, unfold = false) {
     } }, "Apply options"))) };
 }
 
-// A design of experiments: a Latin hypercube over the ticked inputs, between their bounds; the
-// other inputs, the name and the timeout come from the form above (request() checks them).
+// The DOE algorithms of the server (GET /v1/algorithms), asked once; those that take a number of
+// samples, which a batch always gives. Without the route, the one algorithm every gaas has.
+let doeAlgorithms = null;
+const DOE_FALLBACK = [{ name: "PYDOE_LHS", description: "Latin hypercube sampling.", settings: {} }];
+
+function loadDoeAlgorithms() {
+  if (!doeAlgorithms) {
+    doeAlgorithms = apiJson("/v1/algorithms").then(({ body }) => {
+      const offered = ((body && body.doe) || []).filter((a) => a.name !== "CustomDOE" && (!a.settings || "n_samples" in a.settings));
+      return offered.length ? offered : DOE_FALLBACK;
+    }).catch(() => { doeAlgorithms = null; return DOE_FALLBACK; });
+  }
+  return doeAlgorithms;
+}
+
+// A Latin hypercube unless the user picks another; LHS where PYDOE_LHS is not offered.
+function defaultDoe(algorithms) {
+  const names = algorithms.map((a) => a.name);
+  return ["PYDOE_LHS", "LHS", "OT_LHS"].find((name) => names.includes(name)) || names[0];
+}
+
+// A design of experiments over the ticked inputs, between their bounds, by the chosen algorithm;
+// the other inputs, the name and the timeout come from the form above (request() checks them).
 function batchForm(path, fields, request) {
   const rows = fields.filter((field) => isNumbers(field.fallback)).map((field) => {
     const bound = (which) => el("input", { "data-bound": which, "data-for": field.input, value: JSON.stringify(field.fallback),
@@ -1106,6 +1347,24 @@ function batchForm(path, fields, request) {
     return row;
   });
   const count = el("input", { id: "n-samples", type: "number", min: "1", step: "1", value: "20" });
+  const algorithm = el("select", { id: "doe-algo", "aria-label": "DOE algorithm", onchange: explain },
+    DOE_FALLBACK.map((a) => el("option", { value: a.name }, a.name)));
+  const about = el("p", { class: "muted", id: "doe-description" });
+  let algorithms = DOE_FALLBACK;
+  function explain() {
+    const chosen = algorithms.find((a) => a.name === algorithm.value) || {};
+    about.replaceChildren(...richText(tidy(chosen.description)));
+    const setting = (chosen.settings || {}).n_samples || {};
+    count.title = tidy(setting.description) || "The number of points";
+  }
+  explain();
+  loadDoeAlgorithms().then((offered) => {
+    algorithms = offered;
+    algorithm.replaceChildren(...offered.map((a) => el("option", { value: a.name, title: tidy(a.description) },
+      a.description ? `${a.name} — ${tidy(a.description).slice(0, 90)}` : a.name)));
+    algorithm.value = defaultDoe(offered);
+    explain();
+  });
   const message = el("p", { class: "error", id: "batch-error", role: "alert" });
   const run = el("button", { type: "button", id: "run-batch" }, "Run the batch");
   // The design space of the ticked inputs, or the reason there is none.
@@ -1126,16 +1385,17 @@ function batchForm(path, fields, request) {
     if (typeof space === "string") { message.textContent = space; return; }
     if (!Number.isInteger(n) || n < 1) { message.textContent = "The number of points must be a positive integer."; return; }
     for (const name of Object.keys(space)) delete body.input_data[name];
-    body.doe = { algo_name: "PYDOE_LHS", n_samples: n, design_space: space };
+    body.doe = { algo_name: algorithm.value, n_samples: n, design_space: space };
     run.disabled = true; // one batch per click
     try { location.hash = "#/batch/" + (await postJson(`${path}/batch`, body)).body.id; } catch (error) { message.textContent = error.message; run.disabled = false; }
   });
   if (!rows.length) return null;
   return el("details", { class: "card", id: "batch-form" },
-    el("summary", {}, el("strong", {}, "Run a batch"), el("span", { class: "muted" }, " (a Latin hypercube over the inputs you tick)")),
+    el("summary", {}, el("strong", {}, "Run a batch"), el("span", { class: "muted" }, " (a design of experiments over the inputs you tick)")),
     scroller(el("table", { class: "bounds" }, el("thead", {}, el("tr", {}, ["Vary", "Input", "Lower bound", "Upper bound"].map((h) => el("th", {}, h)))),
       el("tbody", {}, rows.map((row) => row.node)))),
-    el("div", { class: "row" }, el("label", { class: "inline" }, "Points ", count), run), message);
+    el("div", { class: "row" }, el("label", { class: "inline" }, "Algorithm ", algorithm), el("label", { class: "inline" }, "Points ", count), run),
+    about, message);
 }
 
 function outputsCard(schema) {
@@ -1143,7 +1403,8 @@ function outputsCard(schema) {
   return el("div", { class: "card", id: "output-list" }, el("h2", {}, "Outputs"),
     properties.length ? el("ul", { class: "outputs" }, properties.map(([output, property]) => {
       const description = tidy(property.description);
-      return el("li", {}, el("code", {}, output), el("span", { class: "muted" }, " " + [typeOf(property), description].filter(Boolean).join(" · ")));
+      return el("li", {}, el("code", {}, output), el("span", { class: "muted" }, " " + typeOf(property),
+        description ? [typeOf(property) ? " · " : "", el("span", { class: "description" }, richText(description))] : null));
     })) : el("p", { class: "muted" }, "None."));
 }
 
@@ -1161,7 +1422,7 @@ async function disciplineView(name, params) {
   } catch (error) {
     if (mine !== generation) return;
     const card = optionsCard(name, info, optionsText, true);
-    show(el("h1", {}, name), info ? el("p", { class: "muted" }, info.description) : null, card.node, el("p", { class: "error", id: "form-error" }, error.message));
+    show(el("h1", {}, name), info ? el("p", { class: "muted", id: "description" }, richText(info.description)) : null, card.node, el("p", { class: "error", id: "form-error" }, error.message));
     return;
   }
   if (mine !== generation) return;
@@ -1228,7 +1489,7 @@ async function disciplineView(name, params) {
       button.textContent = label;
     }
   }
-  show(el("h1", {}, name), info ? el("p", { class: "muted", id: "description" }, info.description) : null,
+  show(el("h1", {}, name), info ? el("p", { class: "muted", id: "description" }, richText(info.description)) : null,
     card.node, form, batchForm(path, fields, request), outputsCard(outputSchema));
 }
 
