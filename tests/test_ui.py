@@ -556,11 +556,14 @@ def test_ten_thousand_points_draw_as_at_most_5000_circles(browser, live, alice):
     # The plot of a batch of 10,000 points (the server's maximum) stays quick to redraw every 1.5 s.
     batch = submit_batch(alice, "WriteTag", samples=tags(1, 0.0))
     open_batch(browser, live, batch["id"])
-    drawn, points, took = browser.execute_script(
-        "const xs = [], ys = [];"
-        "for (let i = 0; i < 10000; i++) { xs.push(Math.sin(i) * 1e3); ys.push(Math.cos(i * 1.3) + (i % 7 === 0 ? NaN : 0)); }"
-        "ys[5] = null; const start = performance.now(); const plot = scatter(xs, ys, 'x', 'y');"
-        "return [plot.querySelectorAll('circle').length, Number(plot.dataset.points), performance.now() - start]"
+    drawn, points, took = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "import('/ui/plot.js').then(({ scatter }) => {"
+        "  const xs = [], ys = [];"
+        "  for (let i = 0; i < 10000; i++) { xs.push(Math.sin(i) * 1e3); ys.push(Math.cos(i * 1.3) + (i % 7 === 0 ? NaN : 0)); }"
+        "  ys[5] = null; const start = performance.now(); const plot = scatter(xs, ys, 'x', 'y');"
+        "  done([plot.querySelectorAll('circle').length, Number(plot.dataset.points), performance.now() - start]);"
+        "})"
     )
     assert points == 10000 - 1429 - 1  # NaN and null (failed) points are not drawn
     assert 1000 < drawn <= 5000 and took < 500
@@ -734,9 +737,12 @@ def test_descriptions_render_restructured_text(browser, live):
     assert description.text == "The discipline to compute the coupling variable y_1."
     assert description.find_element(By.CSS_SELECTOR, "var.math").text == "y_1"
     # Every role and markup GEMSEO's docstrings use, and server text that must stay text.
-    made = browser.execute_script(
-        "const box = document.createElement('p'); box.append(...richText(arguments[0]));"
-        "return [box.textContent, [...box.children].map((e) => [e.tagName, e.textContent]), box.innerHTML.includes('<img')]",
+    made = browser.execute_async_script(
+        "const [text, done] = arguments;"
+        "import('/ui/format.js').then(({ richText }) => {"
+        "  const box = document.createElement('p'); box.append(...richText(text));"
+        "  done([box.textContent, [...box.children].map((e) => [e.tagName, e.textContent]), box.innerHTML.includes('<img')]);"
+        "})",
         "See :class:`~gemseo.core.discipline.Discipline`, :meth:`.execute`, ``x_shared`` and "
         ":math:`\\\\sqrt{y_1}`; `docs <https://example.org>`_ are *short* and **bold**; "
         "<img src=x onerror=alert(1)> :math:`<b>`",
