@@ -542,7 +542,8 @@ def test_a_batch_page_follows_its_points_live(browser, live, alice):
     )
     dots.sort()
     assert all(x1 > x0 and y1 < y0 for (x0, y0), (x1, y1) in zip(dots, dots[1:]))
-    assert ticks == ["35", "0", "0", "35", "tag", "echo"]
+    # Round ticks (steps of 1, 2 or 5 times a power of ten) on both axes, then the axes' names.
+    assert ticks == ["0", "10", "20", "30", "0", "5", "10", "15", "20", "25", "30", "35", "tag", "echo"]
     assert browser.find_element(By.ID, "plot-note").text == "36 points drawn."
     assert browser.find_element(By.ID, "time-left").text == "none"
     assert browser.find_element(By.ID, "cancel").get_attribute("disabled")
@@ -555,11 +556,14 @@ def test_ten_thousand_points_draw_as_at_most_5000_circles(browser, live, alice):
     # The plot of a batch of 10,000 points (the server's maximum) stays quick to redraw every 1.5 s.
     batch = submit_batch(alice, "WriteTag", samples=tags(1, 0.0))
     open_batch(browser, live, batch["id"])
-    drawn, points, took = browser.execute_script(
-        "const xs = [], ys = [];"
-        "for (let i = 0; i < 10000; i++) { xs.push(Math.sin(i) * 1e3); ys.push(Math.cos(i * 1.3) + (i % 7 === 0 ? NaN : 0)); }"
-        "ys[5] = null; const start = performance.now(); const plot = scatter(xs, ys, 'x', 'y');"
-        "return [plot.querySelectorAll('circle').length, Number(plot.dataset.points), performance.now() - start]"
+    drawn, points, took = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "import('/ui/plot.js').then(({ scatter }) => {"
+        "  const xs = [], ys = [];"
+        "  for (let i = 0; i < 10000; i++) { xs.push(Math.sin(i) * 1e3); ys.push(Math.cos(i * 1.3) + (i % 7 === 0 ? NaN : 0)); }"
+        "  ys[5] = null; const start = performance.now(); const plot = scatter(xs, ys, 'x', 'y');"
+        "  done([plot.querySelectorAll('circle').length, Number(plot.dataset.points), performance.now() - start]);"
+        "})"
     )
     assert points == 10000 - 1429 - 1  # NaN and null (failed) points are not drawn
     assert 1000 < drawn <= 5000 and took < 500
@@ -664,3 +668,184 @@ def test_run_a_latin_hypercube_from_the_discipline_page(browser, live, alice):
     assert batch["design"]["design_space"] == {"tag": {"lower_bound": [0], "upper_bound": [10]}}
     results = alice.get(f"/v1/batch/{batch_id}/results").json()
     assert all(0 <= value[0] <= 10 for value in results["input_data"]["tag"])
+
+
+def test_the_batch_form_offers_the_doe_algorithms_of_the_server(browser, live, alice):
+    # Needs GET /v1/algorithms on the server.
+    response = alice.get("/v1/algorithms")
+    assert response.status_code == 200, response.text
+    offered = {algorithm["name"]: algorithm for algorithm in response.json()["doe"]}
+    open_page(browser, live, "#/discipline/WriteTag", "#batch-form")
+    browser.find_element(By.CSS_SELECTOR, "#batch-form summary").click()
+    select = browser.find_element(By.ID, "doe-algo")
+    wait(browser, 10).until(lambda _: len(Select(select).options) > 1)
+    names = [option.get_attribute("value") for option in Select(select).options]
+    assert set(names) <= set(offered) and "PYDOE_LHS" in names and "CustomDOE" not in names
+    assert select.get_attribute("value") == "PYDOE_LHS"  # the default: a Latin hypercube
+    other = next(name for name in ("OT_MONTE_CARLO", "PYDOE_FULLFACT", "OT_FULLFACT") if name in names)
+    Select(select).select_by_value(other)
+    words = offered[other]["description"].split()
+    assert words and words[0] in browser.find_element(By.ID, "doe-description").text
+    browser.find_element(By.CSS_SELECTOR, "[data-vary='tag']").click()
+    retype(browser.find_element(By.CSS_SELECTOR, "[data-bound='upper'][data-for='tag']"), "[10]")
+    retype(browser.find_element(By.ID, "n-samples"), "4")
+    screenshot(browser, "29-batch-form-algorithms", whole_page=True)
+    browser.find_element(By.ID, "run-batch").click()
+    batch = alice.get(f"/v1/batch/{opened_id(browser, '#/batch/')}").json()
+    assert batch["design"]["algo_name"] == other and batch["n_samples"] == 4
+
+
+STUB_ALGORITHMS = """
+const answer = {doe: [
+  {name: "CustomDOE", description: "Reads a file.", settings: {}},
+  {name: "OT_MONTE_CARLO", description: "Monte Carlo sampling.", settings: {n_samples: {type: "integer", default: 1}}},
+  {name: "LHS", description: "A :math:`n`-point Latin hypercube.", settings: {n_samples: {type: "integer", default: 1,
+   description: "The number of samples."}}},
+  {name: "NO_SAMPLES", description: "Takes levels.", settings: {levels: {type: "array"}}}], optimization: []};
+const real = window.fetch;
+window.fetch = (path, options) => String(path).startsWith("/v1/algorithms")
+  ? Promise.resolve(new Response(JSON.stringify(answer), {headers: {"Content-Type": "application/json"}}))
+  : real(path, options);
+location.hash = "#/discipline/WriteTag";
+"""
+
+
+def test_the_batch_form_lists_what_the_server_offers_lhs_first(browser, live):
+    # The route answered by the page itself: the form keeps the algorithms that take n_samples,
+    # and picks LHS where PYDOE_LHS is not offered.
+    browser.get(live.url + "/ui/?stub#/jobs")  # a new page: nothing cached from the form before
+    wait(browser).until(ready.presence_of_element_located((By.ID, "jobs")))
+    try:
+        browser.execute_script(STUB_ALGORITHMS)
+        wait(browser).until(ready.presence_of_element_located((By.ID, "doe-algo")))
+        select = browser.find_element(By.ID, "doe-algo")
+        wait(browser, 10).until(lambda _: len(Select(select).options) == 2)
+        assert [option.get_attribute("value") for option in Select(select).options] == ["OT_MONTE_CARLO", "LHS"]
+        assert select.get_attribute("value") == "LHS"
+        browser.find_element(By.CSS_SELECTOR, "#batch-form summary").click()
+        about = browser.find_element(By.ID, "doe-description")
+        assert about.text == "A n-point Latin hypercube."
+        assert about.find_element(By.CSS_SELECTOR, "var.math").text == "n"
+        assert browser.find_element(By.ID, "n-samples").get_attribute("title") == "The number of samples."
+    finally:
+        browser.get(live.url + "/ui/#/jobs")
+
+
+def test_descriptions_render_restructured_text(browser, live):
+    open_page(browser, live, "#/discipline/Sellar1", "#description")
+    description = browser.find_element(By.ID, "description")
+    assert description.text == "The discipline to compute the coupling variable y_1."
+    assert description.find_element(By.CSS_SELECTOR, "var.math").text == "y_1"
+    # Every role and markup GEMSEO's docstrings use, and server text that must stay text.
+    made = browser.execute_async_script(
+        "const [text, done] = arguments;"
+        "import('/ui/format.js').then(({ richText }) => {"
+        "  const box = document.createElement('p'); box.append(...richText(text));"
+        "  done([box.textContent, [...box.children].map((e) => [e.tagName, e.textContent]), box.innerHTML.includes('<img')]);"
+        "})",
+        "See :class:`~gemseo.core.discipline.Discipline`, :meth:`.execute`, ``x_shared`` and "
+        ":math:`\\\\sqrt{y_1}`; `docs <https://example.org>`_ are *short* and **bold**; "
+        "<img src=x onerror=alert(1)> :math:`<b>`",
+    )
+    text, children, injected = made
+    assert text == "See Discipline, .execute, x_shared and \\\\sqrt{y_1}; docs are short and bold; <img src=x onerror=alert(1)> <b>"
+    assert children == [["CODE", "Discipline"], ["CODE", ".execute"], ["CODE", "x_shared"], ["VAR", "\\\\sqrt{y_1}"],
+                        ["EM", "short"], ["STRONG", "bold"], ["VAR", "<b>"]]
+    assert not injected
+    screenshot(browser, "30-discipline-description")
+
+
+def test_the_jacobian_has_a_symmetric_log_scale(browser, live, alice):
+    # dy_2/dx_shared of SobieskiAerodynamics spans 2e-4 to 1.65e5: linear, only the largest shows.
+    job = alice.run("SobieskiAerodynamics", linearize=True)
+    block = job["jacobian_data"]["y_2"]["x_shared"]
+    open_job(browser, live, job["id"])
+    css = ".block[data-output='y_2'][data-input='x_shared']"
+    figure = wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, css)))
+    toggle = browser.find_element(By.ID, "jacobian-log")
+    if toggle.is_selected():
+        toggle.click()
+
+    def colours():
+        """Each cell's distance from white (0 white, 1 the strongest colour), as drawn."""
+        return browser.execute_script(
+            "return [...document.querySelectorAll(arguments[0] + ' table.matrix tbody tr')].map((row) =>"
+            "  [...row.querySelectorAll('td')].map((cell) => {"
+            "    const [r, g, b] = getComputedStyle(cell).backgroundColor.match(/\\d+/g).map(Number);"
+            "    return (765 - r - g - b) / 765; }))", css)
+
+    def legend():
+        return [float(t.get_attribute("data-value")) for t in browser.find_elements(By.CSS_SELECTOR, f"{css} svg.legend text")]
+
+    linear = colours()
+    top = max(abs(v) for row in block for v in row)
+    assert legend()[:3] == [0, -top, top]
+    screenshot(browser, "31-jacobian-linear", whole_page=True)
+    toggle = browser.find_element(By.ID, "jacobian-log")
+    toggle.click()
+    wait(browser, 5).until(lambda _: browser.find_element(By.CSS_SELECTOR, ".jacobian-blocks").get_attribute("data-scale") == "log")
+    log = colours()
+    middle = [(i, j) for i, row in enumerate(block) for j, v in enumerate(row) if 1e-2 < abs(v) < 1e2]
+    assert middle
+    for i, j in middle:  # faint on the linear scale, clearly coloured on the log one
+        assert linear[i][j] < 0.1 < log[i][j] and log[i][j] > 2 * linear[i][j]
+    ticks = legend()
+    assert ticks[:3] == [0, -top, top] and 1e2 in ticks and -1e2 in ticks  # decades, as real values
+    labels = [t.text for t in browser.find_elements(By.CSS_SELECTOR, f"{css} svg.legend text")]
+    assert "100" in labels and "165458" in labels and "-165458" in labels
+    screenshot(browser, "32-jacobian-log", whole_page=True)
+    # The choice holds for the next Jacobian; put it back for the other tests.
+    open_job(browser, live, job["id"])
+    assert browser.find_element(By.ID, "jacobian-log").is_selected()
+    browser.find_element(By.ID, "jacobian-log").click()
+
+
+def test_the_batch_plot_has_round_ticks_and_a_table_of_points(browser, live, alice):
+    batch = submit_batch(alice, "WriteTag", name="table-me", samples=[{"tag": [0.5 * i], "delay": [0.0]} for i in range(25)])
+    open_batch(browser, live, batch["id"])
+    wait(browser, 30).until(lambda _: batch_status(browser) == "finished")
+    wait(browser, 5).until(lambda _: len(circles(browser)) == 25)
+    ys = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#scatter text.y")]
+    xs = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#scatter text.x")]
+    assert ys == ["0", "5", "10"] and xs == ["0", "2", "4", "6", "8", "10", "12"]
+    points = alice.get(f"/v1/job?batch_id={batch['id']}").json()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#points tbody tr")
+    assert len(rows) == 20 and browser.find_element(By.ID, "points-count").text == "points 1–20 of 25"
+    assert [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#points thead th")] == ["POINT", "JOB", "STATUS", "TAG", "ECHO"]
+    first = rows[3].find_elements(By.TAG_NAME, "td")
+    assert [cell.text for cell in first] == ["3", f"#{points[3]['id']}", "finished", "1.5", "1"]  # echo is the tag rounded down
+    assert first[1].find_element(By.TAG_NAME, "a").get_attribute("href").endswith(f"#/job/{points[3]['id']}")
+    screenshot(browser, "33-batch-points-table", whole_page=True)
+    browser.find_element(By.CSS_SELECTOR, "#points-holder .pager button:nth-child(2)").click()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#points tbody tr")
+    assert [row.get_attribute("data-index") for row in rows] == ["20", "21", "22", "23", "24"]
+    rows[4].find_element(By.TAG_NAME, "a").click()
+    wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, f"[data-job-page='{points[24]['id']}']")))
+
+
+def test_the_failed_filter_lists_real_failures_before_cancelled_points(browser, live, alice):
+    failing = alice.run("Failing", input_data={"x": [1.5]})
+    late = alice.run("Sleeper", timeout=0.5, input_data={"duration": [5.0]})
+    assert (failing["job_status"], late["job_status"], late["error"]) == ("failed", "failed", "timeout")
+    # Then 25 newer points, cancelled: newest first, they alone filled the first page.
+    batch = submit_batch(alice, "Sleeper", samples=[{"duration": [30.0]} for _ in range(25)])
+    assert alice.post(f"/v1/batch/{batch['id']}/cancel").status_code == 200
+    alice.get(f"/v1/batch/{batch['id']}?long_polling=true&long_polling_timeout=20")
+    open_page(browser, live, "#/jobs?status=failed", f"tr[data-job='{failing['id']}']")
+    shown = lambda: browser.execute_script(
+        "return [...document.querySelectorAll('#jobs tbody tr')].map((row) =>"
+        " [row.dataset.job, row.querySelector('.status').dataset.status])"
+    )
+    wait(browser, 10).until(lambda _: len(shown()) == 20)
+    statuses = [status for _, status in shown()]
+    real = statuses.count("failed")
+    assert real >= 2 and statuses == ["failed"] * real + ["cancelled"] * (20 - real)
+    ids = [int(job) for job, _ in shown()]
+    assert ids.index(late["id"]) < ids.index(failing["id"])  # newest first among the failures
+    message = browser.find_element(By.CSS_SELECTOR, f"tr[data-job='{late['id']}'] .message").text
+    assert "time limit" in message
+    screenshot(browser, "34-jobs-failed-first")
+    # The next page goes on with the cancelled ones, none seen twice.
+    browser.find_element(By.XPATH, "//button[text()='Older']").click()
+    wait(browser, 10).until(lambda _: shown() and int(shown()[0][0]) not in ids)
+    assert {status for _, status in shown()} == {"cancelled"}
