@@ -77,7 +77,10 @@ def purge(args):
         raise SystemExit("error: --older-than must be a positive number of days")
     removed = retention.purge(args.older_than, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
-    print(f"{verb} {removed['jobs']} jobs, {removed['files']} files, {removed['partial_uploads']} partial uploads")
+    print(
+        f"{verb} {removed['jobs']} jobs, {removed['batches']} batches, {removed['files']} files,"
+        f" {removed['partial_uploads']} partial uploads"
+    )
 
 
 def pg_program(name):

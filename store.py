@@ -466,6 +466,16 @@ class BaseStore:
             (before,),
         ).fetchall()
 
+    def ended_batches(self, before):
+        """Ids of the batches made before that time whose points all ended before it (or that
+        have none left)."""
+        rows = self.connect().execute(
+            "SELECT id FROM batches WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM jobs"
+            " WHERE jobs.batch_id = batches.id AND NOT (job_status IN ('finished', 'failed') AND ended_at < ?))",
+            (before, before),
+        )
+        return [row[0] for row in rows]
+
     # Batches
 
     def create_batch(self, batch, common, inputs, workdir_prefix, tasks=None):
