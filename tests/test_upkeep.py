@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import retention
 import store
 from conftest import CODE
@@ -39,3 +41,48 @@ def test_retention_removes_a_batch_with_its_last_point(tmp_store):
     assert store.get_batch(mixed, user_id) is not None
     assert [row["id"] for row in store.batch_points(mixed)] == [mixed_points[1]]
     assert [row["id"] for row in store.list_batches(user_id)[0]] == [mixed]
+
+
+WRITE_CHUNK = """
+import io, resource, signal, sys, types
+sys.path.insert(0, sys.argv[1])
+limit, how, data = int(sys.argv[2]), sys.argv[3], open(sys.argv[4], "rb").read()
+import files
+# Files may grow to `limit` bytes, no further: the write of the chunk stops halfway.
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+if how == "killed":
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # the process dies in the write, as if killed
+files.save_upload(1, "u", [types.SimpleNamespace(filename="big.bin", file=io.BytesIO(data))], 1, 2)
+"""
+
+
+def part(data):
+    import io
+    import types
+
+    return types.SimpleNamespace(filename="big.bin", file=io.BytesIO(data))
+
+
+@pytest.mark.parametrize("how", ["raised", "killed"])
+def test_a_chunk_retried_after_a_failed_write_is_stored_once(tmp_store, tmp_path, how):
+    # Guards files._save_chunk: a chunk whose write failed halfway (a full disk here: a file size
+    # limit in a process of its own) and is sent again is stored once, after the chunks before
+    # it; the bytes of the failed write were kept and the retry appended after them.
+    import files
+
+    user_id = store.add_user("alice", "hash")
+    first, second = os.urandom(100_000), os.urandom(100_000)
+    assert files.save_upload(user_id, "u", [part(first)], 0, 2) is None
+    (tmp_path / "chunk").write_bytes(second)
+    env = dict(os.environ, GEMSEO_HTTP_ROOT_PATH=str(tmp_path))
+    failed = subprocess.run(
+        [sys.executable, "-c", WRITE_CHUNK, str(CODE), "150000", how, str(tmp_path / "chunk")],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert failed.returncode != 0, failed.stderr
+    partials = list((tmp_path / "files" / ".partial").iterdir())
+    assert [path.stat().st_size for path in partials] == [150_000]  # half the chunk went in
+    (entry,) = files.save_upload(user_id, "u", [part(second)], 1, 2)
+    stored = (tmp_path / "files" / entry["unique_filename"]).read_bytes()
+    assert len(stored) == 200_000 and stored == first + second
+    assert entry["size"] == 200_000
