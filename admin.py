@@ -236,6 +236,8 @@ def main(argv=None):
     if args.command == "copy-store":
         import psycopg  # noqa: F401 (before worker.py, which keeps the drivers a mode does not use out of Huey)
     import worker
+    # Which store, on stderr: a command run without the service's settings says so at once.
+    print(f"store: {store.current().describe()}", file=sys.stderr)
     default = {"init": init, "delete-user": delete_user, "list-users": list_users}
     if args.command != "restore":
         worker.init()

@@ -24,7 +24,7 @@ def admin(root, *args, stdin=None):
     return subprocess.run(
         [str(CODE / "bin" / "gaas-admin"), *args],
         input=stdin,
-        env={"PATH": os.environ["PATH"], "GEMSEO_HTTP_ROOT_PATH": str(root)},
+        env={"PATH": os.environ["PATH"], "GEMSEO_HTTP_ROOT_PATH": str(root), "GAAS_ENV_FILE": ""},
         capture_output=True,
         text=True,
         timeout=120,
@@ -116,6 +116,34 @@ def test_create_user_checks_the_name(tmp_path):
         result = admin(tmp_path, "create-user", name, "--password-stdin", stdin="pw\n")
         assert result.returncode == 0, result.stderr
     assert users(tmp_path) == ["ok.name-1@x", "y" * 64]
+
+
+def test_admin_commands_read_the_environment_file_of_the_units(tmp_path):
+    # Guards bin/gaas-admin: without the service's settings in its environment it used the SQLite
+    # store under the code ("create-user carol" succeeded, and carol got 401 from the service).
+    # It reads the units' environment file, the process environment winning, and names its store.
+    env_file, from_file, from_env = tmp_path / "gaas.env", tmp_path / "from-file", tmp_path / "from-env"
+    env_file.write_text(f"# the units' settings\nGEMSEO_HTTP_ROOT_PATH={from_file}\nGEMSEO_HTTP_SECRET_KEY=\n")
+
+    def run(*args, **env):
+        return subprocess.run(
+            [str(CODE / "bin" / "gaas-admin"), *args],
+            input="carol-pw\n",
+            env={"PATH": os.environ["PATH"], **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    result = run("create-user", "carol", "--password-stdin", GAAS_ENV_FILE=str(env_file))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [f"store: sqlite {from_file}/database/gaas.db"]
+    assert users(from_file) == ["carol"]
+    result = run("create-user", "dave", "--password-stdin", GAAS_ENV_FILE=str(env_file), GEMSEO_HTTP_ROOT_PATH=str(from_env))
+    assert result.returncode == 0, result.stderr
+    assert users(from_env) == ["dave"] and users(from_file) == ["carol"]
+    result = run("list-users", GAAS_ENV_FILE=str(tmp_path / "missing.env"), GEMSEO_HTTP_ROOT_PATH=str(from_env))
+    assert result.returncode != 0 and "missing.env" in result.stderr and result.stdout == ""
 
 
 # 3. set-password
