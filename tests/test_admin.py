@@ -291,6 +291,23 @@ def test_backup_and_restore_on_a_fresh_machine(tmp_path, fresh_service):
     assert again.wait(again.run("Sellar1", "asynchronous")["id"], timeout=120)["job_status"] == "finished"
 
 
+def test_restore_and_copy_store_refuse_a_running_service(tmp_path, fresh_service):
+    # Guards admin.refuse_if_running: `restore --force` and `copy-store` under a running service
+    # replaced its store while it wrote (or copied a store still changing); a fresh heartbeat in
+    # the store stops them with a message, and once the service is stopped they run.
+    service = fresh_service(worker=False, GEMSEO_HTTP_SYNC_PROCESSES=1)
+    folder = tmp_path / "backup"
+    assert service.admin("backup", str(folder)).returncode == 0
+    for command in (("restore", "--force", str(folder)), ("copy-store", "postgresql://gaas@127.0.0.1:9/gaas")):
+        refused = service.admin(*command)
+        assert refused.returncode != 0, command
+        assert "the service is running" in refused.stderr and "stop gaas-server" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr and "restored" not in refused.stdout
+    service.close()
+    result = service.admin("restore", "--force", str(folder))
+    assert result.returncode == 0, result.stderr
+
+
 # 7. bin/dev.sh
 
 
