@@ -49,6 +49,8 @@ def test_copy_store_grows_a_sqlite_service_into_postgresql(fresh_service, backen
     del service.env["GEMSEO_HTTP_DATABASE_URL"]
 
     moved = Service(service.root, GEMSEO_HTTP_DATABASE_URL=url, GEMSEO_HTTP_SYNC_PROCESSES=1)
+    # The logs of the SQLite service are in the same files: read what comes after them.
+    starts = {name: (moved.logs / name).stat().st_size for name in ("server.log", "worker.log")}
     try:
         moved.start_server()
         # The password and the old session keep working (same hashes, versions and key).
@@ -70,6 +72,11 @@ def test_copy_store_grows_a_sqlite_service_into_postgresql(fresh_service, backen
         moved.start_worker()
         ended = alice2.wait(pending["id"], timeout=120)
         assert ended["job_status"] == "finished" and ended["output_data"] == {"echo": [7.0]}
+        # Queued once: by copy-store. A sweep that read the queue while a worker thread held the
+        # task, waiting for its first warm process, queued the copied (old) job a second time.
+        time.sleep(2 * float(moved.env.get("GEMSEO_HTTP_HEARTBEAT_INTERVAL", 2)))
+        logs = "".join((moved.logs / name).read_bytes()[start:].decode(errors="replace") for name, start in starts.items())
+        assert "queued again" not in logs, logs
         # New ids follow the copied ones.
         newer = alice2.run("Sellar1")
         assert newer["id"] > pending["id"]

@@ -86,3 +86,76 @@ def test_a_chunk_retried_after_a_failed_write_is_stored_once(tmp_store, tmp_path
     stored = (tmp_path / "files" / entry["unique_filename"]).read_bytes()
     assert len(stored) == 200_000 and stored == first + second
     assert entry["size"] == 200_000
+
+
+class FakeProcess:
+    pid = 4242
+
+    def ask(self, message, deadline=None, should_stop=None):
+        return {"ok": True, "job_status": "finished", "output_data": '{"y": [1.0]}'}
+
+
+class StartingPool:
+    """A pool whose warm process is not ready yet: acquire() waits, running `meanwhile`."""
+
+    closed = False
+
+    def __init__(self, meanwhile):
+        self.meanwhile = meanwhile
+
+    def acquire(self, timeout=None):
+        if timeout == 0:
+            raise TimeoutError("no process free")
+        self.meanwhile()
+        return FakeProcess()
+
+    def release(self, process, healthy=True):
+        pass
+
+
+def make_jobs(user_id, count):
+    fields = dict(user_id=user_id, discipline_class_name="Sellar1", job_type="execute", job_status="pending", execution_mode="asynchronous", created_at=time.time() - 3600)
+    return [store.create_job(fields, f"/nonexistent/user-{user_id}/job-")["id"] for _ in range(count)]
+
+
+def test_jobs_a_worker_waits_to_run_are_not_queued_again(tmp_store):
+    # Guards jobs.run_series: a worker thread that took a task and waits for its first warm
+    # process (GEMSEO importing) holds the task's jobs. They were pending, unclaimed and in no
+    # queue, so the sweeps of the web app and the worker queued every old job again (after
+    # copy-store, each copied pending job was queued twice or more).
+    import jobs
+    import pool
+
+    owner = pool.owner_id("worker")
+    store.beat(owner)
+    user_id = store.add_user("alice", "hash")
+    ids = make_jobs(user_id, 3)
+    queued_again = []
+
+    def sweep():
+        enqueue = lambda job_ids, priority=0: queued_again.extend(job_ids)  # noqa: E731
+        jobs.recover_lost(enqueue)
+        jobs.requeue_unqueued(enqueue, set, min_age=0)
+        assert [store.get_job(job_id)["job_status"] for job_id in ids] == ["pending"] * 3
+        assert {store.get_job(job_id)["owner"] for job_id in ids} == {owner}
+
+    statuses, left = jobs.run_series(StartingPool(sweep), ids, owner)
+    assert (statuses, left, queued_again) == (["finished"] * 3, [], [])
+
+
+def test_jobs_held_by_a_thread_whose_pool_closes_are_let_go(tmp_store):
+    # Guards the same hold: when the wait ends in an error (the worker stops), the jobs are
+    # unclaimed again, for the queue and the sweeps.
+    import jobs
+    import pool
+
+    owner = pool.owner_id("worker")
+    user_id = store.add_user("alice", "hash")
+    ids = make_jobs(user_id, 2)
+
+    def closing():
+        raise pool.PoolClosed("worker")
+
+    with pytest.raises(pool.PoolClosed):
+        jobs.run_series(StartingPool(closing), ids, owner)
+    assert [(store.get_job(job_id)["job_status"], store.get_job(job_id)["owner"]) for job_id in ids] == [("pending", "")] * 2
