@@ -6,7 +6,8 @@ states named here, so two processes racing for one job cannot both move it.
 
     submit        -> pending, owner '' (asynchronous: queued)
     run here      -> running, owner = its web app (synchronous, once a warm process is free)
-    start         pending, owner ''      -> running, owner = me (once a warm process is free)
+    hold          pending, owner ''      -> pending, owner = me (a worker thread waiting for a warm process)
+    start         pending, owner '' or me -> running, owner = me (once a warm process is free)
     end           running, owner = me    -> finished | failed
     cancel        pending                -> failed (cancelled); running: flag for its runner
     lost          running | claimed, dead owner -> failed (lost), or pending again (queued anew)
