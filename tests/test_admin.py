@@ -461,6 +461,42 @@ def test_dev_sh_stops_on_a_ctrl_c_during_start_up(tmp_path):
                 pass
 
 
+def test_dev_sh_runs_the_several_machines_mode(tmp_path, backends):
+    # Guards the README's recipe to try PostgreSQL and Redis on one machine: bin/dev.sh with both
+    # URLs set makes its demo user in PostgreSQL and runs jobs through Redis.
+    root, port = tmp_path / "root", free_port()
+    env = dict(dev_env(root, port), **backends.settings("postgresql+redis"))
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [str(CODE / "bin" / "dev.sh")], env=env, stdin=subprocess.DEVNULL, stdout=open(out, "wb"),
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        password = wait_started(process, port, out)
+        url = f"http://127.0.0.1:{port}"
+        token = requests.post(url + "/token", data={"username": "demo", "password": password}, timeout=60).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        job = requests.post(url + "/v1/discipline/Sellar1/execute?execution_mode=asynchronous", json={}, headers=headers, timeout=60).json()
+        deadline = time.monotonic() + 180
+        while (ended := requests.get(f"{url}/v1/job/{job['id']}?long_polling=true&long_polling_timeout=5", headers=headers, timeout=60).json())["job_status"] not in ("finished", "failed"):
+            assert time.monotonic() < deadline, ended
+        assert ended["job_status"] == "finished", ended
+        health = requests.get(url + "/health", timeout=30).json()
+        assert health["store"].startswith("postgresql"), health
+        assert not (root / "database" / "gaas.db").exists()
+        interrupt(process)
+        assert none_left(root) == []
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        for pid in processes_of(root):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def command_line(pid):
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
