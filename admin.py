@@ -6,8 +6,10 @@ import math
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import auth
@@ -77,7 +79,10 @@ def purge(args):
         raise SystemExit("error: --older-than must be a positive number of days")
     removed = retention.purge(args.older_than, dry_run=args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
-    print(f"{verb} {removed['jobs']} jobs, {removed['files']} files, {removed['partial_uploads']} partial uploads")
+    print(
+        f"{verb} {removed['jobs']} jobs, {removed['batches']} batches, {removed['files']} files,"
+        f" {removed['partial_uploads']} partial uploads"
+    )
 
 
 def pg_program(name):
@@ -96,6 +101,19 @@ def pg_program(name):
     return found
 
 
+def pg_target(url):
+    """(conninfo without the password, environment with PGPASSWORD) of a URL, for a PostgreSQL
+    client program: its command line is visible to every user of the machine (ps), its
+    environment only to its own user."""
+    import psycopg  # only with a PostgreSQL store
+
+    params = psycopg.conninfo.conninfo_to_dict(url)
+    env = dict(os.environ)
+    if params.get("password") is not None:
+        env["PGPASSWORD"] = params.pop("password")
+    return psycopg.conninfo.make_conninfo(**params), env
+
+
 def backup(args):
     """Consistent copies of the store and the queue, and the token key, in a private folder."""
     folder = Path(args.folder)
@@ -105,7 +123,8 @@ def backup(args):
         # pg_dump reads one snapshot: the store (and the queue when it is there) as of one moment.
         target = folder / "gaas.pgdump"
         partial = target.with_suffix(".partial")
-        subprocess.run([pg_program("pg_dump"), "--format=custom", "--no-owner", f"--file={partial}", settings.DATABASE_URL], check=True)
+        conninfo, env = pg_target(settings.DATABASE_URL)
+        subprocess.run([pg_program("pg_dump"), "--format=custom", "--no-owner", f"--file={partial}", f"--dbname={conninfo}"], env=env, check=True)
         os.chmod(partial, store.PRIVATE)
         partial.replace(target)
         print(f"wrote {target}")
@@ -126,6 +145,24 @@ def backup(args):
     print(f"uploaded files and job directories are not copied: copy {settings.FILE_DIRECTORY} and {settings.WORKSPACE_EXECUTION}")
 
 
+def refuse_if_running(*stores):
+    """Stop with a message when a web app or worker beat into one of these stores lately: restoring
+    or copying under a running service would lose what it writes meanwhile, or mix two stores."""
+    now = time.time()
+    for each in stores:
+        try:
+            live = each.live_processes(now - settings.HEARTBEAT_TIMEOUT)
+        except sqlite3.OperationalError:  # a store older than heartbeats
+            continue
+        if live:
+            beats = ", ".join(f"{row[0]} {max(0, now - row[1]):.0f} s ago" for row in live)
+            raise SystemExit(
+                f"error: the service is running on {each.describe()} (heartbeats: {beats}); stop gaas-server and"
+                f" gaas-worker on every host first (a process killed without stopping counts as running until"
+                f" its heartbeat is {settings.HEARTBEAT_TIMEOUT:g} s old)"
+            )
+
+
 def restore(args):
     """Put a backup back in place, with the service stopped."""
     folder = Path(args.folder)
@@ -133,6 +170,8 @@ def restore(args):
         return restore_postgres(folder, args.force)
     if not (folder / "gaas.db").is_file():
         raise SystemExit(f"error: {folder} holds no gaas.db backup")
+    if settings.USER_DATABASE_PATH.is_file():
+        refuse_if_running(store.current())
     targets = {
         "gaas.db": settings.USER_DATABASE_PATH,
         "huey.db": settings.HUEY_DATABASE_PATH,
@@ -159,10 +198,12 @@ def restore_postgres(folder, force):
     if not dump.is_file():
         raise SystemExit(f"error: {folder} holds no gaas.pgdump backup (made by backup with a PostgreSQL store)")
     worker.init()
+    refuse_if_running(store.current())
     if any(store.table_counts().values()) and not force:
         raise SystemExit("error: the PostgreSQL store holds data; stop the service and pass --force to replace it")
     command = [pg_program("pg_restore"), "--clean", "--if-exists", "--no-owner", "--single-transaction"]
-    subprocess.run([*command, f"--dbname={settings.DATABASE_URL}", str(dump)], check=True)
+    conninfo, env = pg_target(settings.DATABASE_URL)
+    subprocess.run([*command, f"--dbname={conninfo}", str(dump)], env=env, check=True)
     if (folder / "secret_key").exists() and not settings.SECRET_KEY:
         shutil.copyfile(folder / "secret_key", settings.SECRET_KEY_PATH)
         os.chmod(settings.SECRET_KEY_PATH, store.PRIVATE)
@@ -171,14 +212,27 @@ def restore_postgres(folder, force):
 
 def copy_store(args):
     """Copy the SQLite store into an empty PostgreSQL store and queue its pending jobs there."""
-    source = store.current()
-    if not isinstance(source, store.SqliteStore):
-        raise SystemExit("error: copy-store copies the SQLite store; unset GEMSEO_HTTP_DATABASE_URL")
-    if not args.url.startswith(("postgresql://", "postgres://")):
+    url = args.url or settings.DATABASE_URL
+    if not url:
+        raise SystemExit("error: set GEMSEO_HTTP_DATABASE_URL (in the environment file) to the target, or name it")
+    if not url.startswith(("postgresql://", "postgres://")):
         raise SystemExit("error: the target must be a postgresql:// URL")
-    target = store.PostgresStore(args.url)
-    queue = worker.make_huey(args.url, settings.REDIS_URL)
+    import psycopg
+
+    if args.url and psycopg.conninfo.conninfo_to_dict(args.url).get("password") is not None:
+        raise SystemExit(
+            "error: a password on the command line is visible to every user (ps) and kept in the shell"
+            " history: put the URL in GEMSEO_HTTP_DATABASE_URL (the environment file) and run copy-store"
+            " alone, or give the URL without its password and the password in ~/.pgpass or PGPASSWORD"
+        )
+    if not settings.USER_DATABASE_PATH.is_file():
+        raise SystemExit(f"error: no SQLite store at {settings.USER_DATABASE_PATH} to copy")
+    source = store.SqliteStore(settings.USER_DATABASE_PATH)
+    target = store.PostgresStore(url)
+    refuse_if_running(source)
+    queue = worker.make_huey(url, settings.REDIS_URL)
     target.init(queue.storage.ddl if not settings.REDIS_URL else ())
+    refuse_if_running(target)
     try:
         copied = store.copy_store(source, target)
     except ValueError as error:
@@ -192,7 +246,7 @@ def copy_store(args):
     print(
         f"copied {copied['users']} users, {copied['jobs']} jobs, {copied['batches']} batches, {copied['files']} files"
         f" and {copied['uploads']} unfinished uploads; {len(pending)} pending jobs queued again in {where}."
-        f" Now set GEMSEO_HTTP_DATABASE_URL to that URL on every host."
+        f" Now set GEMSEO_HTTP_DATABASE_URL to {target.describe()} on every host."
     )
 
 
@@ -224,15 +278,18 @@ def main(argv=None):
     command.add_argument("--force", action="store_true", help="replace the databases that exist")
     command.set_defaults(function=restore)
     command = commands.add_parser(
-        "copy-store", help="copy the SQLite store into the empty PostgreSQL store at URL (service stopped)"
+        "copy-store",
+        help="copy the SQLite store into the empty PostgreSQL store of GEMSEO_HTTP_DATABASE_URL or URL (service stopped)",
     )
-    command.add_argument("url", help="postgresql://USER:PASSWORD@HOST:PORT/DB")
+    command.add_argument("url", nargs="?", help="postgresql://USER@HOST:PORT/DB, its password in ~/.pgpass or PGPASSWORD")
     command.set_defaults(function=copy_store)
     args = parser.parse_args(argv)
     global worker
     if args.command == "copy-store":
         import psycopg  # noqa: F401 (before worker.py, which keeps the drivers a mode does not use out of Huey)
     import worker
+    # Which store, on stderr: a command run without the service's settings says so at once.
+    print(f"store: {store.current().describe()}", file=sys.stderr)
     default = {"init": init, "delete-user": delete_user, "list-users": list_users}
     if args.command != "restore":
         worker.init()

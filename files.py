@@ -176,14 +176,22 @@ def _save_chunk(user_id, key, name, state, source, chunk, total):
     if chunk == 0:
         if state is not None:
             (partial_dir / state["partial_name"]).unlink(missing_ok=True)
-        partial_name, mode = uuid.uuid4().hex, "wb"
+        partial_name, start = uuid.uuid4().hex, 0
     else:
-        partial_name, mode = state["partial_name"], "ab"
+        partial_name, start = state["partial_name"], state["size"]
     partial = partial_dir / partial_name
-    with partial.open(mode) as target:
+    with partial.open("wb" if chunk == 0 else "r+b") as target:
+        # From the size the chunks before left: the bytes of a failed or killed write of this
+        # chunk (a full disk, a client gone mid-body, a crash) are written over, not kept.
+        if start is None:  # an upload begun before sizes were kept
+            target.seek(0, os.SEEK_END)
+        else:
+            target.truncate(start)
+            target.seek(start)
         shutil.copyfileobj(source, target)
+        size = target.tell()
     if chunk + 1 < total:
-        store.save_upload_state(user_id, key, partial_name, chunk + 1, total)
+        store.save_upload_state(user_id, key, partial_name, chunk + 1, total, size)
         return None
     digest, size = hashlib.sha256(), 0
     with partial.open("rb") as handle:

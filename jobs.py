@@ -6,7 +6,8 @@ states named here, so two processes racing for one job cannot both move it.
 
     submit        -> pending, owner '' (asynchronous: queued)
     run here      -> running, owner = its web app (synchronous, once a warm process is free)
-    start         pending, owner ''      -> running, owner = me (once a warm process is free)
+    hold          pending, owner ''      -> pending, owner = me (a worker thread waiting for a warm process)
+    start         pending, owner '' or me -> running, owner = me (once a warm process is free)
     end           running, owner = me    -> finished | failed
     cancel        pending                -> failed (cancelled); running: flag for its runner
     lost          running | claimed, dead owner -> failed (lost), or pending again (queued anew)
@@ -214,15 +215,20 @@ def run_series(job_pool, job_ids, owner, go_on=lambda: True):
     short points cost one round trip to the store each. Each still has its own status,
     directory, time limit and log.
     """
-    statuses, ids, process, started, ran = [], list(job_ids), None, None, set()
+    statuses, ids, process, started, ran, held = [], list(job_ids), None, None, set(), []
     try:
+        process, held = _process_or_hold(job_pool, ids, owner)
         while ids:
             job_id = ids.pop(0)
             if started != job_id:
                 process = process or job_pool.acquire()
                 # Claimed, started and read in one write, once a process is free: a task queued
                 # twice for one job (see requeue_unqueued) loses this race and does nothing.
-                (moved,), row = store.set_statuses_and_read([_start(job_id, owner, process)], job_id)
+                # Jobs held while waiting are started or let go in that same write.
+                moves = [_start(job_id, owner, process, held_by=owner if job_id in held else "")]
+                moves += [(other, "pending", ("pending",), {"owner": owner}, {"owner": ""}) for other in held if other != job_id]
+                (moved, *_), row = store.set_statuses_and_read(moves, job_id)
+                held = []
                 if not moved:
                     statuses.append(None)  # cancelled, deleted or taken by another task
                     continue
@@ -243,6 +249,8 @@ def run_series(job_pool, job_ids, owner, go_on=lambda: True):
     except BaseException:
         if started is not None and started not in ran:  # started by the last write, never run: give it back
             store.set_status(started, "pending", ("running",), where={"owner": owner}, owner="", started_at=None, pid=None)
+        if held:  # still waiting for a process (the pool closed): let the jobs go
+            store.set_statuses([(other, "pending", ("pending",), {"owner": owner}, {"owner": ""}) for other in held])
         raise
     finally:
         if process is not None:
@@ -250,9 +258,22 @@ def run_series(job_pool, job_ids, owner, go_on=lambda: True):
     return statuses, ids
 
 
-def _start(job_id, owner, process):
-    """The move that starts a pending, unclaimed job in this process."""
-    return (job_id, "running", ("pending",), {"owner": ""}, {"owner": owner, "started_at": time.time(), "pid": process.pid})
+def _process_or_hold(job_pool, ids, owner):
+    """(a free warm process, []), or when none is free yet (None, the jobs claimed for this owner,
+    still pending). Unclaimed while this thread waits, the jobs are in no queue (it took their
+    task): a sweep took them for lost tasks and queued them again, as it did with every job of an
+    old queue while the worker's first warm process imported GEMSEO (after copy-store, a restart)."""
+    try:
+        return job_pool.acquire(timeout=0), []
+    except TimeoutError:
+        pass
+    moves = [(job_id, "pending", ("pending",), {"owner": ""}, {"owner": owner}) for job_id in ids]
+    return None, [job_id for job_id, moved in zip(ids, store.set_statuses(moves)) if moved]
+
+
+def _start(job_id, owner, process, held_by=""):
+    """The move that starts a pending job, unclaimed or held by this owner, in this process."""
+    return (job_id, "running", ("pending",), {"owner": held_by}, {"owner": owner, "started_at": time.time(), "pid": process.pid})
 
 
 def _end(job_id, row, owner, reply, started_at, next_id=None, process=None, read=None):

@@ -11,8 +11,9 @@ logger = logging.getLogger("gaas")
 
 
 def purge(older_than_days, now=None, dry_run=False):
-    """Remove ended jobs older than the cutoff with their directories, then the uploads that no
-    remaining job uses and that are older than the cutoff, and stale partial uploads.
+    """Remove ended jobs older than the cutoff with their directories, the batches whose points
+    are all among them, then the uploads that no remaining job uses and that are older than the
+    cutoff, and stale partial uploads.
 
     Return the counts removed (or that would be, with dry_run).
     """
@@ -20,15 +21,19 @@ def purge(older_than_days, now=None, dry_run=False):
         raise ValueError("the age must be a positive number of days")
     cutoff = (now or time.time()) - older_than_days * 86400
     old = store.ended_jobs(cutoff)
+    batches = store.ended_batches(cutoff)
     used = store.files_in_use(leaving=[job_id for job_id, _ in old])
     unused = [(file_id, unique) for file_id, unique in store.old_files(cutoff) if unique not in used]
     partial = store.stale_uploads(cutoff)
-    counts = {"jobs": len(old), "files": len(unused), "partial_uploads": len(partial)}
+    counts = {"jobs": len(old), "batches": len(batches), "files": len(unused), "partial_uploads": len(partial)}
     if dry_run:
         return counts
     for job_id, workdir in old:
         store.delete_job(job_id)
         files.remove_stored(workdirs=[workdir])
+    for batch_id in batches:
+        # Its points are gone (they were old): listed with none, it would read "finished".
+        files.remove_stored(workdirs=store.delete_batch(batch_id))
     for file_id, unique in unused:
         store.delete_file(file_id)
         files.remove_stored([unique])
@@ -36,5 +41,8 @@ def purge(older_than_days, now=None, dry_run=False):
         store.drop_upload_state(user_id, key)
         files.remove_stored(partial_names=[name])
     if any(counts.values()):
-        logger.info("retention: removed %(jobs)s jobs, %(files)s files, %(partial_uploads)s partial uploads", counts)
+        logger.info(
+            "retention: removed %(jobs)s jobs, %(batches)s batches, %(files)s files, %(partial_uploads)s partial uploads",
+            counts,
+        )
     return counts

@@ -126,6 +126,9 @@ CREATE TABLE IF NOT EXISTS uploads (
     next_chunk INTEGER NOT NULL,
     total_chunks INTEGER NOT NULL,
     updated_at REAL NOT NULL,
+    -- Bytes of the partial file once its chunks up to next_chunk are in: a chunk is appended
+    -- from there, so bytes a failed or killed append left behind are cut off (NULL: unknown).
+    size INTEGER,
     PRIMARY KEY (user_id, upload_key)
 );
 -- Heartbeats of the processes that run jobs: workers and web apps (synchronous jobs).
@@ -466,6 +469,16 @@ class BaseStore:
             (before,),
         ).fetchall()
 
+    def ended_batches(self, before):
+        """Ids of the batches made before that time whose points all ended before it (or that
+        have none left)."""
+        rows = self.connect().execute(
+            "SELECT id FROM batches WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM jobs"
+            " WHERE jobs.batch_id = batches.id AND NOT (job_status IN ('finished', 'failed') AND ended_at < ?))",
+            (before, before),
+        )
+        return [row[0] for row in rows]
+
     # Batches
 
     def create_batch(self, batch, common, inputs, workdir_prefix, tasks=None):
@@ -600,13 +613,14 @@ class BaseStore:
             "SELECT * FROM uploads WHERE user_id = ? AND upload_key = ?", (user_id, upload_key)
         ).fetchone()
 
-    def save_upload_state(self, user_id, upload_key, partial_name, next_chunk, total_chunks):
+    def save_upload_state(self, user_id, upload_key, partial_name, next_chunk, total_chunks, size):
         with self.transaction() as conn:
             conn.execute(
-                "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, upload_key) DO UPDATE"
+                "INSERT INTO uploads (user_id, upload_key, partial_name, next_chunk, total_chunks, updated_at, size)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, upload_key) DO UPDATE"
                 " SET partial_name = excluded.partial_name, next_chunk = excluded.next_chunk,"
-                " total_chunks = excluded.total_chunks, updated_at = excluded.updated_at",
-                (user_id, upload_key, partial_name, next_chunk, total_chunks, time.time()),
+                " total_chunks = excluded.total_chunks, updated_at = excluded.updated_at, size = excluded.size",
+                (user_id, upload_key, partial_name, next_chunk, total_chunks, time.time(), size),
             )
 
     def drop_upload_state(self, user_id, upload_key):
@@ -644,6 +658,12 @@ class BaseStore:
                 " (SELECT owner FROM jobs WHERE job_status IN ('pending', 'running') AND owner != '')",
                 (before,),
             )
+
+    def live_processes(self, since):
+        """(id, beat_at) of the workers and web apps that beat since that time."""
+        return self.connect().execute(
+            "SELECT id, beat_at FROM processes WHERE beat_at >= ? ORDER BY id", (since,)
+        ).fetchall()
 
     def last_worker_beat(self):
         return self.connect().execute("SELECT max(beat_at) FROM processes WHERE id LIKE 'worker:%'").fetchone()[0]
@@ -791,6 +811,8 @@ class SqliteStore(BaseStore):
                     tx.execute(f"ALTER TABLE jobs DROP COLUMN {name}")
             if "token_version" not in self._columns(tx, "users"):
                 tx.execute("ALTER TABLE users ADD COLUMN token_version INTEGER NOT NULL DEFAULT 0")
+            if "size" not in self._columns(tx, "uploads"):
+                tx.execute("ALTER TABLE uploads ADD COLUMN size INTEGER")
             _fill_counts(tx)
         protect(self.path)
 
@@ -868,7 +890,8 @@ class PostgresStore(BaseStore):
             ddl = SCHEMA
             for pattern, replacement in PG_TYPES:
                 ddl = re.sub(pattern, replacement, ddl)
-            for statement in (ddl, PG_TRIGGERS, *queue_ddl):
+            # The ALTER: a store made before uploads had a size.
+            for statement in (ddl, "ALTER TABLE uploads ADD COLUMN IF NOT EXISTS size BIGINT", PG_TRIGGERS, *queue_ddl):
                 conn.raw.execute(statement)
             _fill_counts(conn)
 

@@ -66,4 +66,4 @@ systemd is not running here; to run gaas:
   - by hand, as $user: set -a; . $env_file; set +a; $prefix/bin/run_server.sh & $prefix/bin/run_worker.sh
 TEXT
 fi
-echo "add a user: runuser -u $user -- bash -c 'set -a; . $env_file; $prefix/bin/gaas-admin create-user NAME'"
+echo "add a user: runuser -u $user -- env GAAS_ENV_FILE=$env_file $prefix/bin/gaas-admin create-user NAME"

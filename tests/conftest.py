@@ -97,6 +97,7 @@ class Service:
             GEMSEO_HTTP_PORT=str(self.port),
             GEMSEO_HTTP_WORKERS="2",
             GEMSEO_PATH=str(PLUGINS),
+            GAAS_ENV_FILE="",  # bin/gaas-admin must not read the settings of a gaas installed here
             **{key: str(value) for key, value in settings.items()},
         )
         self.server = self.worker = None

@@ -24,7 +24,7 @@ def admin(root, *args, stdin=None):
     return subprocess.run(
         [str(CODE / "bin" / "gaas-admin"), *args],
         input=stdin,
-        env={"PATH": os.environ["PATH"], "GEMSEO_HTTP_ROOT_PATH": str(root)},
+        env={"PATH": os.environ["PATH"], "GEMSEO_HTTP_ROOT_PATH": str(root), "GAAS_ENV_FILE": ""},
         capture_output=True,
         text=True,
         timeout=120,
@@ -116,6 +116,34 @@ def test_create_user_checks_the_name(tmp_path):
         result = admin(tmp_path, "create-user", name, "--password-stdin", stdin="pw\n")
         assert result.returncode == 0, result.stderr
     assert users(tmp_path) == ["ok.name-1@x", "y" * 64]
+
+
+def test_admin_commands_read_the_environment_file_of_the_units(tmp_path):
+    # Guards bin/gaas-admin: without the service's settings in its environment it used the SQLite
+    # store under the code ("create-user carol" succeeded, and carol got 401 from the service).
+    # It reads the units' environment file, the process environment winning, and names its store.
+    env_file, from_file, from_env = tmp_path / "gaas.env", tmp_path / "from-file", tmp_path / "from-env"
+    env_file.write_text(f"# the units' settings\nGEMSEO_HTTP_ROOT_PATH={from_file}\nGEMSEO_HTTP_SECRET_KEY=\n")
+
+    def run(*args, **env):
+        return subprocess.run(
+            [str(CODE / "bin" / "gaas-admin"), *args],
+            input="carol-pw\n",
+            env={"PATH": os.environ["PATH"], **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    result = run("create-user", "carol", "--password-stdin", GAAS_ENV_FILE=str(env_file))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [f"store: sqlite {from_file}/database/gaas.db"]
+    assert users(from_file) == ["carol"]
+    result = run("create-user", "dave", "--password-stdin", GAAS_ENV_FILE=str(env_file), GEMSEO_HTTP_ROOT_PATH=str(from_env))
+    assert result.returncode == 0, result.stderr
+    assert users(from_env) == ["dave"] and users(from_file) == ["carol"]
+    result = run("list-users", GAAS_ENV_FILE=str(tmp_path / "missing.env"), GEMSEO_HTTP_ROOT_PATH=str(from_env))
+    assert result.returncode != 0 and "missing.env" in result.stderr and result.stdout == ""
 
 
 # 3. set-password
@@ -263,6 +291,23 @@ def test_backup_and_restore_on_a_fresh_machine(tmp_path, fresh_service):
     assert again.wait(again.run("Sellar1", "asynchronous")["id"], timeout=120)["job_status"] == "finished"
 
 
+def test_restore_and_copy_store_refuse_a_running_service(tmp_path, fresh_service):
+    # Guards admin.refuse_if_running: `restore --force` and `copy-store` under a running service
+    # replaced its store while it wrote (or copied a store still changing); a fresh heartbeat in
+    # the store stops them with a message, and once the service is stopped they run.
+    service = fresh_service(worker=False, GEMSEO_HTTP_SYNC_PROCESSES=1)
+    folder = tmp_path / "backup"
+    assert service.admin("backup", str(folder)).returncode == 0
+    for command in (("restore", "--force", str(folder)), ("copy-store", "postgresql://gaas@127.0.0.1:9/gaas")):
+        refused = service.admin(*command)
+        assert refused.returncode != 0, command
+        assert "the service is running" in refused.stderr and "stop gaas-server" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr and "restored" not in refused.stdout
+    service.close()
+    result = service.admin("restore", "--force", str(folder))
+    assert result.returncode == 0, result.stderr
+
+
 # 7. bin/dev.sh
 
 
@@ -404,6 +449,42 @@ def test_dev_sh_stops_on_a_ctrl_c_during_start_up(tmp_path):
             time.sleep(0.05)
         assert "Huey consumer started" not in (tmp_path / "out").read_text()
         interrupt(process, timeout=30)
+        assert none_left(root) == []
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        for pid in processes_of(root):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_dev_sh_runs_the_several_machines_mode(tmp_path, backends):
+    # Guards the README's recipe to try PostgreSQL and Redis on one machine: bin/dev.sh with both
+    # URLs set makes its demo user in PostgreSQL and runs jobs through Redis.
+    root, port = tmp_path / "root", free_port()
+    env = dict(dev_env(root, port), **backends.settings("postgresql+redis"))
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [str(CODE / "bin" / "dev.sh")], env=env, stdin=subprocess.DEVNULL, stdout=open(out, "wb"),
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        password = wait_started(process, port, out)
+        url = f"http://127.0.0.1:{port}"
+        token = requests.post(url + "/token", data={"username": "demo", "password": password}, timeout=60).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        job = requests.post(url + "/v1/discipline/Sellar1/execute?execution_mode=asynchronous", json={}, headers=headers, timeout=60).json()
+        deadline = time.monotonic() + 180
+        while (ended := requests.get(f"{url}/v1/job/{job['id']}?long_polling=true&long_polling_timeout=5", headers=headers, timeout=60).json())["job_status"] not in ("finished", "failed"):
+            assert time.monotonic() < deadline, ended
+        assert ended["job_status"] == "finished", ended
+        health = requests.get(url + "/health", timeout=30).json()
+        assert health["store"].startswith("postgresql"), health
+        assert not (root / "database" / "gaas.db").exists()
+        interrupt(process)
         assert none_left(root) == []
     finally:
         if process.poll() is None:

@@ -36,13 +36,21 @@ def test_copy_store_grows_a_sqlite_service_into_postgresql(fresh_service, backen
     service.stop_server()
 
     url = backends.settings("postgresql")["GEMSEO_HTTP_DATABASE_URL"]
-    copied = service.admin("copy-store", url)
+    # A password on the command line (ps shows it to every user) is refused; the URL comes from
+    # the environment (file) instead.
+    refused = service.admin("copy-store", url)
+    assert refused.returncode != 0 and "command line" in refused.stderr and "Traceback" not in refused.stderr
+    service.env["GEMSEO_HTTP_DATABASE_URL"] = url
+    copied = service.admin("copy-store")
     assert copied.returncode == 0, copied.stderr
     assert "1 pending jobs queued again" in copied.stdout, copied.stdout
-    again = service.admin("copy-store", url)
+    again = service.admin("copy-store")
     assert again.returncode != 0 and "not empty" in again.stderr and "Traceback" not in again.stderr
+    del service.env["GEMSEO_HTTP_DATABASE_URL"]
 
     moved = Service(service.root, GEMSEO_HTTP_DATABASE_URL=url, GEMSEO_HTTP_SYNC_PROCESSES=1)
+    # The logs of the SQLite service are in the same files: read what comes after them.
+    starts = {name: (moved.logs / name).stat().st_size for name in ("server.log", "worker.log")}
     try:
         moved.start_server()
         # The password and the old session keep working (same hashes, versions and key).
@@ -64,6 +72,11 @@ def test_copy_store_grows_a_sqlite_service_into_postgresql(fresh_service, backen
         moved.start_worker()
         ended = alice2.wait(pending["id"], timeout=120)
         assert ended["job_status"] == "finished" and ended["output_data"] == {"echo": [7.0]}
+        # Queued once: by copy-store. A sweep that read the queue while a worker thread held the
+        # task, waiting for its first warm process, queued the copied (old) job a second time.
+        time.sleep(2 * float(moved.env.get("GEMSEO_HTTP_HEARTBEAT_INTERVAL", 2)))
+        logs = "".join((moved.logs / name).read_bytes()[start:].decode(errors="replace") for name, start in starts.items())
+        assert "queued again" not in logs, logs
         # New ids follow the copied ones.
         newer = alice2.run("Sellar1")
         assert newer["id"] > pending["id"]
@@ -78,12 +91,29 @@ def test_copy_store_refuses_a_target_that_is_not_postgresql(fresh_service):
     assert result.returncode != 0 and "postgresql://" in result.stderr and "Traceback" not in result.stderr
 
 
+def recording_wrappers(folder, bindir):
+    """pg_dump and pg_restore wrappers in folder that record their argv and environment."""
+    folder.mkdir()
+    for name in ("pg_dump", "pg_restore"):
+        wrapper = folder / name
+        wrapper.write_text(
+            f'#!/bin/sh\nprintf "%s\\n" "$0" "$@" >> {folder}/argv\nenv >> {folder}/environ\nexec {bindir}/{name} "$@"\n'
+        )
+        wrapper.chmod(0o755)
+    return folder
+
+
 def test_init_backup_and_restore_with_pg_dump(tmp_path, backends):
     url = backends.settings("postgresql")["GEMSEO_HTTP_DATABASE_URL"]
-    bindir = str(backends.postgres.bindir)
+    password = backends.postgres.password
+    # pg_dump and pg_restore had the URL, password included, on their command line (ps showed it).
+    bindir = str(recording_wrappers(tmp_path / "bin", backends.postgres.bindir))
     service = Service(tmp_path / "root", GEMSEO_HTTP_DATABASE_URL=url, GEMSEO_HTTP_PG_BIN=bindir, GEMSEO_HTTP_SYNC_PROCESSES=1)
     result = service.admin("init")
     assert result.returncode == 0 and "postgresql" in result.stdout, result.stderr
+    port = backends.postgres.port
+    assert result.stderr.splitlines()[0] == f"store: postgresql 127.0.0.1:{port}/{url.rpartition('/')[2]}"
+    assert password not in result.stderr + result.stdout
     assert {"users", "jobs", "job_data", "huey_task"} <= {
         row[0] for row in service.sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     }
@@ -109,5 +139,8 @@ def test_init_backup_and_restore_with_pg_dump(tmp_path, backends):
         service.start_server()
         again = service.api("alice", "alice-pw").get(f"/v1/job/{job['id']}").json()
         assert again["job_status"] == "finished" and again["output_data"] == job["output_data"]
+        argv = (tmp_path / "bin" / "argv").read_text()
+        assert "/pg_dump\n" in argv and "/pg_restore\n" in argv and password not in argv
+        assert f"PGPASSWORD={password}" in (tmp_path / "bin" / "environ").read_text()
     finally:
         service.close()
