@@ -751,7 +751,7 @@ async def list_jobs(request):
     limit = parse_number(request, "limit", 100, int, 1, openapi.MAX_PAGE)
     offset = parse_number(request, "offset", 0, int, 0)
     batch_id = parse_number(request, "batch_id", None, int, 1)
-    filters = {key: request.query_params.get(key) or None for key in ("discipline", "name", "error")}
+    filters = {key: request.query_params.get(key) or None for key in ("discipline", "name", "error", "not_error")}
     rows, total = await run_in_threadpool(store.list_jobs, user["id"], status, limit, offset, batch_id, **filters)
     return JSONResponse([store.job_entry(row) for row in rows], headers={"X-Total-Count": str(total)})
 

@@ -462,6 +462,7 @@ OPERATIONS = {
             query("discipline", {"type": "string"}, "Only jobs of this discipline class."),
             query("name", {"type": "string"}, "Only jobs whose name contains this text."),
             query("error", {"type": "string"}, "Only failed jobs with this error kind, e.g. cancelled."),
+            query("not_error", {"type": "string"}, "Leave out the jobs with this error kind, e.g. cancelled."),
         ],
         "responses": {
             "200": {

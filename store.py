@@ -348,16 +348,19 @@ class BaseStore:
         row = self.connect().execute("SELECT job_status FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else row["job_status"]
 
-    def list_jobs(self, user_id, status=None, limit=100, offset=0, batch_id=None, discipline=None, name=None, error=None):
+    def list_jobs(
+        self, user_id, status=None, limit=100, offset=0, batch_id=None, discipline=None, name=None, error=None, not_error=None
+    ):
         """Return (rows without data fields, total count) of a user's jobs, newest first (a batch's
-        points in their order); `name` matches a part of the job name."""
+        points in their order); `name` matches a part of the job name, `not_error` leaves out one
+        error kind."""
         # The filter reads the same on jobs and on job_counts.
         where, params = "user_id = ?", [user_id]
         if status:
             where += " AND job_status = ?"
             params.append(status)
         conn = self.connect()
-        if batch_id is not None or discipline or name or error:
+        if batch_id is not None or discipline or name or error or not_error:
             for column, value in (("batch_id", batch_id), ("discipline_class_name", discipline), ("error", error)):
                 if value:
                     where += f" AND {column} = ?"
@@ -365,6 +368,9 @@ class BaseStore:
             if name:
                 where += f" AND {self.CONTAINS}"
                 params.append(name)
+            if not_error:
+                where += " AND (error IS NULL OR error <> ?)"
+                params.append(not_error)
             order = "batch_index" if batch_id is not None else "id DESC"
             rows = conn.execute(
                 f"SELECT {self.list_columns} FROM jobs WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",

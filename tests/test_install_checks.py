@@ -306,3 +306,15 @@ def test_cancels_wait_on_the_event_loop(live, alice):
     # Waiting in threads, the cancels filled Starlette's 40 and a read waited about 3 s for one.
     assert max(latencies) < 2.0, latencies
     assert alice.wait(job["id"])["error"] == "cancelled"
+
+
+def test_jobs_can_leave_out_one_error_kind(alice):
+    failing = alice.run("Failing", input_data={"x": [1.5]})
+    pending = alice.run("Sleeper", "asynchronous", input_data={"duration": [30.0]})
+    alice.post(f"/v1/job/{pending['id']}/cancel")
+    listed = alice.get("/v1/job?status=failed&not_error=cancelled&limit=1000")
+    errors = {job["id"]: job["error"] for job in listed.json()}
+    assert failing["id"] in errors and pending["id"] not in errors and "cancelled" not in errors.values()
+    cancelled = int(alice.get("/v1/job?status=failed&error=cancelled&limit=1").headers["X-Total-Count"])
+    failed = int(alice.get("/v1/job?status=failed&limit=1").headers["X-Total-Count"])
+    assert int(listed.headers["X-Total-Count"]) == failed - cancelled

@@ -3,9 +3,6 @@ import { apiJson } from "./api.js";
 import { PAGE, el, pager, replaceRows, scroller, setText, show, showBadge, sleep, stillHere } from "./dom.js";
 import { duration, statusOf, timeCell } from "./format.js";
 
-const SCAN = 1000; // jobs asked at once when looking for the real failures among the cancelled
-const SCAN_MAX = 20; // requests at most per poll: past 20,000 failed jobs, the rest come unsorted
-
 // The server filters by status, name and exact discipline; a partial discipline name (while it
 // is typed) filters the fetched page here too.
 function jobMatches(job, filters) {
@@ -32,33 +29,21 @@ function batchChip(filters) {
 
 // The "failed" filter: real failures (errors, timeouts, crashes) first, newest first, then the
 // cancelled jobs (failed too for the API, error "cancelled"), which would otherwise bury them
-// after a batch is cancelled. The server filters by one error kind only, so the real failures of
-// a page are found by reading the failed jobs past the cancelled ones.
+// after a batch is cancelled.
 async function failedFirst(query, offset) {
   const ask = async (extra) => {
     const asked = new URLSearchParams({ ...Object.fromEntries(query), ...extra });
     const { body, response } = await apiJson(`/v1/job?${asked}`);
     return { jobs: body, total: Number(response.headers.get("X-Total-Count")) };
   };
-  const [all, cancelled] = await Promise.all([ask({ limit: PAGE, offset }), ask({ error: "cancelled", limit: 1 })]);
-  const real = all.total - cancelled.total;
-  if (!cancelled.total || !real) return all;
-  const jobs = [];
-  if (offset < real) {
-    const found = [];
-    const wanted = Math.min(real, offset + PAGE);
-    for (let at = 0, asked = 0; found.length < wanted && at < all.total && asked < SCAN_MAX; at += SCAN, asked++) {
-      const chunk = await ask({ limit: SCAN, offset: at });
-      found.push(...chunk.jobs.filter((job) => job.error !== "cancelled"));
-      if (!chunk.jobs.length) break;
-    }
-    jobs.push(...found.slice(offset, offset + PAGE));
-  }
-  if (jobs.length < PAGE && offset + jobs.length >= real) {
-    const from = Math.max(0, offset - real);
+  const [real, cancelled] = await Promise.all([
+    ask({ not_error: "cancelled", limit: PAGE, offset }), ask({ error: "cancelled", limit: 1 })]);
+  const jobs = real.jobs;
+  if (jobs.length < PAGE && cancelled.total) {
+    const from = Math.max(0, offset - real.total);
     jobs.push(...(await ask({ error: "cancelled", limit: PAGE - jobs.length, offset: from })).jobs);
   }
-  return { jobs, total: all.total };
+  return { jobs, total: real.total + cancelled.total };
 }
 
 // The query of a page of jobs, from the filters.
