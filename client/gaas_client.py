@@ -1,7 +1,7 @@
 """A GEMSEO client of gaas: remote disciplines that GEMSEO 6 can linearize, and batches as datasets.
 
-Needs only GEMSEO and httpx. GEMSEO's factory finds `RemoteDiscipline` when this file's folder
-is on `GEMSEO_PATH`.
+Needs only GEMSEO and httpx. Installed (`pip install ./client`), it is a GEMSEO plugin: GEMSEO's
+factory finds `RemoteDiscipline` through the `gemseo_plugins` entry point.
 """
 
 import hashlib
