@@ -38,7 +38,7 @@ UNSAFE = frozenset(
     {
         "DiscFromExe",  # runs command_line, reads and writes any path
         "HTTPDiscipline",  # requests to any host, uploads any server file
-        "RemoteDiscipline",  # gaas_client.py, if its folder is on the server's GEMSEO_PATH: the same
+        "RemoteDiscipline",  # gaas's client (client/), if installed beside the server: the same
         "XLSDiscipline",  # opens any workbook and runs its macros
         "JobSchedulerDisciplineWrapper",  # runs scheduler commands
         "SLURM",

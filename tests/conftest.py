@@ -292,3 +292,5 @@ def fresh_service(tmp_path, backend, backends):
 
 
 sys.path.insert(0, str(CODE))
+# The client's module (client/, a package of its own) for the tests that import it.
+sys.path.insert(0, str(CODE / "client"))

@@ -1,4 +1,4 @@
-"""gaas_client.py against the live service: MDO with GEMSEO's cache on, batches as datasets, files."""
+"""client/gaas_client.py against the live service: MDO with GEMSEO's cache on, batches as datasets, files."""
 
 import json
 import os
@@ -149,7 +149,7 @@ def test_refused_token_unknown_discipline_and_wrong_password(live):
 
 @pytest.fixture(scope="module", autouse=True)
 def factory_process(live, tmp_path_factory):
-    """GEMSEO's factory in a process with the repository on GEMSEO_PATH, started before the
+    """GEMSEO's factory in a process with client/ on GEMSEO_PATH, started before the
     first test: its half minute of importing GEMSEO then overlaps the other tests. It runs as
     bob, so that the tests counting alice's jobs never see its job."""
     code = (
@@ -162,7 +162,7 @@ def factory_process(live, tmp_path_factory):
     process = subprocess.Popen(
         [sys.executable, "-c", code, live.url],
         cwd=tmp_path_factory.mktemp("factory"),
-        env={**os.environ, "GEMSEO_PATH": str(CODE)},
+        env={**os.environ, "GEMSEO_PATH": str(CODE / "client")},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

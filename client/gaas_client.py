@@ -1,7 +1,7 @@
-"""A GEMSEO client of gaas: remote disciplines that GEMSEO 6 can linearize, and batches as datasets.
+"""A GEMSEO client of gaas: remote disciplines that GEMSEO can linearize, and batches as datasets.
 
-Needs only GEMSEO and httpx. GEMSEO's factory finds `RemoteDiscipline` when this file's folder
-is on `GEMSEO_PATH`.
+Needs only GEMSEO (6.3 or 7) and httpx. Installed (`pip install ./client`), it is a GEMSEO
+plugin: GEMSEO's factory finds `RemoteDiscipline` through the `gemseo_plugins` entry point.
 """
 
 import hashlib
@@ -13,13 +13,21 @@ from contextlib import closing
 from pathlib import Path
 
 import httpx
-from gemseo.core.discipline import Discipline
-from gemseo.datasets.io_dataset import IODataset
 from numpy import asarray, atleast_1d, atleast_2d, full, generic, hstack, nan, ndarray
+
+# GEMSEO 7 renamed these modules; it still imports the old names, but with a DeprecationWarning.
+try:
+    from gemseo.dataset import IODataset
+    from gemseo.discipline import Discipline
+except ImportError:  # GEMSEO 6
+    from gemseo.core.discipline import Discipline
+    from gemseo.datasets.io_dataset import IODataset
 
 CHUNK_SIZE = 4 * 1024 * 1024
 HTTP_TIMEOUT = 60.0
 ENDED = ("finished", "failed")
+# The groups of an IODataset: IODataset.INPUT_GROUP in GEMSEO 6, IODataset.input_group in 7.
+INPUTS, OUTPUTS = "inputs", "outputs"
 
 
 class RemoteError(RuntimeError):
@@ -75,6 +83,9 @@ class Connection:
 class RemoteDiscipline(Discipline):
     """A discipline run by a gaas server, its Jacobian computed there too."""
 
+    # The grammars come from the server's JSON Schemas (GEMSEO 7's default is SimpleGrammar).
+    default_grammar_type = Discipline.GrammarType.JSON
+
     def __init__(self, discipline_class_name, url, user, password, discipline_options=None, name="",
                  asynchronous=False, poll_timeout=30.0, input_files=(), output_files=(), directory=".",
                  job_timeout=None, linearize_with_execute=False, http=None):
@@ -124,7 +135,7 @@ class RemoteDiscipline(Discipline):
         inputs = to_json(input_data)
         job = self.submit(inputs, self.linearize_with_execute)
         if self.linearize_with_execute:
-            # GEMSEO 6 reads this flag: it then caches this Jacobian with the outputs, and
+            # GEMSEO reads this flag: it then caches this Jacobian with the outputs, and
             # linearize at these inputs takes it from the cache instead of computing it.
             self.jac = {output_name: dict(row) for output_name, row in self._jacobian(inputs, job).items()}
             self._has_jacobian = True
@@ -251,6 +262,16 @@ def run_batch(discipline_class_name, url, user, password, samples=None, doe=None
     with linearize, each point's "jacobian_data" (one more request per point).
     """
     connection = Connection(url, user, password, http)
+    try:
+        return _run_batch(connection, discipline_class_name, samples, doe, input_data, discipline_options,
+                          linearize, progress, poll)
+    finally:
+        if http is None and connection.http is not None:
+            connection.http.close()  # its own client: no socket left for the garbage collector
+
+
+def _run_batch(connection, discipline_class_name, samples, doe, input_data, discipline_options, linearize,
+               progress, poll):
     body = {"discipline_options": discipline_options or {}, "input_data": to_json(input_data or {})}
     body["linearize"] = linearize
     if samples is not None:
@@ -287,7 +308,7 @@ def run_batch(discipline_class_name, url, user, password, samples=None, doe=None
     if failed:
         errors = ", ".join(sorted({error for error in results["error"] if error}))
         message = f"{failed} of {batch['n_samples']} points of batch {batch['id']} failed ({errors})"
-        warnings.warn(f"{message}; their outputs are NaN.", stacklevel=2)
+        warnings.warn(f"{message}; their outputs are NaN.", stacklevel=3)  # the line calling run_batch
     return dataset
 
 
@@ -307,9 +328,9 @@ def to_dataset(results, input_names):
     """The results table of a batch as an IODataset; missing or non-numeric values are NaN."""
     n_points = len(results["job_id"])
     columns, names, sizes, groups = [], [], {}, {}
-    for group, key in ((IODataset.INPUT_GROUP, "input_data"), (IODataset.OUTPUT_GROUP, "output_data")):
+    for group, key in ((INPUTS, "input_data"), (OUTPUTS, "output_data")):
         for name, values in results[key].items():
-            if group == IODataset.INPUT_GROUP and name not in input_names:
+            if group == INPUTS and name not in input_names:
                 continue
             size = next((len(value) if isinstance(value, list) else 1 for value in values if value is not None), 1)
             column = full((n_points, size), nan)

@@ -1,0 +1,140 @@
+"""The client as a user installs it: a wheel of client/ in clean venvs, one with the server's
+GEMSEO and one with the newest GEMSEO 7, nothing of the server, against the live service."""
+
+import ast
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+from conftest import CODE
+
+CLIENT = CODE / "client"
+CHECK = CODE / "tests" / "client_package_check.py"
+# Kept between runs (ignored by git): a venv is made again only when what it holds changes.
+VENVS = CODE / "tests" / ".venvs"
+# The server's GEMSEO, and the newest GEMSEO 7 on PyPI (a release candidate for now: bump it).
+GEMSEOS = {"gemseo-6": "gemseo==6.3.3", "gemseo-7": "gemseo==7.0.0rc0"}
+PIP_TIMEOUT = 900
+
+
+def pip(python, *args):
+    """The test venv's pip, installing into the venv of that interpreter (no pip in the venvs)."""
+    return [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check", *args]
+
+
+def venv_key(requirement):
+    """What a venv holds besides the client: the Python, the GEMSEO and the client's dependencies."""
+    dependencies = tomllib.loads((CLIENT / "pyproject.toml").read_text())["project"]["dependencies"]
+    text = json.dumps([sys.version_info[:2], requirement, dependencies])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@pytest.fixture(scope="session")
+def client_wheel(tmp_path_factory):
+    """A wheel of client/, built as `pip wheel` builds it for a user."""
+    folder = tmp_path_factory.mktemp("client-wheel")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(folder), str(CLIENT)],
+        capture_output=True, text=True, timeout=PIP_TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+    (wheel,) = folder.glob("gaas_client-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="session")
+def client_venvs(client_wheel):
+    """The Python of each venv of GEMSEOS, the client's wheel installed in it. The venvs are made
+    together (pip from PyPI, its cache reused); a kept venv only gets this wheel again."""
+    pythons, running = {}, {}
+    for name, requirement in GEMSEOS.items():
+        final = VENVS / f"{name}-{venv_key(requirement)}"
+        pythons[name] = final / "bin" / "python"
+        if final.exists():
+            command = pip(pythons[name], "install", "-q", "--no-deps", "--force-reinstall", str(client_wheel))
+            running[name] = (subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), None)
+            continue
+        # Made aside, then renamed: an interrupted run leaves no venv that looks complete.
+        partial = final.with_name(f".{final.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(partial)], check=True)
+        # --no-compile: half the time; the modules a run imports are compiled as it imports them.
+        command = pip(partial / "bin" / "python", "install", "-q", "--no-compile", str(client_wheel), requirement)
+        running[name] = (subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), partial)
+    for name, (process, partial) in running.items():
+        output, _ = process.communicate(timeout=PIP_TIMEOUT)
+        assert process.returncode == 0, f"{name}: {output[-5000:]}"
+        if partial is not None:
+            final = pythons[name].parent.parent
+            for stale in VENVS.glob(f"{name}-*"):  # made for an older GEMSEO or client
+                shutil.rmtree(stale, ignore_errors=True)
+            partial.rename(final)
+    return pythons
+
+
+@pytest.fixture(scope="module")
+def checks(live, client_venvs, tmp_path_factory):
+    """tests/client_package_check.py run in every venv at once, as a user of its own; the
+    processes, each test waits for its own."""
+    live.add_user("packaged", "packaged-pw")
+    # No GEMSEO_PATH, no PYTHONPATH, not the script's folder (-I): the venv alone.
+    env = {key: value for key, value in os.environ.items() if key not in ("GEMSEO_PATH", "PYTHONPATH")}
+    processes = {
+        name: subprocess.Popen(
+            [str(python), "-I", str(CHECK), live.url, "packaged", "packaged-pw"],
+            cwd=tmp_path_factory.mktemp(name), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for name, python in client_venvs.items()
+    }
+    yield processes
+    for process in processes.values():
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+@pytest.mark.parametrize("name", GEMSEOS)
+def test_installed_client_runs_sellar_remotely(checks, client_venvs, name):
+    process = checks[name]
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-5000:]
+    answer = json.loads(stdout.strip().splitlines()[-1])
+
+    assert answer["gemseo"] == GEMSEOS[name].partition("==")[2]
+    assert answer["client_file"].startswith(str(client_venvs[name].parent.parent))  # the wheel's, not client/
+    assert answer["server_importable"] == []
+    assert answer["gemseo_path"] is None
+    assert answer["client_warnings"] == []
+    assert answer["factory"]["class"] == "RemoteDiscipline"
+    assert answer["factory"]["y_1"] == pytest.approx([2.8**0.5])
+    assert answer["synchronous"] == pytest.approx([3.8**0.5])
+    assert answer["asynchronous"] == pytest.approx([3.0])
+    local, remote = answer["local_mdf"], answer["remote_mdf"]
+    assert remote["is_feasible"]
+    assert remote["f_opt"] == pytest.approx(local["f_opt"], rel=1e-4)
+    assert remote["x_opt"] == pytest.approx(local["x_opt"], abs=1e-4)
+    assert answer["batch"] == {
+        "inputs": {"x_1": [[1.0], [4.0]]},
+        "outputs": {"y_1": [pytest.approx([1.8**0.5]), pytest.approx([4.8**0.5])]},
+    }
+
+
+def test_server_does_not_import_the_client():
+    imported = {}
+    for path in CODE.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            imported[path.name] = imported.get(path.name, set()) | {name.partition(".")[0] for name in names}
+    assert [name for name, modules in imported.items() if "gaas_client" in modules] == []
+    assert not (CODE / "gaas_client.py").exists()
