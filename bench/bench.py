@@ -207,20 +207,11 @@ def start_gaas(root, engines=None, store="sqlite", worker_hosts=0, **settings):
     return target
 
 
-def reference_venv(path):
-    python = path / "bin" / "python"
-    if not python.exists():
-        print(f"creating the reference's virtual environment in {path} ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "gemseo-http[server]==3.0.0"],
-            check=True,
-        )
-    return path / "bin"
+def start_reference(root):
+    sys.path.insert(0, str(CODE / "tests"))
+    import venvs  # gemseo-http[server] in a venv of its own, made once, shared with the tests' client
 
-
-def start_reference(root, venv):
-    bin_dir = reference_venv(venv)
+    bin_dir = venvs.venv(venvs.REFERENCE_SERVER)
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -715,7 +706,6 @@ def main():
     parser.add_argument("--user", default="bench")
     parser.add_argument("--password", default="bench-pw")
     parser.add_argument("--reference", action="store_true", help="also run against gemseo-http 3.0.0")
-    parser.add_argument("--reference-venv", type=Path, default=CODE / "bench" / ".reference-venv")
     parser.add_argument("--smoke", action="store_true", help="tiny counts")
     parser.add_argument("--only", nargs="*", help="scenario ids to run (default: all)")
     parser.add_argument("--idle", type=float, help="idle seconds before N3 (default 60)")
@@ -748,7 +738,7 @@ def main():
                 all_results["gaas"]["H1"] = h1(engines, scratch, counts["h1"])
             if args.reference:
                 (Path(scratch) / "reference").mkdir()
-                reference = start_reference(Path(scratch) / "reference", args.reference_venv)
+                reference = start_reference(Path(scratch) / "reference")
                 started.append(reference)
                 all_results["reference"] = run_all(reference, counts, only)
         finally:

@@ -14,7 +14,7 @@ unit_dir="${GAAS_UNIT_DIR:-/etc/systemd/system}"
 echo "installing gaas into $prefix"
 mkdir -p "$prefix"
 tar --exclude=./.git --exclude=./.venv --exclude=./var --exclude='*/__pycache__' \
-    --exclude=./bench/.reference-venv --exclude=./tests/.venvs -cf - . | tar -xf - -C "$prefix"
+    --exclude=./tests/.venvs -cf - . | tar -xf - -C "$prefix"
 # The service user must be able to run the interpreter: prefer the system's (a pyenv Python
 # under /root is unreadable to it).
 if [ -z "${PYTHON:-}" ] && [ -x /usr/bin/python3 ]; then

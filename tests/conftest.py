@@ -12,6 +12,8 @@ import pytest
 import requests
 
 import servers
+import venvs
+from reference_client import ReferenceClient
 from servers import free_port
 
 CODE = Path(__file__).resolve().parent.parent
@@ -274,6 +276,16 @@ def alice(live):
 @pytest.fixture(scope="session")
 def bob(live):
     return live.api("bob", "bob-pw")
+
+
+@pytest.fixture(scope="session")
+def reference_client(tmp_path_factory):
+    """The HTTPDiscipline client of gemseo-http 3.0.0, in a venv of its own (tests/reference_client.py)."""
+    client = ReferenceClient(venvs.venv(venvs.REFERENCE_CLIENT), tmp_path_factory.mktemp("reference-client") / "log")
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 @pytest.fixture

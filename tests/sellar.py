@@ -1,6 +1,6 @@
-"""What the MDO client tests share: the Sellar scenario, and the jobs a test made."""
+"""What the MDO client tests share: the Sellar scenario, and the jobs a test made. The reference
+client's venv imports it too (tests/reference_client.py), without pytest."""
 
-import pytest
 from gemseo import create_scenario
 from gemseo.problems.mdo.sellar.sellar_design_space import SellarDesignSpace
 
@@ -33,13 +33,24 @@ def jobs_since(api, job_id):
         offset += len(page)
 
 
-def assert_reaches(scenario, expected):
-    """The scenario's optimum is feasible and equals the expected one; return its count of
-    gradients of obj (at least 2: the optimizer did use gradients)."""
+def optimum(scenario):
+    """What the scenario found, as JSON carries it, with its count of gradients of obj."""
     result = scenario.optimization_result
-    assert result.is_feasible
-    assert result.f_opt == pytest.approx(expected.f_opt, rel=1e-4)
-    assert result.x_opt == pytest.approx(expected.x_opt, abs=1e-4)
-    n_gradients = len(scenario.formulation.optimization_problem.database.get_gradient_history("obj"))
-    assert n_gradients >= 2
-    return n_gradients
+    return {
+        "is_feasible": bool(result.is_feasible),
+        "f_opt": float(result.f_opt),
+        "x_opt": result.x_opt.tolist(),
+        "n_gradients": len(scenario.formulation.optimization_problem.database.get_gradient_history("obj")),
+    }
+
+
+def assert_reaches(found, expected):
+    """found (an optimum()) is feasible and equals the expected optimum; return its count of
+    gradients of obj (at least 2: the optimizer did use gradients)."""
+    import pytest
+
+    assert found["is_feasible"]
+    assert found["f_opt"] == pytest.approx(expected.f_opt, rel=1e-4)
+    assert found["x_opt"] == pytest.approx(expected.x_opt, abs=1e-4)
+    assert found["n_gradients"] >= 2
+    return found["n_gradients"]

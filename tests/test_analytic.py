@@ -5,13 +5,11 @@ through the API and through the HTTPDiscipline client of gemseo-http 3.0.0."""
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlsplit
 
 import numpy
 import pytest
 from gemseo import create_discipline
 from gemseo.core.grammars.errors import InvalidDataError
-from gemseo_http.http_discipline import HTTPDiscipline
 
 from conftest import start_service
 from test_formulas import ATTACKS as FORMULA_ATTACKS
@@ -296,23 +294,20 @@ def test_class_and_catalogue(alice):
     assert "expressions" in [parameter["name"] for parameter in about.json()["parameters"]]
 
 
-# The HTTPDiscipline client.
+# The HTTPDiscipline client (run in a venv of its own: tests/reference_client.py).
 
 EXPRESSIONS = {"y": "x**2 + 3*x*z - log(z, 2)", "w": "sqrt(x**2 + z**2)*exp(-x)"}
-POINT = {"x": numpy.array([1.3]), "z": numpy.array([0.6])}
+POINT = {"x": [1.3], "z": [0.6]}
 
 
-def client(live, expressions=EXPRESSIONS, **options):
-    parts = urlsplit(live.url)
-    return HTTPDiscipline(
+def client(reference_client, live, *steps, expressions=EXPRESSIONS, **options):
+    """Make the client of an AnalyticDiscipline of expressions, run steps on it; their results."""
+    return reference_client.run(
+        live.url,
+        *steps,
         name="remote analytic",
         class_name="AnalyticDiscipline",
-        url=f"{parts.scheme}://{parts.hostname}",
-        port=parts.port,
-        user="alice",
-        password="alice-pw",
         discipline_options={"expressions": expressions},
-        httpx_client_options={"base_url": live.url, "timeout": 60},
         **options,
     )
 
@@ -320,52 +315,53 @@ def client(live, expressions=EXPRESSIONS, **options):
 @pytest.fixture(scope="module")
 def expected():
     discipline = create_discipline("AnalyticDiscipline", expressions=EXPRESSIONS)
-    outputs = discipline.execute(dict(POINT))
-    jacobian = discipline.linearize(dict(POINT), compute_all_jacobians=True)
+    point = {name: numpy.array(value) for name, value in POINT.items()}
+    outputs = discipline.execute(dict(point))
+    jacobian = discipline.linearize(dict(point), compute_all_jacobians=True)
     return discipline, outputs, jacobian
 
 
-def test_client_grammars_come_from_the_server(live, expected):
+def test_client_grammars_come_from_the_server(live, reference_client, expected):
     discipline, _, _ = expected
-    remote = client(live)
-    assert sorted(remote.io.input_grammar.names) == sorted(discipline.io.input_grammar.names) == ["x", "z"]
-    assert sorted(remote.io.output_grammar.names) == ["w", "y"]
-    assert remote.io.input_grammar.schema["properties"].keys() == {"x", "z"}
-    assert remote.io.output_grammar.schema["properties"].keys() == {"w", "y"}
-    assert set(remote.io.input_grammar.defaults) == set(discipline.io.input_grammar.defaults)
+    (remote,) = client(reference_client, live, ["grammars"])
+    assert sorted(remote["inputs"]) == sorted(discipline.io.input_grammar.names) == ["x", "z"]
+    assert sorted(remote["outputs"]) == ["w", "y"]
+    assert set(remote["input_properties"]) == {"x", "z"}
+    assert set(remote["output_properties"]) == {"w", "y"}
+    assert set(remote["defaults"]) == set(discipline.io.input_grammar.defaults)
 
 
 @pytest.mark.parametrize("asynchronous", [False, True])
-def test_client_executes_as_gemseo(live, expected, asynchronous):
+def test_client_executes_as_gemseo(live, reference_client, expected, asynchronous):
     _, outputs, _ = expected
-    remote = client(live, is_asynchronous=asynchronous, polling_wait_time=0.2)
-    out = remote.execute(dict(POINT))
+    (out,) = client(reference_client, live, ["execute", POINT], is_asynchronous=asynchronous, polling_wait_time=0.2)
     for name in EXPRESSIONS:
         assert_close(out[name], outputs[name], name)
 
 
 @pytest.mark.parametrize("asynchronous", [False, True])
-def test_client_linearizes_as_gemseo(live, expected, asynchronous):
+def test_client_linearizes_as_gemseo(live, reference_client, expected, asynchronous):
     _, outputs, jacobian = expected
-    remote = client(live, is_asynchronous=asynchronous, polling_wait_time=0.2)
-    remote.set_cache(remote.CacheType.NONE)
-    remote_jacobian = remote.linearize(dict(POINT), compute_all_jacobians=True)
+    _, remote = client(
+        reference_client, live, ["no_cache"], ["linearize", POINT, {"compute_all_jacobians": True}],
+        is_asynchronous=asynchronous, polling_wait_time=0.2,
+    )
     for output in EXPRESSIONS:
-        assert_close(remote.io.data[output], outputs[output], output)
+        assert_close(remote["data"][output], outputs[output], output)
         for name in POINT:
-            assert_close(remote_jacobian[output][name], jacobian[output][name], f"d{output}/d{name}")
+            assert_close(remote["jacobian"][output][name], jacobian[output][name], f"d{output}/d{name}")
 
 
-def test_client_refused_formula_names_the_output_and_the_reason(live):
+def test_client_refused_formula_names_the_output_and_the_reason(live, reference_client):
     with pytest.raises(RuntimeError) as caught:
-        client(live, {"y": "x**2", "w": "__import__('os')"})
+        client(reference_client, live, expressions={"y": "x**2", "w": "__import__('os')"})
     message = str(caught.value)
     assert "422" in message
     assert "Formula of output 'w'" in message and "'__import__' is not an allowed function" in message
     assert not list(live.root.rglob("pwned"))
 
 
-def test_formula_undefined_at_the_point(live, alice):
+def test_formula_undefined_at_the_point(live, alice, reference_client):
     """log(x) at x = -1 is no error for GEMSEO: numpy warns and the output is nan. JSON has no
     nan: the service sends null, and the client's output grammar refuses it, naming the output."""
     local_out = create_discipline("AnalyticDiscipline", expressions={"y": "log(x)"}).execute({"x": numpy.array([-1.0])})
@@ -373,4 +369,4 @@ def test_formula_undefined_at_the_point(live, alice):
     job = alice.run("AnalyticDiscipline", discipline_options={"expressions": {"y": "log(x)"}}, input_data={"x": [-1.0]})
     assert job["job_status"] == "finished" and job["output_data"] == {"y": [None]}, job
     with pytest.raises(InvalidDataError, match=r"data\.y\[0\] must be number"):
-        client(live, {"y": "log(x)"}).execute({"x": numpy.array([-1.0])})
+        client(reference_client, live, ["execute", {"x": [-1.0]}], expressions={"y": "log(x)"})
