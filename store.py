@@ -1125,14 +1125,17 @@ class BatchReader:
         outputs '{}' unless the point finished."""
         inputs = "coalesce(job_data.input_data, '{}')" if "input_data" in fields else "''"
         outputs = (
-            "CASE WHEN jobs.job_status = 'finished' THEN coalesce(job_data.output_data, '{}') ELSE '{}' END"
+            "CASE WHEN page.job_status = 'finished' THEN coalesce(job_data.output_data, '{}') ELSE '{}' END"
             if "output_data" in fields
             else "''"
         )
-        join = " LEFT JOIN job_data ON job_data.job_id = jobs.id" if fields else ""
+        join = " LEFT JOIN job_data ON job_data.job_id = page.id" if fields else ""
+        # The page's points first, then their data: sorting the joined rows read the data of
+        # every point from `first` on, for each page.
         return self.conn.execute(
-            f"SELECT jobs.batch_index, jobs.id, jobs.job_status, jobs.error, {inputs}, {outputs} FROM jobs{join}"
-            " WHERE jobs.batch_id = ? AND jobs.batch_index BETWEEN ? AND ? ORDER BY jobs.batch_index LIMIT ?",
+            f"SELECT page.batch_index, page.id, page.job_status, page.error, {inputs}, {outputs} FROM"
+            " (SELECT batch_index, id, job_status, error FROM jobs WHERE batch_id = ? AND batch_index BETWEEN ? AND ?"
+            f" ORDER BY batch_index LIMIT ?) AS page{join} ORDER BY page.batch_index",
             (self.batch_id, first, last, size),
         ).fetchall()
 

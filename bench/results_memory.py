@@ -113,25 +113,32 @@ def main():
     parser.add_argument("--code", type=Path, default=CODE, help="the checkout whose web app serves")
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--formats", nargs="+", default=["json", "csv"])
+    parser.add_argument("--database-url", help="an empty PostgreSQL database to use, instead of a server of its own")
     args = parser.parse_args()
 
     engines = None
     with tempfile.TemporaryDirectory() as scratch:
         scratch = os.environ.get("KEEP_ROOT", scratch)
         env = dict(os.environ, GEMSEO_HTTP_ROOT_PATH=scratch, GEMSEO_HTTP_HOST="127.0.0.1", GEMSEO_HTTP_WORKERS="1", GEMSEO_HTTP_SYNC_PROCESSES="1")
-        if args.store == "postgresql":
+        if args.database_url:
+            env["GEMSEO_HTTP_DATABASE_URL"] = args.database_url
+            figures_store = "postgresql"
+        elif args.store == "postgresql":
             sys.path.insert(0, str(CODE / "tests"))
             import servers
 
             engines = servers.Backends()
             env.update(engines.settings("postgresql"))
+            figures_store = "postgresql"
+        else:
+            figures_store = "sqlite"
         os.environ.update(env)
         sys.path.insert(0, str(CODE))
         import store  # after the environment: settings are read at import
 
         subprocess.run([str(args.code / "bin" / "gaas-admin"), "create-user", "bench", "--password-stdin"], input="bench-pw\n", text=True, env=env, check=True, capture_output=True)
         app = warm = None
-        figures = {"points": args.points, "size": args.size, "store": args.store, "code": str(args.code)}
+        figures = {"points": args.points, "size": args.size, "store": figures_store, "code": str(args.code)}
         try:
             for kind in args.formats:
                 app = WebApp(args.code, env)
