@@ -94,8 +94,9 @@ def stream_json(table):
     file of its own (in memory up to its share of SPOOL_BYTES), then the files follow each other.
 
     A pass per column instead (nothing written, the first byte sooner) parses every page's
-    outputs once per output name: 10 times the CPU for 20 outputs, and 1.7 times for one
-    (bench/RESULTS.md). Yields b"" after each page read: a client gone away stops it there."""
+    outputs once per output name: measured on 1,000 points, 1.9 s of CPU against 0.2 s for 20
+    outputs of 50 floats, 0.30 s against 0.17 s for one of 1,000. Yields b"" after each page
+    read, so that a client gone away stops it there."""
     names = ["job_id", "job_status", "error", *(name for name, _ in table.inputs), *(name for name, _ in table.outputs)]
     share = max(SPOOL_BYTES // len(names), 4096)
     with contextlib.ExitStack() as stack:
