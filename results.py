@@ -18,13 +18,13 @@ from typing import NamedTuple
 import orjson
 from starlette.concurrency import iterate_in_threadpool
 
-import settings
+import files
 import store
 
 # Stored text (inputs and outputs) of the points read at once; a page holds at least one point.
 PAGE_BYTES = 2 * 2**20
 MAX_PAGE_POINTS = 1000
-# Memory the JSON columns may take before they go to temporary files (under the root path).
+# Memory the JSON columns may take before they go to temporary files (on the data disk).
 SPOOL_BYTES = 8 * 2**20
 CHUNK_BYTES = 2**20
 DATA = ("input_data", "output_data")
@@ -100,27 +100,28 @@ def stream_json(table):
     names = ["job_id", "job_status", "error", *(name for name, _ in table.inputs), *(name for name, _ in table.outputs)]
     share = max(SPOOL_BYTES // len(names), 4096)
     with contextlib.ExitStack() as stack:
-        files = [stack.enter_context(tempfile.SpooledTemporaryFile(share, dir=settings.ROOT_PATH)) for _ in names]
+        spools = [stack.enter_context(tempfile.SpooledTemporaryFile(share, dir=files.scratch_directory())) for _ in names]
         for rows in pages(table):
             inputs = [orjson.loads(row[4]) for row in rows]
             outputs = [orjson.loads(row[5]) for row in rows]
             columns = [[row[place] for row in rows] for place in (1, 2, 3)]
             columns += [[data.get(name) for data in inputs] for name, _ in table.inputs]
             columns += [[data.get(name) for data in outputs] for name, _ in table.outputs]
-            for file, values in zip(files, columns):
+            for file, values in zip(spools, columns):
                 file.write((b"," if file.tell() else b"") + orjson.dumps(values)[1:-1])
             yield b""
+        table.reader.close()  # all read: the snapshot need not last while a slow client reads
         yield b"{"
         for place, name in enumerate(names[:3]):
             yield (b"," if place else b"") + orjson.dumps(name) + b":["
-            yield from file_chunks(files[place])
+            yield from file_chunks(spools[place])
             yield b"]"
         place = 3
         for group, columns in (("input_data", table.inputs), ("output_data", table.outputs)):
             yield b',"' + group.encode() + b'":{'
             for number, (name, _) in enumerate(columns):
                 yield (b"," if number else b"") + orjson.dumps(name) + b":["
-                yield from file_chunks(files[place])
+                yield from file_chunks(spools[place])
                 yield b"]"
                 place += 1
             yield b"}"

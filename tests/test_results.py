@@ -250,7 +250,7 @@ def test_many_pages(alice, live, monkeypatch):
 
 def point_settings(service, monkeypatch):
     """This process's store (store.current()) is the live service's."""
-    monkeypatch.setattr(settings, "ROOT_PATH", service.root)
+    monkeypatch.setattr(settings, "FILE_DIRECTORY", service.root / "files")
     monkeypatch.setattr(settings, "DATABASE_URL", service.env.get("GEMSEO_HTTP_DATABASE_URL"))
     monkeypatch.setattr(settings, "USER_DATABASE_PATH", service.root / "database" / "gaas.db")
 
