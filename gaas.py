@@ -527,7 +527,7 @@ async def batch_results(request):
         raise HTTPException(422, "Query 'format' must be 'json' or 'csv'.")
     offset = parse_number(request, "offset", 0, int, 0)
     limit = parse_number(request, "limit", MAX_INTEGER, int, 1)
-    table = await run_in_threadpool(results.open_table, row, offset, limit)
+    table = await run_in_threadpool(results.open_table, row, offset, limit, kind)
     media_type = "application/json" if kind == "json" else "text/csv; charset=utf-8"
     return StreamingResponse(results.stream(table, kind), media_type=media_type, headers={"X-Total-Count": str(table.total)})
 

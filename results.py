@@ -44,9 +44,10 @@ class Table(NamedTuple):
     page: int
 
 
-def open_table(batch, offset, limit):
-    """The Table of `limit` points of a batch (a row of batches) from place `offset`; blocking.
-    The caller closes table.reader, or streams it with stream()."""
+def open_table(batch, offset, limit, kind="csv"):
+    """The Table of `limit` points of a batch (a row of batches) from place `offset`, for the
+    format `kind` (the JSON needs no sizes); blocking. The caller closes table.reader, or streams
+    it with stream()."""
     reader = store.batch_reader(batch["id"])
     try:
         total, first, last = reader.span(offset, limit)
@@ -54,9 +55,10 @@ def open_table(batch, offset, limit):
         if first is None:
             return Table(reader, total, offset, None, None, [(name, 1) for name in names], [], 1)
         # A size of None: every value was null; the column is still there, one cell wide.
-        found = {name: size for name, _, size in reader.members_of("input_data", first, last)}
+        sizes = kind == "csv"
+        found = {name: size for name, _, size in reader.members_of("input_data", first, last, sizes)}
         inputs = [(name, 1 if found.get(name) is None else found[name]) for name in names]
-        members = sorted(reader.members_of("output_data", first, last), key=lambda member: member[1])
+        members = sorted(reader.members_of("output_data", first, last, sizes), key=lambda member: member[1])
         outputs = [(name, 1 if size is None else size) for name, _, size in members]
         page = max(1, min(MAX_PAGE_POINTS, PAGE_BYTES // max(1, reader.largest_point(first, last))))
         return Table(reader, total, offset, first, last, inputs, outputs, page)

@@ -1096,15 +1096,17 @@ class BatchReader:
         )
         return total, first, last
 
-    def members_of(self, field, first, last):
+    def members_of(self, field, first, last, sizes=True):
         """[(name, place of its first appearance, size)] of the members of a data field (inputs of
         every point, outputs of finished points) from batch_index first to last. The size is the
-        longest list's length, 1 for other values, None when every value is null; the place orders
-        them as met point by point. The database parses the stored texts: only these come back."""
+        longest list's length, 1 for other values, None when every value is null (1 for any
+        value without `sizes`: counting lists took two thirds of the time); the place orders them
+        as met point by point. The database parses the stored texts: only these come back."""
         finished = " AND jobs.job_status = 'finished'" if field == "output_data" else ""
+        length = "json_array_length(member.value)" if sizes else "1"
         return self.conn.execute(
             f"SELECT member.key, min(jobs.batch_index * 4294967296 + {self.member_place}),"
-            f" max(CASE {self.member_type} WHEN 'null' THEN NULL WHEN 'array' THEN json_array_length(member.value) ELSE 1 END)"
+            f" max(CASE {self.member_type} WHEN 'null' THEN NULL WHEN 'array' THEN {length} ELSE 1 END)"
             f" FROM jobs JOIN job_data ON job_data.job_id = jobs.id, {self.members.format('job_data.' + field)}"
             f" WHERE jobs.batch_id = ? AND jobs.batch_index BETWEEN ? AND ?{finished} GROUP BY member.key",
             (self.batch_id, first, last),

@@ -233,7 +233,7 @@ def test_many_pages(alice, live, monkeypatch):
     monkeypatch.setattr(results, "SPOOL_BYTES", 10_000)  # the columns go to temporary files
     point_settings(live, monkeypatch)
     batch = target.get_batch(batch_id, alice.get("/v1/user/me/").json()["id"])
-    table = results.open_table(batch, 5, 30)
+    table = results.open_table(batch, 5, 30, "json")
     assert table.page == 3
     try:
         streamed = b"".join(results.stream_json(table))
@@ -264,7 +264,7 @@ def test_one_snapshot_per_answer(alice, live, monkeypatch):
     batch_id = make_batch(target, user_id, points, ["x"])
     point_settings(live, monkeypatch)
     batch = target.get_batch(batch_id, user_id)
-    tables = [results.open_table(batch, 0, 10) for _ in ("json", "csv")]
+    tables = [results.open_table(batch, 0, 10, kind) for kind in ("json", "csv")]
     try:
         pending = stored_points(target, batch_id)[1]["id"]
         assert target.set_status(pending, "finished", ("pending",), output_data=json.dumps({"y": [2.0, 3.0], "w": 4.0}))
