@@ -213,3 +213,9 @@ def remove_stored(unique_names=(), partial_names=(), workdirs=()):
         (settings.FILE_DIRECTORY / ".partial" / name).unlink(missing_ok=True)
     for workdir in workdirs:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def scratch_directory():
+    """Where the web app's temporary files go: on the data disk (a /tmp in memory would hold them
+    in RAM), in a folder that store.init() makes; they are unlinked as they are opened."""
+    return settings.FILE_DIRECTORY / ".partial"

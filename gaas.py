@@ -7,8 +7,6 @@ jobs.py (every job state change), files.py (paths and uploads) or the warm-proce
 
 import asyncio
 import contextlib
-import csv
-import io
 import ipaddress
 import json
 import logging
@@ -42,6 +40,7 @@ import jobs
 import metrics
 import openapi
 import pool
+import results
 import settings
 import store
 import worker
@@ -629,53 +628,11 @@ async def batch_results(request):
     kind = request.query_params.get("format", "json")
     if kind not in ("json", "csv"):
         raise HTTPException(422, "Query 'format' must be 'json' or 'csv'.")
-    table = await run_in_threadpool(results_table, row["id"], orjson.loads(row["input_names"]))
-    if kind == "json":
-        return JSONResponse(table)
-    return Response(await run_in_threadpool(results_csv, table), media_type="text/csv; charset=utf-8")
-
-
-def results_table(batch_id, input_names):
-    """The points of a batch as columns: ids, statuses, errors, the inputs the request gave and
-    the outputs, by name (a finished point's stored inputs also hold the defaults it ran with)."""
-    points = store.batch_points(batch_id)
-    inputs = [orjson.loads(point["input_data"]) for point in points]
-    outputs = [orjson.loads(point["output_data"]) if point["job_status"] == "finished" else {} for point in points]
-    output_names = list(dict.fromkeys(name for data in outputs for name in data))
-    return {
-        "job_id": [point["id"] for point in points],
-        "job_status": [point["job_status"] for point in points],
-        "error": [point["error"] for point in points],
-        "input_data": {name: [data.get(name) for data in inputs] for name in input_names},
-        "output_data": {name: [data.get(name) for data in outputs] for name in output_names},
-    }
-
-
-def results_csv(table):
-    """The results table as CSV: one column per scalar component, inputs before outputs."""
-    columns = []  # (header, values per point)
-    for group in ("input_data", "output_data"):
-        for name, values in table[group].items():
-            size = max((len(value) if isinstance(value, list) else 1 for value in values if value is not None), default=1)
-            for component in range(size):
-                header = name if size == 1 else f"{name}[{component}]"
-                columns.append((header, [csv_cell(value, component) for value in values]))
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["batch_index", "job_id", "job_status", "error", *(header for header, _ in columns)])
-    for index, job_id in enumerate(table["job_id"]):
-        writer.writerow(
-            [index, job_id, table["job_status"][index], table["error"][index], *(cells[index] for _, cells in columns)]
-        )
-    return out.getvalue()
-
-
-def csv_cell(value, component):
-    if isinstance(value, list):
-        value = value[component] if component < len(value) else None
-    elif component:
-        value = None
-    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
+    offset = parse_number(request, "offset", 0, int, 0)
+    limit = parse_number(request, "limit", MAX_INTEGER, int, 1)
+    table = await run_in_threadpool(results.open_table, row, offset, limit, kind)
+    media_type = "application/json" if kind == "json" else "text/csv; charset=utf-8"
+    return StreamingResponse(results.stream(table, kind), media_type=media_type, headers={"X-Total-Count": str(table.total)})
 
 
 # Jobs

@@ -429,11 +429,20 @@ OPERATIONS = {
     },
     ("GET", "/v1/batch/{batch_id}/results"): {
         "summary": "The table of points, in their order: JSON columns, or CSV with one column per component.",
-        "parameters": [BATCH_ID, query("format", {"type": "string", "enum": ["json", "csv"], "default": "json"}, "json or csv.")],
+        "description": "Streamed from the store. With offset and limit, the table of those points only: its"
+        " columns (and each one's number of components in the CSV) are those of these points, and the"
+        " CSV's batch_index counts from offset. Every read of one answer sees the same state of the points.",
+        "parameters": [
+            BATCH_ID,
+            query("format", {"type": "string", "enum": ["json", "csv"], "default": "json"}, "json or csv."),
+            query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER, "default": 0}, "Points to skip."),
+            query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER}, "Most points to answer; all by default."),
+        ],
         "responses": {
             "200": {
                 "description": "The table.",
                 "content": {"application/json": {"schema": ref("BatchResults")}, "text/csv": {"schema": {"type": "string"}}},
+                "headers": {"X-Total-Count": {"schema": {"type": "integer"}, "description": "Points of the batch."}},
             },
             **errors(401, 404, 422),
         },
