@@ -343,10 +343,10 @@ def dev_env(root, port):
     return env
 
 
-def start_dev(root, port, out):
+def start_dev(root, port, out, **settings):
     return subprocess.Popen(
         [str(CODE / "bin" / "dev.sh")],
-        env=dev_env(root, port),
+        env=dict(dev_env(root, port), **settings),
         stdin=subprocess.DEVNULL,
         stdout=open(out, "wb"),
         stderr=subprocess.STDOUT,
@@ -371,6 +371,18 @@ def wait_started(process, port, out, timeout=120):
     found = re.search(r"user: demo  password: (\S+)", Path(out).read_text(errors="replace"))
     assert found, Path(out).read_text(errors="replace")[-3000:]
     return found.group(1)
+
+
+def kill_left(process, root):
+    """After a failed test: kill dev.sh's group and whatever it started with this root."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    for pid in processes_of(root):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def interrupt(process, timeout=60):
@@ -451,26 +463,15 @@ def test_dev_sh_stops_on_a_ctrl_c_during_start_up(tmp_path):
         interrupt(process, timeout=30)
         assert none_left(root) == []
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        for pid in processes_of(root):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_left(process, root)
 
 
 def test_dev_sh_runs_the_several_machines_mode(tmp_path, backends):
     # Guards the README's recipe to try PostgreSQL and Redis on one machine: bin/dev.sh with both
     # URLs set makes its demo user in PostgreSQL and runs jobs through Redis.
     root, port = tmp_path / "root", free_port()
-    env = dict(dev_env(root, port), **backends.settings("postgresql+redis"))
     out = tmp_path / "out"
-    process = subprocess.Popen(
-        [str(CODE / "bin" / "dev.sh")], env=env, stdin=subprocess.DEVNULL, stdout=open(out, "wb"),
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    process = start_dev(root, port, out, **backends.settings("postgresql+redis"))
     try:
         password = wait_started(process, port, out)
         url = f"http://127.0.0.1:{port}"
@@ -487,14 +488,7 @@ def test_dev_sh_runs_the_several_machines_mode(tmp_path, backends):
         interrupt(process)
         assert none_left(root) == []
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        for pid in processes_of(root):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_left(process, root)
 
 
 def command_line(pid):

@@ -2,37 +2,23 @@
 GEMSEO and one with the newest GEMSEO 7, nothing of the server, against the live service."""
 
 import ast
-import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+import venvs
 from conftest import CODE
 
 CLIENT = CODE / "client"
 CHECK = CODE / "tests" / "client_package_check.py"
-# Kept between runs (ignored by git): a venv is made again only when what it holds changes.
-VENVS = CODE / "tests" / ".venvs"
 # The server's GEMSEO, and the newest GEMSEO 7 on PyPI (a release candidate for now: bump it).
-GEMSEOS = {"gemseo-6": "gemseo==6.3.3", "gemseo-7": "gemseo==7.0.0rc0"}
+GEMSEOS = {"gemseo-6": venvs.pinned("gemseo"), "gemseo-7": "gemseo==7.0.0rc0"}
 PIP_TIMEOUT = 900
-
-
-def pip(python, *args):
-    """The test venv's pip, installing into the venv of that interpreter (no pip in the venvs)."""
-    return [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check", *args]
-
-
-def venv_key(requirement):
-    """What a venv holds besides the client: the Python, the GEMSEO and the client's dependencies."""
-    dependencies = tomllib.loads((CLIENT / "pyproject.toml").read_text())["project"]["dependencies"]
-    text = json.dumps([sys.version_info[:2], requirement, dependencies])
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @pytest.fixture(scope="session")
@@ -50,32 +36,18 @@ def client_wheel(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def client_venvs(client_wheel):
-    """The Python of each venv of GEMSEOS, the client's wheel installed in it. The venvs are made
-    together (pip from PyPI, its cache reused); a kept venv only gets this wheel again."""
-    pythons, running = {}, {}
-    for name, requirement in GEMSEOS.items():
-        final = VENVS / f"{name}-{venv_key(requirement)}"
-        pythons[name] = final / "bin" / "python"
-        if final.exists():
-            command = pip(pythons[name], "install", "-q", "--no-deps", "--force-reinstall", str(client_wheel))
-            running[name] = (subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), None)
-            continue
-        # Made aside, then renamed: an interrupted run leaves no venv that looks complete.
-        partial = final.with_name(f".{final.name}.partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(partial)], check=True)
-        # --no-compile: half the time; the modules a run imports are compiled as it imports them.
-        command = pip(partial / "bin" / "python", "install", "-q", "--no-compile", str(client_wheel), requirement)
-        running[name] = (subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), partial)
-    for name, (process, partial) in running.items():
-        output, _ = process.communicate(timeout=PIP_TIMEOUT)
-        assert process.returncode == 0, f"{name}: {output[-5000:]}"
-        if partial is not None:
-            final = pythons[name].parent.parent
-            for stale in VENVS.glob(f"{name}-*"):  # made for an older GEMSEO or client
-                shutil.rmtree(stale, ignore_errors=True)
-            partial.rename(final)
-    return pythons
+    """The Python of each venv of GEMSEOS with the client's dependencies (tests/venvs.py: kept
+    between runs, made together), this wheel installed in it."""
+    dependencies = tomllib.loads((CLIENT / "pyproject.toml").read_text())["project"]["dependencies"]
+
+    def made(requirement):
+        python = venvs.venv([requirement, *dependencies]) / "python"
+        command = [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(client_wheel)]
+        subprocess.run(command, check=True, timeout=PIP_TIMEOUT)
+        return python
+
+    with ThreadPoolExecutor(len(GEMSEOS)) as pool:
+        return dict(zip(GEMSEOS, pool.map(made, GEMSEOS.values())))
 
 
 @pytest.fixture(scope="module")
