@@ -97,18 +97,16 @@ def test_batch_of_a_doe_equals_a_local_doe_scenario(live):
 
 
 def test_batch_of_samples_with_a_failed_point(live, capfd):
-    samples = [{"x_1": array([1.0])}, {"x_1": 2.0, "gamma": "not a number"}, {"x_1": [3.0]}]
+    # A point of valid inputs that the model refuses (bad inputs are refused whole, with 422).
+    samples = [{"x": array([1.0])}, {"x": -2.0}, {"x": [4.0]}]
     with pytest.warns(UserWarning, match="1 of 3 points .* failed"):
-        dataset = run_batch("Sellar1", live.url, "alice", "alice-pw", samples=samples, input_data={"y_2": [2.0]})
+        dataset = run_batch("SquareRoot", live.url, "alice", "alice-pw", samples=samples)
     assert "3/3 points, 1 failed" in capfd.readouterr().err
 
-    assert dataset.get_view(variable_names="x_1").to_numpy().ravel().tolist() == [1.0, 2.0, 3.0]
-    y_1 = dataset.get_view(variable_names="y_1").to_numpy().ravel()
-    for index in (0, 2):
-        expected = Sellar1().execute({"x_1": array([index + 1.0]), "y_2": array([2.0])})["y_1"][0]
-        assert y_1[index] == pytest.approx(expected)
-    assert isnan(y_1[1])
-    assert dataset.misc["error"][1] == "InvalidDataError"
+    assert dataset.get_view(variable_names="x").to_numpy().ravel().tolist() == [1.0, -2.0, 4.0]
+    y = dataset.get_view(variable_names="y").to_numpy().ravel()
+    assert y[0] == 1.0 and y[2] == 2.0 and isnan(y[1])
+    assert dataset.misc["error"][1] == "ValueError"
 
 
 def test_input_file_uploaded_once_and_output_folder_downloaded(live, alice, tmp_path):

@@ -57,6 +57,19 @@ class Failing(_Simple):
         raise ValueError("the model diverged at x=%s" % input_data["x"][0])
 
 
+class SquareRoot(_Simple):
+    """y = sqrt(x): a negative x fails the run, a valid input all the same."""
+
+    inputs = {"x": [1.0]}
+    outputs = ("y",)
+
+    def _run(self, input_data):
+        x = float(input_data["x"][0])
+        if x < 0:
+            raise ValueError(f"no square root of {x}")
+        return {"y": array([x**0.5])}
+
+
 class Sleeper(_Simple):
     """Prints, then sleeps; with child=1 it starts a child process that sleeps too."""
 
