@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -75,6 +76,7 @@ MAX_INTEGER = openapi.MAX_INTEGER
 TOKEN_BODY_LIMIT = 64 * 1024
 # Memory a discipline's constructor may take in a warm process when jobs have no limit, in MiB.
 DESCRIBE_MEMORY_MB = 2048
+PLAIN_TEXT = re.compile(openapi.PLAIN_TEXT["pattern"])
 
 
 # Shared state of this web app process, set up in the lifespan.
@@ -133,6 +135,7 @@ async def token(request):
     username, password = form.get("username"), form.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise HTTPException(422, "The form needs the fields 'username' and 'password'.")
+    plain_text(username, "Field 'username'")
     key = (request.client.host if request.client else "", username)
     wait = math.ceil(await State.sign_in.reserve(key))
     if wait:
@@ -204,6 +207,13 @@ async def json_body(request):
     return body
 
 
+def plain_text(value, where):
+    """Refuse (422) a name, filter or id holding control characters (openapi.PLAIN_TEXT)."""
+    if isinstance(value, str) and not PLAIN_TEXT.fullmatch(value):
+        raise HTTPException(422, f"{where} must not hold control characters.")
+    return value
+
+
 def check_fields(body, kinds):
     """Check that the body has only these fields ({name: type}), each of its type (not null)."""
     for name, value in body.items():
@@ -245,6 +255,7 @@ async def catalogue():
 
 
 async def check_name(name):
+    plain_text(name, "Path 'name'")
     served = await catalogue()
     if name not in served["served"] and name not in served["disabled"]:
         raise HTTPException(404, f"Unknown discipline {name[:100]!r}.")
@@ -330,7 +341,10 @@ def job_fields(user, name, body, mode):
     for field in ("differentiated_inputs", "differentiated_outputs"):
         if not all(isinstance(item, str) for item in body.get(field) or ()):
             raise HTTPException(422, f"Field '{field}' must be a list of names.")
+    plain_text(body.get("name"), "Field 'name'")
     for item in body.get("input_files") or []:
+        if isinstance(item, dict):
+            plain_text(item.get("unique_filename"), "Field 'input_files'")
         file_id = item.get("id") if isinstance(item, dict) else None
         valid_id = isinstance(file_id, int) and not isinstance(file_id, bool) and 0 < file_id <= MAX_INTEGER
         if not (valid_id or (isinstance(item, dict) and file_id is None and isinstance(item.get("unique_filename"), str))):
@@ -647,7 +661,7 @@ async def list_jobs(request):
     limit = parse_number(request, "limit", 100, int, 1, openapi.MAX_PAGE)
     offset = parse_number(request, "offset", 0, int, 0)
     batch_id = parse_number(request, "batch_id", None, int, 1)
-    filters = {key: request.query_params.get(key) or None for key in ("discipline", "name", "error")}
+    filters = {key: plain_text(request.query_params.get(key), f"Query '{key}'") or None for key in ("discipline", "name", "error")}
     rows, total = await run_in_threadpool(store.list_jobs, user["id"], status, limit, offset, batch_id, **filters)
     return JSONResponse([store.job_entry(row) for row in rows], headers={"X-Total-Count": str(total)})
 
@@ -708,7 +722,7 @@ async def upload(request):
     async with request.form(max_files=100, max_part_size=1024 * 1024) as form:
         chunk = form_number(form, "chunk_number", 0)
         total = form_number(form, "total_chunks", 1)
-        upload_id = str(form.get("upload_id") or "")[:100]
+        upload_id = plain_text(str(form.get("upload_id") or ""), "Field 'upload_id'")[:100]
         parts = [part for part in form.getlist("files") if hasattr(part, "read")]
         results = await run_in_threadpool(files.save_upload, user["id"], upload_id, parts, chunk, total)
     if results is None:

@@ -28,6 +28,9 @@ MAX_PAGE = 1000
 MAX_INTEGER = jobs.MAX_INTEGER
 
 ERROR = {"$ref": "#/components/schemas/Error"}
+# A name, a filter or an upload id: text without control characters. None needs them, and
+# PostgreSQL refuses NUL in its text columns; gaas.py checks against this pattern.
+PLAIN_TEXT = {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f]*$"}
 NAMES = {"type": "array", "items": {"type": "string"}}
 VALUE = {"oneOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}, {"type": "array", "items": {}}]}
 DATA = {"type": "object", "additionalProperties": VALUE}
@@ -85,7 +88,7 @@ SCHEMAS = {
         "description": "A File returned by the upload; its id (or unique_filename) names it.",
         "properties": {
             "id": {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER},
-            "unique_filename": {"type": "string"},
+            "unique_filename": PLAIN_TEXT,
         },
         "anyOf": [{"required": ["id"]}, {"required": ["unique_filename"]}],
     },
@@ -93,7 +96,7 @@ SCHEMAS = {
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "name": {"type": "string"},
+            "name": PLAIN_TEXT,
             "discipline_options": {"type": "object"},
             "input_data": DATA,
             "input_data_type": {"type": "string", "enum": ["json"]},
@@ -268,7 +271,7 @@ def path_parameter(name, schema):
 
 
 JOB_ID = path_parameter("job_id", {"type": "integer"})
-NAME = path_parameter("name", {"type": "string"})
+NAME = path_parameter("name", PLAIN_TEXT)
 WHAT = {
     "name": "what",
     "in": "path",
@@ -301,7 +304,7 @@ OPERATIONS = {
                     "schema": {
                         "type": "object",
                         "required": ["username", "password"],
-                        "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+                        "properties": {"username": PLAIN_TEXT, "password": {"type": "string"}},
                     }
                 }
             },
@@ -402,7 +405,7 @@ OPERATIONS = {
     ("GET", "/v1/discipline/{name}"): {
         "summary": "What a discipline class is and which constructor options it takes.",
         "parameters": [NAME],
-        "responses": {"200": answer("The class.", ref("DisciplineClass")), **errors(401, 403, 404)},
+        "responses": {"200": answer("The class.", ref("DisciplineClass")), **errors(401, 403, 404, 422)},
     },
     ("POST", "/v1/discipline/{name}/{what}"): {
         "summary": "Describe a discipline built with the given options: names, schemas or defaults.",
@@ -420,9 +423,9 @@ OPERATIONS = {
             query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}, "Page size."),
             query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER, "default": 0}, "Jobs to skip."),
             query("batch_id", {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER}, "Only the points of this batch, in order."),
-            query("discipline", {"type": "string"}, "Only jobs of this discipline class."),
-            query("name", {"type": "string"}, "Only jobs whose name contains this text."),
-            query("error", {"type": "string"}, "Only failed jobs with this error kind, e.g. cancelled."),
+            query("discipline", PLAIN_TEXT, "Only jobs of this discipline class."),
+            query("name", PLAIN_TEXT, "Only jobs whose name contains this text."),
+            query("error", PLAIN_TEXT, "Only failed jobs with this error kind, e.g. cancelled."),
         ],
         "responses": {
             "200": {
@@ -503,7 +506,7 @@ OPERATIONS = {
                                 "description": "Below total_chunks, and the next one expected (else 409).",
                             },
                             "total_chunks": {"type": "integer", "minimum": 1, "maximum": files.MAX_CHUNKS, "default": 1},
-                            "upload_id": {"type": "string", "description": "Keeps concurrent uploads of one name apart."},
+                            "upload_id": {**PLAIN_TEXT, "description": "Keeps concurrent uploads of one name apart."},
                         },
                     }
                 }
