@@ -481,7 +481,7 @@ OPERATIONS = {
             JOB_ID,
             query("tail", {"type": "integer", "minimum": 1}, "Only the last TAIL bytes, from the first line start in them."),
         ],
-        "responses": {"200": answer("The log.", {"type": "string"}, "text/plain"), **errors(401, 404)},
+        "responses": {"200": answer("The log.", {"type": "string"}, "text/plain"), **errors(401, 404, 422)},
     },
     ("GET", "/v1/file"): {
         "summary": "The caller's uploaded files.",
