@@ -37,6 +37,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 import auth
+import errors
 import files
 import jobs
 import metrics
@@ -883,8 +884,9 @@ async def http_error(request, error):
 
 
 class ServerErrors:
-    """ASGI middleware: any other exception becomes a JSON 500, logged once with its traceback.
-    (Starlette's own 500 handler logs nothing but re-raises, and the server logs it again.)"""
+    """ASGI middleware: any other exception becomes a JSON 500, logged once with its traceback
+    (Starlette's own 500 handler logs nothing but re-raises, and the server logs it again), or a
+    503 with Retry-After when it says that the store or the queue is out of reach."""
 
     def __init__(self, app):
         self.app = app
@@ -899,11 +901,17 @@ class ServerErrors:
 
         try:
             await self.app(scope, receive, watched_send)
-        except Exception:
+        except Exception as error:
             if scope["type"] != "http" or started:
                 raise  # too late for an answer: the server logs it and drops the connection
-            logger.exception("error on %s %s", scope["method"], scope["path"])
-            response = error_response(500, "Internal server error; the administrator can read the log.")
+            backend = errors.unavailable(error)
+            if backend:
+                logger.warning("%s on %s %s: %s", backend, scope["method"], scope["path"], str(error).strip())
+                detail = f"{backend[0].upper()}{backend[1:]} is unavailable; try again."
+                response = error_response(503, detail, {"Retry-After": str(errors.RETRY_AFTER)})
+            else:
+                logger.exception("error on %s %s", scope["method"], scope["path"])
+                response = error_response(500, "Internal server error; the administrator can read the log.")
             await response(scope, receive, send)
 
 
@@ -913,7 +921,7 @@ class ServerErrors:
 async def housekeeping():
     """Beat this app's heart, end the jobs of processes that vanished, and queue again the jobs
     whose task was lost."""
-    sweeper = jobs.Sweeper(worker.enqueue, worker.queued_job_ids)
+    sweeper = jobs.Sweeper(worker.enqueue, worker.queued_job_ids, OWNER_ID)
     while True:
         try:
             await run_in_threadpool(store.beat, OWNER_ID)
@@ -921,8 +929,11 @@ async def housekeeping():
             await run_in_threadpool(State.sign_in.forget_old)
             await run_in_threadpool(sweeper.sweep)
             State.watcher.drain()
-        except Exception:
-            logger.exception("housekeeping failed")
+        except Exception as error:
+            if errors.unavailable(error):  # a line, not a traceback every beat while it is down
+                logger.warning("housekeeping: %s is unavailable: %s", errors.unavailable(error), str(error).strip())
+            else:
+                logger.exception("housekeeping failed")
         await asyncio.sleep(settings.HEARTBEAT_INTERVAL)
 
 

@@ -243,6 +243,10 @@ def answer(description, schema=None, media="application/json"):
     return result
 
 
+# Any operation that reads or writes the store may answer it, while PostgreSQL or Redis is down.
+UNAVAILABLE = "The store or the queue is unavailable, or the queue could not take the job; see Retry-After."
+
+
 def errors(*codes):
     texts = {
         400: "Malformed request (bad JSON, bad discipline options, bad path).",
@@ -253,7 +257,7 @@ def errors(*codes):
         413: "The body is larger than GEMSEO_HTTP_MAX_BODY_MB.",
         422: "A field or query parameter of the wrong type; the detail names it.",
         429: "Too many failed sign-ins for this user name from this address; see Retry-After.",
-        503: "The queue could not take the job.",
+        503: UNAVAILABLE,
     }
     return {str(code): answer(texts[code], ERROR) for code in codes}
 
@@ -549,6 +553,7 @@ def document(routes, undocumented=()):
             operation = deepcopy(OPERATIONS[(method, route.path)])
             operation.setdefault("operationId", f"{method.lower()}_{route.name}")
             operation["tags"] = [next(tag for prefix, tag in TAG_OF_PATH if route.path.startswith(prefix))]
+            operation["responses"].setdefault("503", answer(UNAVAILABLE, ERROR))
             paths.setdefault(route.path, {})[method.lower()] = operation
     return {
         "openapi": "3.0.3",
