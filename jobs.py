@@ -499,7 +499,7 @@ def end_orphans(owner, enqueue=None):
     moved = 0
     for job_id, _, attempts, mode in claims.orphans(store.running_jobs_of(owner)):
         text = f"The process running this job ({owner}) lost it: the store was unavailable when it recorded the job's start or end."
-        moved += _give_up(job_id, owner, attempts, mode, "running", enqueue, text)
+        moved += _give_up(job_id, owner, attempts, mode, "running", enqueue, text, f"process {owner} lost it")
     return moved
 
 
@@ -531,13 +531,14 @@ def recover_lost(enqueue=None):
                 moved += 1
             continue
         text = f"The process running this job ({owner or 'unknown'}) stopped before the job ended."
-        moved += _give_up(job_id, owner, attempts, mode, status, enqueue, text)
+        moved += _give_up(job_id, owner, attempts, mode, status, enqueue, text, f"worker {owner} vanished")
     return moved
 
 
-def _give_up(job_id, owner, attempts, mode, status, enqueue, text):
+def _give_up(job_id, owner, attempts, mode, status, enqueue, text, why):
     """End as lost a job that its owner no longer runs or, with REQUEUE_LOST_JOBS, queue a running
-    asynchronous one again, once; each move names the owner and attempt seen. Return 1 if it moved."""
+    asynchronous one again, once; each move names the owner and attempt seen. Return 1 if it moved.
+    `why` ends the log line of a job queued again."""
     seen = {"owner": owner, "attempts": attempts}
     if (
         settings.REQUEUE_LOST_JOBS
@@ -547,7 +548,7 @@ def _give_up(job_id, owner, attempts, mode, status, enqueue, text):
         and status == "running"
         and store.set_status(job_id, "pending", ("running",), where=seen, owner="", attempts=1, started_at=None, pid=None)
     ):
-        logger.warning("job %s pending: queued again after its process %s lost it", job_id, owner)
+        logger.warning("job %s pending: queued again after its %s", job_id, why)
         enqueue([job_id])
         return 1
     if fail(job_id, (status,), "lost", text, where=seen):
