@@ -3,6 +3,12 @@
 Domain modules (jobs, files, auth) raise it; gaas.py turns it into {"detail": ...}.
 """
 
+import sys
+
+# Seconds a client should wait when the store or the queue is down: a restarted PostgreSQL or
+# Redis answers again within about a second.
+RETRY_AFTER = 1
+
 
 class Rejected(Exception):
     """A request that cannot be served as asked."""
@@ -10,3 +16,15 @@ class Rejected(Exception):
     def __init__(self, status, detail, headers=None):
         super().__init__(detail)
         self.status, self.detail, self.headers = status, detail, headers
+
+
+def unavailable(error):
+    """The backend that a driver's error says is out of reach ("the store (PostgreSQL)", "the
+    queue (Redis)"), or None. Only drivers already loaded are looked at: none is imported here."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(error, psycopg.OperationalError):
+        return "the store (PostgreSQL)"
+    redis = sys.modules.get("redis")
+    if redis is not None and isinstance(error, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return "the queue (Redis)"
+    return None

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -35,6 +36,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 import auth
+import errors
 import files
 import jobs
 import metrics
@@ -75,6 +77,7 @@ MAX_INTEGER = openapi.MAX_INTEGER
 TOKEN_BODY_LIMIT = 64 * 1024
 # Memory a discipline's constructor may take in a warm process when jobs have no limit, in MiB.
 DESCRIBE_MEMORY_MB = 2048
+PLAIN_TEXT = re.compile(openapi.PLAIN_TEXT["pattern"])
 
 
 # Shared state of this web app process, set up in the lifespan.
@@ -141,6 +144,7 @@ async def token(request):
     username, password = form.get("username"), form.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise HTTPException(422, "The form needs the fields 'username' and 'password'.")
+    plain_text(username, "Field 'username'")
     key = (request.client.host if request.client else "", username)
     wait = math.ceil(await State.sign_in.reserve(key))
     if wait:
@@ -210,6 +214,13 @@ async def json_body(request):
     if not isinstance(body, dict):
         raise HTTPException(422, "The request body must be a JSON object.")
     return body
+
+
+def plain_text(value, where):
+    """Refuse (422) a name, filter or id holding control characters (openapi.PLAIN_TEXT)."""
+    if isinstance(value, str) and not PLAIN_TEXT.fullmatch(value):
+        raise HTTPException(422, f"{where} must not hold control characters.")
+    return value
 
 
 def check_fields(body, kinds):
@@ -282,6 +293,7 @@ async def catalogue():
 
 
 async def check_name(name):
+    plain_text(name, "Path 'name'")
     served = await catalogue()
     if name not in served["served"] and name not in served["disabled"]:
         raise HTTPException(404, f"Unknown discipline {name[:100]!r}.")
@@ -413,7 +425,10 @@ def job_fields(user, name, body, mode):
     for field in ("differentiated_inputs", "differentiated_outputs"):
         if not all(isinstance(item, str) for item in body.get(field) or ()):
             raise HTTPException(422, f"Field '{field}' must be a list of names.")
+    plain_text(body.get("name"), "Field 'name'")
     for item in body.get("input_files") or []:
+        if isinstance(item, dict):
+            plain_text(item.get("unique_filename"), "Field 'input_files'")
         file_id = item.get("id") if isinstance(item, dict) else None
         valid_id = isinstance(file_id, int) and not isinstance(file_id, bool) and 0 < file_id <= MAX_INTEGER
         if not (valid_id or (isinstance(item, dict) and file_id is None and isinstance(item.get("unique_filename"), str))):
@@ -708,7 +723,7 @@ async def list_jobs(request):
     limit = parse_number(request, "limit", 100, int, 1, openapi.MAX_PAGE)
     offset = parse_number(request, "offset", 0, int, 0)
     batch_id = parse_number(request, "batch_id", None, int, 1)
-    filters = {key: request.query_params.get(key) or None for key in ("discipline", "name", "error", "not_error")}
+    filters = {key: plain_text(request.query_params.get(key), f"Query '{key}'") or None for key in ("discipline", "name", "error", "not_error")}
     rows, total = await run_in_threadpool(store.list_jobs, user["id"], status, limit, offset, batch_id, **filters)
     return JSONResponse([store.job_entry(row) for row in rows], headers={"X-Total-Count": str(total)})
 
@@ -769,7 +784,7 @@ async def upload(request):
     async with request.form(max_files=100, max_part_size=1024 * 1024) as form:
         chunk = form_number(form, "chunk_number", 0)
         total = form_number(form, "total_chunks", 1)
-        upload_id = str(form.get("upload_id") or "")[:100]
+        upload_id = plain_text(str(form.get("upload_id") or ""), "Field 'upload_id'")[:100]
         parts = [part for part in form.getlist("files") if hasattr(part, "read")]
         results = await run_in_threadpool(files.save_upload, user["id"], upload_id, parts, chunk, total)
     if results is None:
@@ -948,8 +963,9 @@ async def http_error(request, error):
 
 
 class ServerErrors:
-    """ASGI middleware: any other exception becomes a JSON 500, logged once with its traceback.
-    (Starlette's own 500 handler logs nothing but re-raises, and the server logs it again.)"""
+    """ASGI middleware: any other exception becomes a JSON 500, logged once with its traceback
+    (Starlette's own 500 handler logs nothing but re-raises, and the server logs it again), or a
+    503 with Retry-After when it says that the store or the queue is out of reach."""
 
     def __init__(self, app):
         self.app = app
@@ -964,11 +980,17 @@ class ServerErrors:
 
         try:
             await self.app(scope, receive, watched_send)
-        except Exception:
+        except Exception as error:
             if scope["type"] != "http" or started:
                 raise  # too late for an answer: the server logs it and drops the connection
-            logger.exception("error on %s %s", scope["method"], scope["path"])
-            response = error_response(500, "Internal server error; the administrator can read the log.")
+            backend = errors.unavailable(error)
+            if backend:
+                logger.warning("%s on %s %s: %s", backend, scope["method"], scope["path"], str(error).strip())
+                detail = f"{backend[0].upper()}{backend[1:]} is unavailable; try again."
+                response = error_response(503, detail, {"Retry-After": str(errors.RETRY_AFTER)})
+            else:
+                logger.exception("error on %s %s", scope["method"], scope["path"])
+                response = error_response(500, "Internal server error; the administrator can read the log.")
             await response(scope, receive, send)
 
 
@@ -978,7 +1000,7 @@ class ServerErrors:
 async def housekeeping():
     """Beat this app's heart, end the jobs of processes that vanished, and queue again the jobs
     whose task was lost."""
-    sweeper = jobs.Sweeper(worker.enqueue, worker.queued_job_ids)
+    sweeper = jobs.Sweeper(worker.enqueue, worker.queued_job_ids, OWNER_ID)
     while True:
         try:
             await run_in_threadpool(store.beat, OWNER_ID)
@@ -986,8 +1008,11 @@ async def housekeeping():
             await run_in_threadpool(State.sign_in.forget_old)
             await run_in_threadpool(sweeper.sweep)
             State.watcher.drain()
-        except Exception:
-            logger.exception("housekeeping failed")
+        except Exception as error:
+            if errors.unavailable(error):  # a line, not a traceback every beat while it is down
+                logger.warning("housekeeping: %s is unavailable: %s", errors.unavailable(error), str(error).strip())
+            else:
+                logger.exception("housekeeping failed")
         await asyncio.sleep(settings.HEARTBEAT_INTERVAL)
 
 

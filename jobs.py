@@ -11,17 +11,23 @@ states named here, so two processes racing for one job cannot both move it.
     end           running, owner = me    -> finished | failed
     cancel        pending                -> failed (cancelled); running: flag for its runner
     lost          running | claimed, dead owner -> failed (lost), or pending again (queued anew)
+    orphaned      running, live owner that no thread of runs it -> as lost (its own sweep)
     unqueued      pending, owner '', not in the queue -> queued again (idempotent: claim is a CAS)
 """
 
+import collections
+import contextlib
 import json
 import logging
+import math
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
 
+import errors
 import files
 import pool
 import settings
@@ -30,6 +36,9 @@ from errors import Rejected
 
 logger = logging.getLogger("gaas")
 MAX_INTEGER = 2**63 - 1  # SQLite's largest integer
+# How long a job's start or end is written again while the store is unavailable (a restarted
+# PostgreSQL answers within about a second); past that, the sweep of this process ends the job.
+STORE_RETRY_SECONDS = 15.0
 
 
 def setup_logging():
@@ -75,9 +84,17 @@ def submit(user_id, fields, input_files, enqueue=None):
         except Exception as error:
             logger.exception("job %s could not be queued", job_id)
             fail(job_id, ("pending",), "enqueue", f"The job could not be queued: {type(error).__name__}: {error}")
-            raise Rejected(503, f"Job {job_id} could not be queued: {error}.") from None
+            raise _not_queued(f"Job {job_id}", error) from None
     logger.info("job %s pending: user %s, %s, %s", job_id, user_id, fields["discipline_class_name"], fields["execution_mode"])
     return row
+
+
+def _not_queued(what, error):
+    """The 503 of a job or batch that the queue refused; with Retry-After when it is down."""
+    backend = errors.unavailable(error)
+    if backend:
+        return Rejected(503, f"{what} could not be queued: {backend} is unavailable; try again.", {"Retry-After": str(errors.RETRY_AFTER)})
+    return Rejected(503, f"{what} could not be queued: {error}.")
 
 
 def workdir_prefix(user_id):
@@ -99,6 +116,8 @@ def _record(write, in_store):
     except Rejected:
         raise
     except Exception as error:
+        if errors.unavailable(error):
+            raise  # nothing was kept; the web app answers 503 naming the backend
         logger.exception("jobs could not be recorded and queued")
         raise Rejected(503, f"The job could not be recorded and queued (nothing was kept): {type(error).__name__}.") from None
 
@@ -130,8 +149,10 @@ def run_here(job_pool, user_id, fields, input_files, owner):
     try:
         now = time.time()
         fields.update(job_status="running", owner=owner, created_at=now, started_at=now, pid=process.pid)
-        row = store.create_job(fields, workdir_prefix(user_id))
-        job_id = row["id"]
+        with claims.recording(now):
+            row = store.create_job(fields, workdir_prefix(user_id))
+            job_id = row["id"]
+            claims.hold(job_id)
         logger.info("job %s running: user %s, %s, synchronous", job_id, user_id, row["discipline_class_name"])
         started_at = time.monotonic()
         reply, healthy = _execute(job_pool, process, job_id, row)
@@ -140,10 +161,13 @@ def run_here(job_pool, user_id, fields, input_files, owner):
             process = None
         _, _, row = _end(job_id, row, owner, reply, started_at, read=job_id)
     except Exception as error:
-        if job_id is not None:
+        # With the store down, this process's sweep ends the job once the store is back.
+        if job_id is not None and not errors.unavailable(error):
             fail(job_id, ("running",), "internal", f"The job could not run: {error}")
         raise
     finally:
+        if job_id is not None:
+            claims.release(job_id)
         if process is not None:
             job_pool.release(process)
     if row is None:
@@ -173,7 +197,7 @@ def submit_batch(user_id, batch, common, inputs, input_files, enqueue):
     except Exception as error:
         logger.exception("batch %s could not be queued", batch_id)
         store.fail_pending_of_batch(batch_id, "enqueue", f"The job could not be queued: {type(error).__name__}: {error}")
-        raise Rejected(503, f"Batch {batch_id} could not be queued: {error}.") from None
+        raise _not_queued(f"Batch {batch_id}", error) from None
     logger.info("batch %s pending: user %s, %s, %s points", batch_id, user_id, batch["discipline_class_name"], len(ids))
     return batch_id
 
@@ -215,20 +239,25 @@ def run_series(job_pool, job_ids, owner, go_on=lambda: True):
     short points cost one round trip to the store each. Each still has its own status,
     directory, time limit and log.
     """
-    statuses, ids, process, started, ran, held = [], list(job_ids), None, None, set(), []
+    statuses, ids, process, started, ran, claimed = [], list(job_ids), None, None, set(), []
+    waiting = []
     try:
-        process, held = _process_or_hold(job_pool, ids, owner)
+        process, waiting = _process_or_hold(job_pool, ids, owner)
         while ids:
             job_id = ids.pop(0)
             if started != job_id:
                 process = process or job_pool.acquire()
+                claims.hold(job_id)
+                claimed.append(job_id)
                 # Claimed, started and read in one write, once a process is free: a task queued
                 # twice for one job (see requeue_unqueued) loses this race and does nothing.
                 # Jobs held while waiting are started or let go in that same write.
-                moves = [_start(job_id, owner, process, held_by=owner if job_id in held else "")]
-                moves += [(other, "pending", ("pending",), {"owner": owner}, {"owner": ""}) for other in held if other != job_id]
-                (moved, *_), row = store.set_statuses_and_read(moves, job_id)
-                held = []
+                moves = [_start(job_id, owner, process, held_by=owner if job_id in waiting else "")]
+                moves += [_let_go(other, owner) for other in waiting if other != job_id]
+                moved, row = _retried(
+                    lambda: _started_by(owner, process, store.set_statuses_and_read(moves, job_id)), job_id, "start"
+                )
+                waiting = []
                 if not moved:
                     statuses.append(None)  # cancelled, deleted or taken by another task
                     continue
@@ -242,6 +271,9 @@ def run_series(job_pool, job_ids, owner, go_on=lambda: True):
                 process = None
             keep_going = bool(ids) and go_on()
             next_id = ids[0] if keep_going and process is not None else None
+            if next_id is not None:
+                claims.hold(next_id)
+                claimed.append(next_id)
             status, started, row = _end(job_id, row, owner, reply, started_at, next_id, process, read=next_id)
             statuses.append(status)
             if not keep_going:
@@ -249,10 +281,12 @@ def run_series(job_pool, job_ids, owner, go_on=lambda: True):
     except BaseException:
         if started is not None and started not in ran:  # started by the last write, never run: give it back
             store.set_status(started, "pending", ("running",), where={"owner": owner}, owner="", started_at=None, pid=None)
-        if held:  # still waiting for a process (the pool closed): let the jobs go
-            store.set_statuses([(other, "pending", ("pending",), {"owner": owner}, {"owner": ""}) for other in held])
+        if waiting:  # still waiting for a process (the pool closed): let the jobs go
+            store.set_statuses([_let_go(other, owner) for other in waiting])
         raise
     finally:
+        for job_id in claimed:
+            claims.release(job_id)
         if process is not None:
             job_pool.release(process)
     return statuses, ids
@@ -271,6 +305,37 @@ def _process_or_hold(job_pool, ids, owner):
     return None, [job_id for job_id, moved in zip(ids, store.set_statuses(moves)) if moved]
 
 
+def _let_go(job_id, owner):
+    """The move that gives back a pending job this owner held while it waited for a process."""
+    return (job_id, "pending", ("pending",), {"owner": owner}, {"owner": ""})
+
+
+def _started_by(owner, process, written):
+    """(whether this start moved the job, its row) from a start write: a start written again after
+    a cut connection finds the job started by its first try: by this owner, in this process."""
+    (moved, *_), row = written
+    if not moved and row is not None and row["job_status"] == "running":
+        moved = (row["owner"], row["pid"]) == (owner, process.pid)
+    return moved, row
+
+
+def _retried(write, job_id, what):
+    """Run write(), again while the store is unavailable, for up to STORE_RETRY_SECONDS: a job's
+    start and end are compare-and-sets, so a write that took effect before its answer was cut
+    does nothing the second time."""
+    delay, deadline = 0.05, time.monotonic() + STORE_RETRY_SECONDS
+    while True:
+        try:
+            return write()
+        except Exception as error:
+            backend = errors.unavailable(error)
+            if backend is None or time.monotonic() + delay > deadline:
+                raise
+            logger.warning("job %s: %s is unavailable to record its %s; trying again: %s", job_id, backend, what, str(error).strip())
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
 def _start(job_id, owner, process, held_by=""):
     """The move that starts a pending job, unclaimed or held by this owner, in this process."""
     return (job_id, "running", ("pending",), {"owner": held_by}, {"owner": owner, "started_at": time.time(), "pid": process.pid})
@@ -287,10 +352,12 @@ def _end(job_id, row, owner, reply, started_at, next_id=None, process=None, read
     read_row = None
     try:
         if read is None:
-            moved = store.set_statuses(moves)
+            moved = _retried(lambda: store.set_statuses(moves), job_id, "end")
         else:
-            moved, read_row = store.set_statuses_and_read(moves, read)
+            moved, read_row = _retried(lambda: store.set_statuses_and_read(moves, read), job_id, "end")
     except Exception as error:  # e.g. outputs too big for the store: the job must still end
+        if errors.unavailable(error):
+            raise  # still down: this process's sweep ends the job once the store is back
         logger.exception("job %s: its result could not be stored", job_id)
         status, reply = "failed", {"error": "internal"}
         text = f"The result could not be stored: {type(error).__name__}: {error}"
@@ -332,7 +399,12 @@ def _execute(job_pool, process, job_id, row):
     deadline = time.monotonic() + row["timeout"] if row["timeout"] else None
 
     def cancelled():
-        return "cancelled" if store.cancel_requested(job_id) else None
+        try:
+            return "cancelled" if store.cancel_requested(job_id) else None
+        except Exception as error:
+            if not errors.unavailable(error):
+                raise
+            return None  # a store outage does not stop the job; the next check asks again
 
     message = {"op": "execute", "job": job, "memory_limit_mb": settings.JOB_MEMORY_LIMIT_MB}
     try:
@@ -420,6 +492,61 @@ def delete_user(user):
 # Recovery
 
 
+class Claims:
+    """The jobs that this process's threads run, so that its own sweep can tell those the store
+    says it runs but none of its threads does any more: the write that started or ended them was
+    cut by a store outage, and the process, alive and beating, would hold them for ever."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.held = collections.Counter()  # job id -> threads that run it or are starting it
+        self.recorded = collections.Counter()  # started_at of synchronous jobs being inserted
+
+    def hold(self, job_id):
+        """Count a job as run here: before the write that starts it, when its id is known."""
+        with self.lock:
+            self.held[job_id] += 1
+
+    def release(self, job_id):
+        """Stop counting it, once the write that ends it is done (or given up)."""
+        with self.lock:
+            self.held[job_id] -= 1
+            if self.held[job_id] <= 0:
+                del self.held[job_id]
+
+    @contextlib.contextmanager
+    def recording(self, started_at):
+        """Around the insert of a job started at that time, whose id is not known before."""
+        with self.lock:
+            self.recorded[started_at] += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.recorded[started_at] -= 1
+                if self.recorded[started_at] <= 0:
+                    del self.recorded[started_at]
+
+    def orphans(self, rows):
+        """The rows, read from the store just before, of jobs no thread here runs or is recording."""
+        with self.lock:
+            held, first_recording = set(self.held), min(self.recorded, default=math.inf)
+        return [row for row in rows if row[0] not in held and (row[1] or 0) < first_recording]
+
+
+claims = Claims()
+
+
+def end_orphans(owner, enqueue=None):
+    """End the jobs recorded as running in this process (owner) that none of its threads runs,
+    as a vanished owner's are (recover_lost); return how many moved."""
+    moved = 0
+    for job_id, _, attempts, mode in claims.orphans(store.running_jobs_of(owner)):
+        text = f"The process running this job ({owner}) lost it: the store was unavailable when it recorded the job's start or end."
+        moved += _give_up(job_id, owner, attempts, mode, "running", enqueue, text, f"process {owner} lost it")
+    return moved
+
+
 def recover_lost(enqueue=None):
     """End as `lost` the jobs whose owner died on this host or stopped beating anywhere.
 
@@ -447,25 +574,31 @@ def recover_lost(enqueue=None):
                 enqueue([job_id])
                 moved += 1
             continue
-        if (
-            settings.REQUEUE_LOST_JOBS
-            and enqueue is not None
-            and mode == "asynchronous"
-            and attempts == 0
-            and status == "running"
-            and store.set_status(
-                job_id, "pending", ("running",), where=seen, owner="", attempts=1, started_at=None, pid=None
-            )
-        ):
-            logger.warning("job %s pending: queued again after its worker %s vanished", job_id, owner)
-            enqueue([job_id])
-            moved += 1
-            continue
         text = f"The process running this job ({owner or 'unknown'}) stopped before the job ended."
-        if fail(job_id, (status,), "lost", text, where=seen):
-            moved += 1
-            logger.warning("job %s failed: lost (owner %s)", job_id, owner)
+        moved += _give_up(job_id, owner, attempts, mode, status, enqueue, text, f"worker {owner} vanished")
     return moved
+
+
+def _give_up(job_id, owner, attempts, mode, status, enqueue, text, why):
+    """End as lost a job that its owner no longer runs or, with REQUEUE_LOST_JOBS, queue a running
+    asynchronous one again, once; each move names the owner and attempt seen. Return 1 if it moved.
+    `why` ends the log line of a job queued again."""
+    seen = {"owner": owner, "attempts": attempts}
+    if (
+        settings.REQUEUE_LOST_JOBS
+        and enqueue is not None
+        and mode == "asynchronous"
+        and attempts == 0
+        and status == "running"
+        and store.set_status(job_id, "pending", ("running",), where=seen, owner="", attempts=1, started_at=None, pid=None)
+    ):
+        logger.warning("job %s pending: queued again after its %s", job_id, why)
+        enqueue([job_id])
+        return 1
+    if fail(job_id, (status,), "lost", text, where=seen):
+        logger.warning("job %s failed: lost (owner %s)", job_id, owner)
+        return 1
+    return 0
 
 
 class Sweeper:
@@ -474,11 +607,11 @@ class Sweeper:
     REQUEUE_PENDING_AFTER (or at once after a vanishing) queue again the jobs whose task is in no
     queue, and forget the heartbeats of processes long gone."""
 
-    def __init__(self, enqueue, queued_ids):
-        self.enqueue, self.queued_ids, self.next_requeue = enqueue, queued_ids, 0.0
+    def __init__(self, enqueue, queued_ids, owner=None):
+        self.enqueue, self.queued_ids, self.next_requeue, self.owner = enqueue, queued_ids, 0.0, owner
 
     def sweep(self):
-        moved = recover_lost(self.enqueue)
+        moved = recover_lost(self.enqueue) + (end_orphans(self.owner, self.enqueue) if self.owner else 0)
         if moved or time.monotonic() >= self.next_requeue:
             # A process vanished: the points of the task it held are in no queue; look now.
             self.next_requeue = time.monotonic() + settings.REQUEUE_PENDING_AFTER

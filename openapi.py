@@ -28,6 +28,9 @@ MAX_PAGE = 1000
 MAX_INTEGER = jobs.MAX_INTEGER
 
 ERROR = {"$ref": "#/components/schemas/Error"}
+# A name, a filter or an upload id: text without control characters. None needs them, and
+# PostgreSQL refuses NUL in its text columns; gaas.py checks against this pattern.
+PLAIN_TEXT = {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f]*$"}
 NAMES = {"type": "array", "items": {"type": "string"}}
 VALUE = {"oneOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}, {"type": "array", "items": {}}]}
 DATA = {"type": "object", "additionalProperties": VALUE}
@@ -85,7 +88,7 @@ SCHEMAS = {
         "description": "A File returned by the upload; its id (or unique_filename) names it.",
         "properties": {
             "id": {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER},
-            "unique_filename": {"type": "string"},
+            "unique_filename": PLAIN_TEXT,
         },
         "anyOf": [{"required": ["id"]}, {"required": ["unique_filename"]}],
     },
@@ -93,7 +96,7 @@ SCHEMAS = {
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "name": {"type": "string"},
+            "name": PLAIN_TEXT,
             "discipline_options": {"type": "object"},
             "input_data": DATA,
             "input_data_type": {"type": "string", "enum": ["json"]},
@@ -275,6 +278,10 @@ def answer(description, schema=None, media="application/json"):
     return result
 
 
+# Any operation that reads or writes the store may answer it, while PostgreSQL or Redis is down.
+UNAVAILABLE = "The store or the queue is unavailable, or the queue could not take the job; see Retry-After."
+
+
 def errors(*codes):
     texts = {
         400: "Malformed request (bad JSON, bad discipline options, bad path).",
@@ -285,7 +292,7 @@ def errors(*codes):
         413: "The body is larger than GEMSEO_HTTP_MAX_BODY_MB.",
         422: "A field or query parameter of the wrong type; the detail names it.",
         429: "Too many failed sign-ins for this user name from this address; see Retry-After.",
-        503: "The queue could not take the job.",
+        503: UNAVAILABLE,
     }
     return {str(code): answer(texts[code], ERROR) for code in codes}
 
@@ -303,7 +310,7 @@ def path_parameter(name, schema):
 
 
 JOB_ID = path_parameter("job_id", {"type": "integer"})
-NAME = path_parameter("name", {"type": "string"})
+NAME = path_parameter("name", PLAIN_TEXT)
 WHAT = {
     "name": "what",
     "in": "path",
@@ -336,7 +343,7 @@ OPERATIONS = {
                     "schema": {
                         "type": "object",
                         "required": ["username", "password"],
-                        "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+                        "properties": {"username": PLAIN_TEXT, "password": {"type": "string"}},
                     }
                 }
             },
@@ -450,7 +457,7 @@ OPERATIONS = {
     ("GET", "/v1/discipline/{name}"): {
         "summary": "What a discipline class is and which constructor options it takes.",
         "parameters": [NAME],
-        "responses": {"200": answer("The class.", ref("DisciplineClass")), **errors(401, 403, 404)},
+        "responses": {"200": answer("The class.", ref("DisciplineClass")), **errors(401, 403, 404, 422)},
     },
     ("POST", "/v1/discipline/{name}/{what}"): {
         "summary": "Describe a discipline built with the given options: names, schemas or defaults.",
@@ -468,10 +475,10 @@ OPERATIONS = {
             query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}, "Page size."),
             query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER, "default": 0}, "Jobs to skip."),
             query("batch_id", {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER}, "Only the points of this batch, in order."),
-            query("discipline", {"type": "string"}, "Only jobs of this discipline class."),
-            query("name", {"type": "string"}, "Only jobs whose name contains this text."),
-            query("error", {"type": "string"}, "Only failed jobs with this error kind, e.g. cancelled."),
-            query("not_error", {"type": "string"}, "Leave out the jobs with this error kind, e.g. cancelled."),
+            query("discipline", PLAIN_TEXT, "Only jobs of this discipline class."),
+            query("name", PLAIN_TEXT, "Only jobs whose name contains this text."),
+            query("error", PLAIN_TEXT, "Only failed jobs with this error kind, e.g. cancelled."),
+            query("not_error", PLAIN_TEXT, "Leave out the jobs with this error kind, e.g. cancelled."),
         ],
         "responses": {
             "200": {
@@ -552,7 +559,7 @@ OPERATIONS = {
                                 "description": "Below total_chunks, and the next one expected (else 409).",
                             },
                             "total_chunks": {"type": "integer", "minimum": 1, "maximum": files.MAX_CHUNKS, "default": 1},
-                            "upload_id": {"type": "string", "description": "Keeps concurrent uploads of one name apart."},
+                            "upload_id": {**PLAIN_TEXT, "description": "Keeps concurrent uploads of one name apart."},
                         },
                     }
                 }
@@ -596,6 +603,7 @@ def document(routes, undocumented=()):
             operation = deepcopy(OPERATIONS[(method, route.path)])
             operation.setdefault("operationId", f"{method.lower()}_{route.name}")
             operation["tags"] = [next(tag for prefix, tag in TAG_OF_PATH if route.path.startswith(prefix))]
+            operation["responses"].setdefault("503", answer(UNAVAILABLE, ERROR))
             paths.setdefault(route.path, {})[method.lower()] = operation
     return {
         "openapi": "3.0.3",

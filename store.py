@@ -459,6 +459,13 @@ class BaseStore:
             " WHERE jobs.job_status = 'running' OR (jobs.job_status = 'pending' AND jobs.owner != '')"
         ).fetchall()
 
+    def running_jobs_of(self, owner):
+        """Return (id, started_at, attempts, mode) of the jobs recorded as running in that process."""
+        return self.connect().execute(
+            "SELECT id, started_at, attempts, execution_mode FROM jobs WHERE job_status = 'running' AND owner = ?",
+            (owner,),
+        ).fetchall()
+
     def unclaimed_jobs(self, created_before):
         """Ids of the asynchronous jobs still waiting for a worker, recorded before that time."""
         rows = self.connect().execute(

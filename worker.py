@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+import errors
 import jobs
 import pool as pools
 import retention
@@ -140,13 +141,16 @@ def _thread_stopped():
 def _heartbeat():
     """Beat, and sweep as the web app does: on several machines, the worker hosts decide
     together that a vanished host's jobs are lost, with or without a web app running."""
-    sweeper = jobs.Sweeper(enqueue, queued_job_ids)
+    sweeper = jobs.Sweeper(enqueue, queued_job_ids, WORKER_ID)
     while True:
         try:
             store.beat(WORKER_ID)
             sweeper.sweep()
-        except Exception:
-            logger.exception("heartbeat failed")
+        except Exception as error:
+            if errors.unavailable(error):  # a line, not a traceback every beat while it is down
+                logger.warning("heartbeat: %s is unavailable: %s", errors.unavailable(error), str(error).strip())
+            else:
+                logger.exception("heartbeat failed")
         time.sleep(settings.HEARTBEAT_INTERVAL)
 
 

@@ -76,8 +76,9 @@ class Server:
 
     def launch(self, argv, ready, **popen):
         """Start argv, logging into the folder, and call ready() until it succeeds."""
+        self.launched = (argv, ready, popen)
         log = self.folder / "server.log"
-        with open(log, "wb") as out:
+        with open(log, "ab") as out:
             # A session of its own, so that Ctrl-C in the terminal leaves it to stop().
             self.proc = subprocess.Popen(argv, cwd=self.folder, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True, **popen)
@@ -89,6 +90,17 @@ class Server:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{argv[0]} did not start:\n{log.read_text(errors='replace')[-3000:]}")
                 time.sleep(0.1)
+
+    def halt(self, sig=None):
+        """Stop the server with sig (default its own stop signal) and wait until it has ended;
+        its folder stays, for start_again()."""
+        self.proc.send_signal(sig or self.stop_signal)
+        self.proc.wait(TIMEOUT)
+
+    def start_again(self):
+        """Start a halted server again on the same port and data; return when it answers."""
+        argv, ready, popen = self.launched
+        self.launch(argv, ready, **popen)
 
     def stop(self):
         """Stop the server by its PID (SIGKILL after 30 s) and remove its folder; safe to repeat."""
@@ -178,16 +190,22 @@ class Postgres(Server):
 
 
 class Redis(Server):
-    """A redis-server without persistence, with 1024 databases: one per test service."""
+    """A redis-server with 1024 databases (one per test service), without persistence unless
+    appendonly (its append-only file, as deployed: then a killed server restarts with its data)."""
 
     prefix = "gaas-redis-"
+
+    def __init__(self, appendonly=False):
+        super().__init__()
+        self.appendonly = appendonly
 
     def setup(self):
         program = find_redis()
         if program is None:
             raise RuntimeError("redis-server is not installed (Debian package redis-server)")
         self.launch([program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--databases", "1024", "--dir", str(self.folder), "--daemonize", "no"],
+                     "--appendonly", "yes" if self.appendonly else "no", "--databases", "1024",
+                     "--dir", str(self.folder), "--daemonize", "no"],
                     lambda: redis.Redis.from_url(self.url(), socket_connect_timeout=1).ping())
 
     def url(self, db=0):

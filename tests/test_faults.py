@@ -1,15 +1,21 @@
 """Every asynchronous job ends `finished` or `failed`, whatever happens, and says why."""
 
+import itertools
+import json
 import os
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import requests
 
 import pool
+import servers
+from conftest import start_service
 
 
 def wait_status(api, job_id, status, timeout=60):
@@ -274,3 +280,137 @@ def test_job_claimed_by_a_worker_that_died_runs_again(fresh_service):
     service.start_worker()
     ended = alice.wait(job["id"], timeout=120)
     assert ended["job_status"] == "finished" and ended["output_data"] == {"echo": [11.0]}
+
+
+class Load:
+    """Client threads, each with its turns of modes: WriteTag jobs ("synchronous",
+    "asynchronous"), each with a tag of its own, or a read of the job list ("read"). Every answer
+    is kept: (time, status, Retry-After, body, mode, tag)."""
+
+    def __init__(self, clients):
+        self.answers, self.lock = [], threading.Lock()
+        self.tags, self.stopping = itertools.count(1), threading.Event()
+        self.threads = [threading.Thread(target=self.client, args=client) for client in clients]
+
+    def client(self, api, modes):
+        for mode in itertools.cycle(modes):
+            if self.stopping.is_set():
+                return
+            tag = next(self.tags)
+            url = f"/v1/discipline/WriteTag/execute?execution_mode={mode}"
+            try:
+                if mode == "read":
+                    response = api.get("/v1/job?limit=3", timeout=30)
+                else:
+                    response = api.post(url, json={"input_data": {"tag": [tag]}}, timeout=30)
+                answer = (response.status_code, response.headers.get("Retry-After"), response.json())
+            except (requests.RequestException, ValueError) as error:
+                answer = (None, None, repr(error))
+            with self.lock:
+                self.answers.append((time.monotonic(), *answer, mode, tag))
+            if answer[0] == 503:
+                time.sleep(0.05)  # as a client that honours Retry-After would, but sooner
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(60)
+
+    def wait_for(self, what, test, timeout=30):
+        """Wait until an answer given from now on passes test(answer); fail after timeout."""
+        start, deadline = time.monotonic(), time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if any(answer[0] >= start and test(answer) for answer in self.answers):
+                    return
+            time.sleep(0.01)
+        raise AssertionError(f"no answer {what} in {timeout} s; last ones: {self.answers[-5:]}")
+
+    def served(self, mode):
+        self.wait_for(f"served ({mode})", lambda answer: answer[1] in (200, 202) and answer[4] == mode)
+
+    def refused_for(self, backend):
+        self.wait_for(f"503 for {backend}", lambda answer: answer[1] == 503 and backend.lower() in str(answer[3]).lower())
+
+
+def test_store_and_queue_outages_under_load(tmp_path, backend):
+    """PostgreSQL restarted, then Redis killed and restarted with its append-only file, then
+    PostgreSQL crashed, while clients run jobs and read: no 500, every refusal a 503 with
+    Retry-After naming the backend, every job ends, every accepted job finishes, and every
+    finished job holds its own result. Each server stays down until a client was refused."""
+    if backend != "postgresql+redis":
+        pytest.skip("starts a PostgreSQL and a Redis of its own to break them, once")
+    with servers.Postgres() as postgres, servers.Redis(appendonly=True) as redis_server:
+        service = start_service(
+            tmp_path,
+            GEMSEO_HTTP_DATABASE_URL=postgres.create_database(),
+            GEMSEO_HTTP_REDIS_URL=redis_server.url(1),
+            # A crash must not lose what was answered; the sweeps and re-queueing come sooner.
+            GEMSEO_HTTP_DATABASE_SYNC_COMMIT=1,
+            GEMSEO_HTTP_HEARTBEAT_INTERVAL=0.5,
+            GEMSEO_HTTP_REQUEUE_PENDING_AFTER=2,
+        )
+        try:
+            modes = [("synchronous", "asynchronous"), ("asynchronous", "synchronous"), ("asynchronous",), ("read",)]
+            clients = [(service.api("alice", "alice-pw"), turns) for turns in modes]
+            assert clients[0][0].run("WriteTag", input_data={"tag": [0]})["job_status"] == "finished"
+            with Load(clients) as load:
+                load.served("synchronous")
+                load.served("asynchronous")
+                postgres.halt()  # a restart: fast shutdown
+                load.refused_for("the store (PostgreSQL)")
+                postgres.start_again()
+                load.served("synchronous")
+                redis_server.halt(signal.SIGKILL)
+                load.refused_for("the queue (Redis)")
+                redis_server.start_again()
+                load.served("asynchronous")
+                postgres.halt(signal.SIGQUIT)  # a crash: pg_ctl stop -m immediate
+                load.refused_for("the store (PostgreSQL)")
+                postgres.start_again()
+                load.served("synchronous")
+                load.served("asynchronous")
+            answers = load.answers
+
+            def unended():
+                return service.sql("SELECT id, job_status, owner FROM jobs WHERE job_status NOT IN ('finished', 'failed')")
+
+            deadline = time.monotonic() + 30
+            while unended() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not unended(), service.log("server.log") + service.log("worker.log")
+            rows = service.sql(
+                "SELECT id, execution_mode, job_status, error, input_data, output_data FROM jobs"
+                " JOIN job_data ON job_data.job_id = jobs.id"
+            )
+        finally:
+            service.close()
+    statuses = {}
+    for _, status, *_ in answers:
+        statuses[status] = statuses.get(status, 0) + 1
+    assert set(statuses) <= {200, 202, 503}, (statuses, [a for a in answers if a[1] not in (200, 202, 503)][:5])
+    for _, status, retry_after, body, mode, tag in answers:
+        if status == 503:
+            assert retry_after == "1" and "is unavailable; try again." in body["detail"], body
+        elif status == 200 and mode == "synchronous":
+            assert (body["job_status"], body["output_data"]) == ("finished", {"echo": [float(tag)]}), body
+    stored = {row[0]: row for row in rows}
+    accepted = {body["id"]: (status, tag) for _, status, _, body, mode, tag in answers if status in (200, 202) and mode != "read"}
+    for job_id, (status, tag) in accepted.items():
+        _, mode, job_status, error, input_data, output_data = stored[job_id]
+        assert (job_status, json.loads(output_data)) == ("finished", {"echo": [float(tag)]}), stored[job_id]
+    for job_id, mode, job_status, error, input_data, output_data in rows:
+        if job_status == "finished":  # answered or not, a finished job holds its own result
+            assert json.loads(output_data) == {"echo": [float(json.loads(input_data)["tag"][0])]}
+        else:  # refused by a 503: the queue was down at its submit, or the store at its start or end
+            assert job_id not in accepted and error in ("enqueue", "lost"), (job_id, mode, job_status, error)
+    assert statuses.get(503) and statuses.get(200) and statuses.get(202), statuses
+    if os.environ.get("FAULTS_DEBUG"):
+        first = answers[0][0]
+        for answer in answers:
+            print(f"{answer[0] - first:7.3f} {answer[1]} {answer[4]:12} {str(answer[3])[:100]}")

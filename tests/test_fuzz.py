@@ -1,6 +1,7 @@
 """Fuzzing: Schemathesis sends generated requests to every operation of the OpenAPI document and
 runs all its checks on the answers (server errors, undocumented statuses, schemas, valid requests
-rejected, invalid ones accepted, Allow headers...), on a service of its own."""
+rejected, invalid ones accepted, Allow headers...), on a service of its own, on SQLite and on
+PostgreSQL (which refuses some text that SQLite takes: NUL)."""
 
 import json
 import subprocess
@@ -14,6 +15,7 @@ from conftest import Api, start_service
 ST = Path(sys.executable).with_name("st")
 SEED = 1
 MAX_EXAMPLES = 100
+BACKENDS = ("sqlite", "postgresql")
 
 
 # Which constructor options a discipline needs and which inputs it has depend on the class that
@@ -28,7 +30,7 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 
 
 @pytest.fixture(scope="module")
-def fuzzed(tmp_path_factory):
+def fuzzed(tmp_path_factory, backend, backends):
     """A service that only the fuzzer uses, and a token for alice."""
     # Generated inputs can ask a test discipline to sleep for ages or allocate terabytes, and a
     # long poll on such a job to wait 100 s: bounded, so that no request outlives --request-timeout.
@@ -37,6 +39,7 @@ def fuzzed(tmp_path_factory):
         GEMSEO_HTTP_JOB_TIMEOUT=10,
         GEMSEO_HTTP_JOB_MEMORY_LIMIT_MB=2048,
         GEMSEO_HTTP_MAX_LONG_POLLING_TIMEOUT=10,
+        **backends.settings(backend),
     )
     try:
         token = service.token("alice", "alice-pw")

@@ -252,6 +252,80 @@ def test_a_write_reads_the_job_as_it_left_it(tmp_store):
     assert store.set_statuses_and_read([], job_id + 1000) == ([], None)
 
 
+# 2b. Store outages: a job's end written again, and a job that no thread runs any more ended
+
+
+def sync_fields(user_id, tag):
+    return {
+        "user_id": user_id,
+        "discipline_class_name": "WriteTag",
+        "job_type": "execute",
+        "execution_mode": "synchronous",
+        "input_data": json.dumps({"tag": [tag]}),
+    }
+
+
+def echo(message):
+    tag = json.loads(message["job"]["input_data"])["tag"][0]
+    return {"ok": True, "job_status": "finished", "output_data": json.dumps({"echo": [float(tag)]})}
+
+
+def store_down(monkeypatch, failures):
+    """Make the store's set_statuses_and_read raise psycopg's OperationalError `failures` times."""
+    import psycopg
+
+    write, left = store.current().set_statuses_and_read, [failures]
+
+    def flaky(*args):
+        if left[0] > 0:
+            left[0] -= 1
+            raise psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")
+        return write(*args)
+
+    monkeypatch.setattr(store.current(), "set_statuses_and_read", flaky)
+
+
+def test_the_end_of_a_job_is_written_again_once_the_store_is_back(tmp_store, monkeypatch, gaas_log):
+    # Guards jobs._retried: the end write cut by a restart of the store is written again.
+    user_id = store.add_user("alice", "hash")
+    store_down(monkeypatch, 2)
+    row = jobs.run_here(FakePool(FakeProcess(echo)), user_id, sync_fields(user_id, 7), [], "web:here:1:x")
+    assert (row["job_status"], json.loads(row["output_data"])) == ("finished", {"echo": [7.0]})
+    retries = [record.getMessage() for record in gaas_log if "trying again" in record.getMessage()]
+    assert len(retries) == 2 and "the store (PostgreSQL) is unavailable to record its end" in retries[0]
+    assert not jobs.claims.held
+
+
+def test_a_job_that_no_thread_runs_is_ended_by_the_sweep_of_its_owner(tmp_store, monkeypatch):
+    # Guards jobs.end_orphans: the store stayed down past the retries, so the job stayed running
+    # under a live owner that beats; its own sweep ends it once the store is back, and leaves
+    # alone the jobs its threads run or are recording.
+    owner = "web:here:1:x"
+    store.beat(owner)
+    store.beat("web:here:2:y")
+    user_id = store.add_user("alice", "hash")
+    with monkeypatch.context() as outage, pytest.raises(Exception) as raised:
+        outage.setattr(jobs, "STORE_RETRY_SECONDS", 0.2)
+        store_down(outage, 1000)
+        jobs.run_here(FakePool(FakeProcess(echo)), user_id, sync_fields(user_id, 7), [], owner)
+    assert "server closed the connection" in str(raised.value)
+    (lost,) = [row[0] for row in store.running_jobs_of(owner)]
+    held = make_job(user_id, job_status="running", owner=owner, started_at=time.time())
+    jobs.claims.hold(held)
+    try:
+        started_at = time.time()
+        with jobs.claims.recording(started_at):
+            being_recorded = make_job(user_id, job_status="running", owner=owner, started_at=started_at)
+            other = make_job(user_id, job_status="running", owner="web:here:2:y", started_at=started_at - 1)
+            assert jobs.Sweeper(queued([]), set, owner).sweep() is None
+    finally:
+        jobs.claims.release(held)
+    row = store.get_job(lost)
+    assert (row["job_status"], row["error"]) == ("failed", "lost")
+    assert "the store was unavailable" in row["traceback"]
+    assert [store.job_status(job_id) for job_id in (held, being_recorded, other)] == ["running"] * 3
+
+
 # 3. The duration histogram
 
 
