@@ -274,9 +274,12 @@ async def ask_pool(message, timeout, what="Building the discipline", limit="GEMS
         except pool.ProcessGone as gone:
             if gone.reason == "timeout":
                 raise HTTPException(422, f"{what} took longer than {timeout:g} s ({limit}).") from None
-            memory = settings.JOB_MEMORY_LIMIT_MB or DESCRIBE_MEMORY_MB
+            if "memory_limit_mb" not in message:  # no client input ran: a fault of ours
+                logger.error("warm process %s on %s", gone.reason, message["op"])
+                raise HTTPException(500, "Internal server error; the administrator can read the log.") from None
             raise HTTPException(
-                422, f"{what} stopped its process (memory limit {memory:g} MiB: GEMSEO_HTTP_JOB_MEMORY_LIMIT_MB?)."
+                422, f"{what} stopped its process (memory limit {message['memory_limit_mb']:g} MiB:"
+                " GEMSEO_HTTP_JOB_MEMORY_LIMIT_MB?)."
             ) from None
     if not reply["ok"]:
         if reply["status"] >= 500:  # a fault of ours: its text is for the log, not the client
@@ -317,7 +320,7 @@ async def describe(name, options):
 async def list_algorithms(request):
     await current_user(request)
     if State.algorithms is None:
-        State.algorithms = await ask_pool({"op": "algorithms"}, settings.DESCRIBE_TIMEOUT)
+        State.algorithms = await ask_pool({"op": "algorithms"}, settings.DESCRIBE_TIMEOUT, "Listing the algorithms")
     return JSONResponse(State.algorithms)
 
 
@@ -371,7 +374,8 @@ def value_problem(value, schema, default):
     """What is wrong with an input value for its grammar's schema, or None."""
     kind = schema.get("type")
     if kind == "array":
-        items = (schema.get("items") or {}).get("type")
+        items = schema.get("items")
+        items = items.get("type") if isinstance(items, dict) else None  # a list of item schemas: not checked
         values = value if isinstance(value, list) else [value]
         if items in ("number", "integer"):
             # One pass over the types: 20 ms for a million numbers; bools are not numbers.
@@ -821,6 +825,10 @@ async def health(request):
 
 
 def from_loopback(request):
+    """Whether the request comes from this machine itself, not through a proxy: behind one, the
+    client address is what X-Forwarded-For claims, and a client can claim 127.0.0.1."""
+    if "x-forwarded-for" in request.headers or "forwarded" in request.headers:
+        return False
     try:
         return ipaddress.ip_address(request.client.host).is_loopback
     except (AttributeError, ValueError):

@@ -105,6 +105,7 @@ class Engine:
         self.formulas = formulas
         self.gemseo = gemseo
         self.instances = {}
+        self.settings_of = {}  # DOE algorithm -> its settings a client may give
         self.factory = DisciplineFactory()
         served, disabled = [], []
         for name in gemseo.get_available_disciplines():
@@ -196,6 +197,7 @@ class Engine:
                 f"Field 'doe.algo_name': {str(algo)[:50]!r} is not a DOE algorithm of this server;"
                 f" GET /v1/algorithms lists them (for instance {', '.join(usable)}).",
             )
+        self.check_settings(factory, algo, doe.get("settings", {}))
         space = create_design_space()
         for name, bounds in doe["design_space"].items():
             try:
@@ -225,6 +227,24 @@ class Engine:
                 start += size
             points.append(point)
         return points
+
+    def check_settings(self, factory, algo, given):
+        """Refuse a setting that GET /v1/algorithms does not list for this algorithm (a callback,
+        a path, a mapping handed on to another algorithm), and any refused algorithm named inside
+        one (MorrisDOE's doe_algo_name="CustomDOE" would read a server file)."""
+        allowed = self.settings_of.get(algo)
+        if allowed is None:
+            info = factory.get_class(factory.algo_names_to_libraries[algo]).ALGORITHM_INFOS[algo]
+            allowed = self.settings_of[algo] = plain_settings(info.Settings)
+        for name, value in given.items():
+            if name not in allowed:
+                raise ClientError(
+                    422,
+                    f"Field 'doe.settings.{str(name)[:50]}' is not a setting of {algo} that a client may give;"
+                    " GET /v1/algorithms lists them.",
+                )
+            if isinstance(value, str) and value in DOE_REFUSED:
+                raise ClientError(422, f"Field 'doe.settings.{name}': {value} is not served (it reads a server file).")
 
     def algorithms(self):
         """The DOE and optimisation algorithms of this install, with their plain-valued settings

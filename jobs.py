@@ -242,11 +242,13 @@ def run_series(job_pool, job_ids, owner, go_on=lambda: True):
     statuses, ids, process, started, ran, claimed = [], list(job_ids), None, None, set(), []
     waiting = []
     try:
-        process, waiting = _process_or_hold(job_pool, ids, owner)
+        process, waiting = _process_or_hold(job_pool, ids, owner, claimed)
         while ids:
             job_id = ids.pop(0)
             if started != job_id:
-                process = process or job_pool.acquire()
+                # Holding jobs, wait a bounded time: a pool that cannot start lets them go to
+                # another worker (the sweep queues them again) instead of keeping them for ever.
+                process = process or job_pool.acquire(settings.PROCESS_STARTUP_TIMEOUT if waiting else None)
                 claims.hold(job_id)
                 claimed.append(job_id)
                 # Claimed, started and read in one write, once a process is free: a task queued
@@ -292,15 +294,20 @@ def run_series(job_pool, job_ids, owner, go_on=lambda: True):
     return statuses, ids
 
 
-def _process_or_hold(job_pool, ids, owner):
+def _process_or_hold(job_pool, ids, owner, claimed):
     """(a free warm process, []), or when none is free yet (None, the jobs claimed for this owner,
     still pending). Unclaimed while this thread waits, the jobs are in no queue (it took their
     task): a sweep took them for lost tasks and queued them again, as it did with every job of an
-    old queue while the worker's first warm process imported GEMSEO (after copy-store, a restart)."""
+    old queue while the worker's first warm process imported GEMSEO (after copy-store, a restart).
+    They are held in `claims` too (added to `claimed`): if the write's answer is lost, this
+    process's sweep lets go of those it holds in the store that no thread has (end_orphans)."""
     try:
         return job_pool.acquire(timeout=0), []
     except TimeoutError:
         pass
+    for job_id in ids:
+        claims.hold(job_id)
+        claimed.append(job_id)
     moves = [(job_id, "pending", ("pending",), {"owner": ""}, {"owner": owner}) for job_id in ids]
     return None, [job_id for job_id, moved in zip(ids, store.set_statuses(moves)) if moved]
 
@@ -544,6 +551,13 @@ def end_orphans(owner, enqueue=None):
     for job_id, _, attempts, mode in claims.orphans(store.running_jobs_of(owner)):
         text = f"The process running this job ({owner}) lost it: the store was unavailable when it recorded the job's start or end."
         moved += _give_up(job_id, owner, attempts, mode, "running", enqueue, text, f"process {owner} lost it")
+    # Pending jobs held here while a thread waited for a process, which no thread holds any more
+    # (the hold's answer was lost): let them go, and the sweep queues them again.
+    held = [(job_id, None) for job_id in store.held_jobs_of(owner)]
+    let_go = [job_id for job_id, _ in claims.orphans(held)]
+    if let_go:
+        store.set_statuses([_let_go(job_id, owner) for job_id in let_go])
+        logger.warning("jobs %s held by %s and by none of its threads: let go", let_go, owner)
     return moved
 
 

@@ -80,8 +80,9 @@ SECRET_KEY = _text("GEMSEO_HTTP_SECRET_KEY")
 
 HOST = _text("GEMSEO_HTTP_HOST", "127.0.0.1")
 # Addresses of the proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (uvicorn's
-# --forwarded-allow-ips: comma-separated addresses or networks, * for any). Behind a load
-# balancer, name it: else every client is the balancer, and the sign-in throttle locks out all.
+# --forwarded-allow-ips: comma-separated addresses or networks). Behind a load balancer, name
+# it: else every client is the balancer, and the sign-in throttle locks out all. Not *: any
+# client could then claim any address.
 FORWARDED_ALLOW_IPS = _text("GEMSEO_HTTP_FORWARDED_ALLOW_IPS", "127.0.0.1")
 # Seconds a stopping web app lets requests in flight (synchronous runs) finish; the runs still
 # going then end failed, error lost.

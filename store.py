@@ -466,6 +466,11 @@ class BaseStore:
             (owner,),
         ).fetchall()
 
+    def held_jobs_of(self, owner):
+        """Ids of the pending jobs that process holds (a worker thread waiting for a warm process)."""
+        rows = self.connect().execute("SELECT id FROM jobs WHERE job_status = 'pending' AND owner = ?", (owner,))
+        return [row[0] for row in rows.fetchall()]
+
     def unclaimed_jobs(self, created_before):
         """Ids of the asynchronous jobs still waiting for a worker, recorded before that time."""
         rows = self.connect().execute(

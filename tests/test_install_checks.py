@@ -116,6 +116,22 @@ def test_bad_discipline_options_are_422(alice):
 SQUARE = {"x_shared": {"lower_bound": [0.0, 0.0], "upper_bound": [1.0, 1.0]}}
 
 
+@pytest.mark.parametrize(
+    "algo_name, doe_settings, words",
+    [
+        # MorrisDOE hands a DOE name and its settings on: CustomDOE would read a server file.
+        ("MorrisDOE", {"doe_algo_name": "CustomDOE"}, "doe.settings.doe_algo_name': CustomDOE is not served"),
+        ("MorrisDOE", {"doe_algo_settings": {"doe_file": "/etc/hostname"}}, "doe.settings.doe_algo_settings' is not a setting"),
+        ("PYDOE_LHS", {"callbacks": []}, "doe.settings.callbacks' is not a setting"),
+        ("PYDOE_LHS", {"doe_file": "/etc/hostname"}, "doe.settings.doe_file' is not a setting"),
+    ],
+)
+def test_doe_settings_are_those_the_catalogue_lists(alice, algo_name, doe_settings, words):
+    doe = {"algo_name": algo_name, "n_samples": 4, "design_space": SPACE, "settings": doe_settings}
+    response = alice.post("/v1/discipline/Sellar1/batch", json={"doe": doe})
+    assert response.status_code == 422 and words in response.json()["detail"], response.text
+
+
 def test_a_full_factorial_is_counted_by_its_points(alice):
     doe = {"algo_name": "PYDOE_FULLFACT", "design_space": SQUARE, "settings": {"levels": [200, 200]}}
     response = alice.post("/v1/discipline/Sellar1/batch", json={"doe": doe})
@@ -182,10 +198,19 @@ def test_health_details_are_for_loopback_only(live, fresh_service):
     remote = requests.get(live.url + "/health", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=TIMEOUT).json()
     assert remote["store"] in ("sqlite", "postgresql") and remote["database"] == "ok"
     assert not {"pools", "web_process"} & set(remote)
+    # A client that claims to be the machine itself is still a client through a proxy.
+    claimed = requests.get(live.url + "/health", headers={"X-Forwarded-For": "127.0.0.1"}, timeout=TIMEOUT).json()
+    assert not {"pools", "web_process"} & set(claimed)
     # GEMSEO_HTTP_FORWARDED_ALLOW_IPS reaches uvicorn: a proxy it does not name is not believed.
     other = fresh_service(GEMSEO_HTTP_FORWARDED_ALLOW_IPS="192.0.2.1", worker=False)
-    report = requests.get(other.url + "/health", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=TIMEOUT).json()
-    assert "pools" in report
+
+    def sign_in(client):
+        headers = {"X-Forwarded-For": client}
+        return requests.post(other.url + "/token", data={"username": "bob", "password": "no"}, headers=headers, timeout=TIMEOUT)
+
+    # Not believed, the forwarded addresses are all this machine's: one count for all.
+    statuses = [sign_in(f"198.51.100.{index}").status_code for index in range(12)]
+    assert statuses[-1] == 429, statuses
 
 
 def test_sign_in_throttle_keys_on_the_forwarded_client(fresh_service):

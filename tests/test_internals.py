@@ -326,6 +326,26 @@ def test_a_job_that_no_thread_runs_is_ended_by_the_sweep_of_its_owner(tmp_store,
     assert [store.job_status(job_id) for job_id in (held, being_recorded, other)] == ["running"] * 3
 
 
+def test_a_hold_that_no_thread_has_is_let_go_by_the_sweep_of_its_owner(tmp_store):
+    # Guards jobs.end_orphans: a worker thread held pending jobs while it waited for a warm process,
+    # and the answer of that write was lost; its own sweep gives back the jobs none of its threads
+    # holds (the sweep then queues them again), and keeps those a thread still holds.
+    owner = "worker:here:1:x"
+    store.beat(owner)
+    user_id = store.add_user("alice", "hash")
+    stranded = make_job(user_id, owner=owner)
+    waiting = make_job(user_id, owner=owner)
+    jobs.claims.hold(waiting)
+    try:
+        jobs.Sweeper(queued([]), set, owner).sweep()
+    finally:
+        jobs.claims.release(waiting)
+    assert [(store.get_job(job_id)["job_status"], store.get_job(job_id)["owner"]) for job_id in (stranded, waiting)] == [
+        ("pending", ""),
+        ("pending", owner),
+    ]
+
+
 # 3. The duration histogram
 
 
