@@ -106,12 +106,13 @@ def test_bad_discipline_options(alice):
     response = alice.post(
         "/v1/discipline/Sellar1/input_names", json={"discipline_options": {"no_such_option": 1}}
     )
-    assert response.status_code == 400
-    assert "no_such_option" in response.json()["detail"]
+    # 422 like every other field error, with the words clients look for.
+    assert response.status_code == 422
+    assert "no_such_option" in response.json()["detail"] and "Invalid discipline_options" in response.json()["detail"]
     response = alice.post(
         "/v1/discipline/Sellar1/execute", json={"discipline_options": {"no_such_option": 1}}
     )
-    assert response.status_code == 400
+    assert response.status_code == 422
 
 
 def test_unknown_discipline(alice):
@@ -188,10 +189,11 @@ def test_failing_discipline(alice):
     assert "the model diverged at x=3.0" in job["traceback"]
 
 
-def test_rejected_input_is_a_failed_job(alice):
-    job = alice.run("Sellar1", input_data={"x_1": ["a", "b"]})
-    assert job["job_status"] == "failed"
-    assert "x_1" in job["traceback"]
+def test_rejected_input_is_refused_before_a_job_is_recorded(alice):
+    before = alice.get("/v1/job?limit=1").headers["X-Total-Count"]
+    response = alice.post("/v1/discipline/Sellar1/execute", json={"input_data": {"x_1": ["a", "b"]}})
+    assert response.status_code == 422 and "x_1" in response.json()["detail"]
+    assert alice.get("/v1/job?limit=1").headers["X-Total-Count"] == before
 
 
 @pytest.mark.parametrize(

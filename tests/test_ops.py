@@ -115,7 +115,7 @@ def test_retention_removes_exactly_what_it_should(live, alice):
         db.execute("UPDATE files SET created_at = ? WHERE id = ?", (long_ago, record["id"]))
     before = db.execute("SELECT count(*) FROM jobs").fetchone()[0]
     out = admin(live, "purge", "--older-than", "30")
-    assert "removed 1 jobs, 2 files" in out
+    assert "removed 1 jobs, 0 batches, 2 files" in out
     assert db.execute("SELECT count(*) FROM jobs").fetchone()[0] == before - 1
     assert alice.get(f"/v1/job/{old_job['id']}").status_code == 404
     assert not Path(old_job["workdir"]).exists()
