@@ -253,10 +253,13 @@ def busy():
 async def warm_slot():
     """Wait, on the event loop and for a bounded time, for one of the web app's warm processes:
     waiting requests hold no thread, so they cannot starve the other routes."""
-    try:
-        await asyncio.wait_for(State.slots.acquire(), settings.POOL_WAIT_TIMEOUT)
-    except asyncio.TimeoutError:
-        raise busy() from None
+    if State.slots.locked():  # only a wait needs a deadline (wait_for costs a task)
+        try:
+            await asyncio.wait_for(State.slots.acquire(), settings.POOL_WAIT_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise busy() from None
+    else:
+        await State.slots.acquire()
     try:
         yield
     finally:
@@ -385,7 +388,10 @@ def value_problem(value, schema, default):
                 return "must be a list of integers"
             size = len(default) if isinstance(default, list) else None
             if size is not None and len(values) != size:
-                return f"must hold {size} number{'s' * (size != 1)} (the size of its default), not {len(values)}"
+                return (
+                    f"must hold {size} number{'s' * (size != 1)} (the size of its default), not {len(values)};"
+                    " a discipline that takes other sizes is built for them by its discipline_options"
+                )
         elif items in KIND_WORDS and not isinstance(value, list):
             return f"must be a list of {KIND_WORDS[items]}"
         return None

@@ -533,7 +533,8 @@ def g1_g2(target, jobs, requests, reference_list_jobs):
 def l1(target, size):
     client = target.client()
     body = {
-        "discipline_options": {"input_names": ["x"], "output_name": "y"},
+        # input_size: LinearCombination's inputs are of size 1 unless it is built for others.
+        "discipline_options": {"input_names": ["x"], "output_name": "y", "input_size": size},
         "input_data": {"x": [0.5] * size},
     }
     client.call("POST", "/v1/discipline/LinearCombination/input_names", body)
