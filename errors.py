@@ -18,6 +18,13 @@ class Rejected(Exception):
         self.status, self.detail, self.headers = status, detail, headers
 
 
+def no_warm_process(wait):
+    """503 for a request that found no warm process free within `wait` seconds."""
+    return Rejected(
+        503, f"No warm process was free within {wait:g} s (GEMSEO_HTTP_POOL_WAIT_TIMEOUT); try again.", {"Retry-After": "5"}
+    )
+
+
 def unavailable(error):
     """The backend that a driver's error says is out of reach ("the store (PostgreSQL)", "the
     queue (Redis)"), or None. Only drivers already loaded are looked at: none is imported here."""

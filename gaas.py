@@ -239,16 +239,6 @@ def check_fields(body, kinds):
 # Disciplines
 
 
-def busy():
-    """503 for a request that found no warm process free in time."""
-    wait = settings.POOL_WAIT_TIMEOUT
-    return HTTPException(
-        503,
-        f"No warm process was free within {wait:g} s (GEMSEO_HTTP_POOL_WAIT_TIMEOUT); try again.",
-        {"Retry-After": "5"},
-    )
-
-
 @contextlib.asynccontextmanager
 async def warm_slot():
     """Wait, on the event loop and for a bounded time, for one of the web app's warm processes:
@@ -257,7 +247,7 @@ async def warm_slot():
         try:
             await asyncio.wait_for(State.slots.acquire(), settings.POOL_WAIT_TIMEOUT)
         except asyncio.TimeoutError:
-            raise busy() from None
+            raise errors.no_warm_process(settings.POOL_WAIT_TIMEOUT) from None
     else:
         await State.slots.acquire()
     try:
@@ -273,7 +263,7 @@ async def ask_pool(message, timeout, what="Building the discipline", limit="GEMS
         try:
             reply = await run_in_threadpool(State.pool.call, message, timeout, settings.POOL_WAIT_TIMEOUT)
         except TimeoutError:
-            raise busy() from None
+            raise errors.no_warm_process(settings.POOL_WAIT_TIMEOUT) from None
         except pool.ProcessGone as gone:
             if gone.reason == "timeout":
                 raise HTTPException(422, f"{what} took longer than {timeout:g} s ({limit}).") from None

@@ -141,11 +141,7 @@ def run_here(job_pool, user_id, fields, input_files, owner):
     try:
         process, job_id = job_pool.acquire(settings.POOL_WAIT_TIMEOUT), None
     except TimeoutError:
-        raise Rejected(
-            503,
-            f"No warm process was free within {settings.POOL_WAIT_TIMEOUT:g} s (GEMSEO_HTTP_POOL_WAIT_TIMEOUT); try again.",
-            {"Retry-After": "5"},
-        ) from None
+        raise errors.no_warm_process(settings.POOL_WAIT_TIMEOUT) from None
     try:
         now = time.time()
         fields.update(job_status="running", owner=owner, created_at=now, started_at=now, pid=process.pid)
