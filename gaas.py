@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import re
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -36,6 +35,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 import auth
+import contract
 import errors
 import files
 import jobs
@@ -50,50 +50,27 @@ from errors import Rejected
 
 logger = logging.getLogger("gaas")
 OWNER_ID = pool.owner_id("web")
-DESCRIPTION_ROUTES = (
-    "input_names",
-    "output_names",
-    "inputs_schema",
-    "outputs_schema",
-    "default_input_data",
-)
-EXECUTE_FIELDS = {
-    "name": str,
-    "discipline_options": dict,
-    "input_data": dict,
-    "input_data_type": str,
-    "input_files": list,
-    "linearize": bool,
-    "linearization_mode": str,
-    "linearize_options": dict,
-    "differentiated_inputs": list,
-    "differentiated_outputs": list,
-    "timeout": (int, float),
-}
-LINEARIZATION_MODES = openapi.LINEARIZATION_MODES
 USER_CACHE_SECONDS = 5.0
 MAX_INTEGER = openapi.MAX_INTEGER
 # The sign-in form is two short fields: a bigger body is refused before it is parsed.
 TOKEN_BODY_LIMIT = 64 * 1024
 # Memory a discipline's constructor may take in a warm process when jobs have no limit, in MiB.
 DESCRIBE_MEMORY_MB = 2048
-PLAIN_TEXT = re.compile(openapi.PLAIN_TEXT["pattern"])
 
-
-# Shared state of this web app process, set up in the lifespan.
-class State:
-    pool = None
-    slots = None  # one per warm process: synchronous runs and descriptions wait here, on the loop
-    watcher = None
-    catalogue = None
-    algorithms = None
-    descriptions = OrderedDict()
-    classes = {}
-    users = {}
-    tokens = {}
-    sign_in = None
-    openapi = None
-    counter = None
+# What each operation accepts (its body, query and form), checked against the schemas that
+# /openapi.json serves: contract.py compiles them once, here.
+TOKEN = contract.Operation("POST", "/token")
+EXECUTE = contract.Operation("POST", "/v1/discipline/{name}/execute")
+BATCH = contract.Operation("POST", "/v1/discipline/{name}/batch")
+DESCRIPTION = contract.Operation("POST", "/v1/discipline/{name}/{what}")
+GET_JOB = contract.Operation("GET", "/v1/job/{job_id}")
+LIST_JOBS = contract.Operation("GET", "/v1/job")
+JOB_LOG = contract.Operation("GET", "/v1/job/{job_id}/log")
+DOWNLOAD = contract.Operation("GET", "/v1/job/{job_id}/files/download")
+GET_BATCH = contract.Operation("GET", "/v1/batch/{batch_id}")
+LIST_BATCHES = contract.Operation("GET", "/v1/batch")
+BATCH_RESULTS = contract.Operation("GET", "/v1/batch/{batch_id}/results")
+UPLOAD = contract.Operation("POST", "/v1/file/upload")
 
 
 def unauthenticated(detail="Not authenticated."):
@@ -108,18 +85,19 @@ EXPIRED = "The token has expired; sign in again at /token."
 
 async def current_user(request):
     """Return the caller's user row from the bearer token, or raise 401."""
+    state = request.app.state
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     claims = None
     if scheme.lower() == "bearer":
         # Tokens already checked skip the HMAC and the decoding; their expiry is still checked.
-        claims = State.tokens.get(token)
+        claims = state.tokens.get(token)
         if claims is None:
             claims = auth.token_claims(token.strip())
             if claims is not None:
-                if len(State.tokens) >= 10_000:
-                    State.tokens.clear()
-                State.tokens[token] = claims
+                if len(state.tokens) >= 10_000:
+                    state.tokens.clear()
+                state.tokens[token] = claims
     if claims is None:
         # Told apart so that a client knows to sign in again (one more HMAC, on failures only).
         expired = scheme.lower() == "bearer" and auth.token_claims(token.strip(), expired_too=True)
@@ -127,26 +105,24 @@ async def current_user(request):
     if claims[1] < time.time():
         raise unauthenticated(EXPIRED)
     user_id, _, version = claims
-    cached = State.users.get(user_id)
+    cached = state.users.get(user_id)
     if cached is None or cached[1] < time.monotonic():
         # A short cache: a deleted user's or a changed password's tokens stop working within
         # USER_CACHE_SECONDS.
         row = await run_in_threadpool(store.user_by_id, user_id)
         cached = (row, time.monotonic() + USER_CACHE_SECONDS)
-        State.users[user_id] = cached
+        state.users[user_id] = cached
     if cached[0] is None or cached[0]["token_version"] != version:
         raise unauthenticated()
     return cached[0]
 
 
 async def token(request):
-    form = await request.form()
-    username, password = form.get("username"), form.get("password")
-    if not isinstance(username, str) or not isinstance(password, str):
-        raise HTTPException(422, "The form needs the fields 'username' and 'password'.")
-    plain_text(username, "Field 'username'")
+    fields = TOKEN.form(await request.form())
+    username, password = fields["username"], fields["password"]
+    sign_in = request.app.state.sign_in
     key = (request.client.host if request.client else "", username)
-    wait = math.ceil(await State.sign_in.reserve(key))
+    wait = math.ceil(await sign_in.reserve(key))
     if wait:
         raise HTTPException(429, f"Too many sign-ins; try again in {wait} s.", {"Retry-After": str(wait)})
 
@@ -154,10 +130,10 @@ async def token(request):
         user = store.user_by_name(username)
         return user if auth.check_login(password, user) else None
 
-    user = await State.sign_in.check(key, check)
+    user = await sign_in.check(key, check)
     if user is None:
         raise HTTPException(401, "Incorrect username or password.", {"WWW-Authenticate": "Bearer"})
-    await State.sign_in.succeeded(key)
+    await sign_in.succeeded(key)
     return JSONResponse({"access_token": auth.make_token(user), "token_type": "bearer"})
 
 
@@ -216,52 +192,32 @@ async def json_body(request):
     return body
 
 
-def plain_text(value, where):
-    """Refuse (422) a name, filter or id holding control characters (openapi.PLAIN_TEXT)."""
-    if isinstance(value, str) and not PLAIN_TEXT.fullmatch(value):
-        raise HTTPException(422, f"{where} must not hold control characters.")
-    return value
-
-
-def check_fields(body, kinds):
-    """Check that the body has only these fields ({name: type}), each of its type (not null)."""
-    for name, value in body.items():
-        kind = kinds.get(name)
-        if kind is None:
-            raise HTTPException(
-                422, f"Field {name[:100]!r} is not a field of this request; the fields are {', '.join(kinds)}."
-            )
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            expected = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
-            raise HTTPException(422, f"Field '{name}' must be {expected.get(kind, 'a number')}.")
-
-
 # Disciplines
 
 
 @contextlib.asynccontextmanager
-async def warm_slot():
+async def warm_slot(state):
     """Wait, on the event loop and for a bounded time, for one of the web app's warm processes:
     waiting requests hold no thread, so they cannot starve the other routes."""
-    if State.slots.locked():  # only a wait needs a deadline (wait_for costs a task)
+    if state.slots.locked():  # only a wait needs a deadline (wait_for costs a task)
         try:
-            await asyncio.wait_for(State.slots.acquire(), settings.POOL_WAIT_TIMEOUT)
+            await asyncio.wait_for(state.slots.acquire(), settings.POOL_WAIT_TIMEOUT)
         except asyncio.TimeoutError:
             raise errors.no_warm_process(settings.POOL_WAIT_TIMEOUT) from None
     else:
-        await State.slots.acquire()
+        await state.slots.acquire()
     try:
         yield
     finally:
-        State.slots.release()
+        state.slots.release()
 
 
-async def ask_pool(message, timeout, what="Building the discipline", limit="GEMSEO_HTTP_DESCRIBE_TIMEOUT"):
+async def ask_pool(state, message, timeout, what="Building the discipline", limit="GEMSEO_HTTP_DESCRIBE_TIMEOUT"):
     """Ask a warm process of the web app; `what` and `limit` name the work and its time limit
     in the 422 of a process that timed out or crashed."""
-    async with warm_slot():
+    async with warm_slot(state):
         try:
-            reply = await run_in_threadpool(State.pool.call, message, timeout, settings.POOL_WAIT_TIMEOUT)
+            reply = await run_in_threadpool(state.pool.call, message, timeout, settings.POOL_WAIT_TIMEOUT)
         except TimeoutError:
             raise errors.no_warm_process(settings.POOL_WAIT_TIMEOUT) from None
         except pool.ProcessGone as gone:
@@ -282,64 +238,66 @@ async def ask_pool(message, timeout, what="Building the discipline", limit="GEMS
     return reply["value"]
 
 
-async def catalogue():
-    if State.catalogue is None:
-        State.catalogue = await ask_pool({"op": "catalogue"}, settings.DESCRIBE_TIMEOUT)
-    return State.catalogue
+async def catalogue(state):
+    if state.catalogue is None:
+        state.catalogue = await ask_pool(state, {"op": "catalogue"}, settings.DESCRIBE_TIMEOUT)
+    return state.catalogue
 
 
-async def check_name(name):
-    plain_text(name, "Path 'name'")
-    served = await catalogue()
+async def check_name(state, name):
+    contract.check(openapi.PLAIN_TEXT, name, "Path", "name")
+    served = await catalogue(state)
     if name not in served["served"] and name not in served["disabled"]:
         raise HTTPException(404, f"Unknown discipline {name[:100]!r}.")
 
 
-async def describe(name, options):
-    """Return the description of a discipline built with these options, cached."""
-    await check_name(name)
+async def discipline_description(state, name, options):
+    """Return the description (names, schemas, defaults) of a discipline built with these
+    options, cached."""
+    await check_name(state, name)
     key = (name, json.dumps(options, sort_keys=True))
-    description = State.descriptions.get(key)
+    description = state.descriptions.get(key)
     if description is None:
         limit = settings.JOB_MEMORY_LIMIT_MB or DESCRIBE_MEMORY_MB
         message = {"op": "describe", "name": name, "options": options, "memory_limit_mb": limit}
-        description = await ask_pool(message, settings.DESCRIBE_TIMEOUT)
-        State.descriptions[key] = description
-        if len(State.descriptions) > 512:
-            State.descriptions.popitem(last=False)
+        description = await ask_pool(state, message, settings.DESCRIBE_TIMEOUT)
+        state.descriptions[key] = description
+        if len(state.descriptions) > 512:
+            state.descriptions.popitem(last=False)
     return description
 
 
 async def list_algorithms(request):
     await current_user(request)
-    if State.algorithms is None:
-        State.algorithms = await ask_pool({"op": "algorithms"}, settings.DESCRIBE_TIMEOUT, "Listing the algorithms")
-    return JSONResponse(State.algorithms)
+    state = request.app.state
+    if state.algorithms is None:
+        state.algorithms = await ask_pool(state, {"op": "algorithms"}, settings.DESCRIBE_TIMEOUT, "Listing the algorithms")
+    return JSONResponse(state.algorithms)
 
 
 async def list_disciplines(request):
     await current_user(request)
-    return JSONResponse((await catalogue())["served"])
+    return JSONResponse((await catalogue(request.app.state))["served"])
 
 
 async def discipline_class(request):
     await current_user(request)
-    name = request.path_params["name"]
-    await check_name(name)
-    if name not in State.classes:
-        State.classes[name] = await ask_pool({"op": "about", "name": name}, settings.DESCRIBE_TIMEOUT)
-    return JSONResponse(State.classes[name])
+    state, name = request.app.state, request.path_params["name"]
+    await check_name(state, name)
+    if name not in state.classes:
+        state.classes[name] = await ask_pool(state, {"op": "about", "name": name}, settings.DESCRIBE_TIMEOUT)
+    return JSONResponse(state.classes[name])
 
 
-async def discipline_description(request):
+async def description_part(request):
+    """One part of a discipline's description: POST /v1/discipline/{name}/input_names..."""
     await current_user(request)
-    what = request.path_params["what"]
-    if what not in DESCRIPTION_ROUTES:
-        raise HTTPException(404, f"Unknown route: no discipline description named {what[:100]!r}.")
-    body = await json_body(request)
-    check_fields(body, {"discipline_options": dict})
-    description = await describe(request.path_params["name"], body.get("discipline_options") or {})
-    return JSONResponse(description[what])
+    part = request.path_params["what"]
+    if part not in openapi.DESCRIPTION_PARTS:
+        raise HTTPException(404, f"Unknown route: no discipline description named {part[:100]!r}.")
+    body = DESCRIPTION.body(await json_body(request))
+    description = await discipline_description(request.app.state, request.path_params["name"], body.get("discipline_options") or {})
+    return JSONResponse(description[part])
 
 
 def check_input_data(input_data, description, field="input_data"):
@@ -406,33 +364,13 @@ def strict_json(value, field):
 
 
 def job_timeout(requested):
-    """The time limit of a new job: the request's, capped by the setting."""
-    if requested is not None and not (math.isfinite(requested) and requested > 0):
-        raise HTTPException(422, "Field 'timeout' must be a positive number of seconds.")
+    """The time limit of a new job: the request's (positive, by the contract), capped by the setting."""
     limits = [value for value in (requested, settings.JOB_TIMEOUT) if value]
     return min(limits) if limits else None
 
 
 def job_fields(user, name, body, mode):
-    """The columns of a new job from a checked execute (or batch) body."""
-    if body.get("input_data_type", "json") != "json":
-        raise HTTPException(422, "Field 'input_data_type' must be 'json'.")
-    mode_name = str(body.get("linearization_mode") or "auto")
-    if mode_name not in LINEARIZATION_MODES:
-        raise HTTPException(
-            422, f"Field 'linearization_mode' must be one of {', '.join(LINEARIZATION_MODES)}."
-        )
-    for field in ("differentiated_inputs", "differentiated_outputs"):
-        if not all(isinstance(item, str) for item in body.get(field) or ()):
-            raise HTTPException(422, f"Field '{field}' must be a list of names.")
-    plain_text(body.get("name"), "Field 'name'")
-    for item in body.get("input_files") or []:
-        if isinstance(item, dict):
-            plain_text(item.get("unique_filename"), "Field 'input_files'")
-        file_id = item.get("id") if isinstance(item, dict) else None
-        valid_id = isinstance(file_id, int) and not isinstance(file_id, bool) and 0 < file_id <= MAX_INTEGER
-        if not (valid_id or (isinstance(item, dict) and file_id is None and isinstance(item.get("unique_filename"), str))):
-            raise HTTPException(422, "Field 'input_files' must be a list of File objects (with 'id').")
+    """The columns of a new job from an execute (or batch) body checked by the contract."""
     linearize = bool(body.get("linearize"))
     return {
         "user_id": user["id"],
@@ -442,7 +380,7 @@ def job_fields(user, name, body, mode):
         "job_status": "pending",
         "execution_mode": mode,
         "timeout": job_timeout(body.get("timeout")),
-        "linearization_mode": mode_name,
+        "linearization_mode": body.get("linearization_mode") or "auto",
         "discipline_options": strict_json(body.get("discipline_options") or {}, "discipline_options"),
         "linearize_options": strict_json(body.get("linearize_options") or {}, "linearize_options"),
         "differentiated_inputs": json.dumps(body.get("differentiated_inputs") or []),
@@ -452,13 +390,10 @@ def job_fields(user, name, body, mode):
 
 async def execute(request):
     user = await current_user(request)
-    mode = request.query_params.get("execution_mode", "synchronous")
-    if mode not in ("synchronous", "asynchronous"):
-        raise HTTPException(422, "Query 'execution_mode' must be 'synchronous' or 'asynchronous'.")
-    body = await json_body(request)
-    check_fields(body, EXECUTE_FIELDS)
-    name = request.path_params["name"]
-    description = await describe(name, body.get("discipline_options") or {})
+    mode = EXECUTE.query(request.query_params)["execution_mode"]
+    body = EXECUTE.body(await json_body(request))
+    name, state = request.path_params["name"], request.app.state
+    description = await discipline_description(state, name, body.get("discipline_options") or {})
     input_data = body.get("input_data") or {}
     check_input_data(input_data, description)
     fields = job_fields(user, name, body, mode)
@@ -469,46 +404,26 @@ async def execute(request):
         return Response(store.job_json(row), status_code=202, media_type="application/json")
     # As many synchronous runs in threads as there are warm processes: the others wait here, on
     # the event loop, instead of crowding the GIL and the store's write lock.
-    async with warm_slot():
-        row = await run_in_threadpool(jobs.run_here, State.pool, user["id"], fields, input_files, OWNER_ID)
+    async with warm_slot(state):
+        row = await run_in_threadpool(jobs.run_here, state.pool, user["id"], fields, input_files, OWNER_ID)
     return Response(store.job_json(row), media_type="application/json")
 
 
 # Batches
 
 
-BATCH_FIELDS = {**EXECUTE_FIELDS, "samples": list, "doe": dict}
-DOE_FIELDS = {"algo_name": str, "n_samples": int, "design_space": dict, "settings": dict}
-
-
 def check_doe(doe, description):
-    """Check the doe object of a batch request before GEMSEO computes its points."""
-    for name, value in doe.items():
-        kind = DOE_FIELDS.get(name)
-        if kind is None:
-            raise HTTPException(422, f"Field 'doe.{name[:100]}' is not a field of a DOE; they are {', '.join(DOE_FIELDS)}.")
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise HTTPException(422, f"Field 'doe.{name}' has the wrong type.")
-    for name in ("algo_name", "design_space"):
-        if name not in doe:
-            raise HTTPException(422, f"Field 'doe.{name}' is required.")
-    # Most algorithms need n_samples; some take the number of points from their settings
-    # (a full factorial's levels): GEMSEO says which, and the points are counted once computed.
-    if "n_samples" in doe and not 1 <= doe["n_samples"] <= settings.MAX_BATCH_SAMPLES:
-        raise HTTPException(422, f"Field 'doe.n_samples' must be between 1 and {settings.MAX_BATCH_SAMPLES} (GEMSEO_HTTP_MAX_BATCH_SAMPLES).")
-    if not doe["design_space"]:
-        raise HTTPException(422, "Field 'doe.design_space' must name at least one input.")
+    """What the contract cannot check of a batch's doe (its shape it has checked): the design
+    space against the discipline, before GEMSEO computes the points. Most algorithms need
+    n_samples; some take the number of points from their settings (a full factorial's levels):
+    GEMSEO says which, and the points are counted once computed."""
     for name, bounds in doe["design_space"].items():
         where = f"Field 'doe.design_space.{name[:100]}'"
         if name not in description["input_names"]:
             raise HTTPException(422, f"{where}: {name[:100]!r} is not an input of this discipline.")
-        if not isinstance(bounds, dict) or set(bounds) != {"lower_bound", "upper_bound"}:
-            raise HTTPException(422, f"{where} must be an object with 'lower_bound' and 'upper_bound'.")
         lower, upper = bounds["lower_bound"], bounds["upper_bound"]
-        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in [*lower, *upper]) if (
-            isinstance(lower, list) and isinstance(upper, list)) else False
-        if not numbers or not lower or len(lower) != len(upper) or any(a > b for a, b in zip(lower, upper)):
-            raise HTTPException(422, f"{where}: the bounds must be lists of numbers of one length, lower <= upper.")
+        if len(lower) != len(upper) or any(a > b for a, b in zip(lower, upper)):
+            raise HTTPException(422, f"{where}: the bounds must be of one length, lower <= upper.")
         default = description["default_input_data"].get(name)
         if isinstance(default, list) and len(lower) != len(default):
             raise HTTPException(422, f"{where}: the bounds must hold {len(default)} numbers (the size of its default).")
@@ -517,29 +432,22 @@ def check_doe(doe, description):
 
 async def submit_batch(request):
     user = await current_user(request)
-    body = await json_body(request)
-    check_fields(body, BATCH_FIELDS)
-    if ("samples" in body) == ("doe" in body):
-        raise HTTPException(422, "A batch needs exactly one of the fields 'samples' and 'doe'.")
-    name = request.path_params["name"]
-    description = await describe(name, body.get("discipline_options") or {})
+    body = BATCH.body(await json_body(request))
+    name, state = request.path_params["name"], request.app.state
+    description = await discipline_description(state, name, body.get("discipline_options") or {})
     shared = body.get("input_data") or {}
     check_input_data(shared, description)
     fields = job_fields(user, name, body, "asynchronous")
     if "samples" in body:
         points = body["samples"]
-        if not 1 <= len(points) <= settings.MAX_BATCH_SAMPLES:
-            raise HTTPException(422, f"Field 'samples' must hold 1 to {settings.MAX_BATCH_SAMPLES} points (GEMSEO_HTTP_MAX_BATCH_SAMPLES).")
         for index, point in enumerate(points):
-            if not isinstance(point, dict):
-                raise HTTPException(422, f"Field 'samples[{index}]' must be an object of input values.")
             check_input_data(point, description, f"samples[{index}]")
         design = {"samples": len(points)}
     else:
         design = check_doe(body["doe"], description)
         limit = settings.JOB_MEMORY_LIMIT_MB or DESCRIBE_MEMORY_MB
         message = {"op": "doe", "doe": design, "memory_limit_mb": limit, "max_points": settings.MAX_BATCH_SAMPLES}
-        points = await ask_pool(message, settings.DOE_TIMEOUT, "Computing the DOE", "GEMSEO_HTTP_DOE_TIMEOUT")
+        points = await ask_pool(state, message, settings.DOE_TIMEOUT, "Computing the DOE", "GEMSEO_HTTP_DOE_TIMEOUT")
     inputs = [orjson.dumps({**shared, **point}).decode() for point in points]
     given = list(dict.fromkeys([*shared, *(key for point in points for key in point)]))
     batch = {
@@ -589,8 +497,8 @@ async def owned_batch(request, user):
 
 async def list_batches(request):
     user = await current_user(request)
-    limit = parse_number(request, "limit", 100, int, 1, openapi.MAX_PAGE)
-    offset = parse_number(request, "offset", 0, int, 0)
+    query = LIST_BATCHES.query(request.query_params)
+    limit, offset = query["limit"], query["offset"]
 
     def read():
         rows, total = store.list_batches(user["id"], limit, offset)
@@ -606,14 +514,14 @@ async def batch(request):
     user = await current_user(request)
     row = await owned_batch(request, user)
     if request.method == "DELETE":
-        await stop_batch(row["id"])
+        await stop_batch(request.app.state, row["id"])
         await run_in_threadpool(jobs.delete_batch, row["id"])
         return Response(status_code=204)
-    long_polling = parse_bool(request, "long_polling", False)
-    timeout = parse_number(request, "long_polling_timeout", 100.0, maximum=math.inf)
+    query = GET_BATCH.query(request.query_params)
+    long_polling, timeout = query["long_polling"], query["long_polling_timeout"]
     entry = await run_in_threadpool(batch_entry, row)
     if long_polling and entry["batch_status"] in ("pending", "running"):
-        if await State.watcher.wait(("batch", row["id"]), min(timeout, settings.MAX_LONG_POLLING_TIMEOUT)):
+        if await request.app.state.watcher.wait(("batch", row["id"]), min(timeout, settings.MAX_LONG_POLLING_TIMEOUT)):
             entry = await run_in_threadpool(batch_entry, row)
     return JSONResponse(entry)
 
@@ -621,30 +529,27 @@ async def batch(request):
 async def cancel_batch(request):
     user = await current_user(request)
     row = await owned_batch(request, user)
-    await stop_batch(row["id"])
+    await stop_batch(request.app.state, row["id"])
     return JSONResponse(await run_in_threadpool(batch_entry, row))
 
 
-async def stop_batch(batch_id):
+async def stop_batch(state, batch_id):
     """Cancel a batch and wait, on the event loop, for its running points to stop."""
     if await run_in_threadpool(jobs.cancel_batch, batch_id):
-        await State.watcher.wait(("batch", batch_id), jobs.STOP_WAIT)
+        await state.watcher.wait(("batch", batch_id), jobs.STOP_WAIT)
 
 
-async def stop_job(job_id):
+async def stop_job(state, job_id):
     """Cancel a job and wait, on the event loop, for it to stop if it was running."""
     if await run_in_threadpool(jobs.cancel, job_id):
-        await State.watcher.wait(("job", job_id), jobs.STOP_WAIT)
+        await state.watcher.wait(("job", job_id), jobs.STOP_WAIT)
 
 
 async def batch_results(request):
     user = await current_user(request)
     row = await owned_batch(request, user)
-    kind = request.query_params.get("format", "json")
-    if kind not in ("json", "csv"):
-        raise HTTPException(422, "Query 'format' must be 'json' or 'csv'.")
-    offset = parse_number(request, "offset", 0, int, 0)
-    limit = parse_number(request, "limit", MAX_INTEGER, int, 1)
+    query = BATCH_RESULTS.query(request.query_params)
+    kind, offset, limit = query["format"], query["offset"], query["limit"] or MAX_INTEGER
     table = await run_in_threadpool(results.open_table, row, offset, limit, kind)
     media_type = "application/json" if kind == "json" else "text/csv; charset=utf-8"
     return StreamingResponse(results.stream(table, kind), media_type=media_type, headers={"X-Total-Count": str(table.total)})
@@ -671,59 +576,29 @@ async def owned_job(request, user):
     return row
 
 
-def parse_bool(request, name, default):
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    lowered = raw.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise HTTPException(422, f"Query '{name}' must be true or false.")
-
-
-def parse_number(request, name, default, cast=float, minimum=0, maximum=MAX_INTEGER):
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = cast(raw)
-    except ValueError:
-        raise HTTPException(422, f"Query '{name}' must be a number.") from None
-    if not minimum <= value <= maximum:  # NaN fails too
-        raise HTTPException(422, f"Query '{name}' must be between {minimum} and {maximum}.")
-    return value
-
-
 async def job(request):
     """GET a job (with long polling) or DELETE it: one route, so 405 names both methods."""
     user = await current_user(request)
     row = await owned_job(request, user)
     if request.method == "DELETE":
-        await stop_job(row["id"])
+        await stop_job(request.app.state, row["id"])
         await run_in_threadpool(jobs.delete, row)
         logger.info("job %s deleted by user %s", row["id"], user["id"])
         return Response(status_code=204)
-    long_polling = parse_bool(request, "long_polling", False)
-    # Checked even without long polling: the gemseo-http client always sends it.
-    timeout = parse_number(request, "long_polling_timeout", 100.0, maximum=math.inf)
-    if long_polling:
-        timeout = min(timeout, settings.MAX_LONG_POLLING_TIMEOUT)
-        if row["job_status"] not in store.ENDED and await State.watcher.wait(("job", row["id"]), timeout):
+    # Checked even without long polling: the gemseo-http client always sends its timeout.
+    query = GET_JOB.query(request.query_params)
+    if query["long_polling"]:
+        timeout = min(query["long_polling_timeout"], settings.MAX_LONG_POLLING_TIMEOUT)
+        if row["job_status"] not in store.ENDED and await request.app.state.watcher.wait(("job", row["id"]), timeout):
             row = await owned_job(request, user)
     return Response(store.job_json(row), media_type="application/json")
 
 
 async def list_jobs(request):
     user = await current_user(request)
-    status = request.query_params.get("status")
-    if status not in (None, *store.STATUSES):
-        raise HTTPException(422, f"Query 'status' must be one of {', '.join(store.STATUSES)}.")
-    limit = parse_number(request, "limit", 100, int, 1, openapi.MAX_PAGE)
-    offset = parse_number(request, "offset", 0, int, 0)
-    batch_id = parse_number(request, "batch_id", None, int, 1)
-    filters = {key: plain_text(request.query_params.get(key), f"Query '{key}'") or None for key in ("discipline", "name", "error", "not_error")}
+    query = LIST_JOBS.query(request.query_params)
+    status, limit, offset, batch_id = query["status"], query["limit"], query["offset"], query["batch_id"]
+    filters = {key: query[key] or None for key in ("discipline", "name", "error", "not_error")}
     rows, total = await run_in_threadpool(store.list_jobs, user["id"], status, limit, offset, batch_id, **filters)
     return JSONResponse([store.job_entry(row) for row in rows], headers={"X-Total-Count": str(total)})
 
@@ -737,9 +612,7 @@ async def job_files(request):
 async def download(request):
     user = await current_user(request)
     row = await owned_job(request, user)
-    name = request.query_params.get("filename")
-    if not name:
-        raise HTTPException(422, "Query 'filename' is required.")
+    name = DOWNLOAD.query(request.query_params)["filename"]
     handle = await run_in_threadpool(files.open_in, row["workdir"], name)
     headers = {
         "Content-Length": str(os.fstat(handle.fileno()).st_size),
@@ -752,7 +625,7 @@ async def job_log(request):
     """What the job printed, streamed; `tail=N` gives its last N bytes, from a line start."""
     user = await current_user(request)
     row = await owned_job(request, user)
-    tail = parse_number(request, "tail", None, int, 1)
+    tail = JOB_LOG.query(request.query_params)["tail"]
     try:
         handle = await run_in_threadpool(files.open_in, row["workdir"], files.LOG_NAME)
     except Rejected:
@@ -766,7 +639,7 @@ async def cancel_job(request):
     row = await owned_job(request, user)
     if row["job_status"] in store.ENDED:
         raise HTTPException(409, f"Job {row['id']} has already ended ({row['job_status']}).")
-    await stop_job(row["id"])
+    await stop_job(request.app.state, row["id"])
     row = await owned_job(request, user)
     return Response(store.job_json(row), media_type="application/json")
 
@@ -782,22 +655,13 @@ async def list_files(request):
 async def upload(request):
     user = await current_user(request)
     async with request.form(max_files=100, max_part_size=1024 * 1024) as form:
-        chunk = form_number(form, "chunk_number", 0)
-        total = form_number(form, "total_chunks", 1)
-        upload_id = plain_text(str(form.get("upload_id") or ""), "Field 'upload_id'")[:100]
+        fields = UPLOAD.form(form)
+        chunk, total, upload_id = fields["chunk_number"], fields["total_chunks"], (fields["upload_id"] or "")[:100]
         parts = [part for part in form.getlist("files") if hasattr(part, "read")]
         results = await run_in_threadpool(files.save_upload, user["id"], upload_id, parts, chunk, total)
     if results is None:
         return JSONResponse({"next_chunk": chunk + 1, "total_chunks": total})
     return JSONResponse(results)
-
-
-def form_number(form, name, default):
-    raw = form.get(name, default)
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        raise HTTPException(422, f"Field '{name}' must be an integer.") from None
 
 
 # Health
@@ -807,7 +671,7 @@ async def health(request):
     """The service's health, without a token. Where the store lives, the raw errors and which
     process answered are for the machine itself (or its proxy's trusted clients) only."""
     healthy, report = await run_in_threadpool(metrics.health, worker.huey)
-    pools = State.pool.status()
+    pools = request.app.state.pool.status()
     report["pools"] = {"web": pools}
     if pools["failing"] and not pools["processes"]:
         healthy = False
@@ -832,7 +696,7 @@ def from_loopback(request):
 
 
 async def prometheus(request):
-    counts = await run_in_threadpool(State.counter.totals)
+    counts = await run_in_threadpool(request.app.state.counter.totals)
     text = await run_in_threadpool(metrics.render, worker.huey, counts)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
@@ -841,11 +705,10 @@ async def prometheus(request):
 
 
 async def openapi_json(request):
-    if State.openapi is None:
-        State.openapi = openapi.document(
-            [route for route in routes if isinstance(route, Route)], UNDOCUMENTED
-        )
-    return JSONResponse(State.openapi)
+    state = request.app.state
+    if state.openapi is None:
+        state.openapi = openapi.document([route for route in routes if isinstance(route, Route)], UNDOCUMENTED)
+    return JSONResponse(state.openapi)
 
 
 DOCS_PAGE = """<!doctype html>
@@ -1001,17 +864,17 @@ class ServerErrors:
 # The app
 
 
-async def housekeeping():
+async def housekeeping(state):
     """Beat this app's heart, end the jobs of processes that vanished, and queue again the jobs
     whose task was lost."""
     sweeper = jobs.Sweeper(worker.enqueue, worker.queued_job_ids, OWNER_ID)
     while True:
         try:
             await run_in_threadpool(store.beat, OWNER_ID)
-            await run_in_threadpool(State.counter.flush)
-            await run_in_threadpool(State.sign_in.forget_old)
+            await run_in_threadpool(state.counter.flush)
+            await run_in_threadpool(state.sign_in.forget_old)
             await run_in_threadpool(sweeper.sweep)
-            State.watcher.drain()
+            state.watcher.drain()
         except Exception as error:
             if errors.unavailable(error):  # a line, not a traceback every beat while it is down
                 logger.warning("housekeeping: %s is unavailable: %s", errors.unavailable(error), str(error).strip())
@@ -1020,25 +883,35 @@ async def housekeeping():
         await asyncio.sleep(settings.HEARTBEAT_INTERVAL)
 
 
+def init_state(state):
+    """This web app process's state on app.state, but for its warm processes (the lifespan starts
+    them): caches, the sign-in guard, the long-polling watcher and the request counter."""
+    state.slots = asyncio.Semaphore(settings.SYNC_PROCESSES)  # one per warm process: waits are on the loop
+    state.sign_in = auth.SignInGuard()
+    state.watcher = Watcher()
+    state.catalogue = state.algorithms = state.openapi = None
+    state.descriptions, state.classes, state.users, state.tokens = OrderedDict(), {}, {}, {}
+    state.counter = metrics.RequestCounter({route.endpoint: route.path for route in routes if isinstance(route, Route)})
+    return state
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app):
     jobs.setup_logging()
     await run_in_threadpool(worker.init)
     store.start_checkpoints()
     auth.secret_key()
-    State.pool = pool.Pool(settings.SYNC_PROCESSES, "web", OWNER_ID)
-    State.pool.start()
-    State.slots = asyncio.Semaphore(settings.SYNC_PROCESSES)
-    State.sign_in = auth.SignInGuard()
-    State.watcher = Watcher()
-    task = asyncio.create_task(housekeeping())
+    state = init_state(app.state)
+    state.pool = pool.Pool(settings.SYNC_PROCESSES, "web", OWNER_ID)
+    state.pool.start()
+    task = asyncio.create_task(housekeeping(state))
     logger.info("gaas web app %s serving, root %s", OWNER_ID, settings.ROOT_PATH)
     try:
         yield
     finally:
         task.cancel()
-        State.pool.close()
-        await run_in_threadpool(State.counter.flush)
+        state.pool.close()
+        await run_in_threadpool(state.counter.flush)
         await run_in_threadpool(store.forget, OWNER_ID)
 
 
@@ -1061,7 +934,7 @@ routes = [
     Route("/v1/discipline/{name}", discipline_class, methods=["GET"]),
     Route("/v1/discipline/{name}/execute", execute, methods=["POST"]),
     Route("/v1/discipline/{name}/batch", submit_batch, methods=["POST"]),
-    Route("/v1/discipline/{name}/{what}", discipline_description, methods=["POST"]),
+    Route("/v1/discipline/{name}/{what}", description_part, methods=["POST"]),
     Route("/v1/job", list_jobs, methods=["GET"]),
     Route("/v1/job/{job_id}", job, methods=["GET", "DELETE"]),
     Route("/v1/job/{job_id}/cancel", cancel_job, methods=["POST"]),
@@ -1079,18 +952,13 @@ routes = [
 UNDOCUMENTED = ("/", "/openapi.json", "/docs")
 
 
-def counted(app):
-    State.counter = metrics.RequestCounter(app, {route.endpoint: route.path for route in routes if isinstance(route, Route)})
-    return State.counter
-
-
 exception_handlers = {Rejected: rejected, HTTPException: http_error}
 app = Starlette(
     routes=routes,
     exception_handlers=exception_handlers,
     lifespan=lifespan,
     middleware=[
-        Middleware(counted),
+        Middleware(metrics.CountRequests),
         Middleware(ServerErrors),
         Middleware(BodyLimit, limits={"/token": TOKEN_BODY_LIMIT}),
     ],

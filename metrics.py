@@ -8,13 +8,13 @@ import settings
 import store
 
 class RequestCounter:
-    """ASGI middleware counting answered requests by method, route template and status.
+    """Answered requests by method, route template and status, counted by CountRequests.
 
     Each web process adds its counts to the store every heartbeat and before a scrape, so that
     /metrics counts the requests of every process and host behind the load balancer."""
 
-    def __init__(self, app, paths):
-        self.app, self.paths = app, paths
+    def __init__(self, paths):
+        self.paths = paths
         self.counts = Counter()  # not yet in the store
         self.lock = threading.Lock()
 
@@ -34,6 +34,21 @@ class RequestCounter:
         self.flush()
         return store.request_counts()
 
+    def count(self, scope, status):
+        # The router leaves the matched endpoint in the scope; its route template names it.
+        path = self.paths.get(scope.get("endpoint"), "unmatched")
+        # Under the lock: a flush in a thread swaps the counter between a read and a write.
+        with self.lock:
+            self.counts[(scope["method"], path, status)] += 1
+
+
+class CountRequests:
+    """ASGI middleware: the app state's RequestCounter (set up in the lifespan) counts each
+    answered request."""
+
+    def __init__(self, app):
+        self.app = app
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
@@ -48,11 +63,7 @@ class RequestCounter:
         try:
             await self.app(scope, receive, send=counting_send)
         finally:
-            # The router leaves the matched endpoint in the scope; its route template names it.
-            path = self.paths.get(scope.get("endpoint"), "unmatched")
-            # Under the lock: a flush in a thread swaps the counter between a read and a write.
-            with self.lock:
-                self.counts[(scope["method"], path, status)] += 1
+            scope["app"].state.counter.count(scope, status)
 
 
 def queue_kind(huey):

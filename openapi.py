@@ -11,7 +11,8 @@ import jobs
 import settings
 import store
 
-# What the server accepts, written once: gaas.py checks requests against these.
+# What the server accepts, written once: contract.py compiles the request schemas below into the
+# checks of the requests, so the document and the checks cannot differ.
 LINEARIZATION_MODES = (
     "auto",
     "direct",
@@ -26,14 +27,37 @@ LINEARIZATION_MODES = (
 )
 MAX_PAGE = 1000
 MAX_INTEGER = jobs.MAX_INTEGER
+# The parts of a discipline's description, each one a route.
+DESCRIPTION_PARTS = ("input_names", "output_names", "inputs_schema", "outputs_schema", "default_input_data")
+# A limit that comes from a setting names it (an OpenAPI extension), so that a refusal can say which.
+MAX_SAMPLES = {"maximum": settings.MAX_BATCH_SAMPLES, "x-setting": "GEMSEO_HTTP_MAX_BATCH_SAMPLES"}
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 # A name, a filter or an upload id: text without control characters. None needs them, and
-# PostgreSQL refuses NUL in its text columns; gaas.py checks against this pattern.
+# PostgreSQL refuses NUL in its text columns.
 PLAIN_TEXT = {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f]*$"}
 NAMES = {"type": "array", "items": {"type": "string"}}
 VALUE = {"oneOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}, {"type": "array", "items": {}}]}
 DATA = {"type": "object", "additionalProperties": VALUE}
+
+EXECUTE_PROPERTIES = {
+    "name": PLAIN_TEXT,
+    "discipline_options": {"type": "object"},
+    "input_data": DATA,
+    "input_data_type": {"type": "string", "enum": ["json"]},
+    "input_files": {"type": "array", "items": {"$ref": "#/components/schemas/FileReference"}},
+    "linearize": {"type": "boolean"},
+    "linearization_mode": {"type": "string", "enum": list(LINEARIZATION_MODES)},
+    "linearize_options": {"type": "object"},
+    "differentiated_inputs": NAMES,
+    "differentiated_outputs": NAMES,
+    "timeout": {
+        "type": "number",
+        "minimum": 0,
+        "exclusiveMinimum": True,
+        "description": "Seconds; capped by GEMSEO_HTTP_JOB_TIMEOUT.",
+    },
+}
 
 SCHEMAS = {
     "Error": {
@@ -95,24 +119,7 @@ SCHEMAS = {
     "ExecuteInput": {
         "type": "object",
         "additionalProperties": False,
-        "properties": {
-            "name": PLAIN_TEXT,
-            "discipline_options": {"type": "object"},
-            "input_data": DATA,
-            "input_data_type": {"type": "string", "enum": ["json"]},
-            "input_files": {"type": "array", "items": {"$ref": "#/components/schemas/FileReference"}},
-            "linearize": {"type": "boolean"},
-            "linearization_mode": {"type": "string", "enum": list(LINEARIZATION_MODES)},
-            "linearize_options": {"type": "object"},
-            "differentiated_inputs": NAMES,
-            "differentiated_outputs": NAMES,
-            "timeout": {
-                "type": "number",
-                "minimum": 0,
-                "exclusiveMinimum": True,
-                "description": "Seconds; capped by GEMSEO_HTTP_JOB_TIMEOUT.",
-            },
-        },
+        "properties": EXECUTE_PROPERTIES,
     },
     "BatchInput": {
         "type": "object",
@@ -120,10 +127,12 @@ SCHEMAS = {
         "description": "The fields of ExecuteInput shared by every point, and exactly one of samples and doe.",
         "oneOf": [{"required": ["samples"], "not": {"required": ["doe"]}}, {"required": ["doe"], "not": {"required": ["samples"]}}],
         "properties": {
+            **EXECUTE_PROPERTIES,
             "samples": {
                 "type": "array",
                 "minItems": 1,
-                "maxItems": settings.MAX_BATCH_SAMPLES,
+                "maxItems": MAX_SAMPLES["maximum"],
+                "x-setting": MAX_SAMPLES["x-setting"],
                 "items": DATA,
                 "description": "One object of input values per point; they override input_data.",
             },
@@ -136,7 +145,7 @@ SCHEMAS = {
                     "n_samples": {
                         "type": "integer",
                         "minimum": 1,
-                        "maximum": settings.MAX_BATCH_SAMPLES,
+                        **MAX_SAMPLES,
                         "description": "Needed by most algorithms; a full factorial may take `levels` in settings instead.",
                     },
                     "design_space": {
@@ -309,7 +318,8 @@ def path_parameter(name, schema):
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
-JOB_ID = path_parameter("job_id", {"type": "integer"})
+ID = {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER}
+JOB_ID = path_parameter("job_id", ID)
 NAME = path_parameter("name", PLAIN_TEXT)
 WHAT = {
     "name": "what",
@@ -317,7 +327,7 @@ WHAT = {
     "required": True,
     "schema": {
         "type": "string",
-        "enum": ["input_names", "output_names", "inputs_schema", "outputs_schema", "default_input_data"],
+        "enum": list(DESCRIPTION_PARTS),
     },
 }
 # Where a job's id leads (also how schemathesis reaches the job routes with real ids).
@@ -325,7 +335,7 @@ JOB_LINKS = {
     operation: {"operationId": operation, "parameters": {"job_id": "$response.body#/id"}}
     for operation in ("get_job", "delete_job", "post_cancel_job", "get_job_files", "get_job_log", "get_download")
 }
-BATCH_ID = path_parameter("batch_id", {"type": "integer"})
+BATCH_ID = path_parameter("batch_id", ID)
 BATCH_LINKS = {
     operation: {"operationId": operation, "parameters": {"batch_id": "$response.body#/id"}}
     for operation in ("get_batch", "delete_batch", "post_cancel_batch", "get_batch_results")
@@ -474,7 +484,7 @@ OPERATIONS = {
             query("status", {"type": "string", "enum": list(store.STATUSES)}, "Only this status."),
             query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}, "Page size."),
             query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER, "default": 0}, "Jobs to skip."),
-            query("batch_id", {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER}, "Only the points of this batch, in order."),
+            query("batch_id", ID, "Only the points of this batch, in order."),
             query("discipline", PLAIN_TEXT, "Only jobs of this discipline class."),
             query("name", PLAIN_TEXT, "Only jobs whose name contains this text."),
             query("error", PLAIN_TEXT, "Only failed jobs with this error kind, e.g. cancelled."),
@@ -532,7 +542,7 @@ OPERATIONS = {
         "summary": "What the job printed (stdout and stderr, C and Fortran output included), streamed.",
         "parameters": [
             JOB_ID,
-            query("tail", {"type": "integer", "minimum": 1}, "Only the last TAIL bytes, from the first line start in them."),
+            query("tail", {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER}, "Only the last TAIL bytes, from the first line start in them."),
         ],
         "responses": {"200": answer("The log.", {"type": "string"}, "text/plain"), **errors(401, 404, 422)},
     },

@@ -440,8 +440,7 @@ def test_a_server_error_is_one_json_500_logged_once(tmp_store, monkeypatch, gaas
     from starlette.testclient import TestClient
 
     monkeypatch.setattr(auth, "_secret", None)
-    monkeypatch.setattr(gaas.State, "users", {})
-    monkeypatch.setattr(gaas.State, "tokens", {})
+    gaas.init_state(gaas.app.state)
     user_id = store.add_user("alice", "hash")
     token = auth.make_token(store.user_by_id(user_id))
 
@@ -461,7 +460,7 @@ def test_a_server_error_is_one_json_500_logged_once(tmp_store, monkeypatch, gaas
     assert len(errors) == 1, [record.getMessage() for record in errors]
     assert errors[0].exc_info and errors[0].exc_info[0] is RuntimeError
     assert "/v1/file" in errors[0].getMessage()
-    assert gaas.State.counter.counts[("GET", "/v1/file", 500)] >= 1
+    assert gaas.app.state.counter.counts[("GET", "/v1/file", 500)] >= 1
     # The same client still gets ordinary answers.
     assert client.get("/v1/job/abc", headers={"Authorization": f"Bearer {token}"}).status_code == 404
 
