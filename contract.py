@@ -367,3 +367,27 @@ def read_text(parameters, given, kind):
             raise refusal(error, kind) from None
         values[name] = value
     return values
+
+
+# Every operation's checks, compiled once, when the app is imported.
+OPERATIONS = {key: Operation(*key) for key in openapi.OPERATIONS}
+
+
+def operation(request):
+    """The checks of the operation that a request was routed to."""
+    return OPERATIONS[("GET" if request.method == "HEAD" else request.method, request.scope["route"].path)]
+
+
+def body(request, value):
+    """The request's JSON body (parsed), checked by its operation's schema."""
+    return operation(request).body(value)
+
+
+def query(request):
+    """The request's query parameters, read and checked, by name."""
+    return operation(request).query(request.query_params)
+
+
+def form(request, fields):
+    """The text fields of the request's form (parsed), read and checked, by name."""
+    return operation(request).form(fields)

@@ -57,21 +57,6 @@ TOKEN_BODY_LIMIT = 64 * 1024
 # Memory a discipline's constructor may take in a warm process when jobs have no limit, in MiB.
 DESCRIBE_MEMORY_MB = 2048
 
-# What each operation accepts (its body, query and form), checked against the schemas that
-# /openapi.json serves: contract.py compiles them once, here.
-TOKEN = contract.Operation("POST", "/token")
-EXECUTE = contract.Operation("POST", "/v1/discipline/{name}/execute")
-BATCH = contract.Operation("POST", "/v1/discipline/{name}/batch")
-DESCRIPTION = contract.Operation("POST", "/v1/discipline/{name}/{what}")
-GET_JOB = contract.Operation("GET", "/v1/job/{job_id}")
-LIST_JOBS = contract.Operation("GET", "/v1/job")
-JOB_LOG = contract.Operation("GET", "/v1/job/{job_id}/log")
-DOWNLOAD = contract.Operation("GET", "/v1/job/{job_id}/files/download")
-GET_BATCH = contract.Operation("GET", "/v1/batch/{batch_id}")
-LIST_BATCHES = contract.Operation("GET", "/v1/batch")
-BATCH_RESULTS = contract.Operation("GET", "/v1/batch/{batch_id}/results")
-UPLOAD = contract.Operation("POST", "/v1/file/upload")
-
 
 def unauthenticated(detail="Not authenticated."):
     return HTTPException(401, detail, {"WWW-Authenticate": "Bearer"})
@@ -118,7 +103,7 @@ async def current_user(request):
 
 
 async def token(request):
-    fields = TOKEN.form(await request.form())
+    fields = contract.form(request, await request.form())
     username, password = fields["username"], fields["password"]
     sign_in = request.app.state.sign_in
     key = (request.client.host if request.client else "", username)
@@ -295,7 +280,7 @@ async def description_part(request):
     part = request.path_params["what"]
     if part not in openapi.DESCRIPTION_PARTS:
         raise HTTPException(404, f"Unknown route: no discipline description named {part[:100]!r}.")
-    body = DESCRIPTION.body(await json_body(request))
+    body = contract.body(request, await json_body(request))
     description = await discipline_description(request.app.state, request.path_params["name"], body.get("discipline_options") or {})
     return JSONResponse(description[part])
 
@@ -390,8 +375,8 @@ def job_fields(user, name, body, mode):
 
 async def execute(request):
     user = await current_user(request)
-    mode = EXECUTE.query(request.query_params)["execution_mode"]
-    body = EXECUTE.body(await json_body(request))
+    mode = contract.query(request)["execution_mode"]
+    body = contract.body(request, await json_body(request))
     name, state = request.path_params["name"], request.app.state
     description = await discipline_description(state, name, body.get("discipline_options") or {})
     input_data = body.get("input_data") or {}
@@ -432,7 +417,7 @@ def check_doe(doe, description):
 
 async def submit_batch(request):
     user = await current_user(request)
-    body = BATCH.body(await json_body(request))
+    body = contract.body(request, await json_body(request))
     name, state = request.path_params["name"], request.app.state
     description = await discipline_description(state, name, body.get("discipline_options") or {})
     shared = body.get("input_data") or {}
@@ -497,7 +482,7 @@ async def owned_batch(request, user):
 
 async def list_batches(request):
     user = await current_user(request)
-    query = LIST_BATCHES.query(request.query_params)
+    query = contract.query(request)
     limit, offset = query["limit"], query["offset"]
 
     def read():
@@ -517,7 +502,7 @@ async def batch(request):
         await stop_batch(request.app.state, row["id"])
         await run_in_threadpool(jobs.delete_batch, row["id"])
         return Response(status_code=204)
-    query = GET_BATCH.query(request.query_params)
+    query = contract.query(request)
     long_polling, timeout = query["long_polling"], query["long_polling_timeout"]
     entry = await run_in_threadpool(batch_entry, row)
     if long_polling and entry["batch_status"] in ("pending", "running"):
@@ -548,7 +533,7 @@ async def stop_job(state, job_id):
 async def batch_results(request):
     user = await current_user(request)
     row = await owned_batch(request, user)
-    query = BATCH_RESULTS.query(request.query_params)
+    query = contract.query(request)
     kind, offset, limit = query["format"], query["offset"], query["limit"] or MAX_INTEGER
     table = await run_in_threadpool(results.open_table, row, offset, limit, kind)
     media_type = "application/json" if kind == "json" else "text/csv; charset=utf-8"
@@ -586,7 +571,7 @@ async def job(request):
         logger.info("job %s deleted by user %s", row["id"], user["id"])
         return Response(status_code=204)
     # Checked even without long polling: the gemseo-http client always sends its timeout.
-    query = GET_JOB.query(request.query_params)
+    query = contract.query(request)
     if query["long_polling"]:
         timeout = min(query["long_polling_timeout"], settings.MAX_LONG_POLLING_TIMEOUT)
         if row["job_status"] not in store.ENDED and await request.app.state.watcher.wait(("job", row["id"]), timeout):
@@ -596,7 +581,7 @@ async def job(request):
 
 async def list_jobs(request):
     user = await current_user(request)
-    query = LIST_JOBS.query(request.query_params)
+    query = contract.query(request)
     status, limit, offset, batch_id = query["status"], query["limit"], query["offset"], query["batch_id"]
     filters = {key: query[key] or None for key in ("discipline", "name", "error", "not_error")}
     rows, total = await run_in_threadpool(store.list_jobs, user["id"], status, limit, offset, batch_id, **filters)
@@ -612,7 +597,7 @@ async def job_files(request):
 async def download(request):
     user = await current_user(request)
     row = await owned_job(request, user)
-    name = DOWNLOAD.query(request.query_params)["filename"]
+    name = contract.query(request)["filename"]
     handle = await run_in_threadpool(files.open_in, row["workdir"], name)
     headers = {
         "Content-Length": str(os.fstat(handle.fileno()).st_size),
@@ -625,7 +610,7 @@ async def job_log(request):
     """What the job printed, streamed; `tail=N` gives its last N bytes, from a line start."""
     user = await current_user(request)
     row = await owned_job(request, user)
-    tail = JOB_LOG.query(request.query_params)["tail"]
+    tail = contract.query(request)["tail"]
     try:
         handle = await run_in_threadpool(files.open_in, row["workdir"], files.LOG_NAME)
     except Rejected:
@@ -655,7 +640,7 @@ async def list_files(request):
 async def upload(request):
     user = await current_user(request)
     async with request.form(max_files=100, max_part_size=1024 * 1024) as form:
-        fields = UPLOAD.form(form)
+        fields = contract.form(request, form)
         chunk, total, upload_id = fields["chunk_number"], fields["total_chunks"], (fields["upload_id"] or "")[:100]
         parts = [part for part in form.getlist("files") if hasattr(part, "read")]
         results = await run_in_threadpool(files.save_upload, user["id"], upload_id, parts, chunk, total)
