@@ -37,7 +37,7 @@ def test_job_and_batch_names(alice):
 
 def test_input_file_names(alice):
     body = {"input_files": [{"unique_filename": "x\x00"}]}
-    refused(alice.post("/v1/discipline/Sellar1/execute", json=body), "Field 'input_files'")
+    refused(alice.post("/v1/discipline/Sellar1/execute", json=body), "Field 'input_files[0].unique_filename'")
 
 
 def test_upload_ids_and_file_names(alice):
