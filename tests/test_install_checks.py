@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -278,15 +279,16 @@ def test_request_counts_are_not_lost_to_a_flush(monkeypatch):
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
 
-    counter = metrics.RequestCounter(app, {})
-    scope = {"type": "http", "method": "GET"}
+    counter = metrics.RequestCounter({})
+    counting = metrics.CountRequests(app)
+    scope = {"type": "http", "method": "GET", "app": SimpleNamespace(state=SimpleNamespace(counter=counter))}
 
     async def noop(message):
         pass
 
     async def many(n):
         for _ in range(n):
-            await counter(scope, None, noop)
+            await counting(scope, None, noop)
 
     stop = threading.Event()
 
