@@ -1,6 +1,7 @@
 """gaas: GEMSEO disciplines over HTTP. The Starlette app: `uvicorn gaas:app`.
 
-This module speaks HTTP only: each endpoint reads and checks its request in full, then calls
+This module speaks HTTP only: each endpoint reads and checks its request in full (its shape by
+contract.py, against the schemas of /openapi.json; what needs the discipline here), then calls
 jobs.py (every job state change), files.py (paths and uploads) or the warm-process pool
 (pool.py); their errors.Rejected become {"detail": ...} in one handler at the bottom.
 """
