@@ -50,10 +50,10 @@ def refusal(error, kind="Field"):
     return Rejected(422, f"{kind} '{render(error.path)}' {message}." if error.path else f"The request {message}.")
 
 
-def check(schema, value, kind="Field", at=None):
+def check(schema, value, kind="Field", at=None, checker=None):
     """Return value if it matches schema (a dict, or the name of a component), else raise a 422;
     `at` names a value that is not inside a body (a query, a path parameter)."""
-    checker = compiled(schema)
+    checker = checker or compiled(schema)
     if checker is not None:
         try:
             checker(value)
@@ -93,16 +93,34 @@ def compile_schema(schema):
     kind = schema.get("type")
     if kind is None and not steps:
         return None
-    types, nullable = TYPES.get(kind), schema.get("nullable", False)
+    types, nullable = TYPES.get(kind, ()), schema.get("nullable", False)
     wrong = f"must be {WORDS.get(kind)}"
+    # Shapes of their own for the common cases: this runs for every field of every request.
+    if not steps:
 
-    def checker(value):
-        if types is not None and type(value) not in types:
-            if value is None and nullable:
-                return
-            raise Invalid(wrong)
-        for step in steps:
-            step(value)
+        def checker(value):
+            if type(value) not in types and not (value is None and nullable):
+                raise Invalid(wrong)
+
+    elif len(steps) == 1 and types:
+        only = steps[0]
+
+        def checker(value):
+            if type(value) not in types:
+                if value is None and nullable:
+                    return
+                raise Invalid(wrong)
+            only(value)
+
+    else:
+
+        def checker(value):
+            if types and type(value) not in types:
+                if value is None and nullable:
+                    return
+                raise Invalid(wrong)
+            for step in steps:
+                step(value)
 
     return checker
 
@@ -186,7 +204,7 @@ def object_step(schema):
 
     def step(value):
         for name, item in value.items():
-            checker = properties[name] if name in properties else other
+            checker = properties.get(name, other)
             if checker is None:
                 continue
             if checker is False:
@@ -238,8 +256,9 @@ def choice_step(schema):
     if keyword is None:
         return None
     branches = schema[keyword]
-    if all("required" in branch and set(branch) <= {"required", "not"} for branch in branches):
-        checkers = [compiled(branch) for branch in branches]
+    if all(set(branch) <= {"required", "not"} and set(branch.get("not", {})) <= {"required"} for branch in branches):
+        # Read as sets of fields: (those it requires, those it must not hold all of).
+        forms = [(branch["required"], branch.get("not", {}).get("required")) for branch in branches]
         names = [f"'{name}'" for branch in branches for name in branch["required"]]
         if keyword == "oneOf":
             needs, wanted = f"needs exactly one of the fields {' and '.join(names)}", (lambda count: count == 1)
@@ -247,7 +266,11 @@ def choice_step(schema):
             needs, wanted = f"needs the field {' or '.join(names)}", (lambda count: count >= 1)
 
         def step(value):
-            if not wanted(sum(passes(checker, value) for checker in checkers)):
+            count = 0
+            for required, refused in forms:
+                if all(name in value for name in required) and not (refused and all(name in value for name in refused)):
+                    count += 1
+            if not wanted(count):
                 raise Invalid(needs)
 
         return step
@@ -256,6 +279,15 @@ def choice_step(schema):
         raise ValueError(f"contract: the branches of {keyword} must be of distinct types: {schema}")
     by_type = [(TYPES[kind], compiled(branch)) for kind, branch in zip(kinds, branches)]
     wrong = "must be " + ", ".join(WORDS[kind] for kind in kinds[:-1]) + f" or {WORDS[kinds[-1]]}"
+    if all(type_only(branch) for branch in branches):
+        # Branches that check nothing but their type: one test.
+        allowed = {kind for types, _ in by_type for kind in types}
+
+        def step(value):
+            if type(value) not in allowed:
+                raise Invalid(wrong)
+
+        return step
 
     def step(value):
         for types, checker in by_type:
@@ -266,6 +298,11 @@ def choice_step(schema):
         raise Invalid(wrong)
 
     return step
+
+
+def type_only(schema):
+    """Whether a schema checks nothing but the type of a value."""
+    return set(schema) - {"description"} == {"type"} or (set(schema) - {"description"} == {"type", "items"} and schema["items"] == {})
 
 
 def not_step(schema):
@@ -319,23 +356,20 @@ class Operation:
         operation = openapi.OPERATIONS[(method, path)]
         content = operation.get("requestBody", {}).get("content", {})
         self.body_schema = content.get("application/json", {}).get("schema")
-        self.queries = [(p["name"], p["schema"], p.get("required", False)) for p in operation.get("parameters", ()) if p["in"] == "query"]
+        self.queries = [text_parameter(p["name"], p["schema"], p.get("required", False)) for p in operation.get("parameters", ()) if p["in"] == "query"]
         form = content.get("multipart/form-data") or content.get("application/x-www-form-urlencoded") or {}
         form = form.get("schema", {})
         # Files are read by files.py; the text fields are read here.
         self.fields = [
-            (name, schema, name in form.get("required", ()))
+            text_parameter(name, schema, name in form.get("required", ()))
             for name, schema in form.get("properties", {}).items()
             if schema.get("format") != "binary" and schema.get("items", {}).get("format") != "binary"
         ]
-        for _, schema, _ in self.queries + self.fields:
-            compiled(schema)
-        if self.body_schema is not None:
-            compiled(self.body_schema)
+        self.body_check = compiled(self.body_schema) if self.body_schema is not None else None
 
     def body(self, body):
         """The JSON body, checked."""
-        return check(self.body_schema, body)
+        return check(self.body_schema, body, checker=self.body_check)
 
     def query(self, params):
         """The query parameters, read and checked, by name; an absent one is its default or None."""
@@ -346,20 +380,23 @@ class Operation:
         return read_text(self.fields, form, "Field")
 
 
+def text_parameter(name, schema, required):
+    return name, schema, required, schema.get("default"), compiled(schema)
+
+
 def read_text(parameters, given, kind):
     values = {}
-    for name, schema, required in parameters:
+    for name, schema, required, default, checker in parameters:
         raw = given.get(name)
         if raw is None:
             if required:
                 raise refusal(Invalid("is required", name), kind)
-            values[name] = schema.get("default")
+            values[name] = default
             continue
         try:
             if not isinstance(raw, str):
                 raise Invalid(f"must be {WORDS.get(schema.get('type'), 'text')}")
             value = parse(schema, raw)
-            checker = compiled(schema)
             if checker is not None:
                 checker(value)
         except Invalid as error:
