@@ -2,7 +2,7 @@
 /openapi.json serves (openapi.SCHEMAS and OPERATIONS), compiled once into plain functions.
 
 Only the part of JSON Schema that the document uses is compiled (type, properties, required,
-additionalProperties, items, enum, bounds, sizes, pattern, nullable, oneOf, anyOf, not, $ref);
+additionalProperties, items, enum, bounds, sizes, pattern, nullable, oneOf, anyOf, $ref);
 any other keyword stops the compilation, so a schema never promises a check that is not made.
 A refusal is a 422 that names the field by its path: "Field 'doe.design_space.x_1.lower_bound'
 is required.", "Field 'samples[3]' must be an object.". Rules that need a discipline (its input
@@ -17,7 +17,7 @@ from errors import Rejected
 KNOWN = {
     "type", "properties", "required", "additionalProperties", "items", "enum", "minimum", "maximum",
     "exclusiveMinimum", "minItems", "maxItems", "minLength", "maxLength", "minProperties", "pattern",
-    "nullable", "oneOf", "anyOf", "not", "$ref", "description", "default", "format", "x-setting",
+    "nullable", "oneOf", "anyOf", "$ref", "description", "default", "format", "x-setting",
 }
 # Exact types: orjson and the query parser make no subclasses, and a bool is not a number here.
 TYPES = {"object": (dict,), "array": (list,), "string": (str,), "boolean": (bool,), "integer": (int,), "number": (int, float)}
@@ -88,9 +88,11 @@ def compile_schema(schema):
     unknown = set(schema) - KNOWN
     if unknown:
         raise ValueError(f"contract: no checker for the keywords {sorted(unknown)} of {schema}")
-    steps = [step(schema) for step in (value_step, object_step, array_step, choice_step, not_step)]
+    steps = [step(schema) for step in (value_step, object_step, array_step, choice_step)]
     steps = [step for step in steps if step is not None]
     kind = schema.get("type")
+    if kind is not None and kind not in TYPES:
+        raise ValueError(f"contract: no checker for the type {kind!r} of {schema}")
     if kind is None and not steps:
         return None
     types, nullable = TYPES.get(kind, ()), schema.get("nullable", False)
@@ -232,12 +234,12 @@ def array_step(schema):
         return None
     fewest, most = schema.get("minItems", 0), schema.get("maxItems", float("inf"))
     sizes = sizes_words(schema, "minItems", "maxItems", "item")
-    plain = set(schema.get("items", {})) <= {"type", "description"} and TYPES.get(schema.get("items", {}).get("type"))
+    plain = set(TYPES.get(schema["items"]["type"], ())) if type_only(schema.get("items", {})) else None
 
     def step(value):
         if not fewest <= len(value) <= most:
             raise Invalid(sizes)
-        if items is None or (plain and set(map(type, value)) <= set(plain)):
+        if items is None or (plain and set(map(type, value)) <= plain):
             return
         for index, item in enumerate(value):
             try:
@@ -302,28 +304,8 @@ def choice_step(schema):
 
 def type_only(schema):
     """Whether a schema checks nothing but the type of a value."""
-    return set(schema) - {"description"} == {"type"} or (set(schema) - {"description"} == {"type", "items"} and schema["items"] == {})
-
-
-def not_step(schema):
-    if "not" not in schema:
-        return None
-    inner = compiled(schema["not"])
-
-    def step(value):
-        if passes(inner, value):
-            raise Invalid("is not allowed here")
-
-    return step
-
-
-def passes(checker, value):
-    try:
-        if checker is not None:
-            checker(value)
-    except Invalid:
-        return False
-    return True
+    keys = set(schema) - {"description"}
+    return keys == {"type"} or (keys == {"type", "items"} and schema["items"] == {})
 
 
 # Text parameters: queries and form fields arrive as text, read by their schema's type.
