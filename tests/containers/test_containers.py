@@ -170,7 +170,8 @@ def test_one_container_walkthrough_users_and_stop(image, tmp_path):
         start = time.monotonic()
         podman("stop", "--time", "60", name)
         stopped = time.monotonic() - start
-        assert podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "0"
+        # It ended on the SIGINT (130 as after a Ctrl-C, or 0), not on a SIGKILL at the timeout (137).
+        assert podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() in ("0", "130")
         assert stopped < 30, f"the stop took {stopped:.0f} s"
         podman("start", name)
         wait_healthy(url, container=name)
@@ -263,8 +264,11 @@ def test_compose_spreads_survives_a_killed_worker_and_keeps_data(stack):
     (owner,), = stack.sql(f"SELECT owner FROM jobs WHERE id = {job['id']}")
     victim = stack.container("worker", hosts[owner.split(":")[1].split("/")[0]])
     podman("kill", victim)
+    killed = time.monotonic()
     ended = wait_status(api, job["id"], ("finished", "failed"), timeout=90)
     assert ended["job_status"] == "finished" or ended["error"] == "lost", ended
+    note(f"job of the killed worker container: {ended['job_status']} {ended['error']}".rstrip()
+         + f", {time.monotonic() - killed:.0f} s after the kill")
     after = api.run("Sleeper", mode="asynchronous", input_data={"duration": [0.1]})
     assert api.wait(after["id"])["job_status"] == "finished"
     assert stack.sql("SELECT count(*) FROM jobs WHERE job_status IN ('pending', 'running')") == [["0"]]
