@@ -154,7 +154,9 @@ def test_one_container_walkthrough_users_and_stop(image, tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     try:
+        # As the README runs it, hardened: only the volume and /tmp writable, no privilege to gain.
         podman("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000", "-v", f"{volume}:/var/lib/gaas",
+               "--read-only", "--tmpfs", "/tmp", "--security-opt", "no-new-privileges", "--cap-drop", "ALL",
                "-v", f"{PLUGINS}:/opt/gaas-plugins:ro", "-e", "GEMSEO_PATH=/opt/gaas-plugins", image)
         wait_healthy(url, container=name)
         made = podman("exec", "-i", name, "bin/gaas-admin", "create-user", "demo", "--password-stdin",
@@ -162,6 +164,9 @@ def test_one_container_walkthrough_users_and_stop(image, tmp_path):
         assert "created user 'demo'" in made.stdout, made.stdout + made.stderr
         paste(url, "demo-password", tmp_path)
         assert podman("healthcheck", "run", name, check=False).returncode == 0
+        backup = podman("exec", name, "bin/gaas-admin", "backup", "/var/lib/gaas/backup")
+        listed = podman("exec", name, "ls", "/var/lib/gaas/backup").stdout.split()
+        assert {"gaas.db", "huey.db", "secret_key"} <= set(listed), backup.stdout + backup.stderr
 
         api = sign_in(url, "demo", "demo-password")
         job = api.run("Sleeper", mode="asynchronous", input_data={"duration": [4.0]})
@@ -245,6 +250,8 @@ def test_compose_spreads_survives_a_killed_worker_and_keeps_data(stack):
     made = podman("exec", "-i", stack.container("web"), "bin/gaas-admin", "create-user", "alice",
                   "--password-stdin", input="alice-password\n")
     assert "store: postgresql postgres:5432/gaas" in made.stderr, made.stderr
+    backup = podman("exec", stack.container("web"), "bin/gaas-admin", "backup", "/var/lib/gaas/backup")
+    assert "wrote /var/lib/gaas/backup/gaas.pgdump" in backup.stdout, backup.stdout + backup.stderr
     api = sign_in(stack.url, "alice", "alice-password")
 
     # Two worker containers, one thread each: four jobs of 2 s run on both.
