@@ -64,17 +64,26 @@ def build(tag, context, *args):
         return time.monotonic() - start, result.stdout + result.stderr
 
 
-def wait_healthy(url, timeout=120, container=None):
+def until(check, timeout, what):
+    """Call check() until it returns something true, and return that; fail with what() after timeout."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=5).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    logs = podman("logs", container, check=False).stderr[-3000:] if container else ""
-    raise AssertionError(f"{url}/health did not answer 200 in {timeout} s\n{logs}")
+    while not (found := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(what())
+        time.sleep(0.3)
+    return found
+
+
+def healthy(url):
+    try:
+        return requests.get(f"{url}/health", timeout=5).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def wait_healthy(url, container, timeout=120):
+    until(lambda: healthy(url), timeout,
+          lambda: f"{url}/health did not answer 200 in {timeout} s\n" + podman("logs", container, check=False).stderr[-3000:])
 
 
 def sign_in(url, user, password):
@@ -84,13 +93,11 @@ def sign_in(url, user, password):
 
 
 def wait_status(api, job_id, statuses, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Return the job once its status is one of statuses."""
+    def reached():
         job = api.get(f"/v1/job/{job_id}").json()
-        if job["job_status"] in statuses:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} is still {job['job_status']} after {timeout} s")
+        return job if job["job_status"] in statuses else None
+    return until(reached, timeout, lambda: f"job {job_id} is not {' or '.join(statuses)} after {timeout} s")
 
 
 @pytest.fixture(scope="module")
