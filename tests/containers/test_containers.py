@@ -242,24 +242,31 @@ class Compose:
 def stack(image, tmp_path):
     compose = Compose(tmp_path, image, workers=2)
     try:
-        start = time.monotonic()
-        compose("up", "-d")
-        wait_healthy(compose.url, container=compose.container("web"))
-        note(f"compose stack up and healthy: {time.monotonic() - start:.0f} s")
         yield compose
     finally:
         compose.remove()
 
 
 def test_compose_spreads_survives_a_killed_worker_and_keeps_data(stack):
-    # One-off commands: gaas-admin in a container of the web service.
-    stack("run", "--rm", "web", "bin/gaas-admin", "init")
-    made = podman("exec", "-i", stack.container("web"), "bin/gaas-admin", "create-user", "alice",
-                  "--password-stdin", input="alice-password\n")
-    assert "store: postgresql postgres:5432/gaas" in made.stderr, made.stderr
+    # Coming from one container: a SQLite store in the data volume, copied into PostgreSQL by a
+    # one-off command before the stack starts (README, "Containers"). podman-compose does not
+    # pass on a one-off command's status: its output tells.
+    stack("up", "-d", "postgres", "redis")
+    sqlite = ("-e", "GEMSEO_HTTP_DATABASE_URL=", "-e", "GEMSEO_HTTP_REDIS_URL=")
+    made = stack("run", "-T", "--rm", *sqlite, "web", "bin/gaas-admin", "create-user", "alice", "--password-stdin",
+                 input="alice-password\n")
+    assert "store: sqlite /var/lib/gaas/database/gaas.db" in made.stderr, made.stdout + made.stderr
+    copied = stack("run", "-T", "--rm", "web", "bin/gaas-admin", "copy-store")
+    assert "copied 1 users, 0 jobs" in copied.stdout, copied.stdout + copied.stderr
+    start = time.monotonic()
+    stack("up", "-d")
+    wait_healthy(stack.url, container=stack.container("web"))
+    note(f"compose stack up and healthy: {time.monotonic() - start:.0f} s")
+    api = sign_in(stack.url, "alice", "alice-password")
+    ready = stack("run", "-T", "--rm", "web", "bin/gaas-admin", "init")
+    assert "schema ready (postgresql postgres:5432/gaas)" in ready.stdout, ready.stdout + ready.stderr
     backup = podman("exec", stack.container("web"), "bin/gaas-admin", "backup", "/var/lib/gaas/backup")
     assert "wrote /var/lib/gaas/backup/gaas.pgdump" in backup.stdout, backup.stdout + backup.stderr
-    api = sign_in(stack.url, "alice", "alice-password")
 
     # Two worker containers, one thread each: four jobs of 2 s run on both.
     hosts = {podman("inspect", "--format", "{{.Config.Hostname}}", stack.container("worker", n)).stdout.strip(): n
