@@ -6,6 +6,7 @@ What is built or started is named after this session and removed at the end, eve
 the base image and the images with their layers stay, so the next run on this machine reuses them."""
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -16,7 +17,7 @@ import pytest
 import requests
 
 from conftest import CODE, PLUGINS, Api
-from servers import free_port
+from servers import free_port, running
 from test_walkthrough import paste
 
 HERE = Path(__file__).resolve().parent
@@ -100,9 +101,23 @@ def wait_status(api, job_id, statuses, timeout=60):
     return until(reached, timeout, lambda: f"job {job_id} is not {' or '.join(statuses)} after {timeout} s")
 
 
+def sweep():
+    """Remove what an earlier session left when it was killed before its clean-up: the names
+    carry the session's process id, and only those of ended sessions are touched."""
+    listings = {"container": ("ps", "-a"), "volume": ("volume", "ls"), "network": ("network", "ls")}
+    for kind, listing in listings.items():
+        names = podman(*listing, "--format", "{{.Name}}" if kind != "container" else "{{.Names}}",
+                       "--filter", "name=^gaastest", check=False).stdout.split()
+        for name in names:
+            pid = re.match(r"gaastest(\d+)", name)
+            if pid and not running(int(pid.group(1))):
+                podman(kind, "rm", "--force", name, check=False)
+
+
 @pytest.fixture(scope="module")
 def image():
     """The gaas image of this tree, on a base made here unless a previous run left one."""
+    sweep()
     TIMINGS.unlink(missing_ok=True)
     if podman("image", "exists", BASE, check=False).returncode:
         with tempfile.TemporaryDirectory() as tmp:
