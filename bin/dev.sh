@@ -20,23 +20,4 @@ if [ -r "$password_file" ]; then
 else
     echo "gaas on http://$HOST:$PORT  user: demo (its password was set by hand: $password_file is absent)"
 fi
-# Job control puts each child in its own process group. Without it, bash starts background
-# children with SIGINT ignored, and a Ctrl-C that came before the worker set its handler (while
-# it imports GEMSEO) was lost: the worker ran on. Now this script alone gets the Ctrl-C and
-# passes one SIGINT to each child: uvicorn shuts down, the worker finishes its running jobs (a
-# second SIGINT would make either skip that). Their job processes end with them.
-set -m
-bin/run_worker.sh &
-worker=$!
-bin/run_server.sh &
-server=$!
-set +m
-stopping=""
-trap 'stopping=1; kill -INT "$server" "$worker" 2>/dev/null; wait "$server" "$worker"' INT TERM
-status=0
-wait -n "$server" "$worker" || status=$?
-if [ -z "$stopping" ]; then
-    kill -INT "$server" "$worker" 2>/dev/null || true
-fi
-wait "$server" "$worker" 2>/dev/null || true
-exit "$status"
+exec bin/run_all.sh

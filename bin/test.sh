@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
 # Sets up (with the test requirements) and runs the whole test suite. Extra arguments go to pytest.
+# `bin/test.sh --containers` runs the container tests instead (tests/containers), a stage of its
+# own: they build images with podman and take minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GAAS_EXTRA_REQUIREMENTS=requirements-test.txt bin/setup.sh
+tests=tests
+packages=()
+if [ "${1:-}" = --containers ]; then
+    shift
+    tests=tests/containers
+    # Debian's podman with runc (tests/containers/containers.conf says why), mmdebstrap to make
+    # the base image, podman-compose for compose.yaml; aardvark-dns resolves its service names.
+    for command in podman /usr/sbin/runc mmdebstrap podman-compose /usr/lib/podman/aardvark-dns; do
+        command -v "$command" >/dev/null || packages+=("$(basename "$command")")
+    done
+fi
 # The dashboard tests drive Debian's Chromium; the store and queue tests start their own
 # PostgreSQL and Redis servers (tests/servers.py). Install what is missing, when allowed to.
-packages=()
 if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
     packages+=(chromium chromium-driver)
 fi
@@ -22,4 +34,4 @@ if [ ${#packages[@]} -gt 0 ]; then
         echo "warning: ${packages[*]} missing; the tests that need them will fail or skip" >&2
     fi
 fi
-exec .venv/bin/python -m pytest tests "$@"
+exec .venv/bin/python -m pytest "$tests" "$@"

@@ -23,6 +23,8 @@ TIMEOUT = 60
 # fresh PostgreSQL database and Redis database per service, on real servers the session starts.
 BACKENDS = ("sqlite", "postgresql+redis", "postgresql")
 EVERY_BACKEND = {"test_api", "test_isolation", "test_faults", "test_client", "test_walkthrough", "test_several_hosts"}
+# Built and started with podman in a stage of their own (bin/test.sh --containers).
+collect_ignore = ["containers"]
 
 
 def pytest_generate_tests(metafunc):
