@@ -1,0 +1,604 @@
+"""Studies (API.md Part 4): a whole GEMSEO scenario run as one job, inside a warm job process.
+
+check() is the semantic check of a StudyInput, run() builds and runs the scenario and hands each
+evaluation to a callback as soon as it is complete, and the pure helpers (best, history_json,
+history_csv, to_text, from_text) need no GEMSEO, so the web app can use them.
+
+An evaluation record is a dict, stored as one JSON text:
+{"evaluation": k, "x": {name: [...]}, "objective": {name: f}, "constraints": {name: [...]},
+ "observables": {name: [...]}, "feasible": bool, "violation": float or null (infinite)}.
+"""
+
+import csv
+import io
+import math
+import os
+import signal
+import threading
+import traceback
+from pathlib import Path
+from typing import NamedTuple
+
+import orjson
+
+import jobproc
+from jobproc import DOE_REFUSED, ClientError
+
+H5_NAME = "problem.h5"
+STOP_POLL = 0.05  # seconds between two calls of should_stop()
+# Post-processings that write no plain image: Animation writes a GIF from frames and a temporary
+# database at paths of its settings, and runs another post-processing given by name.
+POST_REFUSED = frozenset({"Animation"})
+# What the service decides for a post-processing: where its images go, and never on a screen.
+POST_FIXED = frozenset({"save", "show", "file_path", "directory_path", "file_name"})
+IMAGE_EXTENSIONS = frozenset({"png", "pdf", "svg", "jpg"})
+
+
+class Plan(NamedTuple):
+    """A checked study: what run() builds the scenario from."""
+
+    doe: bool
+    disciplines: list
+    input_data: dict
+
+
+# --- the check -------------------------------------------------------------------------------
+
+
+def check(engine, spec, max_processes=1):
+    """Check a StudyInput against this install; return whether it is a DOE study."""
+    return _checked(engine, spec, max_processes).doe
+
+
+def _checked(engine, spec, max_processes):
+    disciplines = _disciplines(engine, spec["disciplines"])
+    inputs = {name for discipline in disciplines for name in discipline.io.input_grammar.names}
+    outputs = {name for discipline in disciplines for name in discipline.io.output_grammar.names}
+    _check_formulation(spec)
+    doe = _check_algorithm(spec["algorithm"], max_processes)
+    _check_design_space(spec["design_space"], inputs)
+    _check_output("objective.name", spec["objective"]["name"], outputs)
+    for index, constraint in enumerate(spec.get("constraints", [])):
+        _check_output(f"constraints[{index}].name", constraint["name"], outputs)
+        if constraint.get("type", "ineq") not in ("ineq", "eq"):
+            raise ClientError(422, f"Field 'constraints[{index}].type' must be 'ineq' or 'eq'.")
+    for index, name in enumerate(spec.get("observables", [])):
+        _check_output(f"observables[{index}]", name, outputs)
+    input_data = _input_data(spec.get("input_data", {}), disciplines, spec["design_space"])
+    for index, post in enumerate(spec.get("post_processing", [])):
+        _check_post(post, f"post_processing[{index}]")
+    return Plan(doe, disciplines, input_data)
+
+
+def _disciplines(engine, entries):
+    if not entries:
+        raise ClientError(422, "Field 'disciplines' must name at least one discipline.")
+    built = []
+    for index, entry in enumerate(entries):
+        name = entry["class_name"]
+        if name not in engine.catalogue and name not in engine.disabled:
+            raise ClientError(
+                422, f"Field 'disciplines[{index}].class_name': unknown discipline {str(name)[:80]!r}; GET /v1/discipline lists them."
+            )
+        engine.check_name(name)  # 403 for a class that can run code or reach files
+        try:
+            built.append(engine.create(name, entry.get("options", {})))
+        except ClientError as error:
+            raise ClientError(error.status, f"Field 'disciplines[{index}].options': {error}") from None
+    return built
+
+
+def _check_formulation(spec):
+    from gemseo.formulations.factory import MDOFormulationFactory
+
+    factory = MDOFormulationFactory()
+    name = spec["formulation"]
+    if name not in factory.class_names:
+        raise ClientError(
+            422, f"Field 'formulation': {str(name)[:80]!r} is not a formulation of GEMSEO ({', '.join(factory.class_names)})."
+        )
+    check_settings(factory.get_class(name).Settings, spec.get("formulation_settings", {}), "formulation_settings")
+
+
+def _algorithm_settings_model(name):
+    """The settings model of an algorithm, and whether it is a DOE one (None when unknown)."""
+    from gemseo.algos.doe.factory import DOELibraryFactory
+    from gemseo.algos.opt.factory import OptimizationLibraryFactory
+
+    for doe, factory in ((True, DOELibraryFactory()), (False, OptimizationLibraryFactory())):
+        library = factory.algo_names_to_libraries.get(name)
+        if library is not None:
+            return factory.get_class(library).ALGORITHM_INFOS[name].Settings, doe
+    return None, None
+
+
+def _check_algorithm(algorithm, max_processes):
+    name, settings = algorithm["name"], algorithm.get("settings", {})
+    if name in DOE_REFUSED:
+        raise ClientError(422, f"Field 'algorithm.name': {name} is not served (it reads a server file).")
+    model, doe = _algorithm_settings_model(name)
+    if model is None:
+        raise ClientError(
+            422, f"Field 'algorithm.name': {str(name)[:80]!r} is not an optimisation or DOE algorithm of this server;"
+            " GET /v1/algorithms lists them."
+        )
+    n_processes = settings.get("n_processes", 1)
+    if isinstance(n_processes, int) and n_processes > max_processes:
+        raise ClientError(
+            422, f"Field 'algorithm.settings.n_processes': at most {max_processes} on this server"
+            " (GEMSEO_HTTP_STUDY_MAX_PROCESSES)."
+        )
+    check_settings(model, settings, "algorithm.settings")
+    return doe
+
+
+def check_settings(model, given, where, fixed=frozenset()):
+    """Check client settings against a GEMSEO settings model: known names, plain values only (a
+    nested settings model is checked the same way, recursively), then GEMSEO's own validation."""
+    from pydantic import BaseModel, ValidationError
+
+    if not isinstance(given, dict):
+        raise ClientError(422, f"Field '{where}' must be an object.")
+    plain = _plain_settings(model)
+    nested = []
+    for name, value in given.items():
+        path = f"{where}.{str(name)[:50]}"
+        if name not in model.model_fields:
+            raise ClientError(422, f"Field '{path}' is not a setting of {_model_name(model)}.")
+        kind = plain.get(name, {}).get("type")
+        if name in fixed or (kind != "boolean" and _names_a_file(name)):
+            raise ClientError(422, f"Field '{path}': the service decides where files are written; it is not accepted.")
+        _refuse_served_names(value, path)
+        if kind is None:
+            if not isinstance(value, dict):
+                what = _kind_of(model.model_fields[name].annotation)
+                raise ClientError(422, f"Field '{path}' is {what}; only plain values are accepted (numbers, booleans, strings, lists of numbers).")
+            nested.append(name)
+    try:
+        instance = model(**given)
+    except ValidationError as error:
+        first = error.errors()[0]
+        location = ".".join(str(part) for part in first["loc"])
+        path = f"{where}.{location}" if location else where
+        raise ClientError(422, f"Field '{path}': {first['msg']}.") from None
+    except Exception as error:  # a model validator of GEMSEO refusing a value
+        raise ClientError(422, f"Field '{where}': {jobproc.first_line(error)}") from None
+    for name in nested:
+        value = getattr(instance, name)
+        if not isinstance(value, BaseModel):
+            what = _kind_of(model.model_fields[name].annotation)
+            raise ClientError(422, f"Field '{where}.{name}' is {what}; only nested settings of GEMSEO models are accepted.")
+        check_settings(type(value), given[name], f"{where}.{name}")
+
+
+_PLAIN = {}
+
+
+def _plain_settings(model):
+    if model not in _PLAIN:
+        _PLAIN[model] = jobproc.plain_settings(model)
+    return _PLAIN[model]
+
+
+def _model_name(model):
+    return getattr(model, "_TARGET_CLASS_NAME", None) or model.__name__
+
+
+def _names_a_file(name):
+    return any(part in name for part in ("file", "path", "directory"))
+
+
+def _kind_of(annotation):
+    text = str(annotation)
+    if "Path" in text:
+        return "a path"
+    if "Callable" in text:
+        return "a callable"
+    if "type[" in text:
+        return "a class"
+    return "an object"
+
+
+def _refuse_served_names(value, path):
+    """A refused algorithm named inside a setting (MorrisDOE's doe_algo_name="CustomDOE")."""
+    values = value if isinstance(value, list) else [value]
+    for item in values:
+        if isinstance(item, str) and item in DOE_REFUSED:
+            raise ClientError(422, f"Field '{path}': {item} is not served (it reads a server file).")
+
+
+def _check_design_space(space, inputs):
+    if not space:
+        raise ClientError(422, "Field 'design_space' must have at least one variable.")
+    for name, variable in space.items():
+        where = f"design_space.{str(name)[:50]}"
+        if name not in inputs:
+            raise ClientError(422, f"Field '{where}': {str(name)[:50]!r} is not an input of the disciplines.")
+        lower, upper = variable["lower_bound"], variable["upper_bound"]
+        if not lower or len(lower) != len(upper):
+            raise ClientError(422, f"Field '{where}': lower_bound and upper_bound must have the same length, at least 1.")
+        for index, (low, high) in enumerate(zip(lower, upper)):
+            if low > high:
+                raise ClientError(422, f"Field '{where}.lower_bound[{index}]': {low} is above the upper bound {high}.")
+        value = variable.get("value")
+        if value is None:
+            continue
+        if len(value) != len(lower):
+            raise ClientError(422, f"Field '{where}.value' must have the length of the bounds ({len(lower)}).")
+        for index, (low, item, high) in enumerate(zip(lower, value, upper)):
+            if not low <= item <= high:
+                raise ClientError(422, f"Field '{where}.value[{index}]': {item} is not within [{low}, {high}].")
+
+
+def _check_output(where, name, outputs):
+    if name not in outputs:
+        raise ClientError(422, f"Field '{where}': {str(name)[:50]!r} is not an output of the disciplines.")
+
+
+def _input_data(given, disciplines, space):
+    """The client's input values as GEMSEO arrays, checked against each discipline's defaults."""
+    converted = {}
+    for name, value in given.items():
+        where = f"input_data.{str(name)[:50]}"
+        owners = [discipline for discipline in disciplines if name in discipline.io.input_grammar.names]
+        if not owners:
+            raise ClientError(422, f"Field '{where}': {str(name)[:50]!r} is not an input of the disciplines.")
+        if name in space:
+            raise ClientError(422, f"Field '{where}': {name!r} is a design variable; give its value in design_space.")
+        default = next((d.io.input_grammar.defaults[name] for d in owners if name in d.io.input_grammar.defaults), None)
+        try:
+            array = jobproc.to_array(value, default)
+        except ValueError:
+            raise ClientError(422, f"Field '{where}' must be a number or a list of numbers.") from None
+        size = getattr(default, "size", None)
+        if size is not None and getattr(array, "size", None) != size:
+            raise ClientError(422, f"Field '{where}' must have {size} values, as the discipline's default.")
+        converted[name] = array
+    return converted
+
+
+def _check_post(post, where):
+    from gemseo.post.factory import PostFactory
+
+    factory = PostFactory()
+    name = post["name"]
+    served = [item for item in factory.class_names if item not in POST_REFUSED]
+    if name not in served:
+        raise ClientError(
+            422, f"Field '{where}.name': {str(name)[:80]!r} is not a post-processing served here ({', '.join(served)})."
+        )
+    settings = post.get("settings", {})
+    extension = settings.get("file_extension") if isinstance(settings, dict) else None
+    if extension is not None and extension not in IMAGE_EXTENSIONS:
+        raise ClientError(422, f"Field '{where}.settings.file_extension' must be one of {', '.join(sorted(IMAGE_EXTENSIONS))}.")
+    check_settings(factory.get_class(name).Settings, settings, f"{where}.settings", fixed=POST_FIXED)
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+class Stopped(Exception):
+    """A cancel or a timeout of the study, raised into GEMSEO's driver to end it."""
+
+
+def _stopped_criterion():
+    from gemseo.algos.stop_criteria import TerminationCriterion
+
+    # A TerminationCriterion is what GEMSEO's driver catches to end a run with its result so far.
+    class StudyStopped(TerminationCriterion, Stopped):
+        pass
+
+    return StudyStopped
+
+
+class Recorder:
+    """A store listener of the problem's database: one record per point at which the objective
+    was evaluated, handed to `record` once every function of the point is there (or, for a point
+    where the algorithm computed only some, once it moves to another point)."""
+
+    def __init__(self, problem, record, stop):
+        self.problem, self.record, self.stop = problem, record, stop
+        self.database = problem.database
+        self.evaluations, self.done, self.pending = [], set(), None
+        self.names = None
+
+    def __call__(self, x_vect):
+        if self.stop.is_set():
+            raise self.stop.criterion
+        if self.names is None:  # the functions are known once the driver has set them up
+            problem = self.problem
+            self.names = (
+                problem.objective.name,
+                [function.name for function in problem.constraints],
+                [function.name for function in problem.observables],
+            )
+            self.wanted = {self.names[0], *self.names[1], *self.names[2]}
+        key = self.database.get_hashable_ndarray(x_vect)
+        if key in self.done:
+            return
+        if key != self.pending:
+            self.flush()
+            self.pending = key
+        outputs = self.database.get(key)
+        if outputs is not None and self.wanted <= outputs.keys():
+            self.flush()
+
+    def flush(self):
+        """Record the pending point if the objective was evaluated there."""
+        key, self.pending = self.pending, None
+        if key is None or self.names is None:
+            return
+        outputs = self.database.get(key) or {}
+        objective, constraints, observables = self.names
+        if objective not in outputs:
+            return
+        self.done.add(key)
+        problem = self.problem
+        value = _number(outputs[objective])
+        if not problem.minimize_objective and value is not None:
+            value = -value  # GEMSEO stores -f to maximise f: the client gets f
+        x = key.unwrap()
+        feasible = bool(problem.constraints.is_point_feasible(outputs))
+        violation = 0.0 if feasible else problem.history.check_design_point_is_feasible(x)[1]
+        evaluation = {
+            "evaluation": len(self.evaluations) + 1,
+            "x": {name: _numbers(array) for name, array in problem.design_space.convert_array_to_dict(x).items()},
+            "objective": {objective.removeprefix("-") if not problem.minimize_objective else objective: value},
+            "constraints": {name: _numbers(outputs[name]) if name in outputs else None for name in constraints},
+            "observables": {name: _numbers(outputs[name]) if name in outputs else None for name in observables},
+            "feasible": feasible,
+            "violation": _finite(float(violation)),
+        }
+        self.evaluations.append(evaluation)
+        self.record([evaluation])
+
+
+def _numbers(value):
+    import numpy
+
+    return [_finite(float(item)) for item in numpy.real(numpy.atleast_1d(value)).ravel()]
+
+
+def _number(value):
+    numbers = _numbers(value)
+    return numbers[0] if len(numbers) == 1 else None
+
+
+def _finite(value):
+    return value if math.isfinite(value) else None
+
+
+class _StopSignal:
+    """Stops the run on SIGTERM or when should_stop() turns true: a flag the recorder checks at
+    each stored value, and, in the main thread, a SIGTERM handler that raises at once, even inside
+    a long evaluation (time.sleep and most blocking calls return early on a signal)."""
+
+    def __init__(self, criterion, should_stop):
+        self.criterion, self.should_stop = criterion, should_stop
+        self.event, self.finished = threading.Event(), threading.Event()
+        self.main = threading.current_thread() is threading.main_thread()
+        self.raising = False
+        self.saved = None
+
+    def is_set(self):
+        return self.event.is_set()
+
+    def __enter__(self):
+        if self.main:
+            self.saved = signal.signal(signal.SIGTERM, self._on_signal)
+            self.raising = True
+        if self.should_stop is not None:
+            threading.Thread(target=self._watch, daemon=True).start()
+        return self
+
+    def _on_signal(self, *_):
+        self.event.set()
+        if self.raising:
+            self.raising = False  # once: the end of the run (problem.h5, images) is not interrupted
+            raise self.criterion
+
+    def _watch(self):
+        while not self.finished.wait(STOP_POLL):
+            if self.should_stop():
+                self.event.set()
+                if self.main and self.raising:
+                    signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+                return
+
+    def calm(self):
+        """From now on a stop only sets the flag."""
+        self.raising = False
+        self.finished.set()
+
+    def __exit__(self, *exc):
+        self.calm()
+        if self.main:
+            signal.signal(signal.SIGTERM, self.saved)
+
+
+def run(engine, spec, workdir, record, should_stop=None, max_processes=1):
+    """Run a study in workdir, calling record([evaluation]) as each evaluation completes; write
+    problem.h5 and the post-processing images there, even when stopped; return a summary."""
+    plan = _checked(engine, spec, max_processes)
+    workdir = Path(workdir).resolve()
+    scenario = _scenario(plan, spec)
+    problem = scenario.formulation.optimization_problem
+    criterion = _stopped_criterion()
+    stop = _StopSignal(criterion, should_stop)
+    recorder = Recorder(problem, record, stop)
+    problem.database.add_store_listener(recorder)
+    algorithm = spec["algorithm"]
+    status, files, errors = "finished", [], []
+    saved_dir = os.getcwd()
+    os.chdir(workdir)  # anything GEMSEO writes by itself lands in the job's directory
+    try:
+        with stop:
+            try:
+                scenario.execute(algo_name=algorithm["name"], **algorithm.get("settings", {}))
+            except Stopped:
+                pass  # raised outside the driver's own catch (inside a discipline, an MDA)
+            finally:
+                stop.calm()
+                try:
+                    recorder.flush()
+                finally:
+                    problem.to_hdf(workdir / H5_NAME)
+                    files.append(H5_NAME)
+            if stop.is_set():
+                status = "stopped"
+            for post in spec.get("post_processing", []):
+                try:
+                    done = scenario.post_process(
+                        post_name=post["name"], save=True, show=False, directory_path=workdir, **post.get("settings", {})
+                    )
+                except Exception as error:  # one post-processing that cannot run does not fail the study
+                    traceback.print_exc()
+                    errors.append(f"{post['name']}: {jobproc.first_line(error)}")
+                    continue
+                files += [str(Path(path).resolve().relative_to(workdir)) for path in done.output_file_paths]
+    finally:
+        os.chdir(saved_dir)
+    summary = {
+        "status": status,
+        "n_evaluations": len(recorder.evaluations),
+        "best": best(recorder.evaluations, spec["objective"].get("maximize", False)),
+        "files": files,
+    }
+    if errors:
+        summary["post_processing_errors"] = errors
+    return summary
+
+
+def _scenario(plan, spec):
+    from gemseo import create_design_space, create_scenario
+
+    for discipline in plan.disciplines:
+        defaults = discipline.io.input_grammar.defaults
+        for name, value in plan.input_data.items():
+            if name in discipline.io.input_grammar.names:
+                defaults[name] = value
+    space = create_design_space()
+    for name, variable in spec["design_space"].items():
+        space.add_variable(
+            name,
+            len(variable["lower_bound"]),
+            lower_bound=variable["lower_bound"],
+            upper_bound=variable["upper_bound"],
+            value=variable.get("value"),
+        )
+    scenario = create_scenario(
+        plan.disciplines,
+        spec["objective"]["name"],
+        space,
+        scenario_type="DOE" if plan.doe else "MDO",
+        maximize_objective=spec["objective"].get("maximize", False),
+        formulation_name=spec["formulation"],
+        **spec.get("formulation_settings", {}),
+    )
+    for constraint in spec.get("constraints", []):
+        scenario.add_constraint(constraint["name"], constraint_type=constraint.get("type", "ineq"))
+    for name in spec.get("observables", []):
+        scenario.add_observable(name)
+    return scenario
+
+
+# --- pure helpers (no GEMSEO) ----------------------------------------------------------------
+
+
+def to_text(evaluation):
+    """One evaluation as the JSON text to store."""
+    return orjson.dumps(evaluation).decode()
+
+
+def from_text(text):
+    return orjson.loads(text)
+
+
+def best(evaluations, maximize=False):
+    """The best feasible evaluation, else the one with the smallest constraint violation (the
+    Study's `best`), or None when there is none."""
+    chosen, chosen_key = None, None
+    for evaluation in evaluations:
+        objective = next(iter(evaluation["objective"].values()))
+        if objective is None:
+            continue
+        objective = -objective if maximize else objective
+        violation = evaluation["violation"]
+        if evaluation["feasible"]:
+            key = (0, objective)
+        else:
+            key = (1, math.inf if violation is None else violation, objective)
+        if chosen_key is None or key < chosen_key:
+            chosen, chosen_key = evaluation, key
+    if chosen is None:
+        return None
+    return {
+        "evaluation": chosen["evaluation"],
+        "x": chosen["x"],
+        "objective": next(iter(chosen["objective"].values())),
+        "constraints": chosen["constraints"],
+        "feasible": chosen["feasible"],
+    }
+
+
+def _functions(evaluation):
+    return {**evaluation["objective"], **evaluation["constraints"], **evaluation["observables"]}
+
+
+def _scalar(values):
+    """A function's value as the history gives it: a number for a size-1 value."""
+    return values[0] if isinstance(values, list) and len(values) == 1 else values
+
+
+def history_json(evaluations, since=0):
+    """The evaluations numbered above `since`, in the History format of Part 4."""
+    chosen = [evaluation for evaluation in evaluations if evaluation["evaluation"] > since]
+    x, functions = {}, {}
+    for evaluation in chosen:
+        for name in evaluation["x"]:
+            x.setdefault(name, [])
+        for name in _functions(evaluation):
+            functions.setdefault(name, [])
+    for evaluation in chosen:
+        values = _functions(evaluation)
+        for name, column in x.items():
+            column.append(evaluation["x"].get(name))
+        for name, column in functions.items():
+            column.append(_scalar(values.get(name)))
+    return {
+        "evaluation": [evaluation["evaluation"] for evaluation in chosen],
+        "x": x,
+        "functions": functions,
+        "feasible": [evaluation["feasible"] for evaluation in chosen],
+    }
+
+
+def history_csv(evaluations, since=0):
+    """The same evaluations as CSV: evaluation, feasible, then one column per scalar component,
+    design variables first."""
+    history = history_json(evaluations, since)
+    columns = []  # (header, column of values, size)
+    for group in (history["x"], history["functions"]):
+        for name, values in group.items():
+            size = max((len(value) if isinstance(value, list) else 1 for value in values if value is not None), default=1)
+            columns.append((name, values, size))
+    headers = ["evaluation", "feasible"]
+    for name, _, size in columns:
+        headers += [name] if size == 1 else [f"{name}[{index}]" for index in range(size)]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(headers)
+    for row, number in enumerate(history["evaluation"]):
+        cells = [number, "true" if history["feasible"][row] else "false"]
+        for _, values, size in columns:
+            value = values[row]
+            if value is None:
+                cells += [""] * size
+            else:
+                cells += [_cell(item) for item in (value if isinstance(value, list) else [value])]
+        writer.writerow(cells)
+    return out.getvalue()
+
+
+def _cell(value):
+    return "" if value is None else repr(float(value))
