@@ -135,7 +135,7 @@ def _check_algorithm(algorithm, max_processes):
 def check_settings(model, given, where, fixed=frozenset()):
     """Check client settings against a GEMSEO settings model: known names, plain values only (a
     nested settings model is checked the same way, recursively), then GEMSEO's own validation."""
-    from pydantic import BaseModel, ValidationError
+    from pydantic import BaseModel
 
     if not isinstance(given, dict):
         raise ClientError(422, f"Field '{where}' must be an object.")
@@ -154,8 +154,24 @@ def check_settings(model, given, where, fixed=frozenset()):
                 what = _kind_of(model.model_fields[name].annotation)
                 raise ClientError(422, f"Field '{path}' is {what}; only plain values are accepted (numbers, booleans, strings, lists of numbers).")
             nested.append(name)
+    # Which model a nested setting has may depend on another field (main_mda_name): built empty
+    # first, it tells; each is then checked on its own, so that an error names its full path.
+    instance = _validated(model, {**given, **{name: {} for name in nested}}, where)
+    for name in nested:
+        value = getattr(instance, name)
+        if not isinstance(value, BaseModel):
+            what = _kind_of(model.model_fields[name].annotation)
+            raise ClientError(422, f"Field '{where}.{name}' is {what}; only nested settings of GEMSEO models are accepted.")
+        check_settings(type(value), given[name], f"{where}.{name}")
+    if nested:
+        _validated(model, given, where)
+
+
+def _validated(model, given, where):
+    from pydantic import ValidationError
+
     try:
-        instance = model(**given)
+        return model(**given)
     except ValidationError as error:
         first = error.errors()[0]
         location = ".".join(str(part) for part in first["loc"])
@@ -163,12 +179,6 @@ def check_settings(model, given, where, fixed=frozenset()):
         raise ClientError(422, f"Field '{path}': {first['msg']}.") from None
     except Exception as error:  # a model validator of GEMSEO refusing a value
         raise ClientError(422, f"Field '{where}': {jobproc.first_line(error)}") from None
-    for name in nested:
-        value = getattr(instance, name)
-        if not isinstance(value, BaseModel):
-            what = _kind_of(model.model_fields[name].annotation)
-            raise ClientError(422, f"Field '{where}.{name}' is {what}; only nested settings of GEMSEO models are accepted.")
-        check_settings(type(value), given[name], f"{where}.{name}")
 
 
 _PLAIN = {}
@@ -185,7 +195,8 @@ def _model_name(model):
 
 
 def _names_a_file(name):
-    return any(part in name for part in ("file", "path", "directory"))
+    # file_extension picks an image format, not a place (checked by _check_post)
+    return name != "file_extension" and any(part in name for part in ("file", "path", "directory"))
 
 
 def _kind_of(annotation):
