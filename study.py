@@ -9,6 +9,7 @@ An evaluation record is a dict, stored as one JSON text:
  "observables": {name: [...]}, "feasible": bool, "violation": float or null (infinite)}.
 """
 
+import contextlib
 import csv
 import io
 import math
@@ -122,19 +123,19 @@ def _check_algorithm(algorithm, max_processes):
             422, f"Field 'algorithm.name': {str(name)[:80]!r} is not an optimisation or DOE algorithm of this server;"
             " GET /v1/algorithms lists them."
         )
-    n_processes = settings.get("n_processes", 1)
-    if isinstance(n_processes, int) and n_processes > max_processes:
+    checked = check_settings(model, settings, "algorithm.settings")
+    if getattr(checked, "n_processes", 1) > max_processes:
         raise ClientError(
             422, f"Field 'algorithm.settings.n_processes': at most {max_processes} on this server"
             " (GEMSEO_HTTP_STUDY_MAX_PROCESSES)."
         )
-    check_settings(model, settings, "algorithm.settings")
     return doe
 
 
 def check_settings(model, given, where, fixed=frozenset()):
     """Check client settings against a GEMSEO settings model: known names, plain values only (a
-    nested settings model is checked the same way, recursively), then GEMSEO's own validation."""
+    nested settings model is checked the same way, recursively), then GEMSEO's own validation;
+    return the validated model."""
     from pydantic import BaseModel
 
     if not isinstance(given, dict):
@@ -163,8 +164,7 @@ def check_settings(model, given, where, fixed=frozenset()):
             what = _kind_of(model.model_fields[name].annotation)
             raise ClientError(422, f"Field '{where}.{name}' is {what}; only nested settings of GEMSEO models are accepted.")
         check_settings(type(value), given[name], f"{where}.{name}")
-    if nested:
-        _validated(model, given, where)
+    return _validated(model, given, where) if nested else instance
 
 
 def _validated(model, given, where):
@@ -257,12 +257,17 @@ def _input_data(given, disciplines, space):
         if name in space:
             raise ClientError(422, f"Field '{where}': {name!r} is a design variable; give its value in design_space.")
         default = next((d.io.input_grammar.defaults[name] for d in owners if name in d.io.input_grammar.defaults), None)
+        if isinstance(value, str) and isinstance(default, str):
+            converted[name] = value
+            continue
         try:
             array = jobproc.to_array(value, default)
         except ValueError:
-            raise ClientError(422, f"Field '{where}' must be a number or a list of numbers.") from None
+            array = None
+        if not (hasattr(array, "dtype") and array.dtype.kind in "biuf" and array.ndim == 1):
+            raise ClientError(422, f"Field '{where}' must be a number or a list of numbers.")
         size = getattr(default, "size", None)
-        if size is not None and getattr(array, "size", None) != size:
+        if size is not None and array.size != size:
             raise ClientError(422, f"Field '{where}' must have {size} values, as the discipline's default.")
         converted[name] = array
     return converted
@@ -288,16 +293,12 @@ def _check_post(post, where):
 # --- the run ---------------------------------------------------------------------------------
 
 
-class Stopped(Exception):
-    """A cancel or a timeout of the study, raised into GEMSEO's driver to end it."""
-
-
 def _stopped_criterion():
     from gemseo.algos.stop_criteria import TerminationCriterion
 
     # A TerminationCriterion is what GEMSEO's driver catches to end a run with its result so far.
-    class StudyStopped(TerminationCriterion, Stopped):
-        pass
+    class StudyStopped(TerminationCriterion):
+        """A cancel or a timeout of the study."""
 
     return StudyStopped
 
@@ -314,8 +315,11 @@ class Recorder:
         self.names = None
 
     def __call__(self, x_vect):
+        self.take(x_vect)
         if self.stop.is_set():
             raise self.stop.criterion
+
+    def take(self, x_vect):
         if self.names is None:  # the functions are known once the driver has set them up
             problem = self.problem
             self.names = (
@@ -361,7 +365,8 @@ class Recorder:
             "violation": _finite(float(violation)),
         }
         self.evaluations.append(evaluation)
-        self.record([evaluation])
+        with self.stop.held():  # never interrupt the caller's write half-way
+            self.record([evaluation])
 
 
 def _numbers(value):
@@ -388,7 +393,7 @@ class _StopSignal:
         self.criterion, self.should_stop = criterion, should_stop
         self.event, self.finished = threading.Event(), threading.Event()
         self.main = threading.current_thread() is threading.main_thread()
-        self.raising = False
+        self.raising = self.holding = False
         self.saved = None
 
     def is_set(self):
@@ -404,8 +409,20 @@ class _StopSignal:
 
     def _on_signal(self, *_):
         self.event.set()
-        if self.raising:
+        if self.raising and not self.holding:
             self.raising = False  # once: the end of the run (problem.h5, images) is not interrupted
+            raise self.criterion
+
+    @contextlib.contextmanager
+    def held(self):
+        """Delay a stop until the block ends, then raise it there."""
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        if self.event.is_set() and self.raising:
+            self.raising = False
             raise self.criterion
 
     def _watch(self):
@@ -446,8 +463,11 @@ def run(engine, spec, workdir, record, should_stop=None, max_processes=1):
         with stop:
             try:
                 scenario.execute(algo_name=algorithm["name"], **algorithm.get("settings", {}))
-            except Stopped:
-                pass  # raised outside the driver's own catch (inside a discipline, an MDA)
+            except Exception:
+                # A stop raised where the driver does not catch it (inside an MDA), or an error
+                # caused by it; any other error fails the job, after problem.h5 is written.
+                if not stop.is_set():
+                    raise
             finally:
                 stop.calm()
                 try:

@@ -57,6 +57,7 @@ def sellar_spec(formulation="MDF", **fields):
 
 
 def run_study(engine, spec, workdir, **options):
+    workdir.mkdir(exist_ok=True)
     evaluations = []
     summary = study.run(engine, spec, workdir, evaluations.extend, **options)
     return summary, evaluations
@@ -116,7 +117,8 @@ def test_doe_history_equals_a_local_doe_scenario(engine, tmp_path):
     scenario.add_constraint("c_2", constraint_type="ineq")
     scenario.add_observable("y_1")
     scenario.execute(algo_name="PYDOE_LHS", **settings)
-    database = scenario.formulation.optimization_problem.database
+    problem = scenario.formulation.optimization_problem
+    database = problem.database
 
     spec = sellar_spec(algorithm={"name": "PYDOE_LHS", "settings": settings}, post_processing=[{"name": "ScatterPlotMatrix"}])
     assert study.check(engine, spec) is True
@@ -129,8 +131,22 @@ def test_doe_history_equals_a_local_doe_scenario(engine, tmp_path):
         assert evaluation["objective"]["obj"] == float(values["obj"])
         assert evaluation["constraints"]["c_1"] == [float(values["c_1"])]
         assert evaluation["observables"]["y_1"] == [float(values["y_1"])]
+        assert evaluation["feasible"] == problem.constraints.is_point_feasible(values)
     assert any(name.startswith("scatter_plot_matrix") for name in summary["files"])
     assert all((tmp_path / name).is_file() for name in summary["files"])
+
+
+def test_feasibility_follows_the_algorithm_tolerances(engine, tmp_path):
+    spec = analytic_spec(40)
+    _, evaluations = run_study(engine, spec, tmp_path / "default")
+    assert {True, False} == {evaluation["feasible"] for evaluation in evaluations}
+    for evaluation in evaluations:  # GEMSEO's measure: the squared excess over ineq_tolerance (1e-4)
+        (g,) = evaluation["constraints"]["g"]
+        assert evaluation["feasible"] == (g <= 1e-4)
+        assert evaluation["violation"] == pytest.approx(max(g - 1e-4, 0) ** 2, rel=1e-12)
+    spec["algorithm"]["settings"]["ineq_tolerance"] = 10.0
+    _, evaluations = run_study(engine, spec, tmp_path / "lenient")
+    assert all(evaluation["feasible"] and evaluation["violation"] == 0 for evaluation in evaluations)
 
 
 def test_sobieski_mdf_study_maximises_without_negating(engine, tmp_path):
@@ -343,6 +359,10 @@ def test_analytic_formulas_go_through_the_checker(engine, tmp_path):
         (["input_data"], {"obj": [1.0]}, "Field 'input_data.obj': 'obj' is not an input"),
         (["input_data"], {"x_1": [1.0]}, "Field 'input_data.x_1': 'x_1' is a design variable"),
         (["input_data"], {"y_1": [1.0, 2.0]}, "Field 'input_data.y_1' must have 1 values"),
+        (["input_data"], {"y_1": ["a"]}, "Field 'input_data.y_1' must be a number or a list of numbers."),
+        (["input_data"], {"y_1": {"a": 1}}, "Field 'input_data.y_1' must be a number or a list of numbers."),
+        (["algorithm"], {"name": "PYDOE_LHS", "settings": {"n_samples": 4, "n_processes": 2.0}},
+         "Field 'algorithm.settings.n_processes': at most 1"),
         (["post_processing"], [{"name": "Animation"}], "Field 'post_processing[0].name': 'Animation' is not a post-processing"),
         (["post_processing"], [{"name": "NoPost"}], "Field 'post_processing[0].name': 'NoPost' is not"),
         (["post_processing"], [{"name": "OptHistoryView", "settings": {"file_path": "/tmp/x"}}],
