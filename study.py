@@ -447,22 +447,22 @@ class _StopSignal:
 def run(engine, spec, workdir, record, should_stop=None, max_processes=1):
     """Run a study in workdir, calling record([evaluation]) as each evaluation completes; write
     problem.h5 and the post-processing images there, even when stopped; return a summary."""
-    plan = _checked(engine, spec, max_processes)
     workdir = Path(workdir).resolve()
-    scenario = _scenario(plan, spec)
-    problem = scenario.formulation.optimization_problem
-    criterion = _stopped_criterion()
-    stop = _StopSignal(criterion, should_stop)
-    recorder = Recorder(problem, record, stop)
-    problem.database.add_store_listener(recorder)
-    algorithm = spec["algorithm"]
-    status, files, errors = "finished", [], []
+    stop = _StopSignal(_stopped_criterion(), should_stop)
     saved_dir = os.getcwd()
     os.chdir(workdir)  # anything GEMSEO writes by itself lands in the job's directory
     try:
         with stop:
+            stop.holding = True  # a stop while the scenario is built: no run, problem.h5 all the same
+            scenario = _scenario(_checked(engine, spec, max_processes), spec)
+            problem = scenario.formulation.optimization_problem
+            recorder = Recorder(problem, record, stop)
+            problem.database.add_store_listener(recorder)
             try:
-                scenario.execute(algo_name=algorithm["name"], **algorithm.get("settings", {}))
+                stop.holding = False
+                if stop.is_set():
+                    raise stop.criterion
+                scenario.execute(algo_name=spec["algorithm"]["name"], **spec["algorithm"].get("settings", {}))
             except Exception:
                 # A stop raised where the driver does not catch it (inside an MDA), or an error
                 # caused by it; any other error fails the job, after problem.h5 is written.
@@ -474,23 +474,13 @@ def run(engine, spec, workdir, record, should_stop=None, max_processes=1):
                     recorder.flush()
                 finally:
                     problem.to_hdf(workdir / H5_NAME)
-                    files.append(H5_NAME)
-            if stop.is_set():
-                status = "stopped"
-            for post in spec.get("post_processing", []):
-                try:
-                    done = scenario.post_process(
-                        post_name=post["name"], save=True, show=False, directory_path=workdir, **post.get("settings", {})
-                    )
-                except Exception as error:  # one post-processing that cannot run does not fail the study
-                    traceback.print_exc()
-                    errors.append(f"{post['name']}: {jobproc.first_line(error)}")
-                    continue
-                files += [str(Path(path).resolve().relative_to(workdir)) for path in done.output_file_paths]
+            files, errors = [H5_NAME], []
+            if recorder.evaluations:
+                _post_process(scenario, spec.get("post_processing", []), workdir, files, errors)
     finally:
         os.chdir(saved_dir)
     summary = {
-        "status": status,
+        "status": "stopped" if stop.is_set() else "finished",
         "n_evaluations": len(recorder.evaluations),
         "best": best(recorder.evaluations, spec["objective"].get("maximize", False)),
         "files": files,
@@ -498,6 +488,19 @@ def run(engine, spec, workdir, record, should_stop=None, max_processes=1):
     if errors:
         summary["post_processing_errors"] = errors
     return summary
+
+
+def _post_process(scenario, posts, workdir, files, errors):
+    for post in posts:
+        try:
+            done = scenario.post_process(
+                post_name=post["name"], save=True, show=False, directory_path=workdir, **post.get("settings", {})
+            )
+        except Exception as error:  # one post-processing that cannot run does not fail the study
+            traceback.print_exc()
+            errors.append(f"{post['name']}: {jobproc.first_line(error)}")
+            continue
+        files += [str(Path(path).resolve().relative_to(workdir)) for path in done.output_file_paths]
 
 
 def _scenario(plan, spec):
