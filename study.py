@@ -306,78 +306,108 @@ def _stopped_criterion():
 class Recorder:
     """A store listener of the problem's database: one record per point at which the objective
     was evaluated, handed to `record` once every function of the point is there (or, for a point
-    where the algorithm computed only some, once it moves to another point)."""
+    where the algorithm computed only some, once it moves to another point). Called at each
+    stored value, so it does little more than a set comparison until a point is complete."""
 
     def __init__(self, problem, record, stop):
         self.problem, self.record, self.stop = problem, record, stop
         self.database = problem.database
-        self.evaluations, self.done, self.pending = [], set(), None
-        self.names = None
+        self.evaluations, self.done = [], set()
+        self.pending = self.pending_hash = self.outputs = self.wanted = None
 
     def __call__(self, x_vect):
         self.take(x_vect)
         if self.stop.is_set():
             raise self.stop.criterion
 
+    def _learn(self):
+        """The functions and variables, known once the driver has set the problem up."""
+        problem = self.problem
+        self.objective = problem.objective.name
+        # GEMSEO stores -f to maximise f: the client gets f, under its name.
+        self.sign = 1.0 if problem.minimize_objective else -1.0
+        self.label = self.objective if problem.minimize_objective else self.objective.removeprefix("-")
+        self.constraints = [function.name for function in problem.constraints]
+        tolerances = problem.tolerances  # the algorithm's, set by GEMSEO's driver before any evaluation
+        self.tolerances = {
+            function.name: (function.f_type == function.ConstraintType.EQ, tolerances.equality if
+                            function.f_type == function.ConstraintType.EQ else tolerances.inequality)
+            for function in problem.constraints
+        }
+        self.observables = [function.name for function in problem.observables]
+        self.wanted = {self.objective, *self.constraints, *self.observables}
+        space, start, self.slices = problem.design_space, 0, []
+        for name in space.variable_names:
+            size = space.get_size(name)
+            self.slices.append((name, start, start + size))
+            start += size
+
     def take(self, x_vect):
-        if self.names is None:  # the functions are known once the driver has set them up
-            problem = self.problem
-            self.names = (
-                problem.objective.name,
-                [function.name for function in problem.constraints],
-                [function.name for function in problem.observables],
-            )
-            self.wanted = {self.names[0], *self.names[1], *self.names[2]}
+        if self.wanted is None:
+            self._learn()
         key = self.database.get_hashable_ndarray(x_vect)
-        if key in self.done:
-            return
-        if key != self.pending:
+        # Hashes first: comparing the arrays themselves costs more than the rest of a call.
+        if hash(key) != self.pending_hash or key != self.pending:
+            if key in self.done:
+                return
             self.flush()
-            self.pending = key
-        outputs = self.database.get(key)
-        if outputs is not None and self.wanted <= outputs.keys():
+            self.pending, self.pending_hash, self.outputs = key, hash(key), self.database.get(key)
+        # The database updates a point's dict in place: this one sees every new value.
+        if self.outputs is not None and self.wanted <= self.outputs.keys():
             self.flush()
 
     def flush(self):
         """Record the pending point if the objective was evaluated there."""
-        key, self.pending = self.pending, None
-        if key is None or self.names is None:
-            return
-        outputs = self.database.get(key) or {}
-        objective, constraints, observables = self.names
-        if objective not in outputs:
+        key, outputs = self.pending, self.outputs
+        self.pending = self.outputs = None
+        if key is None or not outputs or self.objective not in outputs:
             return
         self.done.add(key)
         problem = self.problem
-        value = _number(outputs[objective])
-        if not problem.minimize_objective and value is not None:
-            value = -value  # GEMSEO stores -f to maximise f: the client gets f
-        x = key.unwrap()
         feasible = bool(problem.constraints.is_point_feasible(outputs))
-        violation = 0.0 if feasible else problem.history.check_design_point_is_feasible(x)[1]
+        flat = key.unwrap().tolist()
+        objective = _numbers(outputs[self.objective])
+        constraints = {name: _numbers(outputs[name]) if name in outputs else None for name in self.constraints}
         evaluation = {
             "evaluation": len(self.evaluations) + 1,
-            "x": {name: _numbers(array) for name, array in problem.design_space.convert_array_to_dict(x).items()},
-            "objective": {objective.removeprefix("-") if not problem.minimize_objective else objective: value},
-            "constraints": {name: _numbers(outputs[name]) if name in outputs else None for name in constraints},
-            "observables": {name: _numbers(outputs[name]) if name in outputs else None for name in observables},
+            "x": {name: flat[start:end] for name, start, end in self.slices},
+            "objective": {self.label: self.sign * objective[0] if len(objective) == 1 and objective[0] is not None else None},
+            "constraints": constraints,
+            "observables": {name: _numbers(outputs[name]) if name in outputs else None for name in self.observables},
             "feasible": feasible,
-            "violation": _finite(float(violation)),
+            "violation": 0.0 if feasible else self.violation(constraints),
         }
         self.evaluations.append(evaluation)
         with self.stop.held():  # never interrupt the caller's write half-way
             self.record([evaluation])
 
 
+    def violation(self, constraints):
+        """GEMSEO's measure (OptimizationHistory.check_design_point_is_feasible), from the
+        recorded values: that GEMSEO method reads the database again, 100 us a point."""
+        total = 0.0
+        for name, values in constraints.items():
+            if values is None:
+                break  # GEMSEO stops at the first constraint not computed
+            equality, tolerance = self.tolerances[name]
+            for value in values:
+                if value is None:
+                    return None  # NaN: infinitely violated
+                excess = (abs(value) if equality else value) - tolerance
+                if excess > 0:
+                    total += excess * excess
+        return total
+
+
 def _numbers(value):
+    """A function's value as a list of floats, null for NaN and infinities (not JSON)."""
+    if isinstance(value, float):  # numpy's float64 too
+        return [_finite(float(value))]
     import numpy
 
-    return [_finite(float(item)) for item in numpy.real(numpy.atleast_1d(value)).ravel()]
-
-
-def _number(value):
-    numbers = _numbers(value)
-    return numbers[0] if len(numbers) == 1 else None
+    array = numpy.real(numpy.asarray(value, dtype=complex if numpy.iscomplexobj(value) else float)).ravel()
+    numbers = array.tolist()
+    return numbers if numpy.isfinite(array).all() else [_finite(number) for number in numbers]
 
 
 def _finite(value):

@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy
 import pytest
 from gemseo import create_discipline, create_scenario
 from gemseo.algos.optimization_problem import OptimizationProblem
@@ -102,6 +103,14 @@ def test_sellar_study_reaches_the_local_optimum(engine, formulation, tmp_path):
     assert_whole(evaluations)
     if formulation == "IDF":  # the formulation's own constraints are recorded too
         assert {"consistency_y_1", "consistency_y_2", "c_1", "c_2"} <= evaluations[0]["constraints"].keys()
+    problem = OptimizationProblem.from_hdf(tmp_path / "problem.h5")
+    tolerances = local.formulation.optimization_problem.tolerances  # SLSQP's, which the file does not keep
+    problem.tolerances.equality, problem.tolerances.inequality = tolerances.equality, tolerances.inequality
+    history = problem.history
+    for evaluation in evaluations:  # GEMSEO's measure with the algorithm's tolerances (eq ones too)
+        x = [value for name in local.design_space.variable_names for value in evaluation["x"][name]]
+        feasible, violation = history.check_design_point_is_feasible(numpy.array(x))
+        assert (evaluation["feasible"], evaluation["violation"]) == (feasible, pytest.approx(violation, rel=1e-12))
     assert all(evaluation["observables"]["y_1"] is not None for evaluation in evaluations)
     assert summary["files"] == ["problem.h5"]
     assert_history_in_h5(tmp_path / "problem.h5", evaluations)
@@ -131,7 +140,9 @@ def test_doe_history_equals_a_local_doe_scenario(engine, tmp_path):
         assert evaluation["objective"]["obj"] == float(values["obj"])
         assert evaluation["constraints"]["c_1"] == [float(values["c_1"])]
         assert evaluation["observables"]["y_1"] == [float(values["y_1"])]
-        assert evaluation["feasible"] == problem.constraints.is_point_feasible(values)
+        feasible, violation = problem.history.check_design_point_is_feasible(x.unwrap())
+        assert evaluation["feasible"] == feasible == problem.constraints.is_point_feasible(values)
+        assert evaluation["violation"] == pytest.approx(violation, rel=1e-12, abs=1e-300)
     assert any(name.startswith("scatter_plot_matrix") for name in summary["files"])
     assert all((tmp_path / name).is_file() for name in summary["files"])
 
