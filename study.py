@@ -36,11 +36,10 @@ IMAGE_EXTENSIONS = frozenset({"png", "pdf", "svg", "jpg"})
 
 
 class Plan(NamedTuple):
-    """A checked study: what run() builds the scenario from."""
+    """A checked study: whether it is a DOE, and its scenario, built and ready to run."""
 
     doe: bool
-    disciplines: list
-    input_data: dict
+    scenario: object
 
 
 # --- the check -------------------------------------------------------------------------------
@@ -68,7 +67,17 @@ def _checked(engine, spec, max_processes):
     input_data = _input_data(spec.get("input_data", {}), disciplines, spec["design_space"])
     for index, post in enumerate(spec.get("post_processing", [])):
         _check_post(post, f"post_processing[{index}]")
-    return Plan(doe, disciplines, input_data)
+    # What only the whole tells: a formulation that refuses these disciplines or this design
+    # space, an algorithm that cannot handle the problem (equality constraints, say).
+    try:
+        scenario = _scenario(disciplines, input_data, doe, spec)
+    except Exception as error:
+        raise ClientError(422, f"Field 'formulation': GEMSEO cannot build this {spec['formulation']} scenario: {jobproc.first_line(error, 3)}") from None
+    library, info = _algorithm_library(spec["algorithm"]["name"])
+    reason = library._get_unsuitability_reason(info, scenario.formulation.optimization_problem)
+    if reason:
+        raise ClientError(422, f"Field 'algorithm.name': {spec['algorithm']['name']} cannot solve this problem: {reason}.")
+    return Plan(doe, scenario)
 
 
 def _disciplines(engine, entries):
@@ -101,15 +110,16 @@ def _check_formulation(spec):
     check_settings(factory.get_class(name).Settings, spec.get("formulation_settings", {}), "formulation_settings")
 
 
-def _algorithm_settings_model(name):
-    """The settings model of an algorithm, and whether it is a DOE one (None when unknown)."""
+def _algorithm_library(name):
+    """The library class of an algorithm and the algorithm's description (None, None when unknown)."""
     from gemseo.algos.doe.factory import DOELibraryFactory
     from gemseo.algos.opt.factory import OptimizationLibraryFactory
 
-    for doe, factory in ((True, DOELibraryFactory()), (False, OptimizationLibraryFactory())):
+    for factory in (DOELibraryFactory(), OptimizationLibraryFactory()):
         library = factory.algo_names_to_libraries.get(name)
         if library is not None:
-            return factory.get_class(library).ALGORITHM_INFOS[name].Settings, doe
+            cls = factory.get_class(library)
+            return cls, cls.ALGORITHM_INFOS[name]
     return None, None
 
 
@@ -117,19 +127,21 @@ def _check_algorithm(algorithm, max_processes):
     name, settings = algorithm["name"], algorithm.get("settings", {})
     if name in DOE_REFUSED:
         raise ClientError(422, f"Field 'algorithm.name': {name} is not served (it reads a server file).")
-    model, doe = _algorithm_settings_model(name)
-    if model is None:
+    library, info = _algorithm_library(name)
+    if library is None:
         raise ClientError(
             422, f"Field 'algorithm.name': {str(name)[:80]!r} is not an optimisation or DOE algorithm of this server;"
             " GET /v1/algorithms lists them."
         )
-    checked = check_settings(model, settings, "algorithm.settings")
+    checked = check_settings(info.Settings, settings, "algorithm.settings")
     if getattr(checked, "n_processes", 1) > max_processes:
         raise ClientError(
             422, f"Field 'algorithm.settings.n_processes': at most {max_processes} on this server"
             " (GEMSEO_HTTP_STUDY_MAX_PROCESSES)."
         )
-    return doe
+    from gemseo.algos.doe.base_doe_library import BaseDOELibrary
+
+    return issubclass(library, BaseDOELibrary)
 
 
 def check_settings(model, given, where, fixed=frozenset()):
@@ -484,7 +496,7 @@ def run(engine, spec, workdir, record, should_stop=None, max_processes=1):
     try:
         with stop:
             stop.holding = True  # a stop while the scenario is built: no run, problem.h5 all the same
-            scenario = _scenario(_checked(engine, spec, max_processes), spec)
+            scenario = _checked(engine, spec, max_processes).scenario
             problem = scenario.formulation.optimization_problem
             recorder = Recorder(problem, record, stop)
             problem.database.add_store_listener(recorder)
@@ -533,12 +545,12 @@ def _post_process(scenario, posts, workdir, files, errors):
         files += [str(Path(path).resolve().relative_to(workdir)) for path in done.output_file_paths]
 
 
-def _scenario(plan, spec):
+def _scenario(disciplines, input_data, doe, spec):
     from gemseo import create_design_space, create_scenario
 
-    for discipline in plan.disciplines:
+    for discipline in disciplines:
         defaults = discipline.io.input_grammar.defaults
-        for name, value in plan.input_data.items():
+        for name, value in input_data.items():
             if name in discipline.io.input_grammar.names:
                 defaults[name] = value
     space = create_design_space()
@@ -551,10 +563,10 @@ def _scenario(plan, spec):
             value=variable.get("value"),
         )
     scenario = create_scenario(
-        plan.disciplines,
+        disciplines,
         spec["objective"]["name"],
         space,
-        scenario_type="DOE" if plan.doe else "MDO",
+        scenario_type="DOE" if doe else "MDO",
         maximize_objective=spec["objective"].get("maximize", False),
         formulation_name=spec["formulation"],
         **spec.get("formulation_settings", {}),

@@ -54,7 +54,7 @@ ANALYTIC = {
 
 def execute(engine, spec, recorded):
     """Build the scenario as study.run does and execute it, with the recorder or without."""
-    scenario = study._scenario(study._checked(engine, spec, 1), spec)
+    scenario = study._checked(engine, spec, 1).scenario
     problem = scenario.formulation.optimization_problem
     texts, inside = [], [0.0]
     if recorded:
