@@ -540,7 +540,7 @@ def _post_process(scenario, posts, workdir, files, errors):
             )
         except Exception as error:  # one post-processing that cannot run does not fail the study
             traceback.print_exc()
-            errors.append(f"{post['name']}: {jobproc.first_line(error)}")
+            errors.append(f"{post['name']}: {type(error).__name__}: {jobproc.first_line(error)}")
             continue
         files += [str(Path(path).resolve().relative_to(workdir)) for path in done.output_file_paths]
 

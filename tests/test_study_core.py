@@ -243,6 +243,15 @@ def test_a_stopped_study_keeps_its_history_and_writes_problem_h5(engine, tmp_pat
     assert summary["files"][0] == "problem.h5" and len(summary["files"]) > 1  # the images too
 
 
+def test_a_post_processing_that_cannot_run_does_not_fail_the_study(engine, tmp_path):
+    spec = analytic_spec(20)
+    spec["post_processing"] = [{"name": "QuadApprox", "settings": {"function": "f"}}, {"name": "OptHistoryView"}]
+    summary, evaluations = run_study(engine, spec, tmp_path)
+    assert summary["status"] == "finished" and len(evaluations) == 20
+    assert summary["post_processing_errors"] == ["QuadApprox: KeyError: '@f'"]  # a DOE computes no gradient
+    assert any(name.startswith("opt_history_view") for name in summary["files"])
+
+
 def sleeper_spec():
     return {
         "name": "sleeper",
