@@ -505,9 +505,11 @@ def run(engine, spec, workdir, record, should_stop=None, max_processes=1):
                 if stop.is_set():
                     raise stop.criterion
                 scenario.execute(algo_name=spec["algorithm"]["name"], **spec["algorithm"].get("settings", {}))
+                stop.calm()  # here and not only below: a stop raised here is caught below
             except Exception:
                 # A stop raised where the driver does not catch it (inside an MDA), or an error
                 # caused by it; any other error fails the job, after problem.h5 is written.
+                stop.calm()
                 if not stop.is_set():
                     raise
             finally:
