@@ -72,11 +72,13 @@ def _checked(engine, spec, max_processes):
     try:
         scenario = _scenario(disciplines, input_data, doe, spec)
     except Exception as error:
-        raise ClientError(422, f"Field 'formulation': GEMSEO cannot build this {spec['formulation']} scenario: {jobproc.first_line(error, 3)}") from None
-    library, info = _algorithm_library(spec["algorithm"]["name"])
+        text = f"GEMSEO cannot build this {spec['formulation']} scenario: {jobproc.first_line(error, 3)}"
+        raise ClientError(422, f"Field 'formulation': {text}") from None
+    name = spec["algorithm"]["name"]
+    library, info = _algorithm_library(name)
     reason = library._get_unsuitability_reason(info, scenario.formulation.optimization_problem)
     if reason:
-        raise ClientError(422, f"Field 'algorithm.name': {spec['algorithm']['name']} cannot solve this problem: {reason}.")
+        raise ClientError(422, f"Field 'algorithm.name': {name} cannot solve this problem: {reason}.")
     return Plan(doe, scenario)
 
 
@@ -88,7 +90,9 @@ def _disciplines(engine, entries):
         name = entry["class_name"]
         if name not in engine.catalogue and name not in engine.disabled:
             raise ClientError(
-                422, f"Field 'disciplines[{index}].class_name': unknown discipline {str(name)[:80]!r}; GET /v1/discipline lists them."
+                422,
+                f"Field 'disciplines[{index}].class_name': unknown discipline {str(name)[:80]!r};"
+                " GET /v1/discipline lists them.",
             )
         engine.check_name(name)  # 403 for a class that can run code or reach files
         try:
@@ -104,9 +108,8 @@ def _check_formulation(spec):
     factory = MDOFormulationFactory()
     name = spec["formulation"]
     if name not in factory.class_names:
-        raise ClientError(
-            422, f"Field 'formulation': {str(name)[:80]!r} is not a formulation of GEMSEO ({', '.join(factory.class_names)})."
-        )
+        known = ", ".join(factory.class_names)
+        raise ClientError(422, f"Field 'formulation': {str(name)[:80]!r} is not a formulation of GEMSEO ({known}).")
     check_settings(factory.get_class(name).Settings, spec.get("formulation_settings", {}), "formulation_settings")
 
 
@@ -165,7 +168,11 @@ def check_settings(model, given, where, fixed=frozenset()):
         if kind is None:
             if not isinstance(value, dict):
                 what = _kind_of(model.model_fields[name].annotation)
-                raise ClientError(422, f"Field '{path}' is {what}; only plain values are accepted (numbers, booleans, strings, lists of numbers).")
+                raise ClientError(
+                    422,
+                    f"Field '{path}' is {what}; only plain values are accepted"
+                    " (numbers, booleans, strings, lists of numbers).",
+                )
             nested.append(name)
     # Which model a nested setting has may depend on another field (main_mda_name): built empty
     # first, it tells; each is then checked on its own, so that an error names its full path.
@@ -174,7 +181,8 @@ def check_settings(model, given, where, fixed=frozenset()):
         value = getattr(instance, name)
         if not isinstance(value, BaseModel):
             what = _kind_of(model.model_fields[name].annotation)
-            raise ClientError(422, f"Field '{where}.{name}' is {what}; only nested settings of GEMSEO models are accepted.")
+            text = f"Field '{where}.{name}' is {what}; only nested settings of GEMSEO models are accepted."
+            raise ClientError(422, text)
         check_settings(type(value), given[name], f"{where}.{name}")
     return _validated(model, given, where) if nested else instance
 
@@ -239,7 +247,8 @@ def _check_design_space(space, inputs):
             raise ClientError(422, f"Field '{where}': {str(name)[:50]!r} is not an input of the disciplines.")
         lower, upper = variable["lower_bound"], variable["upper_bound"]
         if not lower or len(lower) != len(upper):
-            raise ClientError(422, f"Field '{where}': lower_bound and upper_bound must have the same length, at least 1.")
+            text = f"Field '{where}': lower_bound and upper_bound must have the same length, at least 1."
+            raise ClientError(422, text)
         for index, (low, high) in enumerate(zip(lower, upper)):
             if low > high:
                 raise ClientError(422, f"Field '{where}.lower_bound[{index}]': {low} is above the upper bound {high}.")
@@ -298,7 +307,8 @@ def _check_post(post, where):
     settings = post.get("settings", {})
     extension = settings.get("file_extension") if isinstance(settings, dict) else None
     if extension is not None and extension not in IMAGE_EXTENSIONS:
-        raise ClientError(422, f"Field '{where}.settings.file_extension' must be one of {', '.join(sorted(IMAGE_EXTENSIONS))}.")
+        known = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise ClientError(422, f"Field '{where}.settings.file_extension' must be one of {known}.")
     check_settings(factory.get_class(name).Settings, settings, f"{where}.settings", fixed=POST_FIXED)
 
 
@@ -379,11 +389,12 @@ class Recorder:
         feasible = bool(problem.constraints.is_point_feasible(outputs))
         flat = key.unwrap().tolist()
         objective = _numbers(outputs[self.objective])
+        objective = self.sign * objective[0] if len(objective) == 1 and objective[0] is not None else None
         constraints = {name: _numbers(outputs[name]) if name in outputs else None for name in self.constraints}
         evaluation = {
             "evaluation": len(self.evaluations) + 1,
             "x": {name: flat[start:end] for name, start, end in self.slices},
-            "objective": {self.label: self.sign * objective[0] if len(objective) == 1 and objective[0] is not None else None},
+            "objective": {self.label: objective},
             "constraints": constraints,
             "observables": {name: _numbers(outputs[name]) if name in outputs else None for name in self.observables},
             "feasible": feasible,
@@ -589,6 +600,7 @@ def to_text(evaluation):
 
 
 def from_text(text):
+    """An evaluation from its stored text."""
     return orjson.loads(text)
 
 
@@ -658,7 +670,8 @@ def history_csv(evaluations, since=0):
     columns = []  # (header, column of values, size)
     for group in (history["x"], history["functions"]):
         for name, values in group.items():
-            size = max((len(value) if isinstance(value, list) else 1 for value in values if value is not None), default=1)
+            sizes = [len(value) if isinstance(value, list) else 1 for value in values if value is not None]
+            size = max(sizes, default=1)
             columns.append((name, values, size))
     headers = ["evaluation", "feasible"]
     for name, _, size in columns:
