@@ -22,34 +22,18 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+CODE = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(CODE), str(CODE / "tests")]
 
 import jobproc  # noqa: E402
 import study  # noqa: E402
+from study_specs import analytic_spec, sellar_spec  # noqa: E402
 
-SELLAR = {
-    "name": "sellar-mdf",
-    "disciplines": [{"class_name": name} for name in ("Sellar1", "Sellar2", "SellarSystem")],
-    "formulation": "MDF",
-    "design_space": {
-        "x_1": {"lower_bound": [0.0], "upper_bound": [10.0], "value": [1.0]},
-        "x_2": {"lower_bound": [0.0], "upper_bound": [10.0], "value": [1.0]},
-        "x_shared": {"lower_bound": [-10.0, 0.0], "upper_bound": [10.0, 10.0], "value": [4.0, 3.0]},
-    },
-    "objective": {"name": "obj"},
-    "constraints": [{"name": "c_1", "type": "ineq"}, {"name": "c_2", "type": "ineq"}],
-    "observables": ["y_1"],
-    "algorithm": {"name": "SLSQP", "settings": {"max_iter": 50}},
-}
-ANALYTIC = {
-    "name": "analytic-doe",
-    "disciplines": [{"class_name": "AnalyticDiscipline", "options": {"expressions": {"f": "(x - 1)**2 + y", "g": "x - y"}}}],
-    "formulation": "DisciplinaryOpt",
-    "design_space": {"x": {"lower_bound": [-2.0], "upper_bound": [2.0]}, "y": {"lower_bound": [0.0], "upper_bound": [1.0]}},
-    "objective": {"name": "f"},
-    "constraints": [{"name": "g", "type": "ineq"}],
-    "algorithm": {"name": "PYDOE_LHS", "settings": {"n_samples": 2000, "random_state": 1}},
-}
+# The specs the tests run: Sellar MDF with SLSQP, and a cheap analytic DOE of 2000 points.
+SELLAR = sellar_spec()
+ANALYTIC = analytic_spec(2000)
+ANALYTIC["algorithm"]["settings"]["random_state"] = 1
+del ANALYTIC["post_processing"]  # the run is timed, not the images
 
 
 def execute(engine, spec, recorded):

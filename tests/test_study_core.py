@@ -14,12 +14,12 @@ import numpy
 import pytest
 from gemseo import create_discipline, create_scenario
 from gemseo.algos.optimization_problem import OptimizationProblem
-from gemseo.problems.mdo.sellar.sellar_design_space import SellarDesignSpace
 from gemseo.problems.mdo.sobieski.core.design_space import SobieskiDesignSpace
 
 import jobproc
 import study
 from sellar import SELLAR, sellar_scenario
+from study_specs import analytic_spec, sellar_spec, space_of
 
 PLUGINS = Path(__file__).resolve().parent / "plugins"
 
@@ -28,33 +28,6 @@ PLUGINS = Path(__file__).resolve().parent / "plugins"
 def engine():
     os.environ["GEMSEO_PATH"] = str(PLUGINS)  # the test disciplines (Sleeper), as the services have them
     return jobproc.Engine(frozenset())
-
-
-def space_of(design_space):
-    """A GEMSEO design space as a StudyInput's design_space."""
-    return {
-        name: {
-            "lower_bound": design_space.get_lower_bound(name).tolist(),
-            "upper_bound": design_space.get_upper_bound(name).tolist(),
-            "value": design_space.get_current_value([name]).tolist(),
-        }
-        for name in design_space.variable_names
-    }
-
-
-def sellar_spec(formulation="MDF", **fields):
-    spec = {
-        "name": "sellar",
-        "disciplines": [{"class_name": name} for name in SELLAR],
-        "formulation": formulation,
-        "design_space": space_of(SellarDesignSpace(dtype="float64", add_couplings=formulation == "IDF")),
-        "objective": {"name": "obj", "maximize": False},
-        "constraints": [{"name": "c_1", "type": "ineq"}, {"name": "c_2", "type": "ineq"}],
-        "observables": ["y_1"],
-        "algorithm": {"name": "SLSQP", "settings": {"max_iter": 50}},
-    }
-    spec.update(fields)
-    return spec
 
 
 def run_study(engine, spec, workdir, **options):
@@ -217,19 +190,6 @@ def test_best_prefers_feasible_then_smallest_violation():
     assert study.best(mixed)["evaluation"] == 5
     assert study.best(mixed, maximize=True)["evaluation"] == 4
     assert study.best(mixed)["constraints"] == {"g": [0]}
-
-
-def analytic_spec(n_samples=2000):
-    return {
-        "name": "analytic",
-        "disciplines": [{"class_name": "AnalyticDiscipline", "options": {"expressions": {"f": "(x - 1)**2 + y", "g": "x - y"}}}],
-        "formulation": "DisciplinaryOpt",
-        "design_space": {"x": {"lower_bound": [-2.0], "upper_bound": [2.0]}, "y": {"lower_bound": [0.0], "upper_bound": [1.0]}},
-        "objective": {"name": "f"},
-        "constraints": [{"name": "g", "type": "ineq"}],
-        "algorithm": {"name": "PYDOE_LHS", "settings": {"n_samples": n_samples}},
-        "post_processing": [{"name": "BasicHistory", "settings": {"variable_names": ["f"]}}],
-    }
 
 
 def test_a_stopped_study_keeps_its_history_and_writes_problem_h5(engine, tmp_path):
