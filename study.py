@@ -9,7 +9,6 @@ An evaluation record is a dict, stored as one JSON text:
  "observables": {name: [...]}, "feasible": bool, "violation": float or null (infinite)}.
 """
 
-import contextlib
 import csv
 import io
 import math
@@ -335,7 +334,7 @@ class Recorder:
         self.problem, self.record, self.stop = problem, record, stop
         self.database = problem.database
         self.evaluations, self.done = [], set()
-        self.pending = self.pending_hash = self.outputs = self.wanted = None
+        self.pending = self.x = self.outputs = self.wanted = None
 
     def __call__(self, x_vect):
         self.take(x_vect)
@@ -367,30 +366,31 @@ class Recorder:
     def take(self, x_vect):
         if self.wanted is None:
             self._learn()
-        key = self.database.get_hashable_ndarray(x_vect)
-        # Hashes first: comparing the arrays themselves costs more than the rest of a call.
-        if hash(key) != self.pending_hash or key != self.pending:
-            if key in self.done:
+        # Points told apart by their bytes: GEMSEO's hashable arrays compare with numpy, a few
+        # microseconds each time, and this runs at every stored value.
+        point = x_vect.tobytes()
+        if point != self.pending:
+            if point in self.done:
                 return
             self.flush()
-            self.pending, self.pending_hash, self.outputs = key, hash(key), self.database.get(key)
+            # A copy: an algorithm may change its array in place before the point is recorded.
+            self.pending, self.x, self.outputs = point, x_vect.copy(), self.database.get(x_vect)
         # The database updates a point's dict in place: this one sees every new value.
         if self.outputs is not None and self.wanted <= self.outputs.keys():
             self.flush()
 
     def flush(self):
         """Record the pending point if the objective was evaluated there."""
-        key, outputs = self.pending, self.outputs
+        point, outputs = self.pending, self.outputs
         self.pending = self.outputs = None
-        if key is None or not outputs or self.objective not in outputs:
+        if point is None or not outputs or self.objective not in outputs:
             return
-        self.done.add(key)
-        problem = self.problem
-        feasible = bool(problem.constraints.is_point_feasible(outputs))
-        flat = key.unwrap().tolist()
+        self.done.add(point)
+        flat = self.x.real.tolist()
         objective = _numbers(outputs[self.objective])
         objective = self.sign * objective[0] if len(objective) == 1 and objective[0] is not None else None
         constraints = {name: _numbers(outputs[name]) if name in outputs else None for name in self.constraints}
+        feasible, violation = self.judge(constraints)
         evaluation = {
             "evaluation": len(self.evaluations) + 1,
             "x": {name: flat[start:end] for name, start, end in self.slices},
@@ -398,28 +398,31 @@ class Recorder:
             "constraints": constraints,
             "observables": {name: _numbers(outputs[name]) if name in outputs else None for name in self.observables},
             "feasible": feasible,
-            "violation": 0.0 if feasible else self.violation(constraints),
+            "violation": violation,
         }
         self.evaluations.append(evaluation)
-        with self.stop.held():  # never interrupt the caller's write half-way
+        self.stop.holding = True  # never interrupt the caller's write half-way
+        try:
             self.record([evaluation])
+        finally:
+            self.stop.release()
 
-
-    def violation(self, constraints):
-        """GEMSEO's measure (OptimizationHistory.check_design_point_is_feasible), from the
-        recorded values: that GEMSEO method reads the database again, 100 us a point."""
-        total = 0.0
+    def judge(self, constraints):
+        """Feasibility and violation measure as GEMSEO decides them (Constraints.is_point_feasible,
+        OptimizationHistory.check_design_point_is_feasible), from the recorded values: GEMSEO's
+        methods read the database again and cost up to 100 us a point."""
+        feasible, total = True, 0.0
         for name, values in constraints.items():
             if values is None:
-                break  # GEMSEO stops at the first constraint not computed
+                return False, total  # not computed: not feasible, and GEMSEO's measure stops there
             equality, tolerance = self.tolerances[name]
             for value in values:
                 if value is None:
-                    return None  # NaN: infinitely violated
+                    return False, None  # NaN: infinitely violated
                 excess = (abs(value) if equality else value) - tolerance
                 if excess > 0:
-                    total += excess * excess
-        return total
+                    feasible, total = False, total + excess * excess
+        return feasible, total
 
 
 def _numbers(value):
@@ -466,14 +469,9 @@ class _StopSignal:
             self.raising = False  # once: the end of the run (problem.h5, images) is not interrupted
             raise self.criterion
 
-    @contextlib.contextmanager
-    def held(self):
-        """Delay a stop until the block ends, then raise it there."""
-        self.holding = True
-        try:
-            yield
-        finally:
-            self.holding = False
+    def release(self):
+        """End a stretch where a stop only sets the flag (holding), raising a stop that came."""
+        self.holding = False
         if self.event.is_set() and self.raising:
             self.raising = False
             raise self.criterion
@@ -513,7 +511,8 @@ def run(engine, spec, workdir, record, should_stop=None, max_processes=1):
             problem.database.add_store_listener(recorder)
             try:
                 stop.holding = False
-                if stop.is_set():
+                if stop.is_set() or (should_stop is not None and should_stop()):
+                    stop.event.set()
                     raise stop.criterion
                 scenario.execute(algo_name=spec["algorithm"]["name"], **spec["algorithm"].get("settings", {}))
                 stop.calm()  # here and not only below: a stop raised here is caught below
