@@ -333,7 +333,7 @@ class Recorder:
     def __init__(self, problem, record, stop):
         self.problem, self.record, self.stop = problem, record, stop
         self.database = problem.database
-        self.evaluations, self.done = [], set()
+        self.evaluations, self.done, self.size = [], set(), len(problem.database)
         self.pending = self.x = self.outputs = self.wanted = None
 
     def __call__(self, x_vect):
@@ -374,10 +374,19 @@ class Recorder:
                 return
             self.flush()
             # A copy: an algorithm may change its array in place before the point is recorded.
-            self.pending, self.x, self.outputs = point, x_vect.copy(), self.database.get(x_vect)
+            self.pending, self.x, self.outputs = point, x_vect.copy(), self.outputs_of(x_vect)
         # The database updates a point's dict in place: this one sees every new value.
         if self.outputs is not None and self.wanted <= self.outputs.keys():
             self.flush()
+
+    def outputs_of(self, x_vect):
+        """The database's dict of a point; a point just added is the last one, found without
+        hashing and comparing its array again as a lookup would."""
+        size = len(self.database)
+        if size > self.size:
+            self.size = size
+            return self.database.last_item
+        return self.database.get(x_vect)
 
     def flush(self):
         """Record the pending point if the objective was evaluated there."""

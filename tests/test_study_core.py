@@ -120,6 +120,20 @@ def test_doe_history_equals_a_local_doe_scenario(engine, tmp_path):
     assert all((tmp_path / name).is_file() for name in summary["files"])
 
 
+def test_a_doe_on_two_processes_records_every_point_once(engine, tmp_path):
+    settings = {"n_samples": 10, "random_state": 2}
+    serial = run_study(engine, sellar_spec(algorithm={"name": "PYDOE_LHS", "settings": settings}), tmp_path / "serial")[1]
+    spec = sellar_spec(algorithm={"name": "PYDOE_LHS", "settings": {**settings, "n_processes": 2}})
+    summary, parallel = run_study(engine, spec, tmp_path / "parallel", max_processes=2)
+    assert summary["n_evaluations"] == 10
+    assert_whole(parallel)
+
+    def points(evaluations):
+        return sorted((str(evaluation["x"]), evaluation["objective"]["obj"]) for evaluation in evaluations)
+
+    assert points(parallel) == points(serial)
+
+
 def test_feasibility_follows_the_algorithm_tolerances(engine, tmp_path):
     spec = analytic_spec(40)
     _, evaluations = run_study(engine, spec, tmp_path / "default")
