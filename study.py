@@ -333,7 +333,8 @@ class Recorder:
     def __init__(self, problem, record, stop):
         self.problem, self.record, self.stop = problem, record, stop
         self.database = problem.database
-        self.evaluations, self.done, self.size = [], set(), len(problem.database)
+        # Only the count and the best point are kept: the caller stores the records.
+        self.count, self.best, self.done, self.size = 0, None, set(), len(problem.database)
         self.pending = self.x = self.outputs = self.wanted = None
 
     def __call__(self, x_vect):
@@ -401,7 +402,7 @@ class Recorder:
         constraints = {name: _numbers(outputs[name]) if name in outputs else None for name in self.constraints}
         feasible, violation = self.judge(constraints)
         evaluation = {
-            "evaluation": len(self.evaluations) + 1,
+            "evaluation": self.count + 1,
             "x": {name: flat[start:end] for name, start, end in self.slices},
             "objective": {self.label: objective},
             "constraints": constraints,
@@ -409,7 +410,8 @@ class Recorder:
             "feasible": feasible,
             "violation": violation,
         }
-        self.evaluations.append(evaluation)
+        self.count += 1
+        self.best = best_record([evaluation] if self.best is None else [self.best, evaluation], self.sign < 0)
         self.stop.holding = True  # never interrupt the caller's write half-way
         try:
             self.record([evaluation])
@@ -538,14 +540,14 @@ def run(engine, spec, workdir, record, should_stop=None, max_processes=1):
                 finally:
                     problem.to_hdf(workdir / H5_NAME)
             files, errors = [H5_NAME], []
-            if recorder.evaluations:
+            if recorder.count:
                 _post_process(scenario, spec.get("post_processing", []), workdir, files, errors)
     finally:
         os.chdir(saved_dir)
     summary = {
         "status": "stopped" if stop.is_set() else "finished",
-        "n_evaluations": len(recorder.evaluations),
-        "best": best(recorder.evaluations, spec["objective"].get("maximize", False)),
+        "n_evaluations": recorder.count,
+        "best": best([recorder.best] if recorder.best else [], spec["objective"].get("maximize", False)),
         "files": files,
     }
     if errors:
@@ -613,8 +615,23 @@ def from_text(text):
 
 
 def best(evaluations, maximize=False):
-    """The best feasible evaluation, else the one with the smallest constraint violation (the
-    Study's `best`), or None when there is none."""
+    """The Study's `best`: the best feasible evaluation, else the one with the smallest
+    constraint violation; None when there is none."""
+    chosen = best_record(evaluations, maximize)
+    if chosen is None:
+        return None
+    return {
+        "evaluation": chosen["evaluation"],
+        "x": chosen["x"],
+        "objective": next(iter(chosen["objective"].values())),
+        "constraints": chosen["constraints"],
+        "feasible": chosen["feasible"],
+    }
+
+
+def best_record(evaluations, maximize=False):
+    """The record that best() describes. best_record([kept, *new]) follows a study as it runs
+    without reading its whole history again."""
     chosen, chosen_key = None, None
     for evaluation in evaluations:
         objective = next(iter(evaluation["objective"].values()))
@@ -628,15 +645,7 @@ def best(evaluations, maximize=False):
             key = (1, math.inf if violation is None else violation, objective)
         if chosen_key is None or key < chosen_key:
             chosen, chosen_key = evaluation, key
-    if chosen is None:
-        return None
-    return {
-        "evaluation": chosen["evaluation"],
-        "x": chosen["x"],
-        "objective": next(iter(chosen["objective"].values())),
-        "constraints": chosen["constraints"],
-        "feasible": chosen["feasible"],
-    }
+    return chosen
 
 
 def _functions(evaluation):

@@ -69,6 +69,7 @@ def test_sellar_study_reaches_the_local_optimum(engine, formulation, tmp_path):
     assert summary["status"] == "finished"
     assert summary["n_evaluations"] == len(evaluations) > 2
     found = summary["best"]
+    assert found == study.best(evaluations)
     assert found["feasible"]
     assert found["objective"] == pytest.approx(expected.f_opt, rel=1e-6)
     x_opt = [value for name in local.design_space.variable_names for value in found["x"][name]]
@@ -171,6 +172,7 @@ def test_sobieski_mdf_study_maximises_without_negating(engine, tmp_path):
     assert_history_in_h5(tmp_path / "problem.h5", evaluations, "y_4", sign=-1)
     feasible = [evaluation["objective"]["y_4"] for evaluation in evaluations if evaluation["feasible"]]
     assert summary["best"]["objective"] == max(feasible)
+    assert summary["best"] == study.best(evaluations, maximize=True)
     assert any(name.endswith(".svg") for name in summary["files"])
 
 
@@ -204,6 +206,10 @@ def test_best_prefers_feasible_then_smallest_violation():
     assert study.best(mixed)["evaluation"] == 5
     assert study.best(mixed, maximize=True)["evaluation"] == 4
     assert study.best(mixed)["constraints"] == {"g": [0]}
+    kept = None
+    for evaluation in mixed:  # followed as a study runs, it ends where a look at the whole does
+        kept = study.best_record([evaluation] if kept is None else [kept, evaluation])
+    assert kept["evaluation"] == 5
 
 
 def test_a_stopped_study_keeps_its_history_and_writes_problem_h5(engine, tmp_path):
