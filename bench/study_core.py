@@ -60,7 +60,7 @@ def plain_sellar():
     """The Sellar MDF SLSQP optimisation written with GEMSEO's API."""
     from gemseo import create_design_space, create_discipline, create_scenario
 
-    start = time.perf_counter()
+    start = time.process_time()
     space = create_design_space()
     for name, variable in SELLAR["design_space"].items():
         space.add_variable(name, len(variable["lower_bound"]), lower_bound=variable["lower_bound"],
@@ -70,15 +70,15 @@ def plain_sellar():
     scenario.add_constraint("c_2", constraint_type="ineq")
     scenario.add_observable("y_1")
     scenario.execute(algo_name="SLSQP", max_iter=50)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def whole_study(engine):
     texts = []
     with tempfile.TemporaryDirectory() as workdir:
-        start = time.perf_counter()
+        start = time.process_time()
         summary = study.run(engine, SELLAR, workdir, lambda found: texts.extend(map(study.to_text, found)))
-        elapsed = time.perf_counter() - start
+        elapsed = time.process_time() - start
     assert summary["n_evaluations"] == len(texts)
     return elapsed
 
@@ -114,8 +114,8 @@ def main():
         plain.append(plain_sellar())
         whole.append(whole_study(engine))
     p, w = statistics.median(plain), statistics.median(whole)
-    figures["sellar_study_vs_local"] = {"local_s": round(p, 4), "study_s": round(w, 4), "ratio": round(w / p, 3)}
-    print(f"Sellar MDF SLSQP: local GEMSEO {p * 1000:.1f} ms, whole study (check, build, run, record, problem.h5)"
+    figures["sellar_study_vs_local"] = {"local_cpu_s": round(p, 4), "study_cpu_s": round(w, 4), "ratio": round(w / p, 3)}
+    print(f"Sellar MDF SLSQP, CPU: local GEMSEO {p * 1000:.1f} ms, whole study (check, build, run, record, problem.h5)"
           f" {w * 1000:.1f} ms, x{w / p:.2f}")
     print(json.dumps(figures))
 
