@@ -334,7 +334,8 @@ class Recorder:
         self.problem, self.record, self.stop = problem, record, stop
         self.database = problem.database
         # Only the count and the best point are kept: the caller stores the records.
-        self.count, self.best, self.done, self.size = 0, None, set(), len(problem.database)
+        self.count, self.best, self.best_rank, self.done = 0, None, None, set()
+        self.size = len(problem.database)
         self.pending = self.x = self.outputs = self.wanted = None
 
     def __call__(self, x_vect):
@@ -411,7 +412,9 @@ class Recorder:
             "violation": violation,
         }
         self.count += 1
-        self.best = best_record([evaluation] if self.best is None else [self.best, evaluation], self.sign < 0)
+        rank = _rank(evaluation, self.sign < 0)
+        if rank is not None and (self.best_rank is None or rank < self.best_rank):
+            self.best, self.best_rank = evaluation, rank
         self.stop.holding = True  # never interrupt the caller's write half-way
         try:
             self.record([evaluation])
@@ -632,20 +635,25 @@ def best(evaluations, maximize=False):
 def best_record(evaluations, maximize=False):
     """The record that best() describes. best_record([kept, *new]) follows a study as it runs
     without reading its whole history again."""
-    chosen, chosen_key = None, None
+    chosen, chosen_rank = None, None
     for evaluation in evaluations:
-        objective = next(iter(evaluation["objective"].values()))
-        if objective is None:
-            continue
-        objective = -objective if maximize else objective
-        violation = evaluation["violation"]
-        if evaluation["feasible"]:
-            key = (0, objective)
-        else:
-            key = (1, math.inf if violation is None else violation, objective)
-        if chosen_key is None or key < chosen_key:
-            chosen, chosen_key = evaluation, key
+        rank = _rank(evaluation, maximize)
+        if rank is not None and (chosen_rank is None or rank < chosen_rank):
+            chosen, chosen_rank = evaluation, rank
     return chosen
+
+
+def _rank(evaluation, maximize):
+    """What best() minimises: feasible points first by objective, then the others by violation;
+    None for a point without an objective value."""
+    objective = next(iter(evaluation["objective"].values()))
+    if objective is None:
+        return None
+    objective = -objective if maximize else objective
+    if evaluation["feasible"]:
+        return (0, objective)
+    violation = evaluation["violation"]
+    return (1, math.inf if violation is None else violation, objective)
 
 
 def _functions(evaluation):
