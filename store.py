@@ -11,7 +11,6 @@ current(), the store that the settings name.
 """
 
 import contextlib
-import functools
 import threading
 import time
 from typing import NamedTuple
@@ -917,10 +916,11 @@ def _on_current(method):
     """The module function of a Store method: store.get_job(...) is current().get_job(...)."""
     name = method.__name__
 
-    @functools.wraps(method)
     def call(*args, **kwargs):
         return getattr(current(), name)(*args, **kwargs)
 
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = method.__doc__
     return call
 
 

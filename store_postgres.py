@@ -294,7 +294,7 @@ COPIED_TABLES = ("users", "batches", "jobs", "job_data", "files", "uploads", "jo
 
 def copy_store(source, target):
     """Copy every user, job, batch, file and upload of one store into another, empty one,
-    keeping their ids; claimed but unstarted jobs are unclaimed. Return {table: rows copied}."""
+    keeping their ids; jobs held while waiting for a warm process are let go. Return {table: rows copied}."""
     if any(target.table_counts().values()):
         raise ValueError(f"the target store ({target.summary()}) is not empty")
     copied = {}
