@@ -261,3 +261,22 @@ def test_a_store_with_data_in_the_jobs_table_is_moved_not_lost(tmp_path):
         " 'input_data' in {r[1] for r in store.connect().execute('PRAGMA table_info(jobs)')}]))"
     )
     assert json.loads(python(code, env)) == ['{"x": [1.0]}', '{"y": [2.0]}', "{}", False]
+
+
+def test_each_store_backend_provides_what_the_interface_leaves_to_it():
+    # Guards store.Store: the methods it declares without SQL (they raise NotImplementedError)
+    # are each backend's own; only PostgreSQL holds a queue (queue_task).
+    import inspect
+
+    import store
+    import store_postgres
+    import store_sqlite
+
+    for interface, backends in (
+        (store.Store, {store_sqlite.SqliteStore: {"queue_task"}, store_postgres.PostgresStore: set()}),
+        (store.Feed, {store_sqlite.SqliteFeed: set(), store_postgres.PostgresFeed: set()}),
+    ):
+        declared = {name for name, value in vars(interface).items() if inspect.isfunction(value) and "raise NotImplementedError" in inspect.getsource(value)}
+        assert declared
+        for backend, left in backends.items():
+            assert {name for name in declared if name not in vars(backend)} == left, backend
