@@ -17,6 +17,9 @@ import jobs
 import retention
 import settings
 import store
+import store_postgres
+import store_sqlite
+import wire
 
 worker = None  # imported in main(), once the command is known
 
@@ -71,7 +74,7 @@ def delete_user(args):
 
 def list_users(args):
     for row in store.list_users():
-        print(f"{row['id']}\t{row['username']}\t{store.iso(row['created_at'])}")
+        print(f"{row['id']}\t{row['username']}\t{wire.iso(row['created_at'])}")
 
 
 def purge(args):
@@ -133,7 +136,7 @@ def backup(args):
     for source in () if settings.DATABASE_URL else (settings.USER_DATABASE_PATH, settings.HUEY_DATABASE_PATH):
         if source.exists():
             target = folder / ("gaas.db" if source == settings.USER_DATABASE_PATH else "huey.db")
-            store.backup_file(source, target)
+            store_sqlite.backup_file(source, target)
             print(f"wrote {target}")
     if settings.SECRET_KEY:
         print("the token key is GEMSEO_HTTP_SECRET_KEY, kept in your environment file: back that up too")
@@ -157,7 +160,7 @@ def refuse_if_running(*stores):
         if live:
             beats = ", ".join(f"{row[0]} {max(0, now - row[1]):.0f} s ago" for row in live)
             raise SystemExit(
-                f"error: the service is running on {each.describe()} (heartbeats: {beats}); stop gaas-server and"
+                f"error: the service is running on {each.summary()} (heartbeats: {beats}); stop gaas-server and"
                 f" gaas-worker on every host first (a process killed without stopping counts as running until"
                 f" its heartbeat is {settings.HEARTBEAT_TIMEOUT:g} s old)"
             )
@@ -227,32 +230,32 @@ def copy_store(args):
         )
     if not settings.USER_DATABASE_PATH.is_file():
         raise SystemExit(f"error: no SQLite store at {settings.USER_DATABASE_PATH} to copy")
-    source = store.SqliteStore(settings.USER_DATABASE_PATH)
-    target = store.PostgresStore(url)
+    source = store_sqlite.SqliteStore(settings.USER_DATABASE_PATH)
+    target = store_postgres.PostgresStore(url)
     refuse_if_running(source)
     queue = worker.make_huey(url, settings.REDIS_URL)
     target.init(queue.storage.ddl if not settings.REDIS_URL else ())
     refuse_if_running(target)
     try:
-        copied = store.copy_store(source, target)
+        copied = store_postgres.copy_store(source, target)
     except ValueError as error:
         raise SystemExit(f"error: {error}; copy-store only fills an empty store") from None
     pending = target.unclaimed_jobs(created_before=float("inf"))
     for start in range(0, len(pending), jobs.POINTS_PER_TASK):
         # Serialised by the queue that knows the task, stored in the target's queue.
-        task = worker.run_async_job.s(pending[start : start + jobs.POINTS_PER_TASK])
+        task = worker.run_queued_jobs.s(pending[start : start + jobs.POINTS_PER_TASK])
         queue.storage.enqueue(worker.huey.serialize_task(task), 0)
     where = "Redis" if settings.REDIS_URL else "the PostgreSQL queue"
     print(
         f"copied {copied['users']} users, {copied['jobs']} jobs, {copied['batches']} batches, {copied['files']} files"
         f" and {copied['uploads']} unfinished uploads; {len(pending)} pending jobs queued again in {where}."
-        f" Now set GEMSEO_HTTP_DATABASE_URL to {target.describe()} on every host."
+        f" Now set GEMSEO_HTTP_DATABASE_URL to {target.summary()} on every host."
     )
 
 
 def init(args):
     auth.secret_key()
-    print(f"root folders and schema ready ({store.current().describe()})")
+    print(f"root folders and schema ready ({store.summary()})")
 
 
 def main(argv=None):
@@ -289,7 +292,7 @@ def main(argv=None):
         import psycopg  # noqa: F401 (before worker.py, which keeps the drivers a mode does not use out of Huey)
     import worker
     # Which store, on stderr: a command run without the service's settings says so at once.
-    print(f"store: {store.current().describe()}", file=sys.stderr)
+    print(f"store: {store.summary()}", file=sys.stderr)
     default = {"init": init, "delete-user": delete_user, "list-users": list_users}
     if args.command != "restore":
         worker.init()

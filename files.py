@@ -12,6 +12,7 @@ from pathlib import Path
 
 import settings
 import store
+import wire
 from errors import Rejected
 
 LOG_NAME = "gaas-job.log"  # what a job printed, in its directory (written by jobproc.py)
@@ -202,7 +203,7 @@ def _save_chunk(user_id, key, name, state, source, chunk, total):
     os.replace(partial, settings.FILE_DIRECTORY / unique)
     store.drop_upload_state(user_id, key)
     file_id = store.add_file(user_id, name, unique, digest.hexdigest(), size)
-    return store.file_entry(store.owned_file(user_id, file_id))
+    return wire.file_entry(store.owned_file(user_id, file_id))
 
 
 def remove_stored(unique_names=(), partial_names=(), workdirs=()):

@@ -46,6 +46,7 @@ import pool
 import results
 import settings
 import store
+import wire
 import worker
 from errors import Rejected
 
@@ -361,7 +362,6 @@ def job_fields(user, name, body, mode):
         "name": body.get("name") or "",
         "discipline_class_name": name,
         "job_type": "execute_and_linearize" if linearize else "execute",
-        "job_status": "pending",
         "execution_mode": mode,
         "timeout": job_timeout(body.get("timeout")),
         "linearization_mode": body.get("linearization_mode") or "auto",
@@ -385,12 +385,12 @@ async def execute(request):
     input_files = body.get("input_files") or []
     if mode == "asynchronous":
         row = await run_in_threadpool(jobs.submit, user["id"], fields, input_files, worker.enqueue)
-        return Response(store.job_json(row), status_code=202, media_type="application/json")
+        return Response(wire.job_json(row), status_code=202, media_type="application/json")
     # As many synchronous runs in threads as there are warm processes: the others wait here, on
     # the event loop, instead of crowding the GIL and the store's write lock.
     async with warm_slot(state):
-        row = await run_in_threadpool(jobs.run_here, state.pool, user["id"], fields, input_files, OWNER_ID)
-    return Response(store.job_json(row), media_type="application/json")
+        row = await run_in_threadpool(jobs.run_synchronous, state.pool, user["id"], fields, input_files, OWNER_ID)
+    return Response(wire.job_json(row), media_type="application/json")
 
 
 # Batches
@@ -452,11 +452,9 @@ def batch_entry(row, progress=None):
     """A batch row as the Batch of the wire contract, with its counts and status."""
     counts, started, ended = progress or store.batch_progress([row["id"]])[row["id"]]
     counts = {status: counts.get(status, 0) for status in ("pending", "running", "finished", "failed")}
-    if counts["pending"] + counts["running"]:
-        status = "running" if started is not None else "pending"
+    status = jobs.batch_status(counts, started)
+    if status not in store.ENDED:
         ended = None
-    else:
-        status = "failed" if counts["failed"] else "finished"
     return {
         "id": row["id"],
         "name": row["name"],
@@ -466,9 +464,9 @@ def batch_entry(row, progress=None):
         "counts": counts,
         "batch_status": status,
         "design": orjson.loads(row["design"]),
-        "created_at": store.iso(row["created_at"]),
-        "started_at": store.iso(started),
-        "ended_at": store.iso(ended),
+        "created_at": wire.iso(row["created_at"]),
+        "started_at": wire.iso(started),
+        "ended_at": wire.iso(ended),
     }
 
 
@@ -523,9 +521,9 @@ async def stop_batch(state, batch_id):
         await state.watcher.wait(("batch", batch_id), jobs.STOP_WAIT)
 
 
-async def stop_job(state, job_id):
+async def stop_job(state, job_id, refuse_ended=False):
     """Cancel a job and wait, on the event loop, for it to stop if it was running."""
-    if await run_in_threadpool(jobs.cancel, job_id):
+    if await run_in_threadpool(jobs.cancel, job_id, refuse_ended):
         await state.watcher.wait(("job", job_id), jobs.STOP_WAIT)
 
 
@@ -575,7 +573,7 @@ async def job(request):
         timeout = min(query["long_polling_timeout"], settings.MAX_LONG_POLLING_TIMEOUT)
         if row["job_status"] not in store.ENDED and await request.app.state.watcher.wait(("job", row["id"]), timeout):
             row = await owned_job(request, user)
-    return Response(store.job_json(row), media_type="application/json")
+    return Response(wire.job_json(row), media_type="application/json")
 
 
 async def list_jobs(request):
@@ -584,7 +582,7 @@ async def list_jobs(request):
     status, limit, offset, batch_id = query["status"], query["limit"], query["offset"], query["batch_id"]
     filters = {key: query[key] or None for key in ("discipline", "name", "error", "not_error")}
     rows, total = await run_in_threadpool(store.list_jobs, user["id"], status, limit, offset, batch_id, **filters)
-    return JSONResponse([store.job_entry(row) for row in rows], headers={"X-Total-Count": str(total)})
+    return JSONResponse([wire.job_entry(row) for row in rows], headers={"X-Total-Count": str(total)})
 
 
 async def job_files(request):
@@ -621,11 +619,9 @@ async def job_log(request):
 async def cancel_job(request):
     user = await current_user(request)
     row = await owned_job(request, user)
-    if row["job_status"] in store.ENDED:
-        raise HTTPException(409, f"Job {row['id']} has already ended ({row['job_status']}).")
-    await stop_job(request.app.state, row["id"])
+    await stop_job(request.app.state, row["id"], refuse_ended=True)
     row = await owned_job(request, user)
-    return Response(store.job_json(row), media_type="application/json")
+    return Response(wire.job_json(row), media_type="application/json")
 
 
 # Uploaded files
@@ -633,7 +629,7 @@ async def cancel_job(request):
 
 async def list_files(request):
     user = await current_user(request)
-    return JSONResponse(await run_in_threadpool(store.list_files, user["id"]))
+    return JSONResponse([wire.file_entry(row) for row in await run_in_threadpool(store.list_files, user["id"])])
 
 
 async def upload(request):

@@ -1,18 +1,22 @@
 """Every change of a job's state, in one place.
 
 A job is recorded `pending` (submit), claimed by one process (its `owner`), `running`, then
-`finished` or `failed`. Each move is a compare-and-set in the store: it happens only from the
-states named here, so two processes racing for one job cannot both move it.
+`finished` or `failed`. Each move is a compare-and-set in the store (a store.Move): it happens only
+from the states named here, so two processes racing for one job cannot both move it. The store
+runs the SQL; this module decides every move.
 
-    submit        -> pending, owner '' (asynchronous: queued)
+    submit        -> pending, owner '' (asynchronous: queued; a batch's points in one write)
     run here      -> running, owner = its web app (synchronous, once a warm process is free)
     hold          pending, owner ''      -> pending, owner = me (a worker thread waiting for a warm process)
     start         pending, owner '' or me -> running, owner = me (once a warm process is free)
     end           running, owner = me    -> finished | failed
-    cancel        pending                -> failed (cancelled); running: flag for its runner
-    lost          running | claimed, dead owner -> failed (lost), or pending again (queued anew)
-    orphaned      running, live owner that no thread of runs it -> as lost (its own sweep)
+    cancel        pending                -> failed (cancelled); running: flagged for its runner;
+                  ended: refused (409). A batch: each of its points so.
+    not queued    pending (a job or a batch's points) -> failed (enqueue)
+    lost          running | held, dead owner -> failed (lost), or pending again (queued anew)
+    orphaned      running | held, live owner that no thread of runs -> as lost, or let go (its own sweep)
     unqueued      pending, owner '', not in the queue -> queued again (idempotent: claim is a CAS)
+    delete        any (cancelled first) -> gone; ended ones past the retention -> gone
 """
 
 import collections
@@ -32,7 +36,9 @@ import files
 import pool
 import settings
 import store
+import wire
 from errors import Rejected
+from store import Move
 
 logger = logging.getLogger("gaas")
 MAX_INTEGER = 2**63 - 1  # SQLite's largest integer
@@ -73,7 +79,7 @@ def submit(user_id, fields, input_files, enqueue=None):
     """Record a job with its input files and queue it with enqueue(ids, priority) when given
     (asynchronous); return its row. Its directory is laid out when it starts."""
     rank = queue_rank(user_id, 1)
-    fields["input_files"] = _input_files(user_id, input_files)
+    fields.update(job_status="pending", input_files=_input_files(user_id, input_files))
     message = getattr(enqueue, "message", None)  # the queue is in the store: one transaction
     tasks = (lambda ids: [message(ids, rank)]) if message else None
     row = _record(lambda: store.create_job(fields, workdir_prefix(user_id), tasks), message)
@@ -104,7 +110,7 @@ def workdir_prefix(user_id):
 
 def _input_files(user_id, input_files):
     """The JSON list of the File entries of a job's input files, each checked to be the user's."""
-    return json.dumps([store.file_entry(_owned_input(user_id, item)) for item in input_files])
+    return json.dumps([wire.file_entry(_owned_input(user_id, item)) for item in input_files])
 
 
 def _record(write, in_store):
@@ -130,7 +136,7 @@ def _owned_input(user_id, item):
     return row
 
 
-def run_here(job_pool, user_id, fields, input_files, owner):
+def run_synchronous(job_pool, user_id, fields, input_files, owner):
     """Run a synchronous job in this process's pool and return its final row.
 
     The job is recorded once a warm process is free, running already and claimed by this web
@@ -181,7 +187,7 @@ def submit_batch(user_id, batch, common, inputs, input_files, enqueue):
     """Record a batch of points (input_data JSON texts) in one transaction and queue them in
     tasks of POINTS_PER_TASK; return the batch id."""
     rank = queue_rank(user_id, len(inputs))
-    common = dict(common, input_files=_input_files(user_id, input_files))
+    common = dict(common, job_status="pending", input_files=_input_files(user_id, input_files))
     # The user's n-th waiting point gets priority -n: other users' jobs come in between.
     starts = range(0, len(inputs), POINTS_PER_TASK)
     message = getattr(enqueue, "message", None)  # the queue is in the store: one transaction
@@ -192,7 +198,7 @@ def submit_batch(user_id, batch, common, inputs, input_files, enqueue):
             enqueue(ids[start : start + POINTS_PER_TASK], rank - start)
     except Exception as error:
         logger.exception("batch %s could not be queued", batch_id)
-        store.fail_pending_of_batch(batch_id, "enqueue", f"The job could not be queued: {type(error).__name__}: {error}")
+        _fail_pending_points(batch_id, "enqueue", f"The job could not be queued: {type(error).__name__}: {error}")
         raise _not_queued(f"Batch {batch_id}", error) from None
     logger.info("batch %s pending: user %s, %s, %s points", batch_id, user_id, batch["discipline_class_name"], len(ids))
     return batch_id
@@ -205,10 +211,22 @@ STOP_WAIT = 3.0
 
 def cancel_batch(batch_id):
     """Pending points never start; running ones are asked to stop: return whether any was."""
-    store.fail_pending_of_batch(batch_id, "cancelled", "The job was cancelled.")
-    running = store.request_cancel_of_batch(batch_id)
+    _fail_pending_points(batch_id, "cancelled", "The job was cancelled.")
+    running = store.move_batch(batch_id, "running", ("running",), cancel_requested=1)
     logger.info("batch %s cancelled", batch_id)
     return running
+
+
+def _fail_pending_points(batch_id, error, text):
+    """End every pending point of a batch as failed; return how many."""
+    return store.move_batch(batch_id, "failed", ("pending",), ended_at=time.time(), error=error, traceback=text)
+
+
+def batch_status(counts, started):
+    """The status of a batch from its points' {status: count} and its first start."""
+    if counts.get("pending", 0) + counts.get("running", 0):
+        return "running" if started is not None else "pending"
+    return "failed" if counts.get("failed", 0) else "finished"
 
 
 def delete_batch(batch_id):
@@ -221,13 +239,7 @@ def delete_batch(batch_id):
 # Run
 
 
-def run(job_pool, job_id, owner):
-    """Run a pending job to its end in a warm process of the pool; return its final status, or
-    None when another process has it or it was cancelled first."""
-    return run_series(job_pool, [job_id], owner)[0][0]
-
-
-def run_series(job_pool, job_ids, owner, go_on=lambda: True):
+def run_queued(job_pool, job_ids, owner, go_on=lambda: True):
     """Run pending jobs one after the other in one warm process; return (their final statuses,
     None where not run, and the ids left when go_on() said to stop).
 
@@ -304,13 +316,13 @@ def _process_or_hold(job_pool, ids, owner, claimed):
     for job_id in ids:
         claims.hold(job_id)
         claimed.append(job_id)
-    moves = [(job_id, "pending", ("pending",), {"owner": ""}, {"owner": owner}) for job_id in ids]
+    moves = [Move(job_id, "pending", ("pending",), {"owner": ""}, {"owner": owner}) for job_id in ids]
     return None, [job_id for job_id, moved in zip(ids, store.set_statuses(moves)) if moved]
 
 
 def _let_go(job_id, owner):
     """The move that gives back a pending job this owner held while it waited for a process."""
-    return (job_id, "pending", ("pending",), {"owner": owner}, {"owner": ""})
+    return Move(job_id, "pending", ("pending",), {"owner": owner}, {"owner": ""})
 
 
 def _started_by(owner, process, written):
@@ -341,7 +353,7 @@ def _retried(write, job_id, what):
 
 def _start(job_id, owner, process, held_by=""):
     """The move that starts a pending job, unclaimed or held by this owner, in this process."""
-    return (job_id, "running", ("pending",), {"owner": held_by}, {"owner": owner, "started_at": time.time(), "pid": process.pid})
+    return Move(job_id, "running", ("pending",), {"owner": held_by}, {"owner": owner, "started_at": time.time(), "pid": process.pid})
 
 
 def _end(job_id, row, owner, reply, started_at, next_id=None, process=None, read=None):
@@ -349,7 +361,7 @@ def _end(job_id, row, owner, reply, started_at, next_id=None, process=None, read
     status or None if the result was dropped, next_id if it started or None, and the row of the
     job `read` as this write left it, when given)."""
     status = reply.pop("job_status")
-    moves = [(job_id, status, ("running",), {"owner": owner}, dict(reply, ended_at=time.time()))]
+    moves = [Move(job_id, status, ("running",), {"owner": owner}, dict(reply, ended_at=time.time()))]
     if next_id is not None:
         moves.append(_start(next_id, owner, process))
     read_row = None
@@ -455,13 +467,19 @@ def fail(job_id, expected, error, text, where=None):
     )
 
 
-def cancel(job_id):
+def cancel(job_id, refuse_ended=False):
     """Cancel a job: a pending one ends at once, a running one is asked to stop by its runner
-    (within pool.CANCEL_CHECK_INTERVAL): return whether it was running."""
-    if fail(job_id, ("pending", "created"), "cancelled", "The job was cancelled."):
+    (within pool.CANCEL_CHECK_INTERVAL): return whether it was running. With refuse_ended, a
+    job that has already ended is refused (409)."""
+    if fail(job_id, ("pending",), "cancelled", "The job was cancelled."):
         logger.info("job %s failed: cancelled while pending", job_id)
         return False
-    return bool(store.request_cancel(job_id))
+    if store.set_status(job_id, "running", ("running",), cancel_requested=1):
+        return True
+    status = store.job_status(job_id) if refuse_ended else None
+    if status in store.ENDED:
+        raise Rejected(409, f"Job {job_id} has already ended ({status}).")
+    return False
 
 
 def wait_stopped(job_id):
@@ -476,6 +494,17 @@ def delete(row):
     cancel(row["id"])
     store.delete_job(row["id"])
     files.remove_stored(workdirs=[row["workdir"]])
+
+
+def delete_ended(old_jobs, batch_ids):
+    """Remove jobs that ended, (id, workdir) each, and batches whose points all ended, with
+    their directories (retention: nothing to cancel)."""
+    for job_id, workdir in old_jobs:
+        store.delete_job(job_id)
+        files.remove_stored(workdirs=[workdir])
+    for batch_id in batch_ids:
+        # Its points are gone (they were old): listed with none, it would read "finished".
+        files.remove_stored(workdirs=store.delete_batch(batch_id))
 
 
 def delete_user(user):
@@ -531,82 +560,80 @@ class Claims:
                     del self.recorded[started_at]
 
     def orphans(self, rows):
-        """The rows, read from the store just before, of jobs no thread here runs or is recording."""
+        """The store.Claimed rows, read just before, of jobs no thread here runs or is recording."""
         with self.lock:
             held, first_recording = set(self.held), min(self.recorded, default=math.inf)
-        return [row for row in rows if row[0] not in held and (row[1] or 0) < first_recording]
+        return [row for row in rows if row.id not in held and (row.started_at or 0) < first_recording]
 
 
 claims = Claims()
 
 
-def end_orphans(owner, enqueue=None):
+def end_orphans(owner, enqueue):
     """End the jobs recorded as running in this process (owner) that none of its threads runs,
-    as a vanished owner's are (recover_lost); return how many moved."""
-    moved = 0
-    for job_id, _, attempts, mode in claims.orphans(store.running_jobs_of(owner)):
+    as a vanished owner's are (recover_lost), and let go of the pending ones it holds that none
+    of its threads waits for (the hold's answer was lost; the sweep queues them again); return
+    how many ended or were queued again."""
+    moved, let_go = 0, []
+    for job in claims.orphans(store.claimed_jobs(owner)):
+        if job.job_status == "pending":
+            let_go.append(job.id)
+            continue
         text = f"The process running this job ({owner}) lost it: the store was unavailable when it recorded the job's start or end."
-        moved += _give_up(job_id, owner, attempts, mode, "running", enqueue, text, f"process {owner} lost it")
-    # Pending jobs held here while a thread waited for a process, which no thread holds any more
-    # (the hold's answer was lost): let them go, and the sweep queues them again.
-    held = [(job_id, None) for job_id in store.held_jobs_of(owner)]
-    let_go = [job_id for job_id, _ in claims.orphans(held)]
+        moved += _give_up(job, enqueue, text, f"process {owner} lost it")
     if let_go:
         store.set_statuses([_let_go(job_id, owner) for job_id in let_go])
         logger.warning("jobs %s held by %s and by none of its threads: let go", let_go, owner)
     return moved
 
 
-def recover_lost(enqueue=None):
+def recover_lost(enqueue):
     """End as `lost` the jobs whose owner died on this host or stopped beating anywhere.
 
     With REQUEUE_LOST_JOBS, a running asynchronous job is instead queued again with enqueue([id]),
-    once. An asynchronous job that its dead worker had claimed but not started is always queued
-    again. Each move names the owner and attempt it saw, so two sweeps (the web app's and a new
-    worker's) cannot both queue one job again. Return how many jobs it moved.
+    once. A job that its dead worker held while it waited for a warm process never ran: it is
+    always queued again. Each move names the owner and attempt it saw, so two sweeps (the web
+    app's and a new worker's) cannot both queue one job again. Return how many jobs it moved.
     """
     host = pool.host_id()
     stale_before = time.time() - settings.HEARTBEAT_TIMEOUT
     moved = 0
-    for job_id, owner, beat_at, attempts, mode, status in store.claimed_jobs():
-        parts = owner.split(":")
+    for job in store.claimed_jobs():
+        parts = job.owner.split(":")
         here = len(parts) == 4 and parts[1] == host
         dead_here = here and not pool.pid_alive(int(parts[2]))
-        if not dead_here and beat_at is not None and beat_at >= stale_before:
+        if not dead_here and job.beat_at is not None and job.beat_at >= stale_before:
             continue
         if here:
-            pool.kill_leftovers(owner)
-        seen = {"owner": owner, "attempts": attempts}
-        if status == "pending" and mode == "asynchronous" and enqueue is not None:
-            # Claimed by a worker that died before starting it: it never ran, queue it again.
-            if store.set_status(job_id, "pending", ("pending",), where=seen, owner=""):
-                logger.warning("job %s pending: queued again, its worker %s vanished", job_id, owner)
-                enqueue([job_id])
+            pool.kill_leftovers(job.owner)
+        if job.job_status == "pending":
+            seen = {"owner": job.owner, "attempts": job.attempts}
+            if store.set_status(job.id, "pending", ("pending",), where=seen, owner=""):
+                logger.warning("job %s pending: queued again, its worker %s vanished", job.id, job.owner)
+                enqueue([job.id])
                 moved += 1
             continue
-        text = f"The process running this job ({owner or 'unknown'}) stopped before the job ended."
-        moved += _give_up(job_id, owner, attempts, mode, status, enqueue, text, f"worker {owner} vanished")
+        text = f"The process running this job ({job.owner or 'unknown'}) stopped before the job ended."
+        moved += _give_up(job, enqueue, text, f"worker {job.owner} vanished")
     return moved
 
 
-def _give_up(job_id, owner, attempts, mode, status, enqueue, text, why):
-    """End as lost a job that its owner no longer runs or, with REQUEUE_LOST_JOBS, queue a running
-    asynchronous one again, once; each move names the owner and attempt seen. Return 1 if it moved.
-    `why` ends the log line of a job queued again."""
-    seen = {"owner": owner, "attempts": attempts}
+def _give_up(job, enqueue, text, why):
+    """End as lost a running job (store.Claimed) that its owner no longer runs or, with
+    REQUEUE_LOST_JOBS, queue an asynchronous one again, once; each move names the owner and
+    attempt seen. Return 1 if it moved. `why` ends the log line of a job queued again."""
+    seen = {"owner": job.owner, "attempts": job.attempts}
     if (
         settings.REQUEUE_LOST_JOBS
-        and enqueue is not None
-        and mode == "asynchronous"
-        and attempts == 0
-        and status == "running"
-        and store.set_status(job_id, "pending", ("running",), where=seen, owner="", attempts=1, started_at=None, pid=None)
+        and job.execution_mode == "asynchronous"
+        and job.attempts == 0
+        and store.set_status(job.id, "pending", ("running",), where=seen, owner="", attempts=1, started_at=None, pid=None)
     ):
-        logger.warning("job %s pending: queued again after its %s", job_id, why)
-        enqueue([job_id])
+        logger.warning("job %s pending: queued again after its %s", job.id, why)
+        enqueue([job.id])
         return 1
-    if fail(job_id, (status,), "lost", text, where=seen):
-        logger.warning("job %s failed: lost (owner %s)", job_id, owner)
+    if fail(job.id, ("running",), "lost", text, where=seen):
+        logger.warning("job %s failed: lost (owner %s)", job.id, job.owner)
         return 1
     return 0
 

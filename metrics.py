@@ -72,7 +72,7 @@ def queue_kind(huey):
 
 def health(huey):
     """Return (healthy, report): the store and the queue answer, and a worker beat recently."""
-    report, problems = {"store": store.current().describe(), "queue_backend": queue_kind(huey)}, []
+    report, problems = {"store": store.summary(), "queue_backend": queue_kind(huey)}, []
     try:
         store.ping()
         report["database"] = "ok"
@@ -147,7 +147,7 @@ def render(huey, counts):
         "gaas_backend",
         "gauge",
         "Where the store and the queue live (1 for the one in use).",
-        [("", {"store": store.current().describe().split()[0], "queue": queue_kind(huey)}, 1)],
+        [("", {"store": store.summary().split()[0], "queue": queue_kind(huey)}, 1)],
     )
     buckets, total = store.duration_histogram()
     samples = [("_bucket", {"le": _bound(bound)}, count) for bound, count in buckets]

@@ -5,6 +5,7 @@ import logging
 import time
 
 import files
+import jobs
 import store
 
 logger = logging.getLogger("gaas")
@@ -28,12 +29,7 @@ def purge(older_than_days, now=None, dry_run=False):
     counts = {"jobs": len(old), "batches": len(batches), "files": len(unused), "partial_uploads": len(partial)}
     if dry_run:
         return counts
-    for job_id, workdir in old:
-        store.delete_job(job_id)
-        files.remove_stored(workdirs=[workdir])
-    for batch_id in batches:
-        # Its points are gone (they were old): listed with none, it would read "finished".
-        files.remove_stored(workdirs=store.delete_batch(batch_id))
+    jobs.delete_ended(old, batches)
     for file_id, unique in unused:
         store.delete_file(file_id)
         files.remove_stored([unique])

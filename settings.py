@@ -88,7 +88,8 @@ FORWARDED_ALLOW_IPS = _text("GEMSEO_HTTP_FORWARDED_ALLOW_IPS", "127.0.0.1")
 # going then end failed, error lost.
 SHUTDOWN_TIMEOUT = _number("GEMSEO_HTTP_SHUTDOWN_TIMEOUT", 30)
 PORT = _number("GEMSEO_HTTP_PORT", 8000)
-WORKERS = _number("GEMSEO_HTTP_WORKERS", 2)
+# Consumer threads of the worker, hence asynchronous jobs run at once by it.
+WORKER_THREADS = _number("GEMSEO_HTTP_WORKERS", 2)
 ACCESS_TOKEN_EXPIRE_MINUTES = _number("GEMSEO_HTTP_ACCESS_TOKEN_EXPIRE_MINUTES", 60 * 12, float)
 LOG_LEVEL = _text("GEMSEO_HTTP_LOG_LEVEL", "INFO").upper()
 

@@ -12,10 +12,12 @@ import time
 
 import errors
 import jobs
-import pool as pools
+import pool
 import retention
 import settings
 import store
+import store_postgres
+import store_sqlite
 
 # Huey imports the PostgreSQL and Redis drivers whenever they are installed: 0.3 s and 23 MiB
 # more in every web and worker process (measured). Keep out those this mode does not use.
@@ -27,7 +29,7 @@ from huey import Huey, crontab  # noqa: E402 (after the guard above)
 from huey.storage import SqliteStorage  # noqa: E402
 
 logger = logging.getLogger("gaas")
-WORKER_ID = pools.owner_id("worker")
+WORKER_ID = pool.owner_id("worker")
 
 
 class LazySqliteStorage(SqliteStorage):
@@ -43,7 +45,7 @@ class LazySqliteStorage(SqliteStorage):
         conn.execute("PRAGMA synchronous=NORMAL")
         for sql in self.ddl:
             conn.execute(sql)
-        store.protect(self.filename)
+        store_sqlite.protect(self.filename)
         return conn
 
 
@@ -58,7 +60,7 @@ def make_huey(database_url, redis_url):
         from huey.storage import PostgresStorage
 
         # Tables made by store.init(queue_ddl()), under the store's lock; dequeue blocks on LISTEN.
-        return Huey("gaas", storage_class=PostgresStorage, dsn=database_url, create_tables=False, options=store.pg_options())
+        return Huey("gaas", storage_class=PostgresStorage, dsn=database_url, create_tables=False, options=store_postgres.pg_options())
     return Huey("gaas", storage_class=LazySqliteStorage, filename=str(settings.HUEY_DATABASE_PATH))
 
 
@@ -84,7 +86,7 @@ _pool = None
 _threads = set()
 
 
-def pool():
+def worker_pool():
     """Return the worker's pool, setting the worker up on first use."""
     global _pool
     with _lock:
@@ -95,7 +97,7 @@ def pool():
             if jobs.recover_lost(enqueue=enqueue):
                 # A worker died: the points of the task it held are in no queue; look now.
                 jobs.requeue_unqueued(enqueue, queued_job_ids, min_age=2)
-            _pool = pools.Pool(0, "worker", WORKER_ID)
+            _pool = pool.Pool(0, "worker", WORKER_ID)
             _pool.start()
             threading.Thread(target=_heartbeat, name="heartbeat", daemon=True).start()
             store.start_checkpoints()
@@ -112,7 +114,7 @@ def _resize():
 
 @huey.on_startup()
 def _thread_started():
-    current = pool()
+    current = worker_pool()
     with _lock:
         _threads.add(threading.get_ident())
         if current is _pool:
@@ -159,26 +161,27 @@ def _heartbeat():
 TASK_SECONDS = 0.05
 
 
-@huey.task(context=True)
-def run_async_job(job_ids, task=None):
-    """Run asynchronous jobs, one after the other (one id: a task of an older queue)."""
+# Named as before the rename, so that tasks already in a queue still find their function.
+@huey.task(context=True, name="run_async_job")
+def run_queued_jobs(job_ids, task=None):
+    """Run the jobs of a task, one after the other (one id: a task of an older queue)."""
     job_ids = [job_ids] if isinstance(job_ids, int) else list(job_ids)
     priority = (task.priority or 0) if task is not None else 0
     deadline = time.monotonic() + TASK_SECONDS
-    _, rest = jobs.run_series(pool(), job_ids, WORKER_ID, go_on=lambda: time.monotonic() < deadline)
+    _, rest = jobs.run_queued(worker_pool(), job_ids, WORKER_ID, go_on=lambda: time.monotonic() < deadline)
     for place, later in enumerate(rest, start=len(job_ids) - len(rest)):
         enqueue([later], priority - place)  # the user's later points keep their turn
 
 
 def enqueue(job_ids, priority=0):
     """Queue a task for these job ids; higher priorities run first."""
-    run_async_job(list(job_ids), priority=priority)
+    run_queued_jobs(list(job_ids), priority=priority)
 
 
 def task_message(job_ids, priority=0):
     """(storage, message, priority) of the task for these job ids, for a store that records it in
     its own transaction (queue_in_store())."""
-    task = run_async_job.s(list(job_ids), priority=priority)
+    task = run_queued_jobs.s(list(job_ids), priority=priority)
     return huey.storage, huey.serialize_task(task), priority
 
 
@@ -189,7 +192,7 @@ def queued_job_ids():
     """The ids of the jobs whose task waits in the queue."""
     ids = set()
     for task in huey.pending():
-        if isinstance(task, run_async_job.task_class) and task.args:
+        if isinstance(task, run_queued_jobs.task_class) and task.args:
             ids.update([task.args[0]] if isinstance(task.args[0], int) else task.args[0])
     return ids
 

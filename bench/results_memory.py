@@ -101,7 +101,7 @@ def make_batch(store, user_id, points, size, seed=1):
         moves = []
         for job_id in ids[start : start + 100]:
             output = json.dumps({"y": [rng.random() for _ in range(size)], "s": [rng.random()]})
-            moves.append((job_id, "finished", ("pending",), None, {"started_at": now, "ended_at": now, "output_data": output}))
+            moves.append(store.Move(job_id, "finished", ("pending",), None, {"started_at": now, "ended_at": now, "output_data": output}))
         store.set_statuses(moves)
     return batch_id
 

@@ -191,8 +191,8 @@ class FakePool:
 
 
 def test_a_final_write_that_changes_nothing_is_logged(tmp_store, gaas_log):
-    # Guards jobs.run: when the end of a job moves no row (the job went elsewhere meanwhile), the
-    # result is not reported as stored: run() returns None and says so in the log.
+    # Guards jobs._end: when the end of a job moves no row (the job went elsewhere meanwhile), the
+    # result is not reported as stored: run_queued() gives None for it and says so in the log.
     user_id = store.add_user("alice", "hash")
     job_id = make_job(user_id)
 
@@ -202,7 +202,7 @@ def test_a_final_write_that_changes_nothing_is_logged(tmp_store, gaas_log):
         return {"ok": True, "job_status": "finished", "output_data": '{"y": [1.0]}'}
 
     fake = FakePool(FakeProcess(moved_elsewhere))
-    assert jobs.run(fake, job_id, "worker:here:1:x") is None
+    assert jobs.run_queued(fake, [job_id], "worker:here:1:x") == ([None], [])
     assert fake.released == [True]
     row = store.get_job(job_id)
     assert (row["job_status"], row["owner"], row["output_data"]) == ("pending", "", "{}")
@@ -212,7 +212,7 @@ def test_a_final_write_that_changes_nothing_is_logged(tmp_store, gaas_log):
 
 
 def test_a_series_claims_each_job_in_the_write_that_ends_the_one_before(tmp_store):
-    # Guards jobs.run_series: the next job starts in the write that ends the last, and runs as
+    # Guards jobs.run_queued: the next job starts in the write that ends the last, and runs as
     # that write read it back; a job cancelled while queued is skipped, not run.
     user_id = store.add_user("alice", "hash")
     first, second, cancelled, last = (make_job(user_id, name=name) for name in ("first", "second", "cancelled", "last"))
@@ -225,7 +225,7 @@ def test_a_series_claims_each_job_in_the_write_that_ends_the_one_before(tmp_stor
         return {"ok": True, "job_status": "finished", "output_data": json.dumps({"y": [float(job["id"])]})}
 
     fake = FakePool(FakeProcess(answer))
-    statuses, left = jobs.run_series(fake, [first, second, cancelled, last], "worker:here:1:x")
+    statuses, left = jobs.run_queued(fake, [first, second, cancelled, last], "worker:here:1:x")
     assert (statuses, left) == (["finished", "finished", None, "finished"], [])
     prefix = jobs.workdir_prefix(user_id)
     assert seen == [(job_id, "running", "worker:here:1:x", f"{prefix}{job_id}") for job_id in (first, second, last)]
@@ -243,8 +243,8 @@ def test_a_write_reads_the_job_as_it_left_it(tmp_store):
     created = store.get_job(job_id)
     assert (created["job_status"], created["workdir"], created["input_data"]) == ("pending", f"{jobs.workdir_prefix(user_id)}{job_id}", '{"x": [1.0]}')
     moves = [
-        (job_id, "running", ("pending",), {"owner": ""}, {"owner": "me", "pid": 7}),
-        (job_id, "finished", ("pending",), None, {"output_data": '{"y": [2.0]}'}),  # no longer pending
+        store.Move(job_id, "running", ("pending",), {"owner": ""}, {"owner": "me", "pid": 7}),
+        store.Move(job_id, "finished", ("pending",), None, {"output_data": '{"y": [2.0]}'}),  # no longer pending
     ]
     moved, row = store.set_statuses_and_read(moves, job_id)
     assert moved == [True, False]
@@ -289,7 +289,7 @@ def test_the_end_of_a_job_is_written_again_once_the_store_is_back(tmp_store, mon
     # Guards jobs._retried: the end write cut by a restart of the store is written again.
     user_id = store.add_user("alice", "hash")
     store_down(monkeypatch, 2)
-    row = jobs.run_here(FakePool(FakeProcess(echo)), user_id, sync_fields(user_id, 7), [], "web:here:1:x")
+    row = jobs.run_synchronous(FakePool(FakeProcess(echo)), user_id, sync_fields(user_id, 7), [], "web:here:1:x")
     assert (row["job_status"], json.loads(row["output_data"])) == ("finished", {"echo": [7.0]})
     retries = [record.getMessage() for record in gaas_log if "trying again" in record.getMessage()]
     assert len(retries) == 2 and "the store (PostgreSQL) is unavailable to record its end" in retries[0]
@@ -307,9 +307,9 @@ def test_a_job_that_no_thread_runs_is_ended_by_the_sweep_of_its_owner(tmp_store,
     with monkeypatch.context() as outage, pytest.raises(Exception) as raised:
         outage.setattr(jobs, "STORE_RETRY_SECONDS", 0.2)
         store_down(outage, 1000)
-        jobs.run_here(FakePool(FakeProcess(echo)), user_id, sync_fields(user_id, 7), [], owner)
+        jobs.run_synchronous(FakePool(FakeProcess(echo)), user_id, sync_fields(user_id, 7), [], owner)
     assert "server closed the connection" in str(raised.value)
-    (lost,) = [row[0] for row in store.running_jobs_of(owner)]
+    (lost,) = [row.id for row in store.claimed_jobs(owner)]
     held = make_job(user_id, job_status="running", owner=owner, started_at=time.time())
     jobs.claims.hold(held)
     try:

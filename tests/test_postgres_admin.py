@@ -144,3 +144,35 @@ def test_init_backup_and_restore_with_pg_dump(tmp_path, backends):
         assert f"PGPASSWORD={password}" in (tmp_path / "bin" / "environ").read_text()
     finally:
         service.close()
+
+
+def test_the_store_queues_a_task_as_huey_does(backends):
+    # Guards store_postgres.HUEY_ENQUEUE: the store writes a job's task into huey's private table
+    # in the job's own transaction. A new huey that renames the table or the channel, or changes
+    # what a task row holds, must fail here rather than leave tasks no worker takes.
+    import psycopg
+    from huey.storage import PostgresStorage
+
+    import store_postgres
+
+    url = backends.settings("postgresql")["GEMSEO_HTTP_DATABASE_URL"]
+    storage = PostgresStorage("gaas", dsn=url, create_tables=False)
+    target = store_postgres.PostgresStore(url)
+    target.init(storage.ddl)
+    assert (storage.table_task, storage.channel) == ("huey_task", "huey.q.gaas")
+    with psycopg.connect(url, autocommit=True) as conn:
+        columns = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position", (storage.table_task,)
+        ).fetchall()
+        assert [name for (name,) in columns] == ["id", "queue", "data", "priority"]
+        conn.execute(f'LISTEN "{storage.channel}"')
+        storage.enqueue(b"by huey", 3)
+        with target.transaction() as tx:
+            target.queue_task(tx, storage, b"by the store", 3)
+        assert [note.channel for note in conn.notifies(timeout=10, stop_after=2)] == [storage.channel] * 2
+        cursor = conn.execute(f"SELECT * FROM {storage.table_task} ORDER BY id")
+        names = [column.name for column in cursor.description]
+        by_huey, by_store = [{name: value for name, value in zip(names, row) if name not in ("id", "data")} for row in cursor.fetchall()]
+    assert by_huey == by_store
+    assert [storage.dequeue(), storage.dequeue(), storage.dequeue()] == [b"by huey", b"by the store", None]
+    storage.close()

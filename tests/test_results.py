@@ -15,6 +15,8 @@ import pytest
 import results
 import settings
 import store
+import store_postgres
+import store_sqlite
 from conftest import CODE
 
 BACKENDS = ("sqlite", "postgresql")
@@ -84,7 +86,7 @@ def old_cell(value, component):
 def service_store(service):
     """A store object of the live service's database, in this process."""
     url = service.env.get("GEMSEO_HTTP_DATABASE_URL")
-    return store.PostgresStore(url) if url else store.SqliteStore(service.root / "database" / "gaas.db")
+    return store_postgres.PostgresStore(url) if url else store_sqlite.SqliteStore(service.root / "database" / "gaas.db")
 
 
 def make_batch(target, user_id, points, input_names=INPUT_NAMES):
@@ -99,7 +101,7 @@ def make_batch(target, user_id, points, input_names=INPUT_NAMES):
         if outputs is not None:
             fields["output_data"] = json.dumps(outputs)
         if status != "pending":
-            moves.append((job_id, status, ("pending",), None, {"started_at": now, "ended_at": now, **fields}))
+            moves.append(store.Move(job_id, status, ("pending",), None, {"started_at": now, "ended_at": now, **fields}))
     target.set_statuses(moves)
     return batch_id
 

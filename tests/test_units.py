@@ -28,7 +28,7 @@ def python(code, env, cwd=None):
 SHOW = (
     "import json, settings; print(json.dumps({k: str(getattr(settings, k)) for k in "
     "('ROOT_PATH', 'USER_DATABASE_PATH', 'HUEY_DATABASE_PATH', 'FILE_DIRECTORY', "
-    "'WORKSPACE_EXECUTION', 'HOST', 'PORT', 'WORKERS')}))"
+    "'WORKSPACE_EXECUTION', 'HOST', 'PORT', 'WORKER_THREADS')}))"
 )
 
 
@@ -38,7 +38,7 @@ def test_default_paths_live_under_the_root(tmp_path):
     assert shown["ROOT_PATH"] == str(root)
     for key in ("USER_DATABASE_PATH", "HUEY_DATABASE_PATH", "FILE_DIRECTORY", "WORKSPACE_EXECUTION"):
         assert shown[key].startswith(str(root) + "/"), key
-    assert (shown["HOST"], shown["PORT"], shown["WORKERS"]) == ("127.0.0.1", "8000", "2")
+    assert (shown["HOST"], shown["PORT"], shown["WORKER_THREADS"]) == ("127.0.0.1", "8000", "2")
     default = json.loads(python(SHOW, {}))
     assert default["ROOT_PATH"] == str(CODE / "var")
 
@@ -174,11 +174,11 @@ def test_safe_name(name, safe):
 
 
 def test_iso_timestamps():
-    import store
+    import wire
 
-    assert store.iso(0) == "1970-01-01T00:00:00.000Z"
-    assert store.iso(None) is None
-    assert store.iso(time.time()).endswith("Z")
+    assert wire.iso(0) == "1970-01-01T00:00:00.000Z"
+    assert wire.iso(None) is None
+    assert wire.iso(time.time()).endswith("Z")
 
 
 @pytest.fixture(scope="module")
@@ -261,3 +261,22 @@ def test_a_store_with_data_in_the_jobs_table_is_moved_not_lost(tmp_path):
         " 'input_data' in {r[1] for r in store.connect().execute('PRAGMA table_info(jobs)')}]))"
     )
     assert json.loads(python(code, env)) == ['{"x": [1.0]}', '{"y": [2.0]}', "{}", False]
+
+
+def test_each_store_backend_provides_what_the_interface_leaves_to_it():
+    # Guards store.Store: the methods it declares without SQL (they raise NotImplementedError)
+    # are each backend's own; only PostgreSQL holds a queue (queue_task).
+    import inspect
+
+    import store
+    import store_postgres
+    import store_sqlite
+
+    for interface, backends in (
+        (store.Store, {store_sqlite.SqliteStore: {"queue_task"}, store_postgres.PostgresStore: set()}),
+        (store.Feed, {store_sqlite.SqliteFeed: set(), store_postgres.PostgresFeed: set()}),
+    ):
+        declared = {name for name, value in vars(interface).items() if inspect.isfunction(value) and "raise NotImplementedError" in inspect.getsource(value)}
+        assert declared
+        for backend, left in backends.items():
+            assert {name for name in declared if name not in vars(backend)} == left, backend

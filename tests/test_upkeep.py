@@ -119,7 +119,7 @@ def make_jobs(user_id, count):
 
 
 def test_jobs_a_worker_waits_to_run_are_not_queued_again(tmp_store):
-    # Guards jobs.run_series: a worker thread that took a task and waits for its first warm
+    # Guards jobs.run_queued: a worker thread that took a task and waits for its first warm
     # process (GEMSEO importing) holds the task's jobs. They were pending, unclaimed and in no
     # queue, so the sweeps of the web app and the worker queued every old job again (after
     # copy-store, each copied pending job was queued twice or more).
@@ -139,7 +139,7 @@ def test_jobs_a_worker_waits_to_run_are_not_queued_again(tmp_store):
         assert [store.get_job(job_id)["job_status"] for job_id in ids] == ["pending"] * 3
         assert {store.get_job(job_id)["owner"] for job_id in ids} == {owner}
 
-    statuses, left = jobs.run_series(StartingPool(sweep), ids, owner)
+    statuses, left = jobs.run_queued(StartingPool(sweep), ids, owner)
     assert (statuses, left, queued_again) == (["finished"] * 3, [], [])
 
 
@@ -157,5 +157,5 @@ def test_jobs_held_by_a_thread_whose_pool_closes_are_let_go(tmp_store):
         raise pool.PoolClosed("worker")
 
     with pytest.raises(pool.PoolClosed):
-        jobs.run_series(StartingPool(closing), ids, owner)
+        jobs.run_queued(StartingPool(closing), ids, owner)
     assert [(store.get_job(job_id)["job_status"], store.get_job(job_id)["owner"]) for job_id in ids] == [("pending", "")] * 2
