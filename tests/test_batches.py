@@ -415,7 +415,7 @@ def test_batch_isolation(alice, bob):
 # 5. Cancel while half done, then delete
 
 
-def test_cancel_then_delete_a_batch(alice):
+def test_cancel_then_delete_a_batch(live, alice):
     n = 12
     batch = submit(alice, {"samples": [{"duration": [0.5]} for _ in range(n)]}, name="Sleeper")
     wait_until(alice, batch["id"], lambda b: b["counts"]["finished"] >= 2, what="two points finished")
@@ -433,7 +433,13 @@ def test_cancel_then_delete_a_batch(alice):
     assert ended["batch_status"] == "failed"
     assert ended["counts"]["pending"] == ended["counts"]["running"] == 0
     assert ended["counts"]["finished"] >= 2 and ended["counts"]["failed"] >= len(never_started)
-    time.sleep(1.5)  # three point durations: a point left in the queue would have started by now
+    # Every task left in the queue is taken, and a job queued after them has run: a point that
+    # the cancel left to run would have started by now.
+    deadline = time.monotonic() + 30
+    while live.queued():
+        assert time.monotonic() < deadline, f"{live.queued()} tasks still queued"
+        time.sleep(0.05)
+    assert alice.wait(alice.run("WriteTag", "asynchronous", input_data={"tag": [1]})["id"])["job_status"] == "finished"
     final = {job["id"]: job for job in points(alice, batch["id"])}
     assert len(final) == n
     for job_id, job in final.items():

@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from conftest import CODE
@@ -46,6 +47,7 @@ def paste(url, password, cwd):
     assert all(line.split(",")[2] == "finished" for line in lines[-2:])
 
 
+@pytest.mark.every_backend
 def test_curl_walkthrough(live, tmp_path):
     live.add_user("demo", "demo-pw")
     paste(live.url, "demo-pw", tmp_path)
