@@ -108,9 +108,21 @@ def test_cancel_a_pending_job_and_delete(fresh_service):
     assert_next_job_runs(alice)
 
 
-def test_timeout(fresh_service):
-    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, GEMSEO_HTTP_JOB_TIMEOUT=30)
-    alice = service.api("alice", "alice-pw")
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory, backend, backends):
+    """alice on a service with a lower job timeout and memory limit, which its tests share."""
+    service = start_service(
+        tmp_path_factory.mktemp("limited"), GEMSEO_HTTP_SYNC_PROCESSES=1, GEMSEO_HTTP_JOB_TIMEOUT=30,
+        GEMSEO_HTTP_JOB_MEMORY_LIMIT_MB=200, **backends.settings(backend),
+    )
+    try:
+        yield service.api("alice", "alice-pw")
+    finally:
+        service.close()
+
+
+def test_timeout(limited):
+    alice = limited
     job = alice.run("Sleeper", "asynchronous", input_data={"duration": [60]}, timeout=1.5)
     assert job["timeout"] == 1.5
     ended = alice.wait(job["id"], timeout=120)
@@ -142,9 +154,8 @@ def test_timeout_is_enforced_within_two_seconds(alice):
     assert 1.0 <= duration(ended) < 4.0
 
 
-def test_memory_limit(fresh_service):
-    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, GEMSEO_HTTP_JOB_MEMORY_LIMIT_MB=200)
-    alice = service.api("alice", "alice-pw")
+def test_memory_limit(limited):
+    alice = limited
     small = alice.run("MemoryHog", "asynchronous", input_data={"megabytes": [20]})
     assert alice.wait(small["id"], timeout=120)["job_status"] == "finished"
     hog = alice.run("MemoryHog", "asynchronous", input_data={"megabytes": [2000]})
@@ -236,11 +247,9 @@ def test_sigint_lets_running_jobs_finish(fresh_service):
     )
 
 
-def test_unwritable_queue_fails_the_job(fresh_service):
+def test_unwritable_queue_fails_the_job(live, alice):
     """SQLite's queue file locked; test_several_hosts has the PostgreSQL and Redis cases."""
-    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1)
-    alice = service.api("alice", "alice-pw")
-    queue = sqlite3.connect(service.root / "database" / "huey.db", isolation_level=None)
+    queue = sqlite3.connect(live.root / "database" / "huey.db", isolation_level=None)
     queue.execute("BEGIN EXCLUSIVE")  # nobody else can write the queue meanwhile
     try:
         response = alice.post("/v1/discipline/Sellar1/execute?execution_mode=asynchronous", json={})
