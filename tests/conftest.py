@@ -20,17 +20,19 @@ CODE = Path(__file__).resolve().parent.parent
 PLUGINS = Path(__file__).resolve().parent / "plugins"
 TIMEOUT = 60
 # Where the store and the queue live: a fresh PostgreSQL database and Redis database per service,
-# on real servers the session starts. A test runs once, on SQLite, unless it is marked
-# `every_backend` because it reaches code that differs by backend (submit, claim, long poll, list
-# filters and totals, users, uploads, recovery, cancel, batch results): then against each of
-# BACKENDS. A module that sets BACKENDS runs every test of its own against each of those.
+# on real servers the session starts. A test runs once, on the first of BACKENDS (its module may
+# set its own list), unless it is marked `every_backend` because it reaches code that differs by
+# backend (submit, claim, long poll, list filters and totals, users, uploads, recovery, cancel,
+# batch results): then against each of them. "postgresql+redis" differs from "postgresql" by the
+# queue only.
 BACKENDS = ("sqlite", "postgresql+redis", "postgresql")
 
 
 def pytest_generate_tests(metafunc):
     if "backend" in metafunc.fixturenames:
-        marked = metafunc.definition.get_closest_marker("every_backend")
-        chosen = getattr(metafunc.module, "BACKENDS", BACKENDS if marked else ("sqlite",))
+        chosen = getattr(metafunc.module, "BACKENDS", BACKENDS)
+        if not metafunc.definition.get_closest_marker("every_backend"):
+            chosen = chosen[:1]
         metafunc.parametrize("backend", chosen, indirect=True, scope="session")
 
 

@@ -18,6 +18,7 @@ import store
 from conftest import CODE
 
 BACKENDS = ("sqlite", "postgresql")
+pytestmark = pytest.mark.every_backend
 INPUT_NAMES = ["x", "k", "a.b", 'q"t']
 
 # (status, error, inputs, outputs) of each point: every status, failures with and without

@@ -15,8 +15,9 @@ import requests
 from conftest import Api, start_service
 from servers import free_port, running
 
-# A store that several machines share; SQLite is one machine's.
-BACKENDS = ("postgresql+redis", "postgresql")
+# A store that several machines share; SQLite is one machine's. The tests of the queue run on
+# both (every_backend), the others on PostgreSQL alone.
+BACKENDS = ("postgresql", "postgresql+redis")
 ENDED = ("finished", "failed")
 
 
@@ -71,6 +72,7 @@ def sleepers(api, count, duration):
     return [api.run("Sleeper", "asynchronous", input_data={"duration": [duration]})["id"] for _ in range(count)]
 
 
+@pytest.mark.every_backend
 def test_jobs_spread_over_two_worker_hosts(fresh_service, hosts):
     service = fresh_service(worker=False, GEMSEO_HTTP_SYNC_PROCESSES=1)
     for name in ("worker-a", "worker-b"):
@@ -87,6 +89,7 @@ def test_jobs_spread_over_two_worker_hosts(fresh_service, hosts):
 HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT = 0.5, 5
 
 
+@pytest.mark.every_backend
 # Long enough that worker-a's first jobs still run when it is killed, after the web app stopped.
 @pytest.mark.parametrize("requeue", [False, True], ids=["lost", "queued-again"])
 def test_worker_host_killed_mid_job(fresh_service, hosts, requeue, duration=8):
@@ -149,6 +152,7 @@ def test_worker_host_killed_mid_job(fresh_service, hosts, requeue, duration=8):
     assert {job_id for job_id in ids if attempts[job_id]} == (set(running_on_a) if requeue else set())
 
 
+@pytest.mark.every_backend
 def test_web_host_restarted_while_jobs_run(fresh_service, hosts):
     service = fresh_service(worker=False, GEMSEO_HTTP_SYNC_PROCESSES=1)
     service.stop_server()  # the service's port is web-1's now
