@@ -90,9 +90,8 @@ HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT = 0.5, 5
 
 
 @pytest.mark.every_backend
-# Long enough that worker-a's first jobs still run when it is killed, after the web app stopped.
 @pytest.mark.parametrize("requeue", [False, True], ids=["lost", "queued-again"])
-def test_worker_host_killed_mid_job(fresh_service, hosts, requeue, duration=8):
+def test_worker_host_killed_mid_job(fresh_service, hosts, requeue):
     service = fresh_service(
         worker=False,
         GEMSEO_HTTP_SYNC_PROCESSES=1,
@@ -105,7 +104,8 @@ def test_worker_host_killed_mid_job(fresh_service, hosts, requeue, duration=8):
     hosts.append(service.start_worker_on("worker-b", GEMSEO_HTTP_WORKERS=2))
     wait_workers(service, ["worker-a", "worker-b"])
     alice = service.api("alice", "alice-pw")
-    ids = sleepers(alice, 6, duration)
+    # Long enough that worker-a's first jobs still run when it is killed, after the web app stopped.
+    ids = sleepers(alice, 6, 8)
     wait_until(lambda: on_host(service, "worker-a", "running"), 180, "worker-a running a job")
     # Without a web app, only worker-b, the other host, can decide what became of worker-a's jobs.
     service.stop_server()
