@@ -106,11 +106,15 @@ def open_job(driver, live, job_id):
 
 
 def record_requests(driver):
-    """From now on, keep "METHOD url" of every fetch the page starts in window.requestsSeen."""
+    """From now on, keep "METHOD url" of every fetch the page starts in window.requestsSeen (once
+    per page: a change of #/ route keeps the page, and its fetch wrapped before)."""
     driver.execute_script(
-        "window.requestsSeen = []; const original = window.fetch;"
-        "window.fetch = (url, options) => {"
-        " window.requestsSeen.push(((options && options.method) || 'GET') + ' ' + url); return original(url, options); }"
+        "window.requestsSeen = [];"
+        "if (!window.fetch.recorded) {"
+        " const original = window.fetch;"
+        " window.fetch = (url, options) => {"
+        "  window.requestsSeen.push(((options && options.method) || 'GET') + ' ' + url); return original(url, options); };"
+        " window.fetch.recorded = true; }"
     )
 
 
