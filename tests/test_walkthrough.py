@@ -60,7 +60,7 @@ def test_quick_start_then_walkthrough_on_a_fresh_clone(tmp_path):
     port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith(("GEMSEO_HTTP_", "GAAS_", "VIRTUAL_ENV"))}
     # pip leaves the byte-compiling of GEMSEO's dependencies to their first import: half its time.
-    env.update(GEMSEO_HTTP_PORT=str(port), GAAS_ENV_FILE="", PIP_NO_COMPILE="1")
+    env.update(GEMSEO_HTTP_PORT=str(port), GAAS_ENV_FILE="", PIP_COMPILE="0")
     out = tmp_path / "dev.out"
     dev = subprocess.Popen(
         [str(clone / "bin" / "dev.sh")], cwd=clone, env=env, stdin=subprocess.DEVNULL,
