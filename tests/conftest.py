@@ -19,18 +19,22 @@ from servers import free_port
 CODE = Path(__file__).resolve().parent.parent
 PLUGINS = Path(__file__).resolve().parent / "plugins"
 TIMEOUT = 60
-# Where the store and the queue live. The modules named here run against each: the same tests, a
-# fresh PostgreSQL database and Redis database per service, on real servers the session starts.
+# Where the store and the queue live: a fresh PostgreSQL database and Redis database per service,
+# on real servers the session starts. A test runs once, on the first of BACKENDS (its module may
+# set its own list), unless it is marked `every_backend` because it reaches code that differs by
+# backend (submit, claim, long poll, list filters and totals, users, uploads, recovery, cancel,
+# batch results): then against each of them. "postgresql+redis" differs from "postgresql" by the
+# queue only.
 BACKENDS = ("sqlite", "postgresql+redis", "postgresql")
-EVERY_BACKEND = {"test_api", "test_isolation", "test_faults", "test_client", "test_walkthrough", "test_several_hosts"}
 # Built and started with podman in a stage of their own (bin/test.sh --containers).
 collect_ignore = ["containers"]
 
 
 def pytest_generate_tests(metafunc):
     if "backend" in metafunc.fixturenames:
-        module = metafunc.module.__name__.rpartition(".")[2]
-        chosen = getattr(metafunc.module, "BACKENDS", BACKENDS if module in EVERY_BACKEND else ("sqlite",))
+        chosen = getattr(metafunc.module, "BACKENDS", BACKENDS)
+        if not metafunc.definition.get_closest_marker("every_backend"):
+            chosen = chosen[:1]
         metafunc.parametrize("backend", chosen, indirect=True, scope="session")
 
 
@@ -150,6 +154,31 @@ class Service:
         else:
             conn = sqlite3.connect(self.root / "database" / "huey.db", isolation_level=None, timeout=30)
             conn.execute("DELETE FROM task")
+            conn.close()
+
+    def wait_beats(self, process, count, timeout=30):
+        """Wait until process (a web_process or worker id) has beaten its heart count more times
+        into the store; each loop of its housekeeping starts with a beat."""
+        seen, deadline = [], time.monotonic() + timeout
+        while len(seen) <= count:
+            assert time.monotonic() < deadline, f"{process} beat {len(seen) - 1} times in {timeout} s"
+            ((beat_at,),) = self.sql("SELECT beat_at FROM processes WHERE id = ?", (process,)) or [(None,)]
+            if beat_at is not None and (not seen or seen[-1] != beat_at):
+                seen.append(beat_at)
+            time.sleep(0.02)
+
+    def queued(self):
+        """How many tasks wait in the service's queue."""
+        if self.backend == "postgresql+redis":
+            import redis
+
+            return redis.Redis.from_url(self.env["GEMSEO_HTTP_REDIS_URL"]).zcard("huey.redis.gaas")
+        if self.backend == "postgresql":
+            return self.sql("SELECT count(*) FROM huey_task")[0][0]
+        conn = sqlite3.connect(self.root / "database" / "huey.db", isolation_level=None, timeout=30)
+        try:
+            return conn.execute("SELECT count(*) FROM task").fetchone()[0]
+        finally:
             conn.close()
 
     def add_user(self, name, password):

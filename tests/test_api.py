@@ -11,6 +11,7 @@ import requests
 from conftest import TIMEOUT, Api
 
 
+@pytest.mark.every_backend
 def test_token_and_me(live, alice):
     me = alice.get("/v1/user/me/").json()
     assert me["username"] == "alice"
@@ -21,6 +22,7 @@ def test_token_and_me(live, alice):
     assert unknown.status_code == 401
 
 
+@pytest.mark.every_backend
 def test_password_guessing_is_throttled_per_user_name(live, alice):
     live.add_user("guessed", "right-pw")
 
@@ -122,6 +124,7 @@ def test_unknown_discipline(alice):
         assert "NoSuchThing" in response.json()["detail"]
 
 
+@pytest.mark.every_backend
 def test_synchronous_execution(alice):
     job = alice.run("Sellar1", input_data={"x_1": [2.0]}, name="my sellar")
     assert job["job_status"] == "finished"
@@ -152,6 +155,7 @@ def test_linearize(alice):
     assert set(job["jacobian_data"]["y_1"]) == {"x_1"}
 
 
+@pytest.mark.every_backend
 def test_asynchronous_execution_and_long_polling(alice):
     job = alice.run("WriteTag", "asynchronous", input_data={"tag": [7], "delay": [0.5]})
     assert job["job_status"] in ("pending", "running")
@@ -164,6 +168,7 @@ def test_asynchronous_execution_and_long_polling(alice):
     assert polled["output_data"] == {"echo": [7.0]}
 
 
+@pytest.mark.every_backend
 def test_long_polling_timeout_is_a_decimal(alice):
     job = alice.run("Sleeper", "asynchronous", input_data={"duration": [3]})
     start = time.monotonic()
@@ -182,6 +187,7 @@ def test_bad_queries(alice):
     assert alice.post("/v1/discipline/Sellar1/execute?execution_mode=later").status_code == 422
 
 
+@pytest.mark.every_backend
 def test_failing_discipline(alice):
     job = alice.run("Failing", input_data={"x": [3.0]})
     assert job["job_status"] == "failed"
@@ -233,6 +239,7 @@ def test_malformed_execute_requests(alice, body, status, words):
     assert alice.run("Sellar1")["job_status"] == "finished"
 
 
+@pytest.mark.every_backend
 def test_job_list_is_paged_newest_first(alice):
     ids = [alice.run("Sellar1")["id"] for _ in range(3)]
     response = alice.get("/v1/job?limit=2")
@@ -249,6 +256,7 @@ def test_job_list_is_paged_newest_first(alice):
     assert alice.get("/v1/job?status=weird").status_code == 422
 
 
+@pytest.mark.every_backend
 def test_unknown_job_is_404(alice):
     for path in (
         "/v1/job/999999",
@@ -284,6 +292,7 @@ def upload(api, path_or_bytes, name, chunk_size=1000, upload_id=None):
     return response.json()[0]
 
 
+@pytest.mark.every_backend
 @pytest.mark.parametrize("size", [0, 1, 999, 1000, 2000, 4321])
 def test_chunked_upload(alice, size):
     data = os.urandom(size)
@@ -294,6 +303,7 @@ def test_chunked_upload(alice, size):
     assert listed[record["id"]]["sha256sum"] == record["sha256sum"]
 
 
+@pytest.mark.every_backend
 def test_interleaved_uploads_do_not_mix(alice, bob):
     """Two users, and two uploads of one user, sending chunks of the same file name in turn."""
     payloads = {
@@ -317,6 +327,7 @@ def test_interleaved_uploads_do_not_mix(alice, bob):
         assert results[key]["sha256sum"] == hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.every_backend
 def test_out_of_order_chunk_is_refused(alice):
     response = alice.post(
         "/v1/file/upload",
@@ -345,6 +356,7 @@ def test_bad_uploads(alice):
     assert response.status_code == 422
 
 
+@pytest.mark.every_backend
 def test_long_utf8_file_name_is_cut_to_255_bytes(alice):
     record = upload(alice, b"data", "é" * 200 + ".txt")
     assert len(record["filename"].encode()) <= 255
@@ -361,6 +373,7 @@ def test_upload_names_are_reduced_to_a_base_name(alice, live):
     assert not (live.root / "etc").exists()
 
 
+@pytest.mark.every_backend
 def test_input_file_and_output_tree(alice):
     record = upload(alice, b"hello gaas\n", "input.txt")
     job = alice.run("ReadInput", input_files=[record])
@@ -406,6 +419,7 @@ def test_log_collects_python_and_c_output(alice):
     assert "C says hello" in log
 
 
+@pytest.mark.every_backend
 def test_health(live):
     response = requests.get(live.url + "/health", timeout=TIMEOUT)
     assert response.status_code == 200
@@ -428,6 +442,7 @@ def test_unknown_route_and_method_are_json(live, alice):
     assert response.status_code == 405 and response.json()["detail"]
 
 
+@pytest.mark.every_backend
 def test_job_list_filters_by_discipline_name_and_error(alice):
     import uuid
 

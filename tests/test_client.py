@@ -19,6 +19,7 @@ def test_synchronous(live, reference_client):
     assert out["y_1"][0] == pytest.approx((2.0 + 1.0 - 0.2) ** 0.5)
 
 
+@pytest.mark.every_backend
 @pytest.mark.parametrize("long_polling", [True, False])
 def test_asynchronous(live, reference_client, long_polling):
     (out,) = client(
@@ -36,6 +37,7 @@ def test_linearization(live, reference_client):
     assert linearized["jacobian"]["y_1"]["x_1"][0][0] == pytest.approx(0.5 / (2.0 + 1.0 - 0.2) ** 0.5)
 
 
+@pytest.mark.every_backend
 def test_input_and_output_files(live, reference_client, tmp_path):
     source = tmp_path / "input.txt"
     # Bigger than one chunk, and an exact multiple of it: the client then sends an empty chunk.

@@ -192,7 +192,8 @@ def test_waiting_descriptions_leave_the_other_routes_free(fresh_service):
             response = requests.get(service.url + path, headers=headers, timeout=TIMEOUT)
             elapsed = time.monotonic() - start
             assert response.status_code == 200, (path, response.text)
-            assert elapsed < 1.0, f"{path} took {elapsed:.2f} s while descriptions waited"
+            # A route stuck behind the descriptions would wait for the 6 s Sleeper; the rest is load.
+            assert elapsed < 3.0, f"{path} took {elapsed:.2f} s while descriptions waited"
         if thread.is_alive():
             probes += 1
         time.sleep(0.3)

@@ -64,6 +64,7 @@ def assert_next_job_runs(api):
     assert api.wait(job["id"])["job_status"] == "finished"
 
 
+@pytest.mark.every_backend
 @pytest.mark.parametrize("child", [0, 1])
 def test_cancel_a_running_job(alice, child):
     job = alice.run("Sleeper", "asynchronous", input_data={"duration": [60], "child": [child]})
@@ -75,7 +76,8 @@ def test_cancel_a_running_job(alice, child):
     ended = alice.wait(job["id"])
     assert ended["job_status"] == "failed" and ended["error"] == "cancelled"
     assert gone(pid, 2) and (child_pid is None or gone(child_pid, 2))
-    assert time.monotonic() - start < 2.5
+    # "Within a second or two" (API.md), with room for a loaded machine: the job would sleep 60 s.
+    assert time.monotonic() - start < 5
     # Cancelling an ended job changes nothing.
     again = alice.post(f"/v1/job/{job['id']}/cancel")
     assert again.status_code == 409
@@ -83,6 +85,7 @@ def test_cancel_a_running_job(alice, child):
     assert_next_job_runs(alice)
 
 
+@pytest.mark.every_backend
 def test_cancel_a_pending_job_and_delete(fresh_service):
     service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, worker=False)
     alice = service.api("alice", "alice-pw")
@@ -105,9 +108,21 @@ def test_cancel_a_pending_job_and_delete(fresh_service):
     assert_next_job_runs(alice)
 
 
-def test_timeout(fresh_service):
-    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, GEMSEO_HTTP_JOB_TIMEOUT=30)
-    alice = service.api("alice", "alice-pw")
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory, backend, backends):
+    """alice on a service with a lower job timeout and memory limit, which its tests share."""
+    service = start_service(
+        tmp_path_factory.mktemp("limited"), GEMSEO_HTTP_SYNC_PROCESSES=1, GEMSEO_HTTP_JOB_TIMEOUT=30,
+        GEMSEO_HTTP_JOB_MEMORY_LIMIT_MB=200, **backends.settings(backend),
+    )
+    try:
+        yield service.api("alice", "alice-pw")
+    finally:
+        service.close()
+
+
+def test_timeout(limited):
+    alice = limited
     job = alice.run("Sleeper", "asynchronous", input_data={"duration": [60]}, timeout=1.5)
     assert job["timeout"] == 1.5
     ended = alice.wait(job["id"], timeout=120)
@@ -135,12 +150,12 @@ def test_timeout_is_enforced_within_two_seconds(alice):
     job = alice.run("Sleeper", "asynchronous", input_data={"duration": [60]}, timeout=1)
     ended = alice.wait(job["id"])
     assert ended["error"] == "timeout"
-    assert 1.0 <= duration(ended) < 3.0
+    # Two seconds past the timeout, and one more for a loaded machine: the job would sleep 60 s.
+    assert 1.0 <= duration(ended) < 4.0
 
 
-def test_memory_limit(fresh_service):
-    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, GEMSEO_HTTP_JOB_MEMORY_LIMIT_MB=200)
-    alice = service.api("alice", "alice-pw")
+def test_memory_limit(limited):
+    alice = limited
     small = alice.run("MemoryHog", "asynchronous", input_data={"megabytes": [20]})
     assert alice.wait(small["id"], timeout=120)["job_status"] == "finished"
     hog = alice.run("MemoryHog", "asynchronous", input_data={"megabytes": [2000]})
@@ -162,6 +177,7 @@ def test_crash_is_contained(alice, mode, status):
     assert alice.run("Sellar1")["job_status"] == "finished"
 
 
+@pytest.mark.every_backend
 def test_kill_9_of_the_consumer(fresh_service):
     service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1)
     alice = service.api("alice", "alice-pw")
@@ -194,12 +210,14 @@ def kill_worker_during_a_job(fresh_service, duration, **settings):
     return service, alice, job
 
 
+@pytest.mark.every_backend
 def test_lost_job_ends_without_a_new_worker(fresh_service):
     _, alice, job = kill_worker_during_a_job(fresh_service, 60, GEMSEO_HTTP_HEARTBEAT_TIMEOUT=3)
     ended = alice.wait(job["id"], timeout=30)
     assert ended["job_status"] == "failed" and ended["error"] == "lost"
 
 
+@pytest.mark.every_backend
 def test_lost_job_queued_again_when_asked(fresh_service):
     service, alice, job = kill_worker_during_a_job(fresh_service, 2, GEMSEO_HTTP_REQUEUE_LOST_JOBS=1)
     service.start_worker()
@@ -207,6 +225,7 @@ def test_lost_job_queued_again_when_asked(fresh_service):
     assert ended["job_status"] == "finished"
 
 
+@pytest.mark.every_backend
 def test_sigint_lets_running_jobs_finish(fresh_service):
     service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1)
     alice = service.api("alice", "alice-pw")
@@ -228,12 +247,9 @@ def test_sigint_lets_running_jobs_finish(fresh_service):
     )
 
 
-def test_unwritable_queue_fails_the_job(fresh_service, backend):
-    if backend != "sqlite":
-        pytest.skip("locks SQLite's queue file; test_several_hosts has the PostgreSQL and Redis cases")
-    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1)
-    alice = service.api("alice", "alice-pw")
-    queue = sqlite3.connect(service.root / "database" / "huey.db", isolation_level=None)
+def test_unwritable_queue_fails_the_job(live, alice):
+    """SQLite's queue file locked; test_several_hosts has the PostgreSQL and Redis cases."""
+    queue = sqlite3.connect(live.root / "database" / "huey.db", isolation_level=None)
     queue.execute("BEGIN EXCLUSIVE")  # nobody else can write the queue meanwhile
     try:
         response = alice.post("/v1/discipline/Sellar1/execute?execution_mode=asynchronous", json={})
@@ -253,21 +269,29 @@ def test_no_job_process_left_after_stop(fresh_service):
     alice = service.api("alice", "alice-pw")
     assert_next_job_runs(alice)
     marker = b"GAAS_POOL="
+
+    def leftovers():
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                env = (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            if marker in env and f"GEMSEO_HTTP_ROOT_PATH={service.root}".encode() in env:
+                found.append(entry.name)
+        return found
+
     service.close()
-    time.sleep(1)
-    leftovers = []
-    for entry in Path("/proc").iterdir():
-        try:
-            env = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if marker in env and f"GEMSEO_HTTP_ROOT_PATH={service.root}".encode() in env:
-            leftovers.append(entry.name)
-    assert not leftovers
+    # The pools' processes get a moment to see their parent go.
+    deadline = time.monotonic() + 5
+    while leftovers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not leftovers()
     if service.backend == "sqlite":
         assert os.path.exists(service.root / "database" / "gaas.db")
 
 
+@pytest.mark.every_backend
 def test_job_claimed_by_a_worker_that_died_runs_again(fresh_service):
     """A worker that took the task off the queue and died before starting the job."""
     service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, worker=False)
@@ -338,13 +362,12 @@ class Load:
         self.wait_for(f"503 for {backend}", lambda answer: answer[1] == 503 and backend.lower() in str(answer[3]).lower())
 
 
-def test_store_and_queue_outages_under_load(tmp_path, backend):
+def test_store_and_queue_outages_under_load(tmp_path):
     """PostgreSQL restarted, then Redis killed and restarted with its append-only file, then
     PostgreSQL crashed, while clients run jobs and read: no 500, every refusal a 503 with
     Retry-After naming the backend, every job ends, every accepted job finishes, and every
-    finished job holds its own result. Each server stays down until a client was refused."""
-    if backend != "postgresql+redis":
-        pytest.skip("starts a PostgreSQL and a Redis of its own to break them, once")
+    finished job holds its own result. Each server stays down until a client was refused. The
+    test starts a PostgreSQL and a Redis of its own to break them."""
     with servers.Postgres() as postgres, servers.Redis(appendonly=True) as redis_server:
         service = start_service(
             tmp_path,

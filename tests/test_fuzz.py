@@ -16,6 +16,7 @@ ST = Path(sys.executable).with_name("st")
 SEED = 1
 MAX_EXAMPLES = 100
 BACKENDS = ("sqlite", "postgresql")
+pytestmark = pytest.mark.every_backend
 
 
 # Which constructor options a discipline needs and which inputs it has depend on the class that

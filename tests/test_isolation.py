@@ -2,7 +2,12 @@
 
 import json
 
+import pytest
+
 from test_api import upload
+
+# Each backend has its own queries that keep users apart.
+pytestmark = pytest.mark.every_backend
 
 
 def test_other_users_job_is_404_everywhere(alice, bob):

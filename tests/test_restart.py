@@ -22,10 +22,11 @@ def test_server_restart_while_a_job_runs(fresh_service):
 
 
 def test_jobs_wait_for_a_worker(fresh_service):
-    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, worker=False)
+    service = fresh_service(GEMSEO_HTTP_SYNC_PROCESSES=1, GEMSEO_HTTP_HEARTBEAT_INTERVAL=0.2, worker=False)
     alice = service.api("alice", "alice-pw")
     jobs = [alice.run("Sellar1", "asynchronous", input_data={"x_1": [n]}) for n in range(3)]
-    time.sleep(1)
+    # The web app has looked at them since (a beat, then a sweep, each loop): still waiting.
+    service.wait_beats(alice.get("/health").json()["web_process"], 2)
     assert all(alice.get(f"/v1/job/{job['id']}").json()["job_status"] == "pending" for job in jobs)
     service.start_worker()
     for job in jobs:

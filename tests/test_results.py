@@ -20,6 +20,7 @@ import store_sqlite
 from conftest import CODE
 
 BACKENDS = ("sqlite", "postgresql")
+pytestmark = pytest.mark.every_backend
 INPUT_NAMES = ["x", "k", "a.b", 'q"t']
 
 # (status, error, inputs, outputs) of each point: every status, failures with and without

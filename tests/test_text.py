@@ -8,6 +8,7 @@ import requests
 from conftest import TIMEOUT
 
 BACKENDS = ("sqlite", "postgresql")
+pytestmark = pytest.mark.every_backend
 
 
 def refused(response, where):

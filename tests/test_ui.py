@@ -105,6 +105,23 @@ def open_job(driver, live, job_id):
     return open_page(driver, live, f"#/job/{job_id}", f"[data-job-page='{job_id}']")
 
 
+def record_requests(driver):
+    """From now on, keep "METHOD url" of every fetch the page starts in window.requestsSeen (once
+    per page: a change of #/ route keeps the page, and its fetch wrapped before)."""
+    driver.execute_script(
+        "window.requestsSeen = [];"
+        "if (!window.fetch.recorded) {"
+        " const original = window.fetch;"
+        " window.fetch = (url, options) => {"
+        "  window.requestsSeen.push(((options && options.method) || 'GET') + ' ' + url); return original(url, options); };"
+        " window.fetch.recorded = true; }"
+    )
+
+
+def requests_seen(driver, prefix):
+    return [request for request in driver.execute_script("return window.requestsSeen") if request.startswith(prefix)]
+
+
 def total_jobs(api):
     return int(api.get("/v1/job?limit=1").headers["X-Total-Count"])
 
@@ -146,7 +163,9 @@ def test_filter_and_open_a_job_with_a_plot_and_download(browser, live, alice):
     # The table refreshes every second by patching rows: the row a user is about to click stays the same node.
     row = f"tr[data-job='{job['id']}']"
     browser.execute_script(f"document.querySelector(\"{row}\").kept = true")
-    time.sleep(2.5)
+    record_requests(browser)
+    # Each refresh asks for the list, patches the rows, then waits: three asks, two patches.
+    wait(browser).until(lambda driver: len(requests_seen(driver, "GET /v1/job?")) >= 3)
     assert browser.execute_script(f"return document.querySelector(\"{row}\").kept") is True
     browser.find_element(By.CSS_SELECTOR, f"{row} a").click()
     plot = wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, "#outputs svg.plot polyline")))
@@ -274,8 +293,7 @@ def test_a_running_job_ticks_and_follows_its_log(browser, live, alice):
     # Sleeper prints once: the test plays the solver that keeps printing.
     with Path(job["workdir"], "gaas-job.log").open("a") as handle:
         handle.writelines(f"iteration {i} residual {10.0 ** -i:.3e}\n" for i in range(80))
-    time.sleep(1.0)
-    wait(browser, 3).until(lambda _: "iteration 79" in browser.find_element(By.ID, "log").text)
+    wait(browser, 4).until(lambda _: "iteration 79" in browser.find_element(By.ID, "log").text)
     screenshot(browser, "12-job-live-after")
     assert browser.find_element(By.ID, "elapsed").text != elapsed
     assert browser.find_element(By.ID, "log").text != log
@@ -350,9 +368,10 @@ def test_the_form_shows_units_and_refuses_a_wrong_size(browser, live, alice):
     assert error.text == "Expected 3 values, got 2."
     screenshot(browser, "16-form-refused")
     retype(load, "[1, 2,")
+    record_requests(browser)
     browser.find_element(By.ID, "run-async").click()
     wait(browser).until(ready.text_to_be_present_in_element((By.ID, "input-load-error"), "Not JSON"))
-    time.sleep(0.5)
+    assert requests_seen(browser, "POST") == []  # the form sent nothing
     assert total_jobs(alice) == before and jobs_named(alice, name) == []
     assert "#/discipline/Documented" in browser.current_url
 
@@ -372,12 +391,13 @@ def test_a_double_click_on_run_now_runs_once(browser, live, alice):
     retype(duration, "[1.5]")
     name = f"double-{uuid.uuid4().hex[:8]}"  # the jobs of this click, whatever else alice runs meanwhile
     browser.find_element(By.ID, "job-name").send_keys(name)
+    record_requests(browser)
     ActionChains(browser).double_click(browser.find_element(By.ID, "run-sync")).perform()
     busy = browser.execute_script("const b = document.getElementById('run-sync'); return [b.disabled, b.textContent]")
     assert busy == [True, "Running…"]
     screenshot(browser, "17-form-busy")
     wait(browser).until(ready.url_contains("#/job/"))
-    time.sleep(1)  # a second request would have made its job by now
+    assert len(requests_seen(browser, "POST /v1/discipline/Sleeper/execute")) == 1
     assert len(jobs_named(alice, name)) == 1
 
 
@@ -522,8 +542,7 @@ def test_a_batch_page_follows_its_points_live(browser, live, alice):
     width = browser.find_element(By.CSS_SELECTOR, "#batch-progress .part.finished").value_of_css_property("width")
     assert before["finished"] < 36 and batch_status(browser) == "running"
     assert re.fullmatch(r"[\d.]+ points/s", browser.find_element(By.ID, "rate").text)
-    time.sleep(1.5)
-    wait(browser, 3).until(lambda _: len(circles(browser)) > drawn)  # the results are asked again every 1.5 s
+    wait(browser, 4.5).until(lambda _: len(circles(browser)) > drawn)  # the results are asked again every 1.5 s
     screenshot(browser, "23-batch-later")
     after = bar_counts(browser)
     assert after["finished"] > before["finished"] and sum(after.values()) == 36
