@@ -12,6 +12,7 @@ import time
 
 from starlette.concurrency import run_in_threadpool
 
+import directory
 import settings
 import store
 
@@ -53,6 +54,33 @@ def check_login(password, user):
         check_password(password, _dummy_hash)
         return False
     return check_password(password, user["password_hash"])
+
+
+# The password hash of a user the directory signs in: no password matches it here.
+DIRECTORY_USER = "directory"
+
+
+def sign_in(username, password):
+    """The user row that this password signs in, or None. Local users check their own password;
+    with a directory, any other name is checked by it, and its user created here at the first
+    sign-in (a local user's name is never taken over by a directory account)."""
+    user = store.user_by_name(username)
+    if not directory.configured() or (user is not None and user["password_hash"] != DIRECTORY_USER):
+        return user if check_login(password, user) else None
+    identity = directory.sign_in(username, password)
+    if identity is None:
+        return None
+    if identity.username != username:  # " Alice" typed for alice: the directory's name is the user
+        user = store.user_by_name(identity.username)
+        if user is not None and user["password_hash"] != DIRECTORY_USER:
+            return None
+    if user is None:
+        try:
+            store.add_user(identity.username, DIRECTORY_USER)
+        except store.NameTaken:  # signed in twice at once: the other request created it
+            pass
+        user = store.user_by_name(identity.username)
+    return user
 
 
 def secret_key():

@@ -112,12 +112,7 @@ async def token(request):
     wait = math.ceil(await sign_in.reserve(key))
     if wait:
         raise HTTPException(429, f"Too many sign-ins; try again in {wait} s.", {"Retry-After": str(wait)})
-
-    def check():
-        user = store.user_by_name(username)
-        return user if auth.check_login(password, user) else None
-
-    user = await sign_in.check(key, check)
+    user = await sign_in.check(key, lambda: auth.sign_in(username, password))
     if user is None:
         raise HTTPException(401, "Incorrect username or password.", {"WWW-Authenticate": "Bearer"})
     await sign_in.succeeded(key)
