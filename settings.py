@@ -166,6 +166,25 @@ if LDAP_URL and "{username}" not in (LDAP_USER_DN or (LDAP_SEARCH_BASE and LDAP_
     )
 
 
+# Single sign-on through a proxy (oauth2-proxy, mod_auth_openidc): a request whose own peer (not
+# what X-Forwarded-For claims) is one of TRUSTED_PROXIES (comma-separated addresses or networks)
+# and that carries the header AUTH_HEADER (e.g. X-Forwarded-User) is that user, created at first
+# sight; the header from any other peer is ignored, and logged.
+def _networks(name):
+    import ipaddress
+
+    try:
+        return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in _text(name).split(",") if item.strip())
+    except ValueError as error:
+        raise SystemExit(f"setting {name}: {error}") from None
+
+
+TRUSTED_PROXIES = _networks("GEMSEO_HTTP_TRUSTED_PROXIES")
+AUTH_HEADER = _text("GEMSEO_HTTP_AUTH_HEADER").lower()
+if AUTH_HEADER and not TRUSTED_PROXIES:
+    raise SystemExit("GEMSEO_HTTP_AUTH_HEADER is set: name the proxies it is believed from in GEMSEO_HTTP_TRUSTED_PROXIES")
+
+
 if __name__ == "__main__":
     # `python settings.py HOST PORT` prints shell assignments: the scripts take their defaults
     # from here, so each default is written once.
