@@ -149,10 +149,15 @@ def test_token_signs_in_directory_users_and_keeps_local_ones(tmp_path):
         check_token_route(slapd, tmp_path)
 
 
+def my_groups(service, token):
+    return requests.get(service.url + "/v1/group", headers={"Authorization": f"Bearer {token}"}, timeout=TIMEOUT).json()
+
+
 def check_token_route(slapd, tmp_path):
     service = start_service(
         tmp_path, users=(("bob", "bob-local"),), worker=False,
         GEMSEO_HTTP_LDAP_URL=slapd.url(), GEMSEO_HTTP_LDAP_USER_DN=f"uid={{username}},{PEOPLE}",
+        GEMSEO_HTTP_LDAP_GROUP_SEARCH_BASE=GROUPS, GEMSEO_HTTP_LDAP_GROUPS="mdo=mdo:member; leads=mdo:owner; others=readers:viewer",
     )
     try:
         # First sign-in creates the local user; the next ones find it.
@@ -161,6 +166,8 @@ def check_token_route(slapd, tmp_path):
         headers = {"Authorization": f"Bearer {first.json()['access_token']}"}
         me = requests.get(service.url + "/v1/user/me/", headers=headers, timeout=TIMEOUT).json()
         assert me["username"] == "alice"
+        # Her directory groups give her gaas groups, with the highest role of the mapped ones.
+        assert my_groups(service, first.json()["access_token"]) == [{"name": "mdo", "role": "owner"}]
         assert "alice" in service.admin("list-users").stdout
         again = sign_in(service, "alice", "alice-ldap").json()["access_token"]
         assert requests.get(service.url + "/v1/user/me/", headers={"Authorization": f"Bearer {again}"}, timeout=TIMEOUT).json() == me
@@ -180,6 +187,14 @@ def check_token_route(slapd, tmp_path):
             assert conn.modify(f"uid=alice,{PEOPLE}", {"userPassword": [(ldap3.MODIFY_REPLACE, [ldap_password("new-pw")])]})
         assert sign_in(service, "alice", "alice-ldap").status_code == 401
         assert sign_in(service, "alice", "new-pw").status_code == 200
+        # Her groups changed in the directory: her role changes at the next sign-in, then goes.
+        for group, members, expected in (("leads", ["dave"], [{"name": "mdo", "role": "member"}]), ("mdo", ["bob"], [])):
+            with admin_connection(slapd) as conn:
+                assert conn.modify(f"cn={group},{GROUPS}", {"member": [(ldap3.MODIFY_REPLACE, [f"uid={uid},{PEOPLE}" for uid in members])]})
+            assert my_groups(service, sign_in(service, "alice", "new-pw").json()["access_token"]) == expected
+        changes = service.sql("SELECT action, target, detail FROM audit WHERE actor = 'directory' AND target LIKE '%/alice' ORDER BY id")
+        assert changes == [("member_set", "mdo/alice", "none -> owner"), ("member_set", "mdo/alice", "owner -> member"),
+                           ("member_removed", "mdo/alice", "member -> none")]
         # An account removed from the directory signs in no more.
         with admin_connection(slapd) as conn:
             assert conn.delete(f"uid=erin,{PEOPLE}")

@@ -311,3 +311,14 @@ def test_an_access_token_is_checked_in_a_tenth_of_a_millisecond_once_used(tmp_st
     best = min(asyncio.run(checks(2000)) for _ in range(3))
     print(f"access token check: {best * 1e6:.1f} us")
     assert best <= 0.0001
+
+
+def test_retention_removes_old_audit_entries(tmp_store):
+    import retention
+
+    tmp_store.add_audit("root", "group_created", "mdo")
+    assert retention.purge(1, dry_run=True)["audit"] == 0
+    later = time.time() + 2 * 86400
+    assert retention.purge(1, now=later, dry_run=True)["audit"] == 1
+    assert retention.purge(1, now=later)["audit"] == 1
+    assert tmp_store.list_audit() == ([], 0)
