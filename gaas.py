@@ -216,7 +216,7 @@ async def token(request):
 
 async def user_me(request):
     user = await current_user(request)
-    return JSONResponse({"id": user["id"], "username": user["username"]})
+    return JSONResponse({"id": user["id"], "username": user["username"], "is_admin": bool(user["is_admin"])})
 
 
 # Request bodies
@@ -832,26 +832,27 @@ async def admin_users(request):
     hashed = await run_in_threadpool(auth.hash_password, password) if password else None
 
     def write():
-        created = False
-        if store.user_by_name(name) is None:
+        before, created = store.user_by_name(name), False
+        if before is None:
             try:
                 store.add_user(name, hashed or auth.DIRECTORY_USER)
                 created = True
             except store.NameTaken:  # made meanwhile: changed below like any other
-                pass
+                before = store.user_by_name(name)
         if hashed and not created:
             store.set_password(name, hashed)
         if "is_admin" in body:
             store.set_admin(name, body["is_admin"])
-        return created, next(row for row in store.list_users() if row["username"] == name)
+        was_admin = bool(before and before["is_admin"])
+        return created, was_admin, next(row for row in store.list_users() if row["username"] == name)
 
-    created, row = await run_in_threadpool(write)
+    created, was_admin, row = await run_in_threadpool(write)
     if created:
         await audit(request, admin["username"], "user_created", name, "password" if hashed else "directory")
     elif hashed:
         await audit(request, admin["username"], "password_set", name)
-    if "is_admin" in body:
-        await audit(request, admin["username"], "admin_set", name, "on" if body["is_admin"] else "off")
+    if bool(row["is_admin"]) != was_admin:
+        await audit(request, admin["username"], "admin_set", name, "on" if row["is_admin"] else "off")
     return JSONResponse(user_entry(row), status_code=201 if created else 200)
 
 

@@ -322,3 +322,70 @@ def test_retention_removes_old_audit_entries(tmp_store):
     assert retention.purge(1, now=later, dry_run=True)["audit"] == 1
     assert retention.purge(1, now=later)["audit"] == 1
     assert tmp_store.list_audit() == ([], 0)
+
+
+def test_the_dashboard_manages_tokens_and_shows_admins_their_page(team, root, tmp_path_factory):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+
+    from test_ui import chromium, screenshot, wait
+    from test_ui import sign_in as type_sign_in
+
+    name, _ = new_user(team, root)
+    group = f"ui-{name}"
+    driver = chromium(tmp_path_factory)
+
+    def find(css):
+        return wait(driver).until(ready.visibility_of_element_located((By.CSS_SELECTOR, css)))
+
+    def open_as(user, password, fragment, css):
+        driver.get(team.url + "/ui/#/login")
+        driver.execute_script("sessionStorage.clear()")
+        driver.refresh()
+        find("#username")
+        type_sign_in(driver, user, password)
+        find("#jobs")
+        driver.get(team.url + "/ui/" + fragment)
+        return find(css)
+
+    try:
+        open_as(name, f"{name}-pw", "#/tokens", "#token-form")
+        assert not driver.find_element(By.ID, "admin-link").is_displayed()
+        driver.find_element(By.ID, "token-name").send_keys("from the dashboard")
+        driver.find_element(By.CSS_SELECTOR, "#token-form button").click()
+        secret = find("#new-token").text
+        assert secret.startswith("gaas_pat_")
+        assert Api(team.url, secret).get("/v1/user/me/").json()["username"] == name
+        assert find("#tokens td").text == "from the dashboard"
+        screenshot(driver, "teams-tokens")
+        driver.execute_script("window.confirm = () => true")
+        driver.find_element(By.CSS_SELECTOR, "#tokens button.revoke").click()
+        wait(driver).until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#tokens tr[data-token]"))
+        assert Api(team.url, secret).get("/v1/user/me/").status_code == 401
+        driver.get(team.url + "/ui/#/admin")
+        assert "for administrators" in find("#view .error").text
+
+        open_as("root", "root-pw", "#/tokens", "#token-form")
+        find("#admin-link").click()
+        find(f"#admin-users tr[data-user='{name}']")
+        driver.find_element(By.CSS_SELECTOR, "#add-group input[name=name]").send_keys(group)
+        driver.find_element(By.CSS_SELECTOR, "#add-group button").click()
+        find(f"#admin-groups tr[data-group='{group}'] a").click()
+        find("#add-member input[name=username]").send_keys(name)
+        driver.find_element(By.CSS_SELECTOR, "#add-member button").click()
+        find(f"#admin-members tr[data-member='{name}']")
+        assert root.get(f"/v1/admin/groups/{group}/members").json() == [{"username": name, "role": "member"}]
+        wait(driver).until(lambda d: "member_set" in d.find_element(By.ID, "audit").text)
+        screenshot(driver, "teams-admin", whole_page=True)
+
+        # Behind a single sign-on proxy the dashboard needs no sign-in.
+        driver.execute_script("sessionStorage.clear()")
+        driver.execute_cdp_cmd("Network.enable", {})
+        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {PROXY_HEADER: f"sso-{name}"}})
+        driver.get(team.url + "/ui/#/jobs")
+        driver.refresh()
+        wait(driver).until(lambda d: d.find_element(By.ID, "who").text == f"sso-{name}")
+        find("#jobs")
+        screenshot(driver, "teams-single-sign-on")
+    finally:
+        driver.quit()
