@@ -41,7 +41,11 @@ def read_password(args):
 
 def audit(action, target, detail=""):
     """Record a change made here in the audit log; the actor names the account that ran it."""
-    store.add_audit(f"gaas-admin:{getpass.getuser()}", action, target, "", detail)
+    try:
+        account = getpass.getuser()
+    except (KeyError, OSError):  # a container's user with no name
+        account = str(os.getuid())
+    store.add_audit(f"gaas-admin:{account}", action, target, "", detail)
 
 
 def usable_name(name, what="user"):

@@ -85,6 +85,14 @@ def sign_in(username, password):
     return user
 
 
+def check_group_map():
+    """Stop the start on a malformed GEMSEO_HTTP_LDAP_GROUPS, rather than fail every sign-in."""
+    try:
+        directory.parse_group_map(settings.LDAP_GROUPS)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+
+
 def outside_user(username, actor="directory", address=""):
     """The user row of a name that the directory or a trusted proxy (the actor) vouches for,
     created at first sight with no password here."""

@@ -1153,6 +1153,7 @@ async def lifespan(app):
     await run_in_threadpool(worker.init)
     store.start_checkpoints()
     auth.secret_key()
+    auth.check_group_map()
     state = init_state(app.state)
     state.pool = pool.Pool(settings.SYNC_PROCESSES, "web", OWNER_ID)
     state.pool.start()
