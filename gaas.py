@@ -216,7 +216,7 @@ async def token(request):
 
 async def user_me(request):
     user = await current_user(request)
-    return JSONResponse({"id": user["id"], "username": user["username"], "is_admin": bool(user["is_admin"])})
+    return JSONResponse({"id": user["id"], "username": user["username"]})
 
 
 # Request bodies

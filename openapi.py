@@ -69,7 +69,7 @@ SCHEMAS = {
         "type": "object",
         "properties": {"access_token": {"type": "string"}, "token_type": {"type": "string", "enum": ["bearer"]}},
     },
-    "User": {"type": "object", "properties": {"id": {"type": "integer"}, "username": {"type": "string"}, "is_admin": {"type": "boolean"}}},
+    "User": {"type": "object", "properties": {"id": {"type": "integer"}, "username": {"type": "string"}}},
     "File": {
         "type": "object",
         "properties": {

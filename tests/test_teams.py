@@ -435,7 +435,7 @@ def test_a_store_made_before_teams_is_migrated(kind, tmp_path, backends):
     service.start_server()
     try:
         carol = Api(service.url, before["token"])  # a session of the old code goes on
-        assert carol.get("/v1/user/me/").json() == {"id": 1, "username": "carol", "is_admin": False}
+        assert carol.get("/v1/user/me/").json() == {"id": 1, "username": "carol"}
         assert service.api("carol", "carol-pw").get(f"/v1/job/{before['job']}").json()["output_data"] == {"y_1": [3.0]}
         assert [entry["id"] for entry in carol.get("/v1/file").json()] == [before["file"]]
         assert carol.get(f"/v1/batch/{before['batch']}").json()["n_samples"] == 2

@@ -1,6 +1,6 @@
 // The gaas dashboard: plain JavaScript modules on the JSON API, no build step. This one routes
 // the address (#/jobs, #/job/ID, ...) to the view of that page, one module each.
-import { apiJson, session, signIn, signOut, token } from "./api.js";
+import { api, apiJson, session, signIn, signOut, token } from "./api.js";
 import { copyFullValues, el, navigated, show } from "./dom.js";
 import { batchView } from "./batch.js";
 import { batchesView } from "./batches.js";
@@ -38,6 +38,8 @@ async function route() {
   show(el("p", { class: "muted" }, "Loading…"));
   try {
     if (!session.me) session.me = (await apiJson("/v1/user/me/")).body;
+    // The user carries no role (API.md: id and username): the admin routes tell, once a session.
+    if (session.me.is_admin === undefined) session.me.is_admin = (await api("/v1/admin/audit?limit=1")).ok;
     document.getElementById("who").textContent = session.me.username;
     document.getElementById("admin-link").hidden = !session.me.is_admin;
     const parts = path.split("/").filter(Boolean);
