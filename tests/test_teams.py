@@ -449,3 +449,48 @@ def test_a_store_made_before_teams_is_migrated(kind, tmp_path, backends):
         assert {entry["action"] for entry in dan.get("/v1/admin/audit").json()} >= {"admin_set", "group_created", "token_created"}
     finally:
         service.close()
+
+
+def test_anonymous_callers_get_401_and_others_404_on_token_routes(team, root):
+    _, user = new_user(team, root)
+    token_id = user.post("/v1/user/me/tokens", json={"name": "mine"}).json()["id"]
+    anonymous = Api(team.url)
+    for method, path in (("GET", "/v1/user/me/tokens"), ("POST", "/v1/user/me/tokens"),
+                         ("DELETE", f"/v1/user/me/tokens/{token_id}"), ("GET", "/v1/group")):
+        refused = anonymous.request(method, path, json={"name": "x"})
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer", path
+    # An admin revokes only their own tokens too: another user's is a 404, as for anyone.
+    assert root.delete(f"/v1/user/me/tokens/{token_id}").status_code == 404
+    assert [entry["id"] for entry in user.get("/v1/user/me/tokens").json()] == [token_id]
+
+
+def test_gaas_admin_manages_admins_and_groups_and_is_audited(team, root):
+    name, user = new_user(team, root)
+    group = f"cli-{name}"
+
+    def admin(*args):
+        done = team.admin(*args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    admin("create-user", f"d-{name}", "--directory", "--admin")
+    assert f"d-{name}\t" in admin("list-users") and "admin (directory)" in admin("list-users")
+    admin("create-group", group)
+    assert team.admin("create-group", group).returncode != 0
+    admin("add-member", group, name, "--role", "viewer")
+    admin("add-member", group, name, "--role", "owner")
+    assert f"{group}\t{name}:owner" in admin("list-groups")
+    assert user.get("/v1/group").json() == [{"name": group, "role": "owner"}]
+    assert team.admin("add-member", group, "nobody-at-all", "--role", "owner").returncode != 0
+    assert team.admin("add-member", group, name, "--role", "admin").returncode != 0
+    admin("remove-member", group, name)
+    admin("set-admin", f"d-{name}", "--off")
+    admin("delete-group", group)
+    assert user.get("/v1/group").json() == []
+    entries = [(entry["action"], entry["target"], entry["detail"]) for entry in audit(root, limit=50) if entry["actor"].startswith("gaas-admin:")]
+    for expected in [
+        ("user_created", f"d-{name}", "directory"), ("admin_set", f"d-{name}", "on"), ("group_created", group, ""),
+        ("member_set", f"{group}/{name}", "viewer -> owner"), ("member_removed", f"{group}/{name}", ""),
+        ("admin_set", f"d-{name}", "off"), ("group_deleted", group, ""),
+    ]:
+        assert expected in entries, expected
