@@ -28,14 +28,10 @@ def team(tmp_path_factory, backend, backends):
     )
     try:
         assert service.admin("set-admin", "root").returncode == 0
+        service.admin_api = service.api("root", "root-pw")
         yield service
     finally:
         service.close()
-
-
-@pytest.fixture(scope="module")
-def root(team):
-    return team.api("root", "root-pw")
 
 
 def new_user(team, root, admin=False):
@@ -57,7 +53,8 @@ def audit(root, **query):
 
 
 @pytest.mark.every_backend
-def test_access_tokens_work_as_bearer_and_as_password_until_revoked(team, root):
+def test_access_tokens_work_as_bearer_and_as_password_until_revoked(team):
+    root = team.admin_api
     name, user = new_user(team, root)
     _, other = new_user(team, root)
     made = user.post("/v1/user/me/tokens", json={"name": "ci", "expires_in_days": 30})
@@ -99,7 +96,8 @@ def test_access_tokens_work_as_bearer_and_as_password_until_revoked(team, root):
     assert Api(team.url).post("/v1/user/me/tokens", json={"name": "x"}).status_code == 401
 
 
-def test_an_access_token_expires(team, root):
+def test_an_access_token_expires(team):
+    root = team.admin_api
     _, user = new_user(team, root)
     made = user.post("/v1/user/me/tokens", json={"name": "short", "expires_in_days": 2 / 86400}).json()
     by_bearer = Api(team.url, made["token"])
@@ -111,7 +109,8 @@ def test_an_access_token_expires(team, root):
     assert time.time() >= datetime.fromisoformat(made["expires_at"]).timestamp() - 0.1
 
 
-def test_a_token_revoked_elsewhere_stops_within_5_s(team, root):
+def test_a_token_revoked_elsewhere_stops_within_5_s(team):
+    root = team.admin_api
     # Deleted behind the web process's back, as another web process or host would.
     name, user = new_user(team, root)
     secret = user.post("/v1/user/me/tokens", json={"name": "elsewhere"}).json()["token"]
@@ -126,7 +125,8 @@ def test_a_token_revoked_elsewhere_stops_within_5_s(team, root):
             time.sleep(0.05)
 
 
-def test_the_reference_client_signs_in_with_an_access_token(team, root, reference_client):
+def test_the_reference_client_signs_in_with_an_access_token(team, reference_client):
+    root = team.admin_api
     name, user = new_user(team, root)
     secret = user.post("/v1/user/me/tokens", json={"name": "HTTPDiscipline"}).json()["token"]
     (outputs,) = reference_client.run(
@@ -137,7 +137,8 @@ def test_the_reference_client_signs_in_with_an_access_token(team, root, referenc
 
 
 @pytest.mark.every_backend
-def test_admin_routes_are_for_admins_and_audited(team, root):
+def test_admin_routes_are_for_admins_and_audited(team):
+    root = team.admin_api
     name, user = new_user(team, root)
     anonymous = Api(team.url)
     routes = [
@@ -204,7 +205,8 @@ def test_admin_routes_are_for_admins_and_audited(team, root):
     assert root.get("/v1/admin/audit", params={"limit": 0}).status_code == 422
 
 
-def test_sign_ins_and_failures_are_audited(team, root):
+def test_sign_ins_and_failures_are_audited(team):
+    root = team.admin_api
     name, _ = new_user(team, root)
     assert sign_in(team, name, "wrong").status_code == 401
     assert sign_in(team, name, f"{name}-pw").status_code == 200
@@ -213,7 +215,8 @@ def test_sign_ins_and_failures_are_audited(team, root):
 
 
 @pytest.mark.every_backend
-def test_an_admin_reads_and_stops_any_work_as_its_owner_would(team, root):
+def test_an_admin_reads_and_stops_any_work_as_its_owner_would(team):
+    root = team.admin_api
     owner_name, owner = new_user(team, root)
     _, other = new_user(team, root)
     anonymous = Api(team.url)
@@ -265,7 +268,8 @@ def request_from(team, address, path, headers):
         conn.close()
 
 
-def test_the_proxy_user_header_is_believed_from_a_trusted_peer_only(team, root):
+def test_the_proxy_user_header_is_believed_from_a_trusted_peer_only(team):
+    root = team.admin_api
     name = f"sso-{time.monotonic_ns() % 10**8}"
     # Not trusted: ignored (and logged), even claiming a trusted address by X-Forwarded-For.
     for headers in ({PROXY_HEADER: name}, {PROXY_HEADER: name, "X-Forwarded-For": "127.0.0.1"}):
@@ -326,7 +330,8 @@ def test_retention_removes_old_audit_entries(tmp_store):
     assert tmp_store.list_audit() == ([], 0)
 
 
-def test_the_dashboard_manages_tokens_and_shows_admins_their_page(team, root, tmp_path_factory):
+def test_the_dashboard_manages_tokens_and_shows_admins_their_page(team, tmp_path_factory):
+    root = team.admin_api
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
 
@@ -451,7 +456,8 @@ def test_a_store_made_before_teams_is_migrated(kind, tmp_path, backends):
         service.close()
 
 
-def test_anonymous_callers_get_401_and_others_404_on_token_routes(team, root):
+def test_anonymous_callers_get_401_and_others_404_on_token_routes(team):
+    root = team.admin_api
     _, user = new_user(team, root)
     token_id = user.post("/v1/user/me/tokens", json={"name": "mine"}).json()["id"]
     anonymous = Api(team.url)
@@ -464,7 +470,8 @@ def test_anonymous_callers_get_401_and_others_404_on_token_routes(team, root):
     assert [entry["id"] for entry in user.get("/v1/user/me/tokens").json()] == [token_id]
 
 
-def test_gaas_admin_manages_admins_and_groups_and_is_audited(team, root):
+def test_gaas_admin_manages_admins_and_groups_and_is_audited(team):
+    root = team.admin_api
     name, user = new_user(team, root)
     group = f"cli-{name}"
 
