@@ -12,9 +12,9 @@ import ssl
 from typing import NamedTuple
 
 import settings
+from store import ROLES
 
 logger = logging.getLogger("gaas")
-ROLES = ("viewer", "member", "owner")
 
 
 class Identity(NamedTuple):

@@ -501,3 +501,30 @@ def test_gaas_admin_manages_admins_and_groups_and_is_audited(team):
         ("admin_set", f"d-{name}", "off"), ("group_deleted", group, ""),
     ]:
         assert expected in entries, expected
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"GEMSEO_HTTP_AUTH_HEADER": "X-Forwarded-User"}, "GEMSEO_HTTP_TRUSTED_PROXIES"),
+    ({"GEMSEO_HTTP_TRUSTED_PROXIES": "127.0.0.1, not-an-address"}, "GEMSEO_HTTP_TRUSTED_PROXIES"),
+])
+def test_single_sign_on_settings_are_checked_at_start(env, message):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import CODE
+
+    started = subprocess.run([sys.executable, "-c", "import settings"], cwd=CODE, env={**os.environ, **env},
+                             capture_output=True, text=True, timeout=60)
+    assert started.returncode != 0 and message in started.stderr
+
+
+def test_a_malformed_directory_group_map_stops_the_start(monkeypatch):
+    import auth
+    import settings
+
+    monkeypatch.setattr(settings, "LDAP_GROUPS", "mdo=mdo:admin")
+    with pytest.raises(SystemExit, match="GEMSEO_HTTP_LDAP_GROUPS"):
+        auth.check_group_map()
+    monkeypatch.setattr(settings, "LDAP_GROUPS", "mdo=mdo:owner")
+    auth.check_group_map()
