@@ -4,7 +4,6 @@ import argparse
 import getpass
 import math
 import os
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -23,8 +22,7 @@ import wire
 
 worker = None  # imported in main(), once the command is known
 
-# Letters, digits and . _ @ -: a name that prints, quotes and logs unambiguously.
-USER_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+USER_NAME = auth.USER_NAME
 BACKUP_FILES = ("gaas.db", "huey.db", "secret_key")
 
 
@@ -41,23 +39,40 @@ def read_password(args):
     return password
 
 
-def create_user(args):
-    if not USER_NAME.fullmatch(args.name):
-        raise SystemExit(
-            f"error: {args.name!r} is not a usable user name: 1 to 64 letters, digits or . _ @ -"
-        )
-    password = read_password(args)
+def audit(action, target, detail=""):
+    """Record a change made here in the audit log; the actor names the account that ran it."""
     try:
-        user_id = store.add_user(args.name, auth.hash_password(password))
+        account = getpass.getuser()
+    except (KeyError, OSError):  # a container's user with no name
+        account = str(os.getuid())
+    store.add_audit(f"gaas-admin:{account}", action, target, "", detail)
+
+
+def usable_name(name, what="user"):
+    if not USER_NAME.fullmatch(name):
+        raise SystemExit(f"error: {name!r} is not a usable {what} name: 1 to 64 letters, digits or . _ @ -")
+    return name
+
+
+def create_user(args):
+    usable_name(args.name)
+    hashed = auth.DIRECTORY_USER if args.directory else auth.hash_password(read_password(args))
+    try:
+        user_id = store.add_user(args.name, hashed)
     except store.NameTaken:
         raise SystemExit(f"error: user {args.name!r} exists") from None
-    print(f"created user {args.name!r} (id {user_id})")
+    audit("user_created", args.name, "directory" if args.directory else "password")
+    if args.admin:
+        store.set_admin(args.name, True)
+        audit("admin_set", args.name, "on")
+    print(f"created {'admin' if args.admin else 'user'} {args.name!r} (id {user_id})")
 
 
 def set_password(args):
     if store.user_by_name(args.name) is None:
         raise SystemExit(f"error: no user {args.name!r}")
     store.set_password(args.name, auth.hash_password(read_password(args)))
+    audit("password_set", args.name)
     print(f"password of {args.name!r} changed; the sessions it had are ended")
 
 
@@ -66,6 +81,7 @@ def delete_user(args):
     if user is None:
         raise SystemExit(f"error: no user {args.name!r}")
     removed = jobs.delete_user(user)
+    audit("user_deleted", args.name, f"{removed['jobs']} jobs, {removed['files']} files")
     print(
         f"deleted user {args.name!r} with {removed['jobs']} jobs, {removed['files']} uploaded files"
         f" and {removed['partial_uploads']} unfinished uploads; the sessions it had are ended"
@@ -74,7 +90,52 @@ def delete_user(args):
 
 def list_users(args):
     for row in store.list_users():
-        print(f"{row['id']}\t{row['username']}\t{wire.iso(row['created_at'])}")
+        kind = "admin" if row["is_admin"] else "user"
+        print(f"{row['id']}\t{row['username']}\t{wire.iso(row['created_at'])}\t{kind}{' (directory)' * bool(row['directory'])}")
+
+
+def set_admin(args):
+    if not store.set_admin(args.name, not args.off):
+        raise SystemExit(f"error: no user {args.name!r}")
+    audit("admin_set", args.name, "off" if args.off else "on")
+    print(f"{args.name!r} is {'no longer ' * args.off}an admin")
+
+
+def create_group(args):
+    try:
+        store.add_group(usable_name(args.name, "group"))
+    except store.NameTaken:
+        raise SystemExit(f"error: group {args.name!r} exists") from None
+    audit("group_created", args.name)
+    print(f"created group {args.name!r}")
+
+
+def delete_group(args):
+    if not store.delete_group(args.name):
+        raise SystemExit(f"error: no group {args.name!r}")
+    audit("group_deleted", args.name)
+    print(f"deleted group {args.name!r}")
+
+
+def add_member(args):
+    before = store.set_member(args.group, args.user, args.role)
+    if before is None:
+        raise SystemExit(f"error: no group {args.group!r} or no user {args.user!r}")
+    audit("member_set", f"{args.group}/{args.user}", f"{before or 'none'} -> {args.role}")
+    print(f"{args.user!r} is {args.role} of {args.group!r}")
+
+
+def remove_member(args):
+    if not store.remove_member(args.group, args.user):
+        raise SystemExit(f"error: {args.user!r} is not in group {args.group!r}")
+    audit("member_removed", f"{args.group}/{args.user}")
+    print(f"{args.user!r} left {args.group!r}")
+
+
+def list_groups(args):
+    for group in store.list_groups():
+        members = ", ".join(f"{row['username']}:{row['role']}" for row in store.group_members(group["name"]))
+        print(f"{group['name']}\t{members}")
 
 
 def purge(args):
@@ -84,7 +145,7 @@ def purge(args):
     verb = "would remove" if args.dry_run else "removed"
     print(
         f"{verb} {removed['jobs']} jobs, {removed['batches']} batches, {removed['files']} files,"
-        f" {removed['partial_uploads']} partial uploads"
+        f" {removed['partial_uploads']} partial uploads, {removed['audit']} audit entries"
     )
 
 
@@ -233,6 +294,7 @@ def copy_store(args):
     source = store_sqlite.SqliteStore(settings.USER_DATABASE_PATH)
     target = store_postgres.PostgresStore(url)
     refuse_if_running(source)
+    source.init()  # a store of an older gaas: the tables it lacks, empty
     queue = worker.make_huey(url, settings.REDIS_URL)
     target.init(queue.storage.ddl if not settings.REDIS_URL else ())
     refuse_if_running(target)
@@ -267,6 +329,26 @@ def main(argv=None):
         command.add_argument("name")
         command.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
         command.set_defaults(function=function)
+        if function is create_user:
+            command.add_argument("--admin", action="store_true", help="an administrator: reads all work, manages users and groups")
+            command.add_argument("--directory", action="store_true", help="no password here: signs in by the directory or a proxy")
+    command = commands.add_parser("set-admin", help="make a user an administrator (--off: no longer)")
+    command.add_argument("name")
+    command.add_argument("--off", action="store_true")
+    command.set_defaults(function=set_admin)
+    for name, function in (("create-group", create_group), ("delete-group", delete_group)):
+        commands.add_parser(name, help=name.replace("-", " ")).add_argument("name")
+        commands.choices[name].set_defaults(function=function)
+    command = commands.add_parser("add-member", help="add a user to a group, or change their role")
+    command.add_argument("group")
+    command.add_argument("user")
+    command.add_argument("--role", choices=store.ROLES, required=True)
+    command.set_defaults(function=add_member)
+    command = commands.add_parser("remove-member", help="take a user out of a group")
+    command.add_argument("group")
+    command.add_argument("user")
+    command.set_defaults(function=remove_member)
+    commands.add_parser("list-groups", help="list the groups and their members").set_defaults(function=list_groups)
     commands.add_parser("delete-user", help="delete a user with their jobs and files").add_argument("name")
     commands.add_parser("list-users", help="list the users")
     command = commands.add_parser("purge", help="remove ended jobs and unused uploads older than DAYS")

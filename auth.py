@@ -7,11 +7,13 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import time
 
 from starlette.concurrency import run_in_threadpool
 
+import directory
 import settings
 import store
 
@@ -55,6 +57,99 @@ def check_login(password, user):
     return check_password(password, user["password_hash"])
 
 
+DIRECTORY_USER = store.DIRECTORY_USER
+# Letters, digits and . _ @ -: a name that prints, quotes and logs unambiguously.
+USER_NAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+
+
+def sign_in(username, password):
+    """The user row that this password signs in, or None. Local users check their own password;
+    with a directory, any other name is checked by it, and its user created here at the first
+    sign-in (a local user's name is never taken over by a directory account)."""
+    user = store.user_by_name(username)
+    if not directory.configured() or (user is not None and user["password_hash"] != DIRECTORY_USER):
+        return user if check_login(password, user) else None
+    identity = directory.sign_in(username, password)
+    if identity is None:
+        return None
+    if identity.username != username:  # " Alice" typed for alice: the directory's name is the user
+        user = store.user_by_name(identity.username)
+        if user is not None and user["password_hash"] != DIRECTORY_USER:
+            return None
+    user = user or outside_user(identity.username)
+    if settings.LDAP_GROUPS:
+        managed = {group for group, _ in directory.parse_group_map(settings.LDAP_GROUPS).values()}
+        changed = store.set_directory_roles(user["id"], directory.group_roles(identity.groups), managed)
+        for group, (old, new) in changed.items():
+            store.add_audit("directory", "member_set" if new else "member_removed", f"{group}/{user['username']}", "", f"{old or 'none'} -> {new or 'none'}")
+    return user
+
+
+def check_group_map():
+    """Stop the start on a malformed GEMSEO_HTTP_LDAP_GROUPS, rather than fail every sign-in."""
+    try:
+        directory.parse_group_map(settings.LDAP_GROUPS)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
+
+
+def outside_user(username, actor="directory", address=""):
+    """The user row of a name that the directory or a trusted proxy (the actor) vouches for,
+    created at first sight with no password here."""
+    user = store.user_by_name(username)
+    if user is None:
+        try:
+            store.add_user(username, DIRECTORY_USER)
+            store.add_audit(actor, "user_created", username, address)
+        except store.NameTaken:  # signed in twice at once: the other request created it
+            pass
+        user = store.user_by_name(username)
+    return user
+
+
+# Personal access tokens: a prefix tells them from passwords and signed tokens at a glance (and
+# lets secret scanners find leaked ones).
+PAT_PREFIX = "gaas_pat_"
+# A token's last use is written at most this often, in seconds: not a write per request.
+TOKEN_USE_STEP = 60.0
+
+
+def new_access_token():
+    """A new personal access token: (secret, its hash); 256 random bits."""
+    secret = PAT_PREFIX + secrets.token_urlsafe(32)
+    return secret, token_hash(secret)
+
+
+def token_hash(secret):
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def live_access_token(hashed=None, token_id=None):
+    """The row of an unexpired personal access token found by hash or id, or None; its use recorded."""
+    row = store.access_token(hashed, token_id)
+    now = time.time()
+    if row is None or (row["expires_at"] is not None and row["expires_at"] <= now):
+        return None
+    if row["last_used_at"] is None or row["last_used_at"] < now - TOKEN_USE_STEP:
+        store.touch_access_token(row["id"], now)
+    return row
+
+
+def sign_in_with_token(username, secret):
+    """(user row, token row) when the secret is a live access token of that user, else None."""
+    row = live_access_token(token_hash(secret))
+    user = row and store.user_by_id(row["user_id"])
+    if not user or user["username"] != username:
+        return None
+    return user, row
+
+
+def may(user, row, action):
+    """Whether the user may `action` ("read", "cancel" or "delete") a job or batch row: its owner
+    and admins may do all (group roles join here when work is shared)."""
+    return row["user_id"] == user["id"] or bool(user["is_admin"])
+
+
 def secret_key():
     """Return the token key: the setting, or a random key created once under the root."""
     global _secret
@@ -95,19 +190,24 @@ def _b64(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
-def make_token(user, minutes=None):
+def make_token(user, minutes=None, access_token=None):
     """Return a signed token for a user row that expires after the configured minutes; it stays
-    valid while the user's token_version is unchanged."""
+    valid while the user's token_version is unchanged, or, made from a personal access token
+    row, while that token lives (never past its expiry)."""
     minutes = settings.ACCESS_TOKEN_EXPIRE_MINUTES if minutes is None else minutes
     claims = {"sub": str(user["id"]), "exp": int(time.time() + minutes * 60), "ver": user["token_version"]}
+    if access_token is not None:
+        claims["pat"] = access_token["id"]
+        if access_token["expires_at"] is not None:
+            claims["exp"] = min(claims["exp"], int(access_token["expires_at"]))
     signed = _HEADER + b"." + _b64(json.dumps(claims, separators=(",", ":")).encode())
     signature = hmac.new(secret_key(), signed, hashlib.sha256).digest()
     return (signed + b"." + _b64(signature)).decode()
 
 
 def token_claims(token, expired_too=False):
-    """Return (user id, expiry time, token version) of a valid, unexpired token (or an expired
-    one with expired_too), or None."""
+    """Return (user id, expiry time, token version, access token id or None) of a valid,
+    unexpired token (or an expired one with expired_too), or None."""
     try:
         signed, _, signature = token.encode("ascii").rpartition(b".")
         expected = _b64(hmac.new(secret_key(), signed, hashlib.sha256).digest())
@@ -117,7 +217,8 @@ def token_claims(token, expired_too=False):
         claims = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
         if claims["exp"] < time.time() and not expired_too:
             return None
-        return int(claims["sub"]), claims["exp"], int(claims.get("ver", 0))
+        pat = claims.get("pat")
+        return int(claims["sub"]), claims["exp"], int(claims.get("ver", 0)), None if pat is None else int(pat)
     except (ValueError, KeyError, IndexError, TypeError, UnicodeError):
         return None
 

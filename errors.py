@@ -27,11 +27,17 @@ def no_warm_process(wait):
 
 def unavailable(error):
     """The backend that a driver's error says is out of reach ("the store (PostgreSQL)", "the
-    queue (Redis)"), or None. Only drivers already loaded are looked at: none is imported here."""
+    queue (Redis)", "the directory (LDAP)"), or None. Only drivers already loaded are looked at:
+    none is imported here."""
     psycopg = sys.modules.get("psycopg")
     if psycopg is not None and isinstance(error, psycopg.OperationalError):
         return "the store (PostgreSQL)"
     redis = sys.modules.get("redis")
     if redis is not None and isinstance(error, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return "the queue (Redis)"
+    ldap3 = sys.modules.get("ldap3")
+    # A user's refused bind never gets here (directory.sign_in answers None): what does is the
+    # directory out of reach, its TLS refused or the service account refused, none the user's fault.
+    if ldap3 is not None and isinstance(error, ldap3.core.exceptions.LDAPException):
+        return "the directory (LDAP)"
     return None

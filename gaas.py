@@ -34,6 +34,7 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import auth
 import contract
@@ -56,6 +57,8 @@ USER_CACHE_SECONDS = 5.0
 MAX_INTEGER = openapi.MAX_INTEGER
 # The sign-in form is two short fields: a bigger body is refused before it is parsed.
 TOKEN_BODY_LIMIT = 64 * 1024
+# Lifetime of a personal access token whose request gives none, in days.
+DEFAULT_TOKEN_DAYS = 90
 # Memory a discipline's constructor may take in a warm process when jobs have no limit, in MiB.
 DESCRIBE_MEMORY_MB = 2048
 
@@ -71,10 +74,21 @@ EXPIRED = "The token has expired; sign in again at /token."
 
 
 async def current_user(request):
-    """Return the caller's user row from the bearer token, or raise 401."""
+    """Return the caller's user row, from a trusted proxy's header, a personal access token or a
+    signed bearer token; or raise 401."""
     state = request.app.state
+    if settings.AUTH_HEADER and settings.AUTH_HEADER in request.headers:
+        user = await proxy_user(request)
+        if user is not None:
+            return user
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.startswith(auth.PAT_PREFIX):
+        access = await access_token(state, auth.token_hash(token), None)
+        user = access and await cached_user(state, access["user_id"])
+        if not user:
+            raise unauthenticated("The access token is unknown, revoked or expired.")
+        return user
     claims = None
     if scheme.lower() == "bearer":
         # Tokens already checked skip the HMAC and the decoding; their expiry is still checked.
@@ -91,37 +105,113 @@ async def current_user(request):
         raise unauthenticated(EXPIRED if expired else "Not authenticated.")
     if claims[1] < time.time():
         raise unauthenticated(EXPIRED)
-    user_id, _, version = claims
+    user_id, _, version, pat = claims
+    user = await cached_user(state, user_id)
+    if user is None or user["token_version"] != version:
+        raise unauthenticated()
+    if pat is not None:  # signed in with an access token: it ends with that token
+        access = await access_token(state, None, pat)
+        if access is None or access["user_id"] != user_id:
+            raise unauthenticated("The access token this session came from is revoked or expired.")
+    return user
+
+
+async def cached_user(state, user_id):
+    """The user row of that id, or None; read again after USER_CACHE_SECONDS, so that a deleted
+    user's or a changed password's tokens stop working within them."""
     cached = state.users.get(user_id)
     if cached is None or cached[1] < time.monotonic():
-        # A short cache: a deleted user's or a changed password's tokens stop working within
-        # USER_CACHE_SECONDS.
         row = await run_in_threadpool(store.user_by_id, user_id)
         cached = (row, time.monotonic() + USER_CACHE_SECONDS)
         state.users[user_id] = cached
-    if cached[0] is None or cached[0]["token_version"] != version:
-        raise unauthenticated()
     return cached[0]
+
+
+async def access_token(state, hashed, token_id):
+    """The live personal access token row of that hash or id, or None. Remembered for
+    USER_CACHE_SECONDS (a use then costs a dict look-up), so a revoked one stops on every web
+    process within them; expiry is checked at each use."""
+    key = hashed or token_id
+    cached = state.access_tokens.get(key)
+    if cached is None or cached[1] < time.monotonic():
+        row = await run_in_threadpool(auth.live_access_token, hashed, token_id)
+        if len(state.access_tokens) >= 10_000:
+            state.access_tokens.clear()
+        cached = state.access_tokens[key] = (row, time.monotonic() + USER_CACHE_SECONDS)
+    row = cached[0]
+    if row is not None and row["expires_at"] is not None and row["expires_at"] <= time.time():
+        return None
+    return row
+
+
+async def proxy_user(request):
+    """The user that a trusted proxy names in GEMSEO_HTTP_AUTH_HEADER (created at first sight), or
+    None when the request's own peer is not a trusted proxy: the header is then ignored."""
+    peer = (request.scope.get("gaas.peer") or ("", 0))[0]
+    if not trusted_proxy(peer):
+        logger.warning("header %s from %s, not a trusted proxy (GEMSEO_HTTP_TRUSTED_PROXIES): ignored", settings.AUTH_HEADER, peer)
+        return None
+    name = request.headers[settings.AUTH_HEADER].strip()
+    if not auth.USER_NAME.fullmatch(name):
+        raise unauthenticated(f"The proxy's {settings.AUTH_HEADER} is not a usable user name.")
+    state = request.app.state
+    cached = state.proxy_users.get(name)
+    if cached is None or cached[1] < time.monotonic():
+        row = await run_in_threadpool(auth.outside_user, name, "proxy", client_address(request))
+        cached = state.proxy_users[name] = (row, time.monotonic() + USER_CACHE_SECONDS)
+    return cached[0]
+
+
+def trusted_proxy(address):
+    try:
+        address = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(address in network for network in settings.TRUSTED_PROXIES)
+
+
+class RealPeer:
+    """ASGI middleware, outermost: keeps the connection's own peer address in the scope before
+    X-Forwarded-For replaces the client (uvicorn's proxy-headers middleware, inside this one):
+    whether a proxy's user header is believed depends on who sent it, not on what it claims."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            scope["gaas.peer"] = scope.get("client")
+        await self.app(scope, receive, send)
+
+
+def client_address(request):
+    return request.client.host if request.client else ""
+
+
+async def audit(request, actor, action, target="", detail=""):
+    """Record an entry of the audit log, with the client's address."""
+    await run_in_threadpool(store.add_audit, actor, action, str(target), client_address(request), detail)
 
 
 async def token(request):
     fields = contract.form(request, await request.form())
     username, password = fields["username"], fields["password"]
     sign_in = request.app.state.sign_in
-    key = (request.client.host if request.client else "", username)
+    key = (client_address(request), username)
     wait = math.ceil(await sign_in.reserve(key))
     if wait:
         raise HTTPException(429, f"Too many sign-ins; try again in {wait} s.", {"Retry-After": str(wait)})
-
-    def check():
-        user = store.user_by_name(username)
-        return user if auth.check_login(password, user) else None
-
-    user = await sign_in.check(key, check)
+    access = None
+    if password.startswith(auth.PAT_PREFIX):  # a personal access token as the password
+        user, access = await sign_in.check(key, lambda: auth.sign_in_with_token(username, password)) or (None, None)
+    else:
+        user = await sign_in.check(key, lambda: auth.sign_in(username, password))
     if user is None:
+        await audit(request, username[:64], "sign_in_failed")
         raise HTTPException(401, "Incorrect username or password.", {"WWW-Authenticate": "Bearer"})
     await sign_in.succeeded(key)
-    return JSONResponse({"access_token": auth.make_token(user), "token_type": "bearer"})
+    await audit(request, user["username"], "sign_in", detail=f"access token {access['id']}" if access else "")
+    return JSONResponse({"access_token": auth.make_token(user, access_token=access), "token_type": "bearer"})
 
 
 async def user_me(request):
@@ -470,11 +560,17 @@ def batch_entry(row, progress=None):
     }
 
 
-async def owned_batch(request, user):
-    row = await run_in_threadpool(store.get_batch, path_id(request, "batch_id", "Batch"), user["id"])
-    if row is None:
+async def owned_batch(request, user, action="read"):
+    row = await run_in_threadpool(store.get_batch, path_id(request, "batch_id", "Batch"))
+    if row is None or not auth.may(user, row, action):
         raise HTTPException(404, "Batch not found.")
     return row
+
+
+async def audit_others(request, user, row, action, what):
+    """Audit a cancel or a delete of another user's job or batch (an admin's)."""
+    if row["user_id"] != user["id"]:
+        await audit(request, user["username"], action, f"{what} {row['id']}", f"of user {row['user_id']}")
 
 
 async def list_batches(request):
@@ -494,10 +590,11 @@ async def list_batches(request):
 async def batch(request):
     """GET a batch (with long polling) or DELETE it with its points."""
     user = await current_user(request)
-    row = await owned_batch(request, user)
+    row = await owned_batch(request, user, "delete" if request.method == "DELETE" else "read")
     if request.method == "DELETE":
         await stop_batch(request.app.state, row["id"])
         await run_in_threadpool(jobs.delete_batch, row["id"])
+        await audit_others(request, user, row, "batch_deleted", "batch")
         return Response(status_code=204)
     query = contract.query(request)
     long_polling, timeout = query["long_polling"], query["long_polling_timeout"]
@@ -510,8 +607,9 @@ async def batch(request):
 
 async def cancel_batch(request):
     user = await current_user(request)
-    row = await owned_batch(request, user)
+    row = await owned_batch(request, user, "cancel")
     await stop_batch(request.app.state, row["id"])
+    await audit_others(request, user, row, "batch_cancelled", "batch")
     return JSONResponse(await run_in_threadpool(batch_entry, row))
 
 
@@ -551,9 +649,11 @@ def path_id(request, key, what):
     return value
 
 
-async def owned_job(request, user):
-    row = await run_in_threadpool(store.get_job, path_id(request, "job_id", "Job"), user["id"])
-    if row is None:
+async def owned_job(request, user, action="read"):
+    """The job of the path if the user may `action` it (auth.may), else 404: not telling whether
+    it exists."""
+    row = await run_in_threadpool(store.get_job, path_id(request, "job_id", "Job"))
+    if row is None or not auth.may(user, row, action):
         raise HTTPException(404, "Job not found.")
     return row
 
@@ -561,11 +661,12 @@ async def owned_job(request, user):
 async def job(request):
     """GET a job (with long polling) or DELETE it: one route, so 405 names both methods."""
     user = await current_user(request)
-    row = await owned_job(request, user)
+    row = await owned_job(request, user, "delete" if request.method == "DELETE" else "read")
     if request.method == "DELETE":
         await stop_job(request.app.state, row["id"])
         await run_in_threadpool(jobs.delete, row)
         logger.info("job %s deleted by user %s", row["id"], user["id"])
+        await audit_others(request, user, row, "job_deleted", "job")
         return Response(status_code=204)
     # Checked even without long polling: the gemseo-http client always sends its timeout.
     query = contract.query(request)
@@ -618,8 +719,9 @@ async def job_log(request):
 
 async def cancel_job(request):
     user = await current_user(request)
-    row = await owned_job(request, user)
+    row = await owned_job(request, user, "cancel")
     await stop_job(request.app.state, row["id"], refuse_ended=True)
+    await audit_others(request, user, row, "job_cancelled", "job")
     row = await owned_job(request, user)
     return Response(wire.job_json(row), media_type="application/json")
 
@@ -642,6 +744,175 @@ async def upload(request):
     if results is None:
         return JSONResponse({"next_chunk": chunk + 1, "total_chunks": total})
     return JSONResponse(results)
+
+
+# Teams: personal access tokens, groups, admin routes (API.md Part 6)
+
+
+def access_token_entry(row):
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "created_at": wire.iso(row["created_at"]),
+        "expires_at": wire.iso(row["expires_at"]),
+        "last_used_at": wire.iso(row["last_used_at"]),
+    }
+
+
+async def user_tokens(request):
+    """GET the caller's personal access tokens (never their secrets), or POST a new one: its
+    secret is in this answer only."""
+    user = await current_user(request)
+    if request.method == "GET":
+        rows = await run_in_threadpool(store.list_access_tokens, user["id"])
+        return JSONResponse([access_token_entry(row) for row in rows])
+    body = contract.body(request, await json_body(request))
+    secret, hashed = auth.new_access_token()
+    expires_at = time.time() + body.get("expires_in_days", DEFAULT_TOKEN_DAYS) * 86400
+    row = await run_in_threadpool(store.add_access_token, user["id"], body["name"], hashed, expires_at)
+    await audit(request, user["username"], "token_created", f"access token {row['id']}", body["name"])
+    return JSONResponse({**access_token_entry(row), "token": secret}, status_code=201)
+
+
+async def user_token(request):
+    """DELETE one of the caller's access tokens: it stops at once here, within
+    USER_CACHE_SECONDS on every other web process."""
+    user = await current_user(request)
+    row = await run_in_threadpool(store.delete_access_token, user["id"], path_id(request, "token_id", "Access token"))
+    if row is None:
+        raise HTTPException(404, "Access token not found.")
+    request.app.state.access_tokens.pop(row["token_hash"], None)
+    request.app.state.access_tokens.pop(row["id"], None)
+    await audit(request, user["username"], "token_revoked", f"access token {row['id']}", row["name"])
+    return Response(status_code=204)
+
+
+async def my_groups(request):
+    user = await current_user(request)
+    rows = await run_in_threadpool(store.user_groups, user["id"])
+    return JSONResponse([{"name": row["name"], "role": row["role"]} for row in rows])
+
+
+async def admin_user(request):
+    """The caller if an admin: 401 anonymous, 403 for everyone else."""
+    user = await current_user(request)
+    if not user["is_admin"]:
+        raise HTTPException(403, "Only administrators may use this route.")
+    return user
+
+
+def user_entry(row):
+    return {
+        "id": row["id"],
+        "username": row["username"],
+        "is_admin": bool(row["is_admin"]),
+        "directory": bool(row["directory"]),
+        "created_at": wire.iso(row["created_at"]),
+    }
+
+
+async def admin_users(request):
+    """GET every user; POST creates a user (with a password, or for the directory when none is
+    given) or changes one's password or admin flag; DELETE ?username= removes one with their work."""
+    admin = await admin_user(request)
+    if request.method == "GET":
+        return JSONResponse([user_entry(row) for row in await run_in_threadpool(store.list_users)])
+    if request.method == "DELETE":
+        name = contract.query(request)["username"]
+        user = await run_in_threadpool(store.user_by_name, name)
+        if user is None:
+            raise HTTPException(404, "User not found.")
+        if user["id"] == admin["id"]:
+            raise HTTPException(409, "An administrator cannot delete their own account.")
+        removed = await run_in_threadpool(jobs.delete_user, user)
+        await audit(request, admin["username"], "user_deleted", name, f"{removed['jobs']} jobs, {removed['files']} files")
+        return Response(status_code=204)
+    body = contract.body(request, await json_body(request))
+    name, password = body["username"], body.get("password")
+    hashed = await run_in_threadpool(auth.hash_password, password) if password else None
+
+    def write():
+        before, created = store.user_by_name(name), False
+        if before is None:
+            try:
+                store.add_user(name, hashed or auth.DIRECTORY_USER)
+                created = True
+            except store.NameTaken:  # made meanwhile: changed below like any other
+                before = store.user_by_name(name)
+        if hashed and not created:
+            store.set_password(name, hashed)
+        if "is_admin" in body:
+            store.set_admin(name, body["is_admin"])
+        was_admin = bool(before and before["is_admin"])
+        return created, was_admin, next(row for row in store.list_users() if row["username"] == name)
+
+    created, was_admin, row = await run_in_threadpool(write)
+    if created:
+        await audit(request, admin["username"], "user_created", name, "password" if hashed else "directory")
+    elif hashed:
+        await audit(request, admin["username"], "password_set", name)
+    if bool(row["is_admin"]) != was_admin:
+        await audit(request, admin["username"], "admin_set", name, "on" if row["is_admin"] else "off")
+    return JSONResponse(user_entry(row), status_code=201 if created else 200)
+
+
+async def admin_groups(request):
+    """GET every group with its number of members; POST {"name"} creates one; DELETE ?name=
+    removes one with its memberships."""
+    admin = await admin_user(request)
+    if request.method == "GET":
+        rows = await run_in_threadpool(store.list_groups)
+        return JSONResponse([{"name": row["name"], "members": row["members"], "created_at": wire.iso(row["created_at"])} for row in rows])
+    if request.method == "DELETE":
+        name = contract.query(request)["name"]
+        if not await run_in_threadpool(store.delete_group, name):
+            raise HTTPException(404, "Group not found.")
+        await audit(request, admin["username"], "group_deleted", name)
+        return Response(status_code=204)
+    name = contract.body(request, await json_body(request))["name"]
+    try:
+        await run_in_threadpool(store.add_group, name)
+    except store.NameTaken:
+        raise HTTPException(409, f"A group named {name!r} exists.") from None
+    await audit(request, admin["username"], "group_created", name)
+    return JSONResponse({"name": name, "members": 0}, status_code=201)
+
+
+async def admin_members(request):
+    """GET a group's members and roles; POST {"username", "role"} adds one or changes the role;
+    DELETE ?username= takes one out."""
+    admin = await admin_user(request)
+    group = request.path_params["name"]
+    if request.method == "GET":
+        rows = await run_in_threadpool(store.group_members, group)
+        if rows is None:
+            raise HTTPException(404, "Group not found.")
+        return JSONResponse([{"username": row["username"], "role": row["role"]} for row in rows])
+    if request.method == "DELETE":
+        name = contract.query(request)["username"]
+        if not await run_in_threadpool(store.remove_member, group, name):
+            raise HTTPException(404, "No such member of that group.")
+        await audit(request, admin["username"], "member_removed", f"{group}/{name}")
+        return Response(status_code=204)
+    body = contract.body(request, await json_body(request))
+    before = await run_in_threadpool(store.set_member, group, body["username"], body["role"])
+    if before is None:
+        raise HTTPException(404, "No such group or user.")
+    await audit(request, admin["username"], "member_set", f"{group}/{body['username']}", f"{before or 'none'} -> {body['role']}")
+    return JSONResponse({"username": body["username"], "role": body["role"]})
+
+
+async def admin_audit(request):
+    await admin_user(request)
+    query = contract.query(request)
+    rows, total = await run_in_threadpool(
+        store.list_audit, query["limit"], query["offset"], query["action"] or None, query["actor"] or None
+    )
+    entries = [
+        {"id": row["id"], "time": wire.iso(row["at"]), **{key: row[key] for key in ("actor", "action", "target", "address", "detail")}}
+        for row in rows
+    ]
+    return JSONResponse(entries, headers={"X-Total-Count": str(total)})
 
 
 # Health
@@ -871,6 +1142,7 @@ def init_state(state):
     state.watcher = Watcher()
     state.catalogue = state.algorithms = state.openapi = None
     state.descriptions, state.classes, state.users, state.tokens = OrderedDict(), {}, {}, {}
+    state.access_tokens, state.proxy_users = {}, {}
     state.counter = metrics.RequestCounter({route.endpoint: route.path for route in routes if isinstance(route, Route)})
     return state
 
@@ -881,6 +1153,7 @@ async def lifespan(app):
     await run_in_threadpool(worker.init)
     store.start_checkpoints()
     auth.secret_key()
+    auth.check_group_map()
     state = init_state(app.state)
     state.pool = pool.Pool(settings.SYNC_PROCESSES, "web", OWNER_ID)
     state.pool.start()
@@ -927,6 +1200,14 @@ routes = [
     Route("/v1/batch/{batch_id}/results", batch_results, methods=["GET"]),
     Route("/v1/file", list_files, methods=["GET"]),
     Route("/v1/file/upload", upload, methods=["POST"]),
+    # Teams
+    Route("/v1/user/me/tokens", user_tokens, methods=["GET", "POST"]),
+    Route("/v1/user/me/tokens/{token_id}", user_token, methods=["DELETE"]),
+    Route("/v1/group", my_groups, methods=["GET"]),
+    Route("/v1/admin/users", admin_users, methods=["GET", "POST", "DELETE"]),
+    Route("/v1/admin/groups", admin_groups, methods=["GET", "POST", "DELETE"]),
+    Route("/v1/admin/groups/{name}/members", admin_members, methods=["GET", "POST", "DELETE"]),
+    Route("/v1/admin/audit", admin_audit, methods=["GET"]),
 ]
 # Pages, not API operations: left out of the OpenAPI document.
 UNDOCUMENTED = ("/", "/openapi.json", "/docs")
@@ -938,6 +1219,9 @@ app = Starlette(
     exception_handlers=exception_handlers,
     lifespan=lifespan,
     middleware=[
+        Middleware(RealPeer),
+        # Here rather than in uvicorn (bin/run_server.sh: --no-proxy-headers): RealPeer first.
+        Middleware(ProxyHeadersMiddleware, trusted_hosts=settings.FORWARDED_ALLOW_IPS),
         Middleware(metrics.CountRequests),
         Middleware(ServerErrors),
         Middleware(BodyLimit, limits={"/token": TOKEN_BODY_LIMIT}),

@@ -583,12 +583,159 @@ OPERATIONS = {
 }
 
 
+# Teams (API.md Part 6): access tokens, groups, admin routes.
+ACCOUNT_NAME = {"type": "string", "pattern": "^[A-Za-z0-9._@-]{1,64}$", "description": "1 to 64 letters, digits or . _ @ -"}
+ROLE = {"type": "string", "enum": list(store.ROLES)}
+TIME = {"type": "string", "format": "date-time", "nullable": True}
+SCHEMAS.update({
+    "AccessTokenInput": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name"],
+        "properties": {
+            "name": {**PLAIN_TEXT, "minLength": 1, "maxLength": 100},
+            "expires_in_days": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 3650, "default": 90},
+        },
+    },
+    "AccessToken": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "created_at": TIME,
+            "expires_at": TIME,
+            "last_used_at": {**TIME, "description": "Recorded at most once a minute."},
+            "token": {"type": "string", "description": "gaas_pat_...: in the answer of its creation only."},
+        },
+    },
+    "Group": {"type": "object", "properties": {"name": {"type": "string"}, "role": ROLE}},
+    "AdminUserInput": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["username"],
+        "properties": {
+            "username": ACCOUNT_NAME,
+            "password": {"type": "string", "minLength": 1, "description": "None: the user signs in by the directory or a proxy."},
+            "is_admin": {"type": "boolean"},
+        },
+    },
+    "AdminUser": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "username": {"type": "string"},
+            "is_admin": {"type": "boolean"},
+            "directory": {"type": "boolean", "description": "No password here: signs in by the directory or a proxy."},
+            "created_at": TIME,
+        },
+    },
+    "GroupInput": {"type": "object", "additionalProperties": False, "required": ["name"], "properties": {"name": ACCOUNT_NAME}},
+    "GroupEntry": {"type": "object", "properties": {"name": {"type": "string"}, "members": {"type": "integer"}, "created_at": TIME}},
+    "Member": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["username", "role"],
+        "properties": {"username": ACCOUNT_NAME, "role": ROLE},
+    },
+    "AuditEntry": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "time": TIME,
+            **{key: {"type": "string"} for key in ("actor", "action", "target", "address", "detail")},
+        },
+    },
+})
+ADMIN_ERRORS = {**errors(401, 422), "403": answer("The caller is not an administrator.", ERROR)}
+GROUP = path_parameter("name", ACCOUNT_NAME)
+
+
+def listing(description, name):
+    return {"200": answer(description, {"type": "array", "items": ref(name)}), **ADMIN_ERRORS}
+
+
+OPERATIONS.update({
+    ("GET", "/v1/user/me/tokens"): {
+        "summary": "The caller's personal access tokens, without their secrets.",
+        "responses": {"200": answer("Tokens.", {"type": "array", "items": ref("AccessToken")}), **errors(401)},
+    },
+    ("POST", "/v1/user/me/tokens"): {
+        "summary": "A new personal access token: a bearer token, and a password for POST /token. Its secret is shown once.",
+        "requestBody": {"required": True, **json_body(ref("AccessTokenInput"))},
+        "responses": {"201": answer("The token, with its secret.", ref("AccessToken")), **errors(400, 401, 422)},
+    },
+    ("DELETE", "/v1/user/me/tokens/{token_id}"): {
+        "summary": "Revoke one of the caller's access tokens (on every web process within 5 s).",
+        "parameters": [path_parameter("token_id", ID)],
+        "responses": {"204": answer("Revoked."), **errors(401, 404)},
+    },
+    ("GET", "/v1/group"): {
+        "summary": "The caller's groups and roles.",
+        "responses": {"200": answer("Groups.", {"type": "array", "items": ref("Group")}), **errors(401)},
+    },
+    ("GET", "/v1/admin/users"): {"summary": "Every user (admins only).", "responses": listing("Users.", "AdminUser")},
+    ("POST", "/v1/admin/users"): {
+        "summary": "Create a user (with a password, or for the directory), or change one's password or admin flag.",
+        "requestBody": {"required": True, **json_body(ref("AdminUserInput"))},
+        "responses": {"200": answer("Changed.", ref("AdminUser")), "201": answer("Created.", ref("AdminUser")), **errors(400), **ADMIN_ERRORS},
+    },
+    ("DELETE", "/v1/admin/users"): {
+        "summary": "Delete a user with their jobs, batches and files.",
+        "parameters": [query("username", ACCOUNT_NAME, "The user.", True)],
+        "responses": {"204": answer("Deleted."), **errors(404, 409), **ADMIN_ERRORS},
+    },
+    ("GET", "/v1/admin/groups"): {"summary": "Every group with its number of members.", "responses": listing("Groups.", "GroupEntry")},
+    ("POST", "/v1/admin/groups"): {
+        "summary": "Create a group.",
+        "requestBody": {"required": True, **json_body(ref("GroupInput"))},
+        "responses": {"201": answer("Created.", ref("GroupEntry")), **errors(400, 409), **ADMIN_ERRORS},
+    },
+    ("DELETE", "/v1/admin/groups"): {
+        "summary": "Delete a group and its memberships.",
+        "parameters": [query("name", ACCOUNT_NAME, "The group.", True)],
+        "responses": {"204": answer("Deleted."), **errors(404), **ADMIN_ERRORS},
+    },
+    ("GET", "/v1/admin/groups/{name}/members"): {
+        "summary": "A group's members and their roles.",
+        "parameters": [GROUP],
+        "responses": {**listing("Members.", "Member"), **errors(404)},
+    },
+    ("POST", "/v1/admin/groups/{name}/members"): {
+        "summary": "Add a member to a group, or change their role.",
+        "parameters": [GROUP],
+        "requestBody": {"required": True, **json_body(ref("Member"))},
+        "responses": {"200": answer("The membership.", ref("Member")), **errors(400, 404), **ADMIN_ERRORS},
+    },
+    ("DELETE", "/v1/admin/groups/{name}/members"): {
+        "summary": "Take a member out of a group.",
+        "parameters": [GROUP, query("username", ACCOUNT_NAME, "The member.", True)],
+        "responses": {"204": answer("Removed."), **errors(404), **ADMIN_ERRORS},
+    },
+    ("GET", "/v1/admin/audit"): {
+        "summary": "The audit log, newest first: sign-ins, tokens, user and group changes, others' work cancelled or deleted.",
+        "parameters": [
+            query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}, "Page size."),
+            query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER, "default": 0}, "Entries to skip."),
+            query("action", PLAIN_TEXT, "Only this action, e.g. sign_in_failed."),
+            query("actor", PLAIN_TEXT, "Only this actor (a user name, or directory or proxy)."),
+        ],
+        "responses": {
+            "200": {
+                **answer("A page of entries.", {"type": "array", "items": ref("AuditEntry")}),
+                "headers": {"X-Total-Count": {"schema": {"type": "integer"}, "description": "Entries matching the filter."}},
+            },
+            **ADMIN_ERRORS,
+        },
+    },
+})
+
 TAGS = [
     {"name": "auth", "description": "Sign in and who you are."},
     {"name": "disciplines", "description": "The catalogue, descriptions and runs of disciplines."},
     {"name": "jobs", "description": "Your jobs: status, results, log, files, cancel, delete."},
     {"name": "files", "description": "Files uploaded for jobs."},
     {"name": "batches", "description": "Many points of one discipline in one request."},
+    {"name": "teams", "description": "Groups, and the administrators' routes."},
     {"name": "service", "description": "Health and metrics, without a token."},
 ]
 TAG_OF_PATH = (
@@ -599,6 +746,8 @@ TAG_OF_PATH = (
     ("/v1/job", "jobs"),
     ("/v1/file", "files"),
     ("/v1/batch", "batches"),
+    ("/v1/group", "teams"),
+    ("/v1/admin", "teams"),
     ("/", "service"),
 )
 

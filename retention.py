@@ -14,7 +14,7 @@ logger = logging.getLogger("gaas")
 def purge(older_than_days, now=None, dry_run=False):
     """Remove ended jobs older than the cutoff with their directories, the batches whose points
     are all among them, then the uploads that no remaining job uses and that are older than the
-    cutoff, and stale partial uploads.
+    cutoff, stale partial uploads, and the audit log's entries older than the cutoff.
 
     Return the counts removed (or that would be, with dry_run).
     """
@@ -27,6 +27,7 @@ def purge(older_than_days, now=None, dry_run=False):
     unused = [(file_id, unique) for file_id, unique in store.old_files(cutoff) if unique not in used]
     partial = store.stale_uploads(cutoff)
     counts = {"jobs": len(old), "batches": len(batches), "files": len(unused), "partial_uploads": len(partial)}
+    counts["audit"] = store.purge_audit(cutoff, dry_run)
     if dry_run:
         return counts
     jobs.delete_ended(old, batches)
@@ -38,7 +39,8 @@ def purge(older_than_days, now=None, dry_run=False):
         files.remove_stored(partial_names=[name])
     if any(counts.values()):
         logger.info(
-            "retention: removed %(jobs)s jobs, %(batches)s batches, %(files)s files, %(partial_uploads)s partial uploads",
+            "retention: removed %(jobs)s jobs, %(batches)s batches, %(files)s files, %(partial_uploads)s partial uploads,"
+            " %(audit)s audit entries",
             counts,
         )
     return counts

@@ -136,6 +136,54 @@ REUSE_DISCIPLINES = _flag("GEMSEO_HTTP_REUSE_DISCIPLINES", "1")
 # Ended jobs older than this many days are removed with their directories (0: keep forever).
 JOB_RETENTION_DAYS = _number("GEMSEO_HTTP_JOB_RETENTION_DAYS", 0.0, float)
 
+# Directory sign-in (LDAP or Active Directory; ldap3 is imported only when the URL is set): a
+# user with no password here signs in by a bind to the directory, and is created here at the
+# first sign-in. TLS by an ldaps:// URL or START_TLS, certificates always checked (CA_FILE for a
+# private CA).
+LDAP_URL = _url("GEMSEO_HTTP_LDAP_URL", ("ldap", "ldaps"))
+# The user's DN, {username} replaced (escaped), e.g. uid={username},ou=people,dc=example,dc=org;
+# or, left empty, a search bind (Active Directory): the service account finds the user's DN
+# under SEARCH_BASE with USER_FILTER, e.g. (sAMAccountName={username}).
+LDAP_USER_DN = _text("GEMSEO_HTTP_LDAP_USER_DN")
+LDAP_BIND_DN = _text("GEMSEO_HTTP_LDAP_BIND_DN")
+LDAP_BIND_PASSWORD = _text("GEMSEO_HTTP_LDAP_BIND_PASSWORD")
+LDAP_SEARCH_BASE = _text("GEMSEO_HTTP_LDAP_SEARCH_BASE")
+LDAP_USER_FILTER = _text("GEMSEO_HTTP_LDAP_USER_FILTER", "(uid={username})")
+LDAP_START_TLS = _flag("GEMSEO_HTTP_LDAP_START_TLS", "0")
+LDAP_CA_FILE = _text("GEMSEO_HTTP_LDAP_CA_FILE")
+# Seconds to connect and to wait for each answer: a directory that does not answer is a 503.
+LDAP_TIMEOUT = _number("GEMSEO_HTTP_LDAP_TIMEOUT", 5.0, float)
+# The groups a user is in: looked for under GROUP_SEARCH_BASE (default SEARCH_BASE) with
+# GROUP_FILTER ({dn} and {username} replaced, escaped); GROUPS maps them to gaas groups and
+# roles: "cn=mdo,ou=groups,dc=example,dc=org=mdo:member;leads=mdo:owner" (a group's DN or cn).
+LDAP_GROUP_SEARCH_BASE = _text("GEMSEO_HTTP_LDAP_GROUP_SEARCH_BASE", LDAP_SEARCH_BASE)
+LDAP_GROUP_FILTER = _text("GEMSEO_HTTP_LDAP_GROUP_FILTER", "(|(member={dn})(uniqueMember={dn})(memberUid={username}))")
+LDAP_GROUPS = _text("GEMSEO_HTTP_LDAP_GROUPS")
+if LDAP_URL and "{username}" not in (LDAP_USER_DN or (LDAP_SEARCH_BASE and LDAP_USER_FILTER)):
+    raise SystemExit(
+        "GEMSEO_HTTP_LDAP_URL is set: set GEMSEO_HTTP_LDAP_USER_DN (with {username}), or "
+        "GEMSEO_HTTP_LDAP_SEARCH_BASE and GEMSEO_HTTP_LDAP_USER_FILTER (with {username}) for a search bind"
+    )
+
+
+# Single sign-on through a proxy (oauth2-proxy, mod_auth_openidc): a request whose own peer (not
+# what X-Forwarded-For claims) is one of TRUSTED_PROXIES (comma-separated addresses or networks)
+# and that carries the header AUTH_HEADER (e.g. X-Forwarded-User) is that user, created at first
+# sight; the header from any other peer is ignored, and logged.
+def _networks(name):
+    import ipaddress
+
+    try:
+        return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in _text(name).split(",") if item.strip())
+    except ValueError as error:
+        raise SystemExit(f"setting {name}: {error}") from None
+
+
+TRUSTED_PROXIES = _networks("GEMSEO_HTTP_TRUSTED_PROXIES")
+AUTH_HEADER = _text("GEMSEO_HTTP_AUTH_HEADER").lower()
+if AUTH_HEADER and not TRUSTED_PROXIES:
+    raise SystemExit("GEMSEO_HTTP_AUTH_HEADER is set: name the proxies it is believed from in GEMSEO_HTTP_TRUSTED_PROXIES")
+
 
 if __name__ == "__main__":
     # `python settings.py HOST PORT` prints shell assignments: the scripts take their defaults

@@ -19,6 +19,8 @@ import orjson
 
 import settings
 
+# The password hash of a user the directory or a proxy signs in: no password matches it here.
+DIRECTORY_USER = "directory"
 # The statuses of the wire contract, in their order of life. `created` is never used by gaas:
 # the list filter accepts it and /metrics counts it, as the contract names it.
 STATUSES = ("created", "pending", "running", "finished", "failed")
@@ -151,6 +153,48 @@ CREATE TABLE IF NOT EXISTS request_counts (
     PRIMARY KEY (method, route, status)
 );
 """
+
+# Teams (issue 20): personal access tokens, groups and their members, the audit log; users get
+# is_admin by TEAMS_COLUMNS (each backend adds a missing column its own way).
+TEAMS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS access_tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    -- SHA-256 of the secret: a 256-bit random secret needs no slow hash.
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    expires_at REAL,
+    last_used_at REAL
+);
+CREATE INDEX IF NOT EXISTS access_tokens_by_user ON access_tokens (user_id, id);
+CREATE TABLE IF NOT EXISTS groups (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS memberships (
+    group_id INTEGER NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+    user_id INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    PRIMARY KEY (group_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS memberships_by_user ON memberships (user_id);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL DEFAULT '',
+    address TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at);
+CREATE INDEX IF NOT EXISTS audit_by_action ON audit (action, id);
+CREATE INDEX IF NOT EXISTS audit_by_actor ON audit (actor, id);
+"""
+TEAMS_COLUMNS = (("users", "is_admin", "INTEGER NOT NULL DEFAULT 0"),)
+ROLES = ("viewer", "member", "owner")
 
 
 LIST_COLUMNS = (
@@ -299,12 +343,17 @@ class Store:
             conn.execute("DELETE FROM uploads WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM job_counts WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM batches WHERE user_id = ?", (user_id,))
+            conn.execute("DELETE FROM access_tokens WHERE user_id = ?", (user_id,))
+            conn.execute("DELETE FROM memberships WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
         return workdirs, files, partial
 
     def list_users(self):
-        """(id, username, created_at) of every user, by id."""
-        return self.connect().execute("SELECT id, username, created_at FROM users ORDER BY id").fetchall()
+        """(id, username, created_at, is_admin, directory) of every user, by id; directory tells a
+        user with no password here."""
+        return self.connect().execute(
+            "SELECT id, username, created_at, is_admin, password_hash = ? AS directory FROM users ORDER BY id", (DIRECTORY_USER,)
+        ).fetchall()
 
     # Jobs
 
@@ -508,10 +557,10 @@ class Store:
                 self.queue_task(conn, *task)
         return batch_id, ids
 
-    def get_batch(self, batch_id, user_id):
-        """The batch row of this user, or None."""
+    def get_batch(self, batch_id, user_id=None):
+        """The batch row (of this user, when given), or None."""
         row = self.connect().execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
-        return row if row is not None and row["user_id"] == user_id else None
+        return row if row is not None and user_id in (None, row["user_id"]) else None
 
     def list_batches(self, user_id, limit=100, offset=0):
         """(batch rows of a user, newest first, their total count)."""
@@ -707,6 +756,166 @@ class Store:
         """{(method, route, status): n} of the whole service."""
         rows = self.connect().execute("SELECT method, route, status, n FROM request_counts")
         return {(method, route, status): n for method, route, status, n in rows}
+
+    # Teams: access tokens, admins, groups, the audit log
+
+    def add_access_token(self, user_id, name, token_hash, expires_at):
+        """Record a personal access token; return its row."""
+        with self.transaction() as conn:
+            return conn.execute(
+                "INSERT INTO access_tokens (user_id, name, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?) RETURNING *",
+                (user_id, name, token_hash, time.time(), expires_at),
+            ).fetchone()
+
+    def access_token(self, token_hash=None, token_id=None):
+        """The access token row of that hash or id, or None."""
+        column, value = ("token_hash", token_hash) if token_id is None else ("id", token_id)
+        return self.connect().execute(f"SELECT * FROM access_tokens WHERE {column} = ?", (value,)).fetchone()
+
+    def touch_access_token(self, token_id, at):
+        """Record when a token was last used."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE access_tokens SET last_used_at = ? WHERE id = ?", (at, token_id))
+
+    def list_access_tokens(self, user_id):
+        """A user's access token rows, by id."""
+        return self.connect().execute("SELECT * FROM access_tokens WHERE user_id = ? ORDER BY id", (user_id,)).fetchall()
+
+    def delete_access_token(self, user_id, token_id):
+        """Revoke a token of this user; return its row, or None when there is none."""
+        with self.transaction() as conn:
+            return conn.execute(
+                "DELETE FROM access_tokens WHERE id = ? AND user_id = ? RETURNING *", (token_id, user_id)
+            ).fetchone()
+
+    def set_admin(self, username, is_admin):
+        """Make a user an admin or not; return whether the user exists."""
+        with self.transaction() as conn:
+            return conn.execute("UPDATE users SET is_admin = ? WHERE username = ?", (int(is_admin), username)).rowcount == 1
+
+    def add_group(self, name):
+        """Create a group; return its id, or raise NameTaken."""
+        try:
+            with self.transaction() as conn:
+                return conn.execute(
+                    "INSERT INTO groups (name, created_at) VALUES (?, ?) RETURNING id", (name, time.time())
+                ).fetchall()[0][0]
+        except self.integrity_error:
+            raise NameTaken(name) from None
+
+    def delete_group(self, name):
+        """Delete a group and its memberships; return whether it existed."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM memberships WHERE group_id IN (SELECT id FROM groups WHERE name = ?)", (name,))
+            return conn.execute("DELETE FROM groups WHERE name = ?", (name,)).rowcount == 1
+
+    def list_groups(self):
+        """(id, name, created_at, members) of every group, by name."""
+        return self.connect().execute(
+            "SELECT groups.id, groups.name, groups.created_at, count(memberships.user_id) AS members FROM groups"
+            " LEFT JOIN memberships ON memberships.group_id = groups.id GROUP BY groups.id, groups.name, groups.created_at"
+            " ORDER BY groups.name"
+        ).fetchall()
+
+    def group_members(self, name):
+        """(username, role) of a group's members by name, or None when there is no such group."""
+        conn = self.connect()
+        if conn.execute("SELECT 1 FROM groups WHERE name = ?", (name,)).fetchone() is None:
+            return None
+        return conn.execute(
+            "SELECT users.username, memberships.role FROM memberships JOIN groups ON groups.id = memberships.group_id"
+            " JOIN users ON users.id = memberships.user_id WHERE groups.name = ? ORDER BY users.username",
+            (name,),
+        ).fetchall()
+
+    def set_member(self, group, username, role):
+        """Add a user to a group with a role, or change the role; return the role it had ('' when
+        none), or None when the group or the user does not exist."""
+        with self.transaction() as conn:
+            ids = conn.execute(
+                "SELECT groups.id, users.id FROM groups, users WHERE groups.name = ? AND users.username = ?", (group, username)
+            ).fetchone()
+            if ids is None:
+                return None
+            before = conn.execute("SELECT role FROM memberships WHERE group_id = ? AND user_id = ?", tuple(ids)).fetchone()
+            conn.execute(
+                "INSERT INTO memberships (group_id, user_id, role) VALUES (?, ?, ?)"
+                " ON CONFLICT (group_id, user_id) DO UPDATE SET role = excluded.role",
+                (*ids, role),
+            )
+            return before[0] if before else ""
+
+    def remove_member(self, group, username):
+        """Take a user out of a group; return whether they were in it."""
+        with self.transaction() as conn:
+            return conn.execute(
+                "DELETE FROM memberships WHERE group_id IN (SELECT id FROM groups WHERE name = ?)"
+                " AND user_id IN (SELECT id FROM users WHERE username = ?)",
+                (group, username),
+            ).rowcount == 1
+
+    def user_groups(self, user_id):
+        """(name, role) of the groups a user is in, by name."""
+        return self.connect().execute(
+            "SELECT groups.name, memberships.role FROM memberships JOIN groups ON groups.id = memberships.group_id"
+            " WHERE memberships.user_id = ? ORDER BY groups.name",
+            (user_id,),
+        ).fetchall()
+
+    def set_directory_roles(self, user_id, roles, managed):
+        """Make a user's memberships of the `managed` groups (those the directory maps) what
+        `roles` ({group: role}) says, creating missing groups; return {group: (old role, new role)}
+        of what changed, '' for none."""
+        changed = {}
+        with self.transaction() as conn:
+            held = dict(conn.execute(
+                "SELECT groups.name, memberships.role FROM memberships JOIN groups ON groups.id = memberships.group_id"
+                " WHERE memberships.user_id = ?", (user_id,)
+            ).fetchall())
+            for group in sorted(managed):
+                old, new = held.get(group, ""), roles.get(group, "")
+                if old == new:
+                    continue
+                changed[group] = (old, new)
+                if new:
+                    conn.execute("INSERT INTO groups (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING", (group, time.time()))
+                    conn.execute(
+                        "INSERT INTO memberships (group_id, user_id, role) SELECT id, ?, ? FROM groups WHERE name = ?"
+                        " ON CONFLICT (group_id, user_id) DO UPDATE SET role = excluded.role",
+                        (user_id, new, group),
+                    )
+                else:
+                    conn.execute(
+                        "DELETE FROM memberships WHERE user_id = ? AND group_id IN (SELECT id FROM groups WHERE name = ?)",
+                        (user_id, group),
+                    )
+        return changed
+
+    def add_audit(self, actor, action, target="", address="", detail=""):
+        """Record one entry of the audit log."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO audit (at, actor, action, target, address, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                (time.time(), actor, action, target, address, detail),
+            )
+
+    def list_audit(self, limit=100, offset=0, action=None, actor=None):
+        """(audit rows, newest first, their total count), of one action or actor when given."""
+        where, params = "1 = 1", []
+        for column, value in (("action", action), ("actor", actor)):
+            if value:
+                where += f" AND {column} = ?"
+                params.append(value)
+        conn = self.connect()
+        rows = conn.execute(f"SELECT * FROM audit WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?", (*params, limit, offset)).fetchall()
+        return rows, conn.execute(f"SELECT count(*) FROM audit WHERE {where}", params).fetchone()[0]
+
+    def purge_audit(self, before, dry_run=False):
+        """Remove the audit entries older than that time; return how many (would be) removed."""
+        if dry_run:
+            return self.connect().execute("SELECT count(*) FROM audit WHERE at < ?", (before,)).fetchone()[0]
+        with self.transaction() as conn:
+            return conn.execute("DELETE FROM audit WHERE at < ?", (before,)).rowcount
 
     # Figures for /health and /metrics
 
@@ -980,3 +1189,20 @@ add_request_counts = _on_current(Store.add_request_counts)
 request_counts = _on_current(Store.request_counts)
 jobs_by_status = _on_current(Store.jobs_by_status)
 duration_histogram = _on_current(Store.duration_histogram)
+add_access_token = _on_current(Store.add_access_token)
+access_token = _on_current(Store.access_token)
+touch_access_token = _on_current(Store.touch_access_token)
+list_access_tokens = _on_current(Store.list_access_tokens)
+delete_access_token = _on_current(Store.delete_access_token)
+set_admin = _on_current(Store.set_admin)
+add_group = _on_current(Store.add_group)
+delete_group = _on_current(Store.delete_group)
+list_groups = _on_current(Store.list_groups)
+group_members = _on_current(Store.group_members)
+set_member = _on_current(Store.set_member)
+remove_member = _on_current(Store.remove_member)
+user_groups = _on_current(Store.user_groups)
+set_directory_roles = _on_current(Store.set_directory_roles)
+add_audit = _on_current(Store.add_audit)
+list_audit = _on_current(Store.list_audit)
+purge_audit = _on_current(Store.purge_audit)

@@ -9,7 +9,7 @@ import time
 
 import settings
 import store
-from store import DATA_FIELDS, GET_JOB, SCHEMA
+from store import DATA_FIELDS, GET_JOB, SCHEMA, TEAMS_COLUMNS, TEAMS_SCHEMA
 
 JOB_SEQUENCE = "pg_get_serial_sequence('jobs', 'id')"
 
@@ -112,11 +112,10 @@ class PostgresStore(store.Store):
     def init(self, queue_ddl=()):
         """Create the schema (and the queue's tables when the queue is in this database)."""
         with self.transaction() as conn:
-            ddl = SCHEMA
-            for pattern, replacement in PG_TYPES:
-                ddl = re.sub(pattern, replacement, ddl)
-            # The ALTER: a store made before uploads had a size.
-            for statement in (ddl, "ALTER TABLE uploads ADD COLUMN IF NOT EXISTS size BIGINT", PG_TRIGGERS, *queue_ddl):
+            ddl = pg_ddl(SCHEMA + TEAMS_SCHEMA)
+            # The ALTERs: a store made before uploads had a size, or users is_admin.
+            added = [pg_ddl(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {declaration}") for table, column, declaration in TEAMS_COLUMNS]
+            for statement in (ddl, "ALTER TABLE uploads ADD COLUMN IF NOT EXISTS size BIGINT", *added, PG_TRIGGERS, *queue_ddl):
                 conn.raw.execute(statement)
             store.fill_counts(conn)
 
@@ -200,6 +199,13 @@ class PostgresStore(store.Store):
             statements.append((sql + " SELECT count(*) FROM moved", params))
         return statements
 
+
+
+def pg_ddl(ddl):
+    """PostgreSQL's form of SQLite DDL."""
+    for pattern, replacement in PG_TYPES:
+        ddl = re.sub(pattern, replacement, ddl)
+    return ddl
 
 
 def pg_options():
@@ -289,7 +295,10 @@ class PostgresFeed(store.Feed):
 
 
 # The tables copy_store() copies, parents first; job_counts follows from the jobs (triggers).
-COPIED_TABLES = ("users", "batches", "jobs", "job_data", "files", "uploads", "job_durations", "request_counts")
+COPIED_TABLES = (
+    "users", "batches", "jobs", "job_data", "files", "uploads", "job_durations", "request_counts",
+    "access_tokens", "groups", "memberships", "audit",
+)
 
 
 def copy_store(source, target):
@@ -310,7 +319,7 @@ def copy_store(source, target):
                 tx.executemany(insert, [tuple(row) for row in rows])
                 copied[table] += len(rows)
         tx.execute("UPDATE jobs SET owner = '' WHERE job_status = 'pending'")
-        for table in ("users", "batches", "jobs", "files"):
+        for table in ("users", "batches", "jobs", "files", "access_tokens", "groups", "audit"):
             # The next ids follow the copied ones.
             tx.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"

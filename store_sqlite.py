@@ -8,7 +8,7 @@ import threading
 import time
 
 import store
-from store import DATA_FIELDS, PRIVATE, SCHEMA
+from store import DATA_FIELDS, PRIVATE, SCHEMA, TEAMS_COLUMNS, TEAMS_SCHEMA
 
 logger = logging.getLogger("gaas")
 
@@ -127,7 +127,7 @@ class SqliteStore(store.Store):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self.connect()
         self._migrate_names(conn)
-        conn.executescript(SCHEMA + SQLITE_TRIGGERS)
+        conn.executescript(SCHEMA + TEAMS_SCHEMA + SQLITE_TRIGGERS)
         with self.transaction() as tx:
             # A store made when the data lived in the jobs table: move it.
             if "input_data" in self._columns(tx, "jobs"):
@@ -138,6 +138,9 @@ class SqliteStore(store.Store):
                 tx.execute("ALTER TABLE users ADD COLUMN token_version INTEGER NOT NULL DEFAULT 0")
             if "size" not in self._columns(tx, "uploads"):
                 tx.execute("ALTER TABLE uploads ADD COLUMN size INTEGER")
+            for table, column, declaration in TEAMS_COLUMNS:
+                if column not in self._columns(tx, table):
+                    tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
             store.fill_counts(tx)
         protect(self.path)
 

@@ -17,7 +17,7 @@ if [ "${1:-}" = --containers ]; then
     done
 fi
 # The dashboard tests drive Debian's Chromium; the store and queue tests start their own
-# PostgreSQL and Redis servers (tests/servers.py). Install what is missing, when allowed to.
+# PostgreSQL, Redis and OpenLDAP servers (tests/servers.py). Install what is missing, when allowed to.
 if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
     packages+=(chromium chromium-driver)
 fi
@@ -26,6 +26,13 @@ if ! command -v initdb >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/ini
 fi
 if ! command -v redis-server >/dev/null; then
     packages+=(redis-server)
+fi
+# The directory sign-in tests start Debian's OpenLDAP, with certificates made by openssl.
+if [ ! -x /usr/sbin/slapd ]; then
+    packages+=(slapd)
+fi
+if ! command -v openssl >/dev/null; then
+    packages+=(openssl)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

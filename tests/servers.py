@@ -1,5 +1,7 @@
 """Real throwaway servers (PostgreSQL, Redis) and simulated hosts on loopback, all stopped by PID."""
 
+import base64
+import hashlib
 import itertools
 import os
 import secrets
@@ -350,3 +352,75 @@ class Backends:
         for server in (self.redis, self.postgres):
             if server is not None:
                 server.stop()
+
+
+def find_slapd():
+    """Return the path of slapd, or None when it is not installed."""
+    found = shutil.which("slapd") or "/usr/sbin/slapd"
+    return found if os.access(found, os.X_OK) else None
+
+
+class Slapd(Server):
+    """An OpenLDAP server with a temporary database under dc=example,dc=org, plain LDAP and LDAPS
+    on loopback, its certificate signed by a CA of its own (`ca_file`). `entries` is LDIF text
+    loaded before it starts; `cn=admin,dc=example,dc=org` with `admin_password` writes."""
+
+    prefix = "gaas-ldap-"
+    base = "dc=example,dc=org"
+
+    def __init__(self, entries=""):
+        super().__init__()
+        self.tls_port = free_port()
+        self.entries = entries
+        self.admin_dn = f"cn=admin,{self.base}"
+        self.admin_password = secrets.token_hex(16)
+
+    def setup(self):
+        program = find_slapd()
+        if program is None:
+            raise RuntimeError("slapd is not installed (Debian package slapd)")
+        self._certificates()
+        (self.folder / "db").mkdir()
+        conf = self.folder / "slapd.conf"
+        schemas = "".join(f"include /etc/ldap/schema/{name}.schema\n" for name in ("core", "cosine", "nis", "inetorgperson"))
+        conf.write_text(
+            f"{schemas}modulepath /usr/lib/ldap\nmoduleload back_mdb\npidfile {self.folder}/slapd.pid\n"
+            f"TLSCACertificateFile {self.ca_file}\nTLSCertificateFile {self.folder}/server.crt\n"
+            f"TLSCertificateKeyFile {self.folder}/server.key\n"
+            f"database mdb\nmaxsize 67108864\nsuffix \"{self.base}\"\nrootdn \"{self.admin_dn}\"\n"
+            f"rootpw {self.admin_password}\ndirectory {self.folder}/db\n"
+        )
+        root = f"dn: {self.base}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n\n"
+        loaded = subprocess.run([str(Path(program).with_name("slapadd")), "-f", str(conf)], input=root + self.entries,
+                                capture_output=True, text=True)
+        if loaded.returncode:
+            raise RuntimeError(f"slapadd failed:\n{loaded.stderr}")
+        # -d keeps slapd in the foreground, our child, so its PID is proc.pid.
+        self.launch([program, "-f", str(conf), "-d", "0",
+                     "-h", f"ldap://127.0.0.1:{self.port}/ ldaps://127.0.0.1:{self.tls_port}/"],
+                    lambda: socket.create_connection(("127.0.0.1", self.port), timeout=1).close())
+
+    def _certificates(self):
+        """A CA and a server certificate for 127.0.0.1 and localhost, made with openssl."""
+        folder = self.folder
+        self.ca_file = folder / "ca.crt"
+        for argv in (
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=gaas test CA",
+             "-keyout", "ca.key", "-out", "ca.crt"],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"],
+            ["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+             "-extfile", "san.cnf", "-out", "server.crt"],
+        ):
+            (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+            made = subprocess.run(["openssl", *argv], cwd=folder, capture_output=True, text=True)
+            if made.returncode:
+                raise RuntimeError(f"openssl {argv[0]} failed:\n{made.stderr}")
+
+    def url(self, tls=False):
+        return f"ldaps://127.0.0.1:{self.tls_port}" if tls else f"ldap://127.0.0.1:{self.port}"
+
+
+def ldap_password(password):
+    """An {SSHA} userPassword value, as slappasswd makes it."""
+    salt = secrets.token_bytes(8)
+    return "{SSHA}" + base64.b64encode(hashlib.sha1(password.encode() + salt).digest() + salt).decode()

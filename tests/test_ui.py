@@ -27,6 +27,19 @@ DATE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$")
 
 @pytest.fixture(scope="module")
 def browser(live, tmp_path_factory):
+    driver = chromium(tmp_path_factory)
+    driver.get(live.url + "/ui/")
+    wait(driver).until(ready.presence_of_element_located((By.ID, "username")))
+    assert not driver.find_element(By.ID, "nav").is_displayed()  # no links to pages that need a sign-in
+    screenshot(driver, "01-sign-in")
+    sign_in(driver)
+    wait(driver).until(ready.presence_of_element_located((By.ID, "jobs")))
+    yield driver
+    driver.quit()
+
+
+def chromium(tmp_path_factory):
+    """A headless Chromium with a profile of its own, downloads in driver.downloads."""
     options = webdriver.ChromeOptions()
     for flag in (
         "--headless=new",
@@ -47,23 +60,16 @@ def browser(live, tmp_path_factory):
     driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     driver.downloads = downloads
     ARTIFACTS.mkdir(exist_ok=True)
-    driver.get(live.url + "/ui/")
-    wait(driver).until(ready.presence_of_element_located((By.ID, "username")))
-    assert not driver.find_element(By.ID, "nav").is_displayed()  # no links to pages that need a sign-in
-    screenshot(driver, "01-sign-in")
-    sign_in(driver)
-    wait(driver).until(ready.presence_of_element_located((By.ID, "jobs")))
-    yield driver
-    driver.quit()
+    return driver
 
 
 def wait(driver, seconds=30):
     return WebDriverWait(driver, seconds)
 
 
-def sign_in(driver):
-    driver.find_element(By.ID, "username").send_keys("alice")
-    driver.find_element(By.ID, "password").send_keys("alice-pw")
+def sign_in(driver, name="alice", password="alice-pw"):
+    driver.find_element(By.ID, "username").send_keys(name)
+    driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "#login button").click()
 
 

@@ -34,9 +34,9 @@ def test_retention_removes_a_batch_with_its_last_point(tmp_store):
     for job_id in (*done_points, mixed_points[0]):
         end(job_id)
     later = time.time() + 10 * 86400
-    assert retention.purge(1, now=later, dry_run=True) == {"jobs": 3, "batches": 1, "files": 0, "partial_uploads": 0}
+    assert retention.purge(1, now=later, dry_run=True) == {"jobs": 3, "batches": 1, "files": 0, "partial_uploads": 0, "audit": 0}
     assert store.get_batch(done, user_id) is not None
-    assert retention.purge(1, now=later) == {"jobs": 3, "batches": 1, "files": 0, "partial_uploads": 0}
+    assert retention.purge(1, now=later) == {"jobs": 3, "batches": 1, "files": 0, "partial_uploads": 0, "audit": 0}
     assert store.get_batch(done, user_id) is None
     assert store.get_batch(mixed, user_id) is not None
     assert [row["id"] for row in store.list_jobs(user_id, batch_id=mixed)[0]] == [mixed_points[1]]
