@@ -1,0 +1,119 @@
+"""Provenance of results: versions, the discipline's code fingerprint, the inputs' digest."""
+
+import hashlib
+import importlib
+import importlib.metadata
+import platform
+import subprocess
+import sys
+
+import numpy
+import pytest
+
+import provenance
+
+PLUGIN_BASE = '''
+from gemseo.core.discipline import Discipline
+
+class Scaled(Discipline):
+    factor = 2.0
+'''
+PLUGIN = '''
+from prov_base import Scaled
+
+class Doubler(Scaled):
+    pass
+'''
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """A plugin module whose class takes its base from another plugin module, both in tmp_path."""
+    (tmp_path / "prov_base.py").write_text(PLUGIN_BASE)
+    (tmp_path / "prov_plugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield importlib.import_module("prov_plugin").Doubler
+    for name in ("prov_plugin", "prov_base"):
+        sys.modules.pop(name, None)
+
+
+def fingerprint(*paths):
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def test_a_gemseo_class_is_known_by_its_distribution_and_its_own_module():
+    from gemseo.problems.mdo.sellar.sellar_1 import Sellar1
+
+    found = provenance.class_provenance(Sellar1)
+    module_file = sys.modules[Sellar1.__module__].__file__
+    assert found == {
+        "class_name": "Sellar1",
+        "module": "gemseo.problems.mdo.sellar.sellar_1",
+        "distribution": "gemseo",
+        "distribution_version": importlib.metadata.version("gemseo"),
+        # GEMSEO's own base classes are named by its version, not hashed.
+        "source_sha256": fingerprint(__import__("pathlib").Path(module_file).resolve()),
+    }
+
+
+def test_a_plugin_is_known_by_its_files_and_their_bases_outside_gemseo(plugin, tmp_path):
+    found = provenance.class_provenance(plugin)
+    assert provenance.source_files(plugin) == [tmp_path / "prov_plugin.py", tmp_path / "prov_base.py"]
+    assert found["distribution"] is None and found["distribution_version"] is None
+    assert found["module"] == "prov_plugin" and found["class_name"] == "Doubler"
+    assert found["source_sha256"] == fingerprint(tmp_path / "prov_plugin.py", tmp_path / "prov_base.py")
+    # An edit of the base class's file, in place, is another fingerprint (for a process that
+    # loads it: a warm process fingerprints the code it loaded, once).
+    (tmp_path / "prov_base.py").write_text(PLUGIN_BASE.replace("2.0", "3.0"))
+    assert provenance.class_provenance.__wrapped__(plugin)["source_sha256"] != found["source_sha256"]
+
+
+def test_the_process_provenance_names_versions_and_host():
+    found = provenance.process_provenance()
+    assert found["gemseo_version"] == importlib.metadata.version("gemseo")
+    assert found["python_version"] == platform.python_version()
+    assert found["host"] == __import__("socket").gethostname()
+    assert found["service_version"]
+
+
+def test_the_service_version_is_the_version_file_else_the_commit(tmp_path, monkeypatch):
+    code = tmp_path / "code"
+    code.mkdir()
+    monkeypatch.setattr(provenance, "CODE_DIR", code)
+    assert provenance.service_version() == "unknown"
+    subprocess.run(["git", "init", "-q", str(code)], check=True)
+    (code / "a").write_text("a")
+    git = ["git", "-C", str(code), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "add", "a"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert provenance.service_version() == head
+    subprocess.run([*git, "pack-refs", "--all"], check=True)  # the commit now only in packed-refs
+    assert provenance.service_version() == head
+    (code / "VERSION").write_text("2.1.0\n")
+    assert provenance.service_version() == "2.1.0"
+
+
+def test_the_inputs_digest_tells_values_types_shapes_and_files_apart():
+    base = {"x": numpy.array([1.0, 2.0]), "name": numpy.array(["a"])}
+    digest = provenance.inputs_sha256(base)
+    # The same inputs in another order, or as other objects of equal value: the same digest.
+    assert provenance.inputs_sha256({"name": numpy.array(["a"]), "x": numpy.array([1.0, 2.0])}) == digest
+    different = [
+        {**base, "x": numpy.array([1.0, 2.0000000000000004])},
+        {**base, "x": numpy.array([1, 2])},
+        {**base, "x": numpy.array([[1.0, 2.0]])},
+        {**base, "name": numpy.array(["b"])},
+        {**base, "y": numpy.array([0.0])},
+        {"x\0": numpy.array([1.0, 2.0]), "name": numpy.array(["a"])},
+    ]
+    digests = {provenance.inputs_sha256(data) for data in different}
+    assert digest not in digests and len(digests) == len(different)
+    with_file = provenance.inputs_sha256(base, {"in.txt": "ab" * 32})
+    assert with_file != digest
+    assert provenance.inputs_sha256(base, {"in.txt": "cd" * 32}) != with_file
+    assert provenance.inputs_sha256(base, {"other.txt": "ab" * 32}) != with_file
+
