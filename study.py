@@ -15,6 +15,7 @@ import math
 import os
 import signal
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import NamedTuple
@@ -340,8 +341,7 @@ class Recorder:
 
     def __call__(self, x_vect):
         self.take(x_vect)
-        if self.stop.is_set():
-            raise self.stop.criterion
+        self.stop.check()
 
     def _learn(self):
         """The functions and variables, known once the driver has set the problem up."""
@@ -420,6 +420,7 @@ class Recorder:
             self.record([evaluation])
         finally:
             self.stop.release()
+        self.stop.poll()
 
     def judge(self, constraints):
         """Feasibility and violation measure as GEMSEO decides them (Constraints.is_point_feasible,
@@ -455,57 +456,81 @@ def _finite(value):
 
 
 class _StopSignal:
-    """Stops the run on SIGTERM or when should_stop() turns true: a flag the recorder checks at
-    each stored value, and, in the main thread, a SIGTERM handler that raises at once, even inside
-    a long evaluation (time.sleep and most blocking calls return early on a signal)."""
+    """Stops the run on SIGTERM or when should_stop() turns true. Deterministic: the recorder
+    asks should_stop() after each evaluation and checks the flag at each stored value, so the
+    next evaluation after a stop request ends the driver. For a long evaluation, in the main
+    thread, a SIGTERM handler raises at once (time.sleep and most blocking calls return early on
+    a signal), and a watcher thread turns should_stop() into such a signal."""
 
     def __init__(self, criterion, should_stop):
         self.criterion, self.should_stop = criterion, should_stop
-        self.event, self.finished = threading.Event(), threading.Event()
+        self.event, self.finished, self.delivered = threading.Event(), threading.Event(), threading.Event()
         self.main = threading.current_thread() is threading.main_thread()
-        self.raising = self.holding = False
+        self.raising = self.holding = self.signalled = False
+        # The watcher signals only while the handler is ours: a SIGTERM after the run would kill.
+        self.lock = threading.Lock()
         self.saved = None
 
     def is_set(self):
         return self.event.is_set()
 
     def __enter__(self):
+        self.raising = True
         if self.main:
             self.saved = signal.signal(signal.SIGTERM, self._on_signal)
-            self.raising = True
         if self.should_stop is not None:
             threading.Thread(target=self._watch, daemon=True).start()
         return self
 
     def _on_signal(self, *_):
+        self.delivered.set()
         self.event.set()
+        self._raise()
+
+    def _raise(self):
         if self.raising and not self.holding:
             self.raising = False  # once: the end of the run (problem.h5, images) is not interrupted
             raise self.criterion
 
+    def check(self):
+        """Raise if a stop came and may raise here."""
+        if self.event.is_set():
+            self._raise()
+
     def release(self):
         """End a stretch where a stop only sets the flag (holding), raising a stop that came."""
         self.holding = False
-        if self.event.is_set() and self.raising:
-            self.raising = False
-            raise self.criterion
+        self.check()
+
+    def poll(self):
+        """Ask should_stop() now, then check."""
+        if self.raising and self.should_stop is not None and self.should_stop():
+            self.event.set()
+        self.check()
 
     def _watch(self):
         while not self.finished.wait(STOP_POLL):
             if self.should_stop():
                 self.event.set()
-                if self.main and self.raising:
-                    signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+                with self.lock:
+                    if self.main and self.raising and not self.holding:
+                        self.signalled = True
+                        signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
                 return
 
     def calm(self):
         """From now on a stop only sets the flag."""
-        self.raising = False
+        with self.lock:
+            self.raising = False
         self.finished.set()
 
     def __exit__(self, *exc):
         self.calm()
         if self.main:
+            # A signal the watcher sent must reach our handler before the old one is back.
+            deadline = time.monotonic() + 1.0
+            while self.signalled and not self.delivered.is_set() and time.monotonic() < deadline:
+                time.sleep(0.001)
             signal.signal(signal.SIGTERM, self.saved)
 
 

@@ -1,4 +1,13 @@
-"""StudyInputs that the study tests and bench/study_core.py share."""
+"""StudyInputs that the study tests and bench/study_core.py share; run as a script, a study in a
+process of its own, for the tests that stop one by a signal (never sent to pytest's process):
+`python study_specs.py sigterm|should_stop WORKDIR` prints the summary as its last line."""
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
 
 from gemseo.problems.mdo.sellar.sellar_design_space import SellarDesignSpace
 
@@ -44,3 +53,44 @@ def analytic_spec(n_samples=2000):
         "algorithm": {"name": "PYDOE_LHS", "settings": {"n_samples": n_samples}},
         "post_processing": [{"name": "BasicHistory", "settings": {"variable_names": ["f"]}}],
     }
+
+
+def sleeper_spec(low=20.0, high=30.0):
+    """Three evaluations of the Sleeper test discipline, each lasting between low and high seconds."""
+    return {
+        "name": "sleeper",
+        "disciplines": [{"class_name": "Sleeper"}],
+        "formulation": "DisciplinaryOpt",
+        "design_space": {"duration": {"lower_bound": [low], "upper_bound": [high]}},
+        "objective": {"name": "slept"},
+        "algorithm": {"name": "PYDOE_LHS", "settings": {"n_samples": 3}},
+    }
+
+
+def main(mode, workdir):
+    """A sleeper study; `should_stop` asks to stop 0.3 s after the first call, `sigterm` waits
+    for the SIGTERM of the test. The summary tells how long the stop took and whether the
+    SIGTERM handler was put back."""
+    os.environ["GEMSEO_PATH"] = str(Path(__file__).resolve().parent / "plugins")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import jobproc
+    import study
+
+    before, asked = signal.getsignal(signal.SIGTERM), []
+
+    def should_stop():
+        if not asked:
+            asked.append(time.monotonic() + 0.3)
+        return time.monotonic() > asked[0]
+
+    evaluations = []
+    options = {"should_stop": should_stop} if mode == "should_stop" else {}
+    summary = study.run(jobproc.Engine(frozenset()), sleeper_spec(), workdir, evaluations.extend, **options)
+    summary["stop_took"] = time.monotonic() - asked[0] if asked else None
+    summary["recorded"] = len(evaluations)
+    summary["handler_back"] = signal.getsignal(signal.SIGTERM) is before
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -4,8 +4,11 @@ readable back from problem.h5, a stop keeps it, and every refusal names its fiel
 import copy
 import csv
 import io
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,9 +22,10 @@ from gemseo.problems.mdo.sobieski.core.design_space import SobieskiDesignSpace
 import jobproc
 import study
 from sellar import SELLAR, sellar_scenario
-from study_specs import analytic_spec, sellar_spec, space_of
+from study_specs import analytic_spec, sellar_spec, sleeper_spec, space_of
 
 PLUGINS = Path(__file__).resolve().parent / "plugins"
+SPECS = Path(__file__).resolve().parent / "study_specs.py"
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +34,18 @@ def engine():
     return jobproc.Engine(frozenset())
 
 
-def run_study(engine, spec, workdir, **options):
+def run_study(engine, spec, workdir, evaluations=None, **options):
+    """study.run; with should_stop, in a thread of its own, so that its stop never signals
+    pytest's process (only a study in the main thread turns a stop into a SIGTERM)."""
     workdir.mkdir(exist_ok=True)
-    evaluations = []
-    summary = study.run(engine, spec, workdir, evaluations.extend, **options)
-    return summary, evaluations
+    evaluations, answer = [] if evaluations is None else evaluations, []
+    if "should_stop" not in options:
+        return study.run(engine, spec, workdir, evaluations.extend, **options), evaluations
+    thread = threading.Thread(target=lambda: answer.append(study.run(engine, spec, workdir, evaluations.extend, **options)))
+    thread.start()
+    thread.join()
+    assert answer, "the study raised (its traceback is above)"
+    return answer[0], evaluations
 
 
 def assert_whole(evaluations):
@@ -214,9 +225,9 @@ def test_best_prefers_feasible_then_smallest_violation():
 
 def test_a_stopped_study_keeps_its_history_and_writes_problem_h5(engine, tmp_path):
     seen = []
-    summary = study.run(engine, analytic_spec(), tmp_path, seen.extend, should_stop=lambda: len(seen) >= 5)
+    summary, _ = run_study(engine, analytic_spec(), tmp_path, seen, should_stop=lambda: len(seen) >= 5)
     assert summary["status"] == "stopped"
-    assert 5 <= len(seen) < 2000
+    assert len(seen) == 5  # the evaluation after the request ends the driver
     assert summary["n_evaluations"] == len(seen)
     assert_whole(seen)
     assert_history_in_h5(tmp_path / "problem.h5", seen, "f")
@@ -232,28 +243,32 @@ def test_a_post_processing_that_cannot_run_does_not_fail_the_study(engine, tmp_p
     assert any(name.startswith("opt_history_view") for name in summary["files"])
 
 
-def sleeper_spec():
-    return {
-        "name": "sleeper",
-        "disciplines": [{"class_name": "Sleeper"}],
-        "formulation": "DisciplinaryOpt",
-        "design_space": {"duration": {"lower_bound": [20.0], "upper_bound": [30.0]}},
-        "objective": {"name": "slept"},
-        "algorithm": {"name": "PYDOE_LHS", "settings": {"n_samples": 3}},
-    }
+def run_in_child(mode, workdir, terminate=False):
+    """study_specs.py run as a child process; with terminate, SIGTERM once its first evaluation
+    has started. Answers the summary and the time from the signal to the child's end."""
+    child = subprocess.Popen(
+        [sys.executable, str(SPECS), mode, str(workdir)], stdout=subprocess.PIPE, text=True, cwd=workdir
+    )
+    sent = None
+    try:
+        lines = []
+        for line in child.stdout:
+            lines.append(line)
+            if terminate and sent is None and line.startswith("sleeper pid"):
+                sent = time.monotonic()
+                child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == 0, lines
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return json.loads(lines[-1]), None if sent is None else time.monotonic() - sent
 
 
-def test_should_stop_ends_a_long_evaluation_within_two_seconds(engine, tmp_path):
-    asked = []
-
-    def should_stop():
-        if not asked:
-            asked.append(time.monotonic() + 0.3)
-        return time.monotonic() > asked[0]
-
-    summary, evaluations = run_study(engine, sleeper_spec(), tmp_path, should_stop=should_stop)
-    assert time.monotonic() - asked[0] < 2
-    assert summary["status"] == "stopped" and evaluations == []
+def test_should_stop_ends_a_long_evaluation_within_two_seconds(tmp_path):
+    summary, _ = run_in_child("should_stop", tmp_path)
+    assert summary["stop_took"] < 2
+    assert summary["status"] == "stopped" and summary["recorded"] == 0 and summary["handler_back"]
     assert OptimizationProblem.from_hdf(tmp_path / "problem.h5").design_space.variable_names == ["duration"]
 
 
@@ -263,23 +278,17 @@ def test_a_stop_while_the_scenario_is_built_still_writes_problem_h5(engine, tmp_
     assert OptimizationProblem.from_hdf(tmp_path / "problem.h5").design_space.variable_names == ["x_1", "x_2", "x_shared"]
 
 
-def test_sigterm_stops_the_study_and_the_handler_is_put_back(engine, tmp_path):
-    before = signal.getsignal(signal.SIGTERM)
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
-    start = time.monotonic()
-    timer.start()
-    summary, _ = run_study(engine, sleeper_spec(), tmp_path)
-    assert time.monotonic() - start < 2.5
-    assert summary["status"] == "stopped"
+def test_sigterm_stops_the_study_and_the_handler_is_put_back(tmp_path):
+    summary, took = run_in_child("sigterm", tmp_path, terminate=True)
+    assert took < 2.5
+    assert summary["status"] == "stopped" and summary["handler_back"]
     assert (tmp_path / "problem.h5").is_file()
-    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_evaluations_are_recorded_as_they_end(engine, tmp_path):
     """The callback sees each evaluation as it ends (1 s apart here), not all at the end."""
     times = []
-    spec = sleeper_spec()
-    spec["design_space"] = {"duration": {"lower_bound": [1.0], "upper_bound": [1.2]}}
+    spec = sleeper_spec(1.0, 1.2)
     summary = study.run(engine, spec, tmp_path, lambda evaluations: times.append(time.monotonic()))
     assert summary["n_evaluations"] == 3 == len(times)
     assert times[1] - times[0] > 0.9 and times[2] - times[1] > 0.9
