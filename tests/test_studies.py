@@ -241,6 +241,16 @@ def test_each_refusal_records_nothing(api, tmp_path):
     nothing_recorded(api)
 
 
+def test_the_algorithms_are_what_a_study_may_name(api):
+    listed = api.get("/v1/algorithms").json()
+    names = {kind: {entry["name"]: entry for entry in entries} for kind, entries in listed.items()}
+    assert set(names) == {"doe", "optimization"}
+    assert "SLSQP" in names["optimization"] and "PYDOE_LHS" in names["doe"] and "CustomDOE" not in names["doe"]
+    max_iter = names["optimization"]["SLSQP"]["settings"]["max_iter"]
+    assert max_iter["type"] == "integer" and "default" in max_iter and "description" in max_iter
+    assert "callbacks" not in names["doe"]["PYDOE_LHS"]["settings"]  # not a plain value
+
+
 # Isolation, stops
 
 
