@@ -466,7 +466,8 @@ def _execute(job_pool, process, job_id, row):
         return {"job_status": "failed", "error": "internal", "traceback": traceback.format_exc()}, False
     if not reply.pop("ok", False):
         return {"job_status": "failed", "error": "internal", "traceback": reply.get("detail", "")}, False
-    return reply, reply.get("error") != "memory"
+    # A study leaves its scenario and post-processing figures in memory: a fresh fork follows it.
+    return reply, reply.get("error") != "memory" and row["job_type"] != "study"
 
 
 # Seconds a stopped study has to end its driver and write its files before its group is killed.
