@@ -17,6 +17,7 @@ import numpy
 import pytest
 from gemseo import create_discipline, create_scenario
 from gemseo.algos.optimization_problem import OptimizationProblem
+from gemseo.disciplines.factory import DisciplineFactory
 from gemseo.problems.mdo.sobieski.core.design_space import SobieskiDesignSpace
 
 import jobproc
@@ -31,6 +32,8 @@ SPECS = Path(__file__).resolve().parent / "study_specs.py"
 @pytest.fixture(scope="module")
 def engine():
     os.environ["GEMSEO_PATH"] = str(PLUGINS)  # the test disciplines (Sleeper), as the services have them
+    # GEMSEO keeps its factory's first scan: a module that ran GEMSEO before this one made it.
+    DisciplineFactory().update()
     return jobproc.Engine(frozenset())
 
 
