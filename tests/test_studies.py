@@ -313,11 +313,19 @@ def test_a_study_with_a_timeout_ends_timeout(api):
 
 @pytest.mark.parametrize("requeue", [False, True])
 def test_a_worker_killed_during_a_study_ends_it_lost_or_runs_it_again(fresh_service, requeue):
-    service = fresh_service(GEMSEO_HTTP_REQUEUE_LOST_JOBS=int(requeue))
+    limits = {"GEMSEO_HTTP_MAX_PENDING_JOBS": 1, "GEMSEO_HTTP_JOB_TIMEOUT": 600}
+    service = fresh_service(GEMSEO_HTTP_REQUEUE_LOST_JOBS=int(requeue), **limits)
     api = service.api("alice", "alice-pw")
-    created = submit(api, slow_doe(12, 0.2, 0.3))
+    spec = slow_doe(12, 0.2, 0.3)
+    spec["timeout"] = 3600
+    created = submit(api, spec)
     page = api.get(f"/v1/study/{created['id']}/history?long_polling=true&long_polling_timeout=120", timeout=150).json()
     assert page["evaluation"]
+    # A study obeys the limits of jobs: the job time limit caps its own, one waiting job per user here.
+    assert api.get(f"/v1/job/{created['job_id']}").json()["timeout"] == 600
+    refused = api.post("/v1/study", json=spec)
+    assert refused.status_code == 429 and "GEMSEO_HTTP_MAX_PENDING_JOBS" in refused.json()["detail"]
+    assert api.get("/v1/study").headers["X-Total-Count"] == "1"
     service.worker.kill()
     service.worker.wait()
     if not requeue:
