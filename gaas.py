@@ -47,6 +47,7 @@ import pool
 import results
 import settings
 import store
+import study
 import wire
 import worker
 from errors import Rejected
@@ -561,10 +562,7 @@ def batch_entry(row, progress=None):
 
 
 async def owned_batch(request, user, action="read"):
-    row = await run_in_threadpool(store.get_batch, path_id(request, "batch_id", "Batch"))
-    if row is None or not auth.may(user, row, action):
-        raise HTTPException(404, "Batch not found.")
-    return row
+    return await owned(request, user, store.get_batch, "batch_id", "Batch", action)
 
 
 async def audit_others(request, user, row, action, what):
@@ -635,6 +633,123 @@ async def batch_results(request):
     return StreamingResponse(results.stream(table, kind), media_type=media_type, headers={"X-Total-Count": str(table.total)})
 
 
+# Studies
+
+
+async def studies(request):
+    """POST a study, or GET the list: one route, so 405 names both methods."""
+    if request.method == "GET":
+        return await list_studies(request)
+    return await submit_study(request)
+
+
+async def submit_study(request):
+    user = await current_user(request)
+    spec = contract.body(request, await json_body(request))
+    # GEMSEO checks the whole in a warm process before anything is recorded.
+    limit = settings.JOB_MEMORY_LIMIT_MB or DESCRIBE_MEMORY_MB
+    message = {"op": "check_study", "spec": spec, "max_processes": settings.STUDY_MAX_PROCESSES, "memory_limit_mb": limit}
+    await ask_pool(request.app.state, message, settings.DESCRIBE_TIMEOUT, "Checking the study")
+    name = spec.get("name") or ""
+    study_fields = {
+        "user_id": user["id"],
+        "name": name,
+        "spec": strict_json(spec, "study"),
+        "formulation": spec["formulation"],
+        "algorithm": strict_json(spec["algorithm"], "algorithm"),
+        "objective": strict_json(spec["objective"], "objective"),
+    }
+    fields = {
+        "user_id": user["id"],
+        "name": name,
+        "discipline_class_name": "Study",
+        "job_type": "study",
+        "execution_mode": "asynchronous",
+        "timeout": job_timeout(spec.get("timeout")),
+    }
+    row = await run_in_threadpool(jobs.submit_study, user["id"], study_fields, fields, worker.enqueue)
+    return JSONResponse(study_entry(row), status_code=202)
+
+
+def study_entry(row):
+    """A study row (with its job's columns) as the Study of the wire contract."""
+    status = jobs.study_status(row)
+    failed = status == "failed"
+    entry = {
+        "id": row["id"],
+        "name": row["name"],
+        "user_id": row["user_id"],
+        "job_id": row["job_id"],
+        "study_status": status,
+        "error": (row["error"] or "") if failed else "",
+        "message": wire.failure_message(row["traceback_end"] or "") if failed else "",
+        "formulation": row["formulation"],
+        "algorithm": orjson.loads(row["algorithm"]),
+        "objective": orjson.loads(row["objective"]),
+        "n_evaluations": row["n_evaluations"],
+        "created_at": wire.iso(row["created_at"]),
+        "started_at": wire.iso(row["started_at"]),
+        "ended_at": wire.iso(row["ended_at"]) if status in store.ENDED else None,
+    }
+    if row["best"] is not None:
+        entry["best"] = orjson.loads(row["best"])
+    return entry
+
+
+async def owned_study(request, user, action="read"):
+    return await owned(request, user, store.get_study, "study_id", "Study", action)
+
+
+async def list_studies(request):
+    user = await current_user(request)
+    query = contract.query(request)
+    rows, total = await run_in_threadpool(store.list_studies, user["id"], query["limit"], query["offset"])
+    return JSONResponse([study_entry(row) for row in rows], headers={"X-Total-Count": str(total)})
+
+
+async def one_study(request):
+    """GET a study (with long polling on its job) or DELETE it with its job and files."""
+    user = await current_user(request)
+    row = await owned_study(request, user, "delete" if request.method == "DELETE" else "read")
+    state = request.app.state
+    if request.method == "DELETE":
+        await stop_job(state, row["job_id"])
+        await run_in_threadpool(jobs.delete_study, row)
+        logger.info("study %s deleted by user %s", row["id"], user["id"])
+        await audit_others(request, user, row, "study_deleted", "study")
+        return Response(status_code=204)
+    query = contract.query(request)
+    if query["long_polling"] and jobs.study_status(row) not in store.ENDED:
+        timeout = min(query["long_polling_timeout"], settings.MAX_LONG_POLLING_TIMEOUT)
+        if await state.watcher.wait(("job", row["job_id"]), timeout):
+            row = await owned_study(request, user)
+    return JSONResponse(study_entry(row))
+
+
+async def study_history(request):
+    """The evaluations above `since`, as JSON or CSV; a long poll waits for one of them."""
+    user = await current_user(request)
+    row = await owned_study(request, user)
+    query = contract.query(request)
+    since = query["since"]
+    if query["long_polling"] and row["n_evaluations"] <= since and jobs.study_status(row) not in store.ENDED:
+        timeout = min(query["long_polling_timeout"], settings.MAX_LONG_POLLING_TIMEOUT)
+        await request.app.state.watcher.wait(("history", (row["id"], since)), timeout)
+    texts = await run_in_threadpool(store.evaluations, row["id"], since)
+    evaluations = [study.from_text(text) for text in texts]
+    if query["format"] == "csv":
+        return Response(study.history_csv(evaluations, since), media_type="text/csv; charset=utf-8")
+    return JSONResponse(study.history_json(evaluations, since))
+
+
+async def cancel_study(request):
+    user = await current_user(request)
+    row = await owned_study(request, user, "cancel")
+    await stop_job(request.app.state, row["job_id"], refuse_ended=True)
+    await audit_others(request, user, row, "study_cancelled", "study")
+    return JSONResponse(study_entry(await owned_study(request, user)))
+
+
 # Jobs
 
 
@@ -649,13 +764,17 @@ def path_id(request, key, what):
     return value
 
 
-async def owned_job(request, user, action="read"):
-    """The job of the path if the user may `action` it (auth.may), else 404: not telling whether
-    it exists."""
-    row = await run_in_threadpool(store.get_job, path_id(request, "job_id", "Job"))
+async def owned(request, user, read, key, what, action="read"):
+    """The row that read(id) finds for the path's id `key` if the user may `action` it
+    (auth.may); else 404 "<what> not found.", not telling whether it exists."""
+    row = await run_in_threadpool(read, path_id(request, key, what))
     if row is None or not auth.may(user, row, action):
-        raise HTTPException(404, "Job not found.")
+        raise HTTPException(404, f"{what} not found.")
     return row
+
+
+async def owned_job(request, user, action="read"):
+    return await owned(request, user, store.get_job, "job_id", "Job", action)
 
 
 async def job(request):
@@ -998,7 +1117,8 @@ class Watcher:
 
     async def wait(self, key, timeout):
         """Wait until the job ("job", id) or every point of the batch ("batch", id) has ended,
-        or the timeout passes; return whether it ended."""
+        or a study has an evaluation above `since` or has ended ("history", (id, since)), or the
+        timeout passes; return whether it happened."""
         event = asyncio.Event()
         self.waiters.setdefault(key, set()).add(event)
         self.dirty = True
@@ -1062,6 +1182,7 @@ class Watcher:
     @staticmethod
     def ended(feed, keys):
         ended = [("job", job_id) for job_id in feed.ended_among([i for kind, i in keys if kind == "job"])]
+        ended += [("history", i) for i in feed.histories_ready([i for kind, i in keys if kind == "history"])]
         return ended + [("batch", i) for i in feed.batches_ended_among([i for kind, i in keys if kind == "batch"])]
 
 
@@ -1198,6 +1319,10 @@ routes = [
     Route("/v1/batch/{batch_id}", batch, methods=["GET", "DELETE"]),
     Route("/v1/batch/{batch_id}/cancel", cancel_batch, methods=["POST"]),
     Route("/v1/batch/{batch_id}/results", batch_results, methods=["GET"]),
+    Route("/v1/study", studies, methods=["GET", "POST"]),
+    Route("/v1/study/{study_id}", one_study, methods=["GET", "DELETE"]),
+    Route("/v1/study/{study_id}/cancel", cancel_study, methods=["POST"]),
+    Route("/v1/study/{study_id}/history", study_history, methods=["GET"]),
     Route("/v1/file", list_files, methods=["GET"]),
     Route("/v1/file/upload", upload, methods=["POST"]),
     # Teams
