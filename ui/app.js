@@ -4,6 +4,8 @@ import { apiJson, session, signIn, signOut, token } from "./api.js";
 import { copyFullValues, el, navigated, show } from "./dom.js";
 import { batchView } from "./batch.js";
 import { batchesView } from "./batches.js";
+import { studiesView } from "./studies.js";
+import { studyView } from "./study.js";
 import { disciplineView } from "./discipline.js";
 import { disciplinesView } from "./disciplines.js";
 import { jobView } from "./job.js";
@@ -13,7 +15,8 @@ import { loginView } from "./login.js";
 function showNav(path) {
   const nav = document.getElementById("nav");
   nav.hidden = false;
-  const section = path.startsWith("/discipline") ? "#/disciplines" : path.startsWith("/batch") ? "#/batches" : "#/jobs";
+  const section = path.startsWith("/discipline") ? "#/disciplines" : path.startsWith("/batch") ? "#/batches"
+    : path.startsWith("/stud") ? "#/studies" : "#/jobs";
   for (const link of nav.querySelectorAll("a[href^='#']")) {
     if (link.getAttribute("href") === section) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -35,6 +38,8 @@ async function route() {
     if (parts[0] === "job" && parts[1]) await jobView(parts[1]);
     else if (parts[0] === "batch" && parts[1]) await batchView(parts[1]);
     else if (parts[0] === "batches") await batchesView(params);
+    else if (parts[0] === "study" && parts[1]) await studyView(parts[1]);
+    else if (parts[0] === "studies") await studiesView(params);
     else if (parts[0] === "disciplines") await disciplinesView();
     else if (parts[0] === "discipline" && parts[1]) await disciplineView(decodeURIComponent(parts[1]), params);
     else await jobsView(params);
