@@ -549,9 +549,11 @@ def space_json(space, values=False):
         return space
     found = {}
     for name in space.variable_names:
-        found[name] = {"lower_bound": space.get_lower_bound(name).tolist(), "upper_bound": space.get_upper_bound(name).tolist()}
+        # .real: GEMSEO's own design spaces may hold complex numbers (Sellar's, by default).
+        found[name] = {"lower_bound": space.get_lower_bound(name).real.tolist(),
+                       "upper_bound": space.get_upper_bound(name).real.tolist()}
         if values and space.has_current_value:
-            found[name]["value"] = space.get_current_value([name]).tolist()
+            found[name]["value"] = space.get_current_value([name]).real.tolist()
     return found
 
 
