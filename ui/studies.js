@@ -1,6 +1,6 @@
 // The list of studies, newest first, with their evaluations and best objective, updated live.
-import { apiJson } from "./api.js";
-import { PAGE, el, pager, replaceRows, scroller, setText, show, showBadge, sleep, stillHere } from "./dom.js";
+import { listView } from "./api.js";
+import { el, setText, showBadge } from "./dom.js";
 import { duration, pointStatus, round, timeCell } from "./format.js";
 
 export function studyStatus(study) { return pointStatus(study.study_status, study.error); }
@@ -22,34 +22,14 @@ export function studyTimes(study) {
     ended_at: study.ended_at };
 }
 
-function studiesHash(offset) { return "#/studies" + (offset ? "?offset=" + offset : ""); }
-
-export async function studiesView(params) {
-  const current = stillHere();
-  const offset = Number(params.get("offset") || 0);
-  const body = el("tbody");
-  const pages = pager(studiesHash, offset, "studies-count");
-  show(el("h1", {}, "Studies"),
-    scroller(el("table", { id: "studies" }, el("thead", {}, el("tr", {},
-      ["Id", "Name", "Status", "Evaluations", "Best objective", "Formulation", "Algorithm", "Created", "Duration"]
-        .map((h) => el("th", {}, h)))), body)),
-    pages.node);
-  const rows = new Map(); // study id -> row, patched in place as in the jobs table
-  while (current()) {
-    try {
-      const { body: studies, response } = await apiJson(`/v1/study?limit=${PAGE}&offset=${offset}`);
-      if (!current()) return;
-      const total = Number(response.headers.get("X-Total-Count"));
-      replaceRows(body, studies.map((study) => studyRow(rows, study)));
-      pages.info.textContent = total ? `${offset + 1}–${offset + studies.length} of ${total}`
-        : "No studies yet: submit one with POST /v1/study, or with gaas_client.run_study.";
-      pages.update(studies.length, total);
-    } catch (error) { pages.info.textContent = error.message; }
-    await sleep(1000);
-  }
+export function studiesView(params) {
+  return listView({ title: "Studies", id: "studies", path: "/v1/study",
+    headers: ["Id", "Name", "Status", "Evaluations", "Best objective", "Formulation", "Algorithm", "Created", "Duration"],
+    empty: "No studies yet: submit one with POST /v1/study, or with gaas_client.run_study." },
+  params, studyRow);
 }
 
-function studyRow(rows, study) {
+function studyRow(study, rows) {
   let row = rows.get(study.id);
   if (!row) {
     const open = () => { location.hash = "#/study/" + study.id; };

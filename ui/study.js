@@ -1,8 +1,8 @@
 // The page of one study: its convergence drawn as the history arrives (long polls with since=K,
 // never the whole table again), the best point, the settings it ran with, cancel, delete, the
 // downloads, and the post-processing images of its job once they exist.
-import { api, apiJson, downloadFrom } from "./api.js";
-import { el, scroller, setText, show, sleep, stillHere } from "./dom.js";
+import { api, apiJson, cancelAndDelete, downloadFrom, openPage } from "./api.js";
+import { el, scroller, setText, sleep } from "./dom.js";
 import { duration, number, showTime } from "./format.js";
 import { jobFiles, showStatus } from "./job.js";
 import { plot } from "./plot.js";
@@ -10,6 +10,33 @@ import { bestText, scalar, studyEnded, studyTimes } from "./studies.js";
 
 const IMAGE = /\.(png|svg|jpe?g|gif)$/i;
 const H5_NAME = "problem.h5";
+
+export async function studyView(id) {
+  const opened = await openPage("/v1/study/" + id, studyPage);
+  if (!opened) return;
+  const { page, current } = opened;
+  let study = page.study;
+  (async () => { // the elapsed time, every second while it runs
+    while (current() && !studyEnded(study)) { page.tick(); await sleep(1000); }
+  })();
+  // A long poll answers as soon as there is a new evaluation, or when the study ends; after each
+  // answer the Study (count, best, status). Once it has ended, one plain read takes the rest.
+  while (current()) {
+    const ended = studyEnded(study);
+    const wait = ended ? "" : `&long_polling=true&long_polling_timeout=${study.study_status === "running" ? 10 : 1}`;
+    let answer;
+    try {
+      answer = (await apiJson(`/v1/study/${id}/history?since=${page.last()}${wait}`)).body;
+      if (!current()) return;
+      page.addHistory(answer);
+      if (ended && !answer.evaluation.length) break;
+      study = (await apiJson("/v1/study/" + id)).body;
+    } catch (error) { await sleep(1000); continue; }
+    if (current()) page.update(study);
+  }
+  const tree = await apiJson(`/v1/job/${study.job_id}/files`).then((r) => r.body).catch(() => ({}));
+  if (current()) page.finish(tree);
+}
 
 // The history so far, column by column; each answer of the long poll is appended.
 function historyTable() {
@@ -172,19 +199,8 @@ function studyPage(study) {
   const best = el("div", { class: "card", id: "best" });
   const images = el("div", { class: "card", id: "images" }, el("span", { class: "muted" }, "When the study ends."));
   const files = el("div", { class: "card", id: "files" }, el("span", { class: "muted" }, "When the study ends."));
-  const cancel = el("button", { class: "secondary", id: "cancel", onclick: async () => {
-    cancel.disabled = true;
-    try {
-      page.update((await apiJson(`/v1/study/${id}/cancel`, { method: "POST" })).body);
-    } catch (error) { alert(error.message); cancel.disabled = false; }
-  } }, "Cancel");
-  const remove = el("button", { class: "danger", id: "delete", onclick: async () => {
-    if (!confirm(`Delete study #${id}, its job and files?`)) return;
-    try {
-      await apiJson("/v1/study/" + id, { method: "DELETE" });
-      location.hash = "#/studies";
-    } catch (error) { alert(error.message); }
-  } }, "Delete");
+  const { cancel, remove } = cancelAndDelete("/v1/study/" + id, (fresh) => page.update(fresh),
+    `Delete study #${id}, its job and files?`, "#/studies");
   const h5 = el("button", { class: "secondary", id: "download-h5", disabled: "",
     title: "GEMSEO's OptimizationProblem.from_hdf reads it; written when the study ends",
     onclick: () => downloadFrom(`/v1/job/${study.job_id}/files/download?filename=${H5_NAME}`, `study-${id}-${H5_NAME}`) },
@@ -201,6 +217,7 @@ function studyPage(study) {
     el("h2", {}, "Images"), images, el("h2", {}, "Files"), files);
   const page = {
     root,
+    study,
     last: history.last,
     update(fresh) {
       study = fresh;
@@ -222,32 +239,4 @@ function studyPage(study) {
   };
   page.update(study);
   return page;
-}
-
-export async function studyView(id) {
-  const current = stillHere();
-  let study = (await apiJson("/v1/study/" + id)).body;
-  if (!current()) return;
-  const page = studyPage(study);
-  show(page.root);
-  (async () => { // the elapsed time, every second while it runs
-    while (current() && !studyEnded(study)) { page.tick(); await sleep(1000); }
-  })();
-  // A long poll answers as soon as there is a new evaluation, or when the study ends; after each
-  // answer the Study (count, best, status). Once it has ended, one plain read takes the rest.
-  while (current()) {
-    const ended = studyEnded(study);
-    const wait = ended ? "" : `&long_polling=true&long_polling_timeout=${study.study_status === "running" ? 10 : 1}`;
-    let answer;
-    try {
-      answer = (await apiJson(`/v1/study/${id}/history?since=${page.last()}${wait}`)).body;
-      if (!current()) return;
-      page.addHistory(answer);
-      if (ended && !answer.evaluation.length) break;
-      study = (await apiJson("/v1/study/" + id)).body;
-    } catch (error) { await sleep(1000); continue; }
-    if (current()) page.update(study);
-  }
-  const tree = await apiJson(`/v1/job/${study.job_id}/files`).then((r) => r.body).catch(() => ({}));
-  if (current()) page.finish(tree);
 }
