@@ -46,6 +46,7 @@ import pool
 import results
 import settings
 import store
+import study
 import wire
 import worker
 from errors import Rejected
@@ -537,6 +538,117 @@ async def batch_results(request):
     return StreamingResponse(results.stream(table, kind), media_type=media_type, headers={"X-Total-Count": str(table.total)})
 
 
+# Studies
+
+
+async def submit_study(request):
+    user = await current_user(request)
+    spec = contract.body(request, await json_body(request))
+    # GEMSEO checks the whole in a warm process before anything is recorded.
+    limit = settings.JOB_MEMORY_LIMIT_MB or DESCRIBE_MEMORY_MB
+    message = {"op": "check_study", "spec": spec, "max_processes": settings.STUDY_MAX_PROCESSES, "memory_limit_mb": limit}
+    await ask_pool(request.app.state, message, settings.DESCRIBE_TIMEOUT, "Checking the study")
+    name = spec.get("name") or ""
+    study_fields = {
+        "user_id": user["id"],
+        "name": name,
+        "spec": strict_json(spec, "study"),
+        "formulation": spec["formulation"],
+        "algorithm": strict_json(spec["algorithm"], "algorithm"),
+        "objective": strict_json(spec["objective"], "objective"),
+    }
+    fields = {
+        "user_id": user["id"],
+        "name": name,
+        "discipline_class_name": "Study",
+        "job_type": "study",
+        "execution_mode": "asynchronous",
+        "timeout": job_timeout(spec.get("timeout")),
+    }
+    row = await run_in_threadpool(jobs.submit_study, user["id"], study_fields, fields, worker.enqueue)
+    return JSONResponse(study_entry(row), status_code=202)
+
+
+def study_entry(row):
+    """A study row (with its job's columns) as the Study of the wire contract."""
+    status = jobs.study_status(row)
+    failed = status == "failed"
+    entry = {
+        "id": row["id"],
+        "name": row["name"],
+        "user_id": row["user_id"],
+        "job_id": row["job_id"],
+        "study_status": status,
+        "error": (row["error"] or "") if failed else "",
+        "message": wire.failure_message(row["traceback_end"] or "") if failed else "",
+        "formulation": row["formulation"],
+        "algorithm": orjson.loads(row["algorithm"]),
+        "objective": orjson.loads(row["objective"]),
+        "n_evaluations": row["n_evaluations"],
+        "created_at": wire.iso(row["created_at"]),
+        "started_at": wire.iso(row["started_at"]),
+        "ended_at": wire.iso(row["ended_at"]) if status in store.ENDED else None,
+    }
+    if row["best"] is not None:
+        entry["best"] = orjson.loads(row["best"])
+    return entry
+
+
+async def owned_study(request, user):
+    row = await run_in_threadpool(store.get_study, path_id(request, "study_id", "Study"), user["id"])
+    if row is None:
+        raise HTTPException(404, "Study not found.")
+    return row
+
+
+async def list_studies(request):
+    user = await current_user(request)
+    query = contract.query(request)
+    rows, total = await run_in_threadpool(store.list_studies, user["id"], query["limit"], query["offset"])
+    return JSONResponse([study_entry(row) for row in rows], headers={"X-Total-Count": str(total)})
+
+
+async def one_study(request):
+    """GET a study (with long polling on its job) or DELETE it with its job and files."""
+    user = await current_user(request)
+    row = await owned_study(request, user)
+    state = request.app.state
+    if request.method == "DELETE":
+        await stop_job(state, row["job_id"])
+        await run_in_threadpool(jobs.delete_study, row)
+        logger.info("study %s deleted by user %s", row["id"], user["id"])
+        return Response(status_code=204)
+    query = contract.query(request)
+    if query["long_polling"] and jobs.study_status(row) not in store.ENDED:
+        timeout = min(query["long_polling_timeout"], settings.MAX_LONG_POLLING_TIMEOUT)
+        if await state.watcher.wait(("job", row["job_id"]), timeout):
+            row = await owned_study(request, user)
+    return JSONResponse(study_entry(row))
+
+
+async def study_history(request):
+    """The evaluations above `since`, as JSON or CSV; a long poll waits for one of them."""
+    user = await current_user(request)
+    row = await owned_study(request, user)
+    query = contract.query(request)
+    since = query["since"]
+    if query["long_polling"] and row["n_evaluations"] <= since and jobs.study_status(row) not in store.ENDED:
+        timeout = min(query["long_polling_timeout"], settings.MAX_LONG_POLLING_TIMEOUT)
+        await request.app.state.watcher.wait(("history", (row["id"], since)), timeout)
+    texts = await run_in_threadpool(store.evaluations, row["id"], since)
+    evaluations = [study.from_text(text) for text in texts]
+    if query["format"] == "csv":
+        return Response(study.history_csv(evaluations, since), media_type="text/csv; charset=utf-8")
+    return JSONResponse(study.history_json(evaluations, since))
+
+
+async def cancel_study(request):
+    user = await current_user(request)
+    row = await owned_study(request, user)
+    await stop_job(request.app.state, row["job_id"], refuse_ended=True)
+    return JSONResponse(study_entry(await owned_study(request, user)))
+
+
 # Jobs
 
 
@@ -727,7 +839,8 @@ class Watcher:
 
     async def wait(self, key, timeout):
         """Wait until the job ("job", id) or every point of the batch ("batch", id) has ended,
-        or the timeout passes; return whether it ended."""
+        or a study has an evaluation above `since` or has ended ("history", (id, since)), or the
+        timeout passes; return whether it happened."""
         event = asyncio.Event()
         self.waiters.setdefault(key, set()).add(event)
         self.dirty = True
@@ -791,6 +904,7 @@ class Watcher:
     @staticmethod
     def ended(feed, keys):
         ended = [("job", job_id) for job_id in feed.ended_among([i for kind, i in keys if kind == "job"])]
+        ended += [("history", i) for i in feed.histories_ready([i for kind, i in keys if kind == "history"])]
         return ended + [("batch", i) for i in feed.batches_ended_among([i for kind, i in keys if kind == "batch"])]
 
 
@@ -925,6 +1039,11 @@ routes = [
     Route("/v1/batch/{batch_id}", batch, methods=["GET", "DELETE"]),
     Route("/v1/batch/{batch_id}/cancel", cancel_batch, methods=["POST"]),
     Route("/v1/batch/{batch_id}/results", batch_results, methods=["GET"]),
+    Route("/v1/study", submit_study, methods=["POST"]),
+    Route("/v1/study", list_studies, methods=["GET"]),
+    Route("/v1/study/{study_id}", one_study, methods=["GET", "DELETE"]),
+    Route("/v1/study/{study_id}/cancel", cancel_study, methods=["POST"]),
+    Route("/v1/study/{study_id}/history", study_history, methods=["GET"]),
     Route("/v1/file", list_files, methods=["GET"]),
     Route("/v1/file/upload", upload, methods=["POST"]),
 ]

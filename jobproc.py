@@ -565,8 +565,8 @@ def _address_space():
         return int(statm.read().split()[0]) * resource.getpagesize()
 
 
-def handle(engine, request, idle_dir):
-    """Answer one request; never raises."""
+def handle(engine, request, idle_dir, send=None):
+    """Answer one request (send() carries a study's evaluations before the reply); never raises."""
     try:
         if request["op"] == "catalogue":
             return {"ok": True, "value": {"served": engine.catalogue, "disabled": engine.disabled}}
@@ -583,11 +583,17 @@ def handle(engine, request, idle_dir):
             # gives it a deadline).
             with memory_limit(request.get("memory_limit_mb")):
                 return {"ok": True, "value": engine.describe(request["name"], request["options"])}
-        return execute_job(engine, request)
+        if request["op"] == "check_study":
+            import study
+
+            os.chdir(idle_dir)  # building the disciplines runs their constructors
+            with memory_limit(request.get("memory_limit_mb")):
+                return {"ok": True, "value": {"doe": study.check(engine, request["spec"], request["max_processes"])}}
+        return execute_job(engine, request, send)
     except ClientError as error:
         return {"ok": False, "status": error.status, "detail": str(error)}
     except MemoryError:
-        what = "Computing the DOE" if request["op"] == "doe" else "Building the discipline"
+        what = {"doe": "Computing the DOE", "check_study": "Checking the study"}.get(request["op"], "Building the discipline")
         limit = f"{request.get('memory_limit_mb') or 0:g} MiB"
         return {"ok": False, "status": 422, "detail": f"{what} went past its memory limit ({limit})."}
     except Exception as error:
@@ -597,12 +603,17 @@ def handle(engine, request, idle_dir):
         os.chdir(idle_dir)
 
 
-def execute_job(engine, request):
+def execute_job(engine, request, send=None):
     job = request["job"]
+    # Started before the memory limit: a thread's stack is address space too.
+    sender = EvaluationSender(send) if request["op"] == "study" else None
     try:
         os.chdir(job["workdir"])
         with redirected_output(LOG_NAME), memory_limit(request.get("memory_limit_mb")):
-            reply = engine.execute(job)
+            if sender is None:
+                reply = engine.execute(job)
+            else:
+                reply = run_study(engine, request, sender)
     except MemoryError:
         return {
             "ok": True,
@@ -615,7 +626,59 @@ def execute_job(engine, request):
         # A discipline calling sys.exit() fails its job; it does not end the warm process.
         text = str(error) if isinstance(error, ClientError) else discipline_traceback(error)
         return {"ok": True, "job_status": "failed", "error": type(error).__name__, "traceback": text}
+    finally:
+        if sender is not None:
+            sender.close()  # every evaluation is sent before the reply
     return {"ok": True, "job_status": "finished", **reply}
+
+
+def run_study(engine, request, sender):
+    """Run a study in the current directory (the job's); return the reply fields for the store."""
+    import study
+
+    summary = study.run(engine, request["spec"], os.getcwd(), sender.add, max_processes=request["max_processes"])
+    return {"output_data": dumps(summary)}
+
+
+class EvaluationSender:
+    """Sends a study's evaluations to the pool as {"evaluations": [...]}, batched: an
+    evaluation leaves at most FLUSH_INTERVAL after it ended, and a fast study sends one message
+    per interval, not one per evaluation."""
+
+    FLUSH_INTERVAL = 0.05
+
+    def __init__(self, send):
+        self.send, self.pending, self.closed = send, [], False
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._loop, name="evaluations", daemon=True)
+        self.thread.start()
+
+    def add(self, evaluations):
+        with self.cond:
+            self.pending.extend(evaluations)
+            self.cond.notify()
+
+    def _loop(self):
+        last = 0.0
+        with self.cond:
+            while True:
+                while not self.pending and not self.closed:
+                    self.cond.wait()
+                if not self.pending:
+                    return
+                wait = last + self.FLUSH_INTERVAL - time.monotonic()
+                if wait > 0 and not self.closed:
+                    self.cond.wait(wait)  # more evaluations join this message meanwhile
+                    continue
+                batch, self.pending = self.pending, []
+                last = time.monotonic()
+                self.send({"evaluations": batch})
+
+    def close(self):
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
+        self.thread.join()
 
 
 def discipline_traceback(error):
@@ -641,7 +704,7 @@ def serve(fd, engine, idle_dir):
             request = conn.recv()
         except (EOFError, OSError):
             return
-        conn.send(handle(engine, request, idle_dir))
+        conn.send(handle(engine, request, idle_dir, conn.send))
 
 
 def zygote(control, engine, idle_dir):
@@ -703,6 +766,9 @@ def zygote(control, engine, idle_dir):
 
 
 def main():
+    # study.py imports this module by name: let it find this one, not load a second copy whose
+    # ClientError handle() would not catch.
+    sys.modules.setdefault("jobproc", sys.modules[__name__])
     control = socket.socket(fileno=int(sys.argv[1]))
     # A Ctrl-C or a unit's SIGINT is for the consumer, which then lets running jobs finish.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -31,11 +31,14 @@ import time
 import traceback
 from pathlib import Path
 
+import orjson
+
 import errors
 import files
 import pool
 import settings
 import store
+import study
 import wire
 from errors import Rejected
 from store import Move
@@ -78,12 +81,35 @@ def queue_rank(user_id, new_jobs):
 def submit(user_id, fields, input_files, enqueue=None):
     """Record a job with its input files and queue it with enqueue(ids, priority) when given
     (asynchronous); return its row. Its directory is laid out when it starts."""
+    fields["input_files"] = _input_files(user_id, input_files)
+    row = _submit_one(user_id, fields, enqueue, lambda tasks: store.create_job(fields, workdir_prefix(user_id), tasks))
+    logger.info("job %s pending: user %s, %s, %s", row["id"], user_id, fields["discipline_class_name"], fields["execution_mode"])
+    return row
+
+
+def submit_study(user_id, study_fields, fields, enqueue):
+    """Record a study (its columns) with its job, queued as any asynchronous job; return the
+    study's row."""
+    fields["input_files"] = "[]"
+    row = _submit_one(
+        user_id,
+        fields,
+        enqueue,
+        lambda tasks: store.create_study(study_fields, fields, workdir_prefix(user_id), tasks),
+        job_of=lambda row: row["job_id"],
+    )
+    logger.info("study %s pending: user %s, job %s", row["id"], user_id, row["job_id"])
+    return row
+
+
+def _submit_one(user_id, fields, enqueue, create, job_of=lambda row: row["id"]):
+    """Record one pending job with create(tasks) and queue it; return what create returned."""
     rank = queue_rank(user_id, 1)
-    fields.update(job_status="pending", input_files=_input_files(user_id, input_files))
+    fields["job_status"] = "pending"
     message = getattr(enqueue, "message", None)  # the queue is in the store: one transaction
     tasks = (lambda ids: [message(ids, rank)]) if message else None
-    row = _record(lambda: store.create_job(fields, workdir_prefix(user_id), tasks), message)
-    job_id = row["id"]
+    row = _record(lambda: create(tasks), message)
+    job_id = job_of(row)
     if enqueue is not None and message is None:
         try:
             enqueue([job_id], rank)
@@ -91,7 +117,6 @@ def submit(user_id, fields, input_files, enqueue=None):
             logger.exception("job %s could not be queued", job_id)
             fail(job_id, ("pending",), "enqueue", f"The job could not be queued: {type(error).__name__}: {error}")
             raise _not_queued(f"Job {job_id}", error) from None
-    logger.info("job %s pending: user %s, %s, %s", job_id, user_id, fields["discipline_class_name"], fields["execution_mode"])
     return row
 
 
@@ -422,9 +447,15 @@ def _execute(job_pool, process, job_id, row):
             return None  # a store outage does not stop the job; the next check asks again
 
     message = {"op": "execute", "job": job, "memory_limit_mb": settings.JOB_MEMORY_LIMIT_MB}
+    options = {}
+    if row["job_type"] == "study":
+        recorder = StudyRecorder(store.get_study(row["study_id"]))
+        message.update(op="study", spec=recorder.spec, max_processes=settings.STUDY_MAX_PROCESSES)
+        # A stopped study first ends its driver and writes problem.h5, within the cancel bound.
+        options = {"on_message": recorder.write, "grace": STUDY_GRACE}
     try:
         files.lay_out(Path(job["workdir"]), job["input_files"])  # File entries: filename, unique_filename
-        reply = process.ask(message, deadline=deadline, should_stop=cancelled)
+        reply = process.ask(message, deadline=deadline, should_stop=cancelled, **options)
     except pool.ProcessGone as gone:
         # Processes killed because their pool is closing (the web app stops) were not at fault.
         reason = "lost" if job_pool.closed and gone.reason == "crashed" else gone.reason
@@ -436,6 +467,47 @@ def _execute(job_pool, process, job_id, row):
     if not reply.pop("ok", False):
         return {"job_status": "failed", "error": "internal", "traceback": reply.get("detail", "")}, False
     return reply, reply.get("error") != "memory"
+
+
+# Seconds a stopped study has to end its driver and write its files before its group is killed.
+STUDY_GRACE = 1.0
+
+
+class StudyRecorder:
+    """Writes a study's evaluations as its job process sends them, each message in one
+    transaction with the study's count and best point, from the worker thread that runs it."""
+
+    def __init__(self, row):
+        self.study_id = row["id"]
+        self.spec = orjson.loads(row["spec"])
+        self.maximize = bool(self.spec["objective"].get("maximize", False))
+        self.best = None  # the best record so far
+        self.unsaved = []
+
+    def write(self, message):
+        records = self.unsaved + message["evaluations"]
+        best = study.best_record([self.best, *records] if self.best else records, self.maximize)
+        changed = best is not self.best
+        try:
+            store.add_evaluations(
+                self.study_id,
+                [study.to_text(record) for record in records],
+                records[0]["evaluation"],
+                study.to_text(study.best([best], self.maximize)) if changed and best is not None else None,
+            )
+        except Exception as error:
+            if not errors.unavailable(error):
+                raise
+            # Kept for the next message: the history has no gap once the store is back.
+            logger.warning("study %s: %s is unavailable to record evaluations: %s", self.study_id, errors.unavailable(error), error)
+            self.unsaved = records
+            return
+        self.unsaved, self.best = [], best
+
+
+def study_status(row):
+    """A study's status: its job's (a study row carries its job's columns)."""
+    return row["job_status"] or "failed"  # no job: deleted under the study
 
 
 def _gone_text(reason, gone, row):
@@ -494,6 +566,13 @@ def delete(row):
     cancel(row["id"])
     store.delete_job(row["id"])
     files.remove_stored(workdirs=[row["workdir"]])
+
+
+def delete_study(row):
+    """Cancel a study's job if needed, then remove the study, its evaluations, job and directory."""
+    job = store.get_job(row["job_id"])
+    if job is not None:
+        delete(job)  # its study goes with its job
 
 
 def delete_ended(old_jobs, batch_ids):

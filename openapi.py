@@ -59,6 +59,17 @@ EXECUTE_PROPERTIES = {
     },
 }
 
+NUMBERS = {"type": "array", "minItems": 1, "items": {"type": "number"}}
+SETTINGS = {"type": "object", "description": "Settings of GEMSEO's own settings model; plain values only."}
+NAMED_WITH_SETTINGS = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name"],
+    "properties": {"name": {"type": "string"}, "settings": SETTINGS},
+}
+STATUS = {"type": "string", "enum": ["pending", "running", "finished", "failed"]}
+TIME = {"type": "string", "format": "date-time", "nullable": True}
+
 SCHEMAS = {
     "Error": {
         "type": "object",
@@ -185,6 +196,96 @@ SCHEMAS = {
             "ended_at": {"type": "string", "format": "date-time", "nullable": True},
         },
     },
+    "StudyInput": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "A GEMSEO scenario over disciplines of the catalogue (API.md Part 4).",
+        "required": ["disciplines", "formulation", "design_space", "objective", "algorithm"],
+        "properties": {
+            "name": PLAIN_TEXT,
+            "disciplines": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["class_name"],
+                    "properties": {"class_name": {"type": "string"}, "options": {"type": "object", "description": "Constructor arguments."}},
+                },
+            },
+            "formulation": {"type": "string", "description": "MDF, IDF, DisciplinaryOpt, BiLevel..."},
+            "formulation_settings": SETTINGS,
+            "design_space": {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["lower_bound", "upper_bound"],
+                    "properties": {"lower_bound": NUMBERS, "upper_bound": NUMBERS, "value": NUMBERS},
+                },
+            },
+            "objective": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["name"],
+                "properties": {"name": {"type": "string"}, "maximize": {"type": "boolean"}},
+            },
+            "constraints": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string"}, "type": {"type": "string", "enum": ["ineq", "eq"]}},
+                },
+            },
+            "observables": NAMES,
+            "algorithm": {**NAMED_WITH_SETTINGS, "description": "An optimisation or DOE algorithm listed by GET /v1/algorithms."},
+            "input_data": DATA,
+            "post_processing": {"type": "array", "items": NAMED_WITH_SETTINGS},
+            "timeout": EXECUTE_PROPERTIES["timeout"],
+        },
+    },
+    "Study": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "user_id": {"type": "integer"},
+            "job_id": {"type": "integer", "description": "Its job: log, files (problem.h5, images)."},
+            "study_status": STATUS,
+            "error": {"type": "string"},
+            "message": {"type": "string"},
+            "formulation": {"type": "string"},
+            "algorithm": {"type": "object"},
+            "objective": {"type": "object"},
+            "n_evaluations": {"type": "integer"},
+            "best": {
+                "type": "object",
+                "description": "The best feasible evaluation so far, else the least infeasible.",
+                "properties": {
+                    "evaluation": {"type": "integer"},
+                    "x": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "number"}}},
+                    "objective": {"type": "number", "nullable": True},
+                    "constraints": {"type": "object"},
+                    "feasible": {"type": "boolean"},
+                },
+            },
+            "created_at": {"type": "string", "format": "date-time"},
+            "started_at": TIME,
+            "ended_at": TIME,
+        },
+    },
+    "History": {
+        "type": "object",
+        "properties": {
+            "evaluation": {"type": "array", "items": {"type": "integer"}},
+            "x": {"type": "object", "additionalProperties": {"type": "array"}},
+            "functions": {"type": "object", "additionalProperties": {"type": "array"}},
+            "feasible": {"type": "array", "items": {"type": "boolean"}},
+        },
+    },
     "Algorithms": {
         "type": "object",
         "properties": {
@@ -231,7 +332,8 @@ SCHEMAS = {
             "user_id": {"type": "integer"},
             "name": {"type": "string"},
             "discipline_class_name": {"type": "string"},
-            "job_type": {"type": "string", "enum": ["execute", "execute_and_linearize"]},
+            "job_type": {"type": "string", "enum": ["execute", "execute_and_linearize", "study"]},
+            "study_id": {"type": "integer", "nullable": True, "description": "The study a job of type study runs."},
             "job_status": {"type": "string", "enum": list(store.STATUSES)},
             "execution_mode": {"type": "string", "enum": ["synchronous", "asynchronous"]},
             "error": {
@@ -340,6 +442,21 @@ BATCH_LINKS = {
     operation: {"operationId": operation, "parameters": {"batch_id": "$response.body#/id"}}
     for operation in ("get_batch", "delete_batch", "post_cancel_batch", "get_batch_results")
 }
+STUDY_ID = path_parameter("study_id", ID)
+STUDY_LINKS = {
+    operation: {"operationId": operation, "parameters": {"study_id": "$response.body#/id"}}
+    for operation in ("get_one_study", "delete_one_study", "post_cancel_study", "get_study_history")
+}
+PAGE = (
+    query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}, "Page size."),
+    query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER, "default": 0}, "Entries to skip."),
+)
+LONG_POLLING = query("long_polling", {"type": "boolean", "default": False}, "Wait (see the summary).")
+LONG_POLLING_TIMEOUT = query(
+    "long_polling_timeout",
+    {"type": "number", "minimum": 0, "default": 100},
+    "Longest wait in seconds (decimals allowed), capped by GEMSEO_HTTP_MAX_LONG_POLLING_TIMEOUT.",
+)
 OPTIONS_BODY = {"required": False, **json_body(ref("DisciplineOptions"))}
 
 OPERATIONS = {
@@ -460,6 +577,62 @@ OPERATIONS = {
                 "description": "The table.",
                 "content": {"application/json": {"schema": ref("BatchResults")}, "text/csv": {"schema": {"type": "string"}}},
                 "headers": {"X-Total-Count": {"schema": {"type": "integer"}, "description": "Points of the batch."}},
+            },
+            **errors(401, 404, 422),
+        },
+    },
+    ("POST", "/v1/study"): {
+        "summary": "Run a study (an MDO or DOE scenario) as one queued job; checked whole first.",
+        "requestBody": {"required": True, **json_body(ref("StudyInput"))},
+        "responses": {
+            "202": {**answer("The recorded and queued study.", ref("Study")), "links": STUDY_LINKS},
+            **errors(400, 401, 403, 413, 422, 429, 503),
+        },
+    },
+    ("GET", "/v1/study"): {
+        "summary": "The caller's studies, newest first.",
+        "parameters": list(PAGE),
+        "responses": {
+            "200": {
+                **answer("A page of studies.", {"type": "array", "items": ref("Study")}),
+                "headers": {"X-Total-Count": {"schema": {"type": "integer"}, "description": "The caller's studies."}},
+            },
+            **errors(401, 422),
+        },
+    },
+    ("GET", "/v1/study/{study_id}"): {
+        "summary": "A study; with long polling, answers as soon as it ends or when the timeout passes.",
+        "parameters": [STUDY_ID, LONG_POLLING, LONG_POLLING_TIMEOUT],
+        "responses": {"200": answer("The study.", ref("Study")), **errors(401, 404, 422)},
+    },
+    ("DELETE", "/v1/study/{study_id}"): {
+        "summary": "Cancel the study if needed, then remove it with its evaluations, job and files.",
+        "parameters": [STUDY_ID],
+        "responses": {"204": answer("Removed."), **errors(401, 404)},
+    },
+    ("POST", "/v1/study/{study_id}/cancel"): {
+        "summary": "Stop a study within 2 s: it ends failed with error `cancelled`, its history kept.",
+        "parameters": [STUDY_ID],
+        "responses": {
+            "200": answer("The cancelled study.", ref("Study")),
+            **errors(401, 404),
+            "409": answer("The study had already ended; nothing changed.", ERROR),
+        },
+    },
+    ("GET", "/v1/study/{study_id}/history"): {
+        "summary": "The evaluations numbered above `since`; with long polling, answers as soon as there is one,"
+        " when the study ends, or at the timeout.",
+        "parameters": [
+            STUDY_ID,
+            query("since", {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER, "default": 0}, "The last evaluation already read."),
+            query("format", {"type": "string", "enum": ["json", "csv"], "default": "json"}, "json or csv."),
+            LONG_POLLING,
+            LONG_POLLING_TIMEOUT,
+        ],
+        "responses": {
+            "200": {
+                "description": "The evaluations, in order.",
+                "content": {"application/json": {"schema": ref("History")}, "text/csv": {"schema": {"type": "string"}}},
             },
             **errors(401, 404, 422),
         },
@@ -589,6 +762,7 @@ TAGS = [
     {"name": "jobs", "description": "Your jobs: status, results, log, files, cancel, delete."},
     {"name": "files", "description": "Files uploaded for jobs."},
     {"name": "batches", "description": "Many points of one discipline in one request."},
+    {"name": "studies", "description": "Whole MDO and DOE scenarios, each run as one job."},
     {"name": "service", "description": "Health and metrics, without a token."},
 ]
 TAG_OF_PATH = (
@@ -599,6 +773,7 @@ TAG_OF_PATH = (
     ("/v1/job", "jobs"),
     ("/v1/file", "files"),
     ("/v1/batch", "batches"),
+    ("/v1/study", "studies"),
     ("/", "service"),
 )
 

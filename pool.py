@@ -150,9 +150,11 @@ class JobProcess:
         self.exit_code = self.zygote.exit_status(self.pid)
         return self.exit_code
 
-    def ask(self, message, deadline=None, should_stop=None):
+    def ask(self, message, deadline=None, should_stop=None, on_message=None, grace=0.0):
         """Send a request and wait for its reply; kill the process and raise ProcessGone if it
-        dies, passes the deadline (monotonic) or should_stop() returns a reason."""
+        dies, passes the deadline (monotonic) or should_stop() returns a reason. Messages
+        without "ok" sent before the reply (a study's evaluations) go to on_message. With a
+        grace, a stop sends SIGTERM first and gives the process that long to end its work."""
         try:
             self.conn.send(message)
         except OSError:
@@ -161,17 +163,36 @@ class JobProcess:
         while True:
             try:
                 if self.conn.poll(0.05):
-                    return self.conn.recv()
+                    reply = self.conn.recv()
+                    if on_message is None or "ok" in reply:
+                        return reply
+                    on_message(reply)  # then the checks below: messages may come without a pause
             except (EOFError, OSError):
                 return self._gone("crashed")
             now = time.monotonic()
             if deadline is not None and now >= deadline:
-                return self._gone("timeout")
+                return self._stop("timeout", grace, on_message)
             if should_stop is not None and now >= next_check:
                 next_check = now + CANCEL_CHECK_INTERVAL
                 reason = should_stop()
                 if reason:
-                    return self._gone(reason)
+                    return self._stop(reason, grace, on_message)
+
+    def _stop(self, reason, grace, on_message):
+        """SIGTERM, then up to `grace` seconds for the messages and reply of what the process
+        still writes (a study: its last evaluations, problem.h5); then ProcessGone, the group
+        killed."""
+        if grace:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            end = time.monotonic() + grace
+            with contextlib.suppress(EOFError, OSError):
+                while self.conn.poll(max(end - time.monotonic(), 0)):
+                    reply = self.conn.recv()
+                    if on_message is None or "ok" in reply:
+                        break
+                    on_message(reply)
+        self._gone(reason)
 
     def _gone(self, reason):
         raise ProcessGone(reason, self.kill())

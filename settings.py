@@ -113,6 +113,8 @@ DOE_TIMEOUT = _number("GEMSEO_HTTP_DOE_TIMEOUT", 10.0, float)
 POOL_WAIT_TIMEOUT = _number("GEMSEO_HTTP_POOL_WAIT_TIMEOUT", 60.0, float)
 # Longest long poll a client may ask for, in seconds.
 MAX_LONG_POLLING_TIMEOUT = _number("GEMSEO_HTTP_MAX_LONG_POLLING_TIMEOUT", 300.0, float)
+# Most processes a DOE study may evaluate its points on (its algorithm's n_processes).
+STUDY_MAX_PROCESSES = _number("GEMSEO_HTTP_STUDY_MAX_PROCESSES", 1)
 # Most points in one batch, and most jobs a user may have pending or running at once.
 MAX_BATCH_SAMPLES = _number("GEMSEO_HTTP_MAX_BATCH_SAMPLES", 10_000)
 MAX_PENDING_JOBS = _number("GEMSEO_HTTP_MAX_PENDING_JOBS", 20_000)

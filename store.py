@@ -63,7 +63,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     traceback TEXT NOT NULL DEFAULT '',
     -- A point of a batch: its batch and its place in it (NULL for a job of its own).
     batch_id INTEGER,
-    batch_index INTEGER
+    batch_index INTEGER,
+    -- The study this job runs (job_type 'study'), NULL otherwise.
+    study_id INTEGER
 );
 CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -127,6 +129,29 @@ CREATE TABLE IF NOT EXISTS uploads (
     size INTEGER,
     PRIMARY KEY (user_id, upload_key)
 );
+-- A study (API.md Part 4): its StudyInput, and what its Study shows without reading its
+-- evaluations (kept up to date by each batch of evaluations, in the same transaction).
+CREATE TABLE IF NOT EXISTS studies (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    job_id INTEGER,
+    spec TEXT NOT NULL,
+    formulation TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    objective TEXT NOT NULL,
+    n_evaluations INTEGER NOT NULL DEFAULT 0,
+    best TEXT,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS studies_by_user ON studies (user_id, id);
+-- One row per evaluation of a study: the record of study.py as JSON text.
+CREATE TABLE IF NOT EXISTS evaluations (
+    study_id INTEGER NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
+    evaluation INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (study_id, evaluation)
+) WITHOUT ROWID;
 -- Heartbeats of the processes that run jobs: workers and web apps (synchronous jobs).
 CREATE TABLE IF NOT EXISTS processes (
     id TEXT PRIMARY KEY,
@@ -156,7 +181,7 @@ CREATE TABLE IF NOT EXISTS request_counts (
 LIST_COLUMNS = (
     "id, user_id, name, discipline_class_name, job_type, job_status, execution_mode, error,"
     " created_at, started_at, ended_at, timeout, workdir, linearization_mode,"
-    " {traceback_end} AS traceback_end, batch_id, batch_index"
+    " {traceback_end} AS traceback_end, batch_id, batch_index, study_id"
 )
 JSON_FIELDS = (
     "discipline_options",
@@ -167,6 +192,11 @@ JSON_FIELDS = (
 )
 DATA_FIELDS = ("input_data", "output_data", "jacobian_data")
 DATA_COLUMNS = ", ".join(f"coalesce({name}, '{{}}') AS {name}" for name in DATA_FIELDS)
+# A study with the status and times of its job.
+STUDY_COLUMNS = (
+    "studies.*, jobs.job_status, jobs.error, {traceback_end} AS traceback_end,"
+    " jobs.started_at, jobs.ended_at FROM studies LEFT JOIN jobs ON jobs.id = studies.job_id"
+)
 GET_JOB = f"SELECT jobs.*, {DATA_COLUMNS} FROM jobs LEFT JOIN job_data ON job_data.job_id = jobs.id WHERE jobs.id = ?"
 PRIVATE = 0o600  # the store holds password hashes and every job
 
@@ -212,6 +242,7 @@ class Store:
     def __init__(self):
         self.local = threading.local()
         self.list_columns = LIST_COLUMNS.format(traceback_end=self.TRACEBACK_END)
+        self.study_columns = STUDY_COLUMNS.format(traceback_end=self.TRACEBACK_END.replace("traceback", "jobs.traceback"))
 
     # Connections, transactions, schema: each backend's own
 
@@ -299,6 +330,8 @@ class Store:
             conn.execute("DELETE FROM uploads WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM job_counts WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM batches WHERE user_id = ?", (user_id,))
+            conn.execute("DELETE FROM evaluations WHERE study_id IN (SELECT id FROM studies WHERE user_id = ?)", (user_id,))
+            conn.execute("DELETE FROM studies WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
         return workdirs, files, partial
 
@@ -313,17 +346,21 @@ class Store:
         workdir_prefix followed by its id, and return its row. tasks(ids) gives the queue tasks
         (storage, message, priority) to record in the same transaction, when the queue is in
         this store's database: a job is then never recorded without its task."""
+        with self.transaction() as conn:
+            job_id = self._insert_job(conn, fields, workdir_prefix, tasks)
+            return conn.execute(GET_JOB, (job_id,)).fetchone()
+
+    def _insert_job(self, conn, fields, workdir_prefix, tasks):
         fields = {"created_at": time.time(), **fields}
         data = {name: fields.pop(name) for name in DATA_FIELDS if name in fields}
         names = ", ".join(fields)
         marks = ", ".join("?" * len(fields))
-        with self.transaction() as conn:
-            job_id = conn.execute(f"INSERT INTO jobs ({names}) VALUES ({marks}) RETURNING id", tuple(fields.values())).fetchall()[0][0]
-            conn.execute("UPDATE jobs SET workdir = ? WHERE id = ?", (f"{workdir_prefix}{job_id}", job_id))
-            self._write_data(conn, job_id, data, insert=True)
-            for task in tasks([job_id]) if tasks else ():
-                self.queue_task(conn, *task)
-            return conn.execute(GET_JOB, (job_id,)).fetchone()
+        job_id = conn.execute(f"INSERT INTO jobs ({names}) VALUES ({marks}) RETURNING id", tuple(fields.values())).fetchall()[0][0]
+        conn.execute("UPDATE jobs SET workdir = ? WHERE id = ?", (f"{workdir_prefix}{job_id}", job_id))
+        self._write_data(conn, job_id, data, insert=True)
+        for task in tasks([job_id]) if tasks else ():
+            self.queue_task(conn, *task)
+        return job_id
 
     def _write_data(self, conn, job_id, data, insert=False):
         if insert:
@@ -429,8 +466,10 @@ class Store:
         return row is None or bool(row[0])
 
     def delete_job(self, job_id):
-        """Delete a job and its data."""
+        """Delete a job and its data, and the study it runs with its evaluations."""
         with self.transaction() as conn:
+            conn.execute("DELETE FROM evaluations WHERE study_id IN (SELECT id FROM studies WHERE job_id = ?)", (job_id,))
+            conn.execute("DELETE FROM studies WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
     def claimed_jobs(self, owner=None):
@@ -551,6 +590,60 @@ class Store:
             conn.execute("DELETE FROM jobs WHERE batch_id = ?", (batch_id,))
             conn.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
         return workdirs
+
+    # Studies
+
+    def create_study(self, study, job_fields, workdir_prefix, tasks=None):
+        """Record a study (a dict of its columns) and its job in one transaction, tasks as for
+        create_job; return the study's row."""
+        with self.transaction() as conn:
+            names = ", ".join(["created_at", *study])
+            marks = ", ".join("?" * (len(study) + 1))
+            study_id = conn.execute(
+                f"INSERT INTO studies ({names}) VALUES ({marks}) RETURNING id", (time.time(), *study.values())
+            ).fetchall()[0][0]
+            job_id = self._insert_job(conn, dict(job_fields, study_id=study_id), workdir_prefix, tasks)
+            conn.execute("UPDATE studies SET job_id = ? WHERE id = ?", (job_id, study_id))
+            return conn.execute(f"SELECT {self.study_columns} WHERE studies.id = ?", (study_id,)).fetchone()
+
+    def get_study(self, study_id, user_id=None):
+        """The study row with its job's status and times, or None when absent or another user's."""
+        row = self.connect().execute(f"SELECT {self.study_columns} WHERE studies.id = ?", (study_id,)).fetchone()
+        if row is None or (user_id is not None and row["user_id"] != user_id):
+            return None
+        return row
+
+    def list_studies(self, user_id, limit=100, offset=0):
+        """(study rows of a user, newest first, their total count)."""
+        conn = self.connect()
+        rows = conn.execute(
+            f"SELECT {self.study_columns} WHERE studies.user_id = ? ORDER BY studies.id DESC LIMIT ? OFFSET ?",
+            (user_id, limit, offset),
+        ).fetchall()
+        total = conn.execute("SELECT count(*) FROM studies WHERE user_id = ?", (user_id,)).fetchone()[0]
+        return rows, total
+
+    def add_evaluations(self, study_id, texts, first, best):
+        """Store evaluations numbered from `first` (their JSON texts) and the study's new best
+        (JSON text, None to keep it), in one transaction; long polls of its history wake."""
+        with self.transaction() as conn:
+            conn.executemany(
+                # A study run again (a lost worker, requeue on) writes its evaluations anew.
+                "INSERT INTO evaluations (study_id, evaluation, record) VALUES (?, ?, ?)"
+                " ON CONFLICT (study_id, evaluation) DO UPDATE SET record = excluded.record",
+                [(study_id, first + place, text) for place, text in enumerate(texts)],
+            )
+            conn.execute(
+                "UPDATE studies SET n_evaluations = ?, best = coalesce(?, best) WHERE id = ?",
+                (first + len(texts) - 1, best, study_id),
+            )
+
+    def evaluations(self, study_id, since=0):
+        """The JSON texts of a study's evaluations numbered above `since`, in order."""
+        rows = self.connect().execute(
+            "SELECT record FROM evaluations WHERE study_id = ? AND evaluation > ? ORDER BY evaluation", (study_id, since)
+        )
+        return [row[0] for row in rows]
 
     # Uploaded files
 
@@ -726,7 +819,7 @@ class Store:
     def table_counts(self):
         """{table: rows} of the store's tables, to tell an empty store."""
         conn = self.connect()
-        return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in ("users", "jobs", "files", "uploads", "batches")}
+        return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in ("users", "jobs", "files", "uploads", "batches", "studies")}
 
 
 def move_statement(move):
@@ -871,6 +964,28 @@ class Feed:
         }
         return [batch_id for batch_id in ids if batch_id not in waiting]
 
+    def histories_ready(self, keys):
+        """The (study id, since) among these whose study has an evaluation above `since`, or
+        whose job ended, or that is gone."""
+        if not keys:
+            return []
+        ids = sorted({study_id for study_id, _ in keys})
+        marks = ", ".join("?" * len(ids))
+        found = {
+            row[0]: (row[1], row[2])
+            for row in self.conn.execute(
+                f"SELECT studies.id, studies.n_evaluations, jobs.job_status FROM studies"
+                f" LEFT JOIN jobs ON jobs.id = studies.job_id WHERE studies.id IN ({marks})",
+                ids,
+            )
+        }
+        ready = []
+        for study_id, since in keys:
+            count, status = found.get(study_id, (None, None))
+            if count is None or count > since or status not in ("pending", "running"):
+                ready.append((study_id, since))
+        return ready
+
     def close(self):
         self.conn.close()
 
@@ -959,6 +1074,11 @@ list_batches = _on_current(Store.list_batches)
 batch_progress = _on_current(Store.batch_progress)
 batch_reader = _on_current(Store.batch_reader)
 delete_batch = _on_current(Store.delete_batch)
+create_study = _on_current(Store.create_study)
+get_study = _on_current(Store.get_study)
+list_studies = _on_current(Store.list_studies)
+add_evaluations = _on_current(Store.add_evaluations)
+evaluations = _on_current(Store.evaluations)
 add_file = _on_current(Store.add_file)
 delete_file = _on_current(Store.delete_file)
 list_files = _on_current(Store.list_files)

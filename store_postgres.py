@@ -46,6 +46,14 @@ BEGIN
 END $$;
 CREATE OR REPLACE TRIGGER gaas_job_status AFTER INSERT OR DELETE OR UPDATE OF job_status ON jobs
 FOR EACH ROW EXECUTE FUNCTION gaas_job_changed();
+-- New evaluations of a study wake the long polls of its history.
+CREATE OR REPLACE FUNCTION gaas_study_evaluated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('gaas_ended', '');
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER gaas_study_evaluations AFTER UPDATE OF n_evaluations ON studies
+FOR EACH ROW EXECUTE FUNCTION gaas_study_evaluated();
 """
 
 # How huey's PostgresStorage.enqueue (huey 3.5) records a task: its private table and channel,
@@ -115,8 +123,9 @@ class PostgresStore(store.Store):
             ddl = SCHEMA
             for pattern, replacement in PG_TYPES:
                 ddl = re.sub(pattern, replacement, ddl)
-            # The ALTER: a store made before uploads had a size.
-            for statement in (ddl, "ALTER TABLE uploads ADD COLUMN IF NOT EXISTS size BIGINT", PG_TRIGGERS, *queue_ddl):
+            # The ALTERs: a store made before uploads had a size, before jobs ran studies.
+            upgrades = ("ALTER TABLE uploads ADD COLUMN IF NOT EXISTS size BIGINT", "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS study_id BIGINT")
+            for statement in (ddl, *upgrades, PG_TRIGGERS, *queue_ddl):
                 conn.raw.execute(statement)
             store.fill_counts(conn)
 
@@ -275,8 +284,8 @@ class PgConnection:
 
 
 class PostgresFeed(store.Feed):
-    """A LISTEN connection: the trigger of job ends notifies every web process at commit, and
-    version() only reads what arrived on the socket (no query)."""
+    """A LISTEN connection: the triggers of job ends and study evaluations notify every web
+    process at commit, and version() only reads what arrived on the socket (no query)."""
 
     def __init__(self, conn):
         super().__init__(conn)
@@ -289,7 +298,9 @@ class PostgresFeed(store.Feed):
 
 
 # The tables copy_store() copies, parents first; job_counts follows from the jobs (triggers).
-COPIED_TABLES = ("users", "batches", "jobs", "job_data", "files", "uploads", "job_durations", "request_counts")
+COPIED_TABLES = (
+    "users", "batches", "jobs", "job_data", "studies", "evaluations", "files", "uploads", "job_durations", "request_counts"
+)
 
 
 def copy_store(source, target):
@@ -310,7 +321,7 @@ def copy_store(source, target):
                 tx.executemany(insert, [tuple(row) for row in rows])
                 copied[table] += len(rows)
         tx.execute("UPDATE jobs SET owner = '' WHERE job_status = 'pending'")
-        for table in ("users", "batches", "jobs", "files"):
+        for table in ("users", "batches", "jobs", "files", "studies"):
             # The next ids follow the copied ones.
             tx.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT coalesce(max(id), 0) + 1 FROM {table}), false)"

@@ -156,6 +156,8 @@ class SqliteStore(store.Store):
         if "jobs" in tables and "batch_id" not in self._columns(conn, "jobs"):
             conn.execute("ALTER TABLE jobs ADD COLUMN batch_id INTEGER")
             conn.execute("ALTER TABLE jobs ADD COLUMN batch_index INTEGER")
+        if "jobs" in tables and "study_id" not in self._columns(conn, "jobs"):
+            conn.execute("ALTER TABLE jobs ADD COLUMN study_id INTEGER")
 
     def feed(self):
         return SqliteFeed(self.open())

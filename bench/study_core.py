@@ -1,0 +1,125 @@
+"""What a study costs over plain GEMSEO, in process (study.py, issue 18).
+
+1. Recording: the same scenario executed with and without study.py's recorder (each evaluation
+   turned into a record and its JSON text, as the job process would store it); a cheap analytic
+   DOE of many points (where the per-point cost shows most) and Sellar MDF with SLSQP.
+2. A whole Sellar MDF SLSQP study (check, build, run, record, problem.h5) against the same
+   optimisation written with GEMSEO's API locally.
+Runs alternate; CPU times (process_time: other work on the machine counts less), medians,
+then one JSON line. The time spent inside the recorder is measured too (wall time of each call,
+microseconds long), as it is the overhead itself and not the difference of two noisy figures.
+
+    .venv/bin/python bench/study_core.py [--repeat 7]
+"""
+
+import argparse
+import gc
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CODE = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(CODE), str(CODE / "tests")]
+
+import jobproc  # noqa: E402
+import study  # noqa: E402
+from study_specs import analytic_spec, sellar_spec  # noqa: E402
+
+# The specs the tests run: Sellar MDF with SLSQP, and a cheap analytic DOE of 2000 points.
+SELLAR = sellar_spec()
+ANALYTIC = analytic_spec(2000)
+ANALYTIC["algorithm"]["settings"]["random_state"] = 1
+del ANALYTIC["post_processing"]  # the run is timed, not the images
+
+
+def execute(engine, spec, recorded):
+    """Build the scenario as study.run does and execute it, with the recorder or without."""
+    scenario = study._checked(engine, spec, 1).scenario
+    problem = scenario.formulation.optimization_problem
+    texts, inside = [], [0.0]
+    if recorded:
+        stop = study._StopSignal(study._stopped_criterion(), None)
+        recorder = study.Recorder(problem, lambda found: texts.extend(map(study.to_text, found)), stop)
+
+        def timed(x_vect):
+            # perf_counter: 0.06 us a call, where process_time (a system call) costs 1 us
+            start = time.perf_counter()
+            recorder(x_vect)
+            inside[0] += time.perf_counter() - start
+
+        problem.database.add_store_listener(timed)
+    start = time.process_time()
+    scenario.execute(algo_name=spec["algorithm"]["name"], **spec["algorithm"]["settings"])
+    return time.process_time() - start, len(texts), inside[0]
+
+
+def plain_sellar():
+    """The Sellar MDF SLSQP optimisation written with GEMSEO's API."""
+    from gemseo import create_design_space, create_discipline, create_scenario
+
+    start = time.process_time()
+    space = create_design_space()
+    for name, variable in SELLAR["design_space"].items():
+        space.add_variable(name, len(variable["lower_bound"]), lower_bound=variable["lower_bound"],
+                           upper_bound=variable["upper_bound"], value=variable["value"])
+    scenario = create_scenario(create_discipline(["Sellar1", "Sellar2", "SellarSystem"]), "obj", space, formulation_name="MDF")
+    scenario.add_constraint("c_1", constraint_type="ineq")
+    scenario.add_constraint("c_2", constraint_type="ineq")
+    scenario.add_observable("y_1")
+    scenario.execute(algo_name="SLSQP", max_iter=50)
+    return time.process_time() - start
+
+
+def whole_study(engine):
+    texts = []
+    with tempfile.TemporaryDirectory() as workdir:
+        start = time.process_time()
+        summary = study.run(engine, SELLAR, workdir, lambda found: texts.extend(map(study.to_text, found)))
+        elapsed = time.process_time() - start
+    assert summary["n_evaluations"] == len(texts)
+    return elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    repeat = parser.parse_args().repeat
+    logging.disable(logging.CRITICAL)  # GEMSEO's INFO lines would be timed too
+    engine = jobproc.Engine(frozenset())
+    gc.freeze()  # as the zygote does: what exists now is never traversed by a collection again
+    figures = {}
+    for label, spec in (("analytic_doe_2000", ANALYTIC), ("sellar_mdf_slsqp", SELLAR)):
+        plain, recorded, listener, count = [], [], [], 0
+        execute(engine, spec, True)  # warm-up: first imports and lambdify
+        for _ in range(repeat):
+            plain.append(execute(engine, spec, False)[0])
+            elapsed, count, inside = execute(engine, spec, True)
+            recorded.append(elapsed)
+            listener.append(inside)
+        p, r, i = statistics.median(plain), statistics.median(recorded), statistics.median(listener)
+        figures[label] = {
+            "evaluations": count, "plain_cpu_s": round(p, 4), "recorded_cpu_s": round(r, 4),
+            "overhead_pct": round(100 * (r / p - 1), 2), "listener_cpu_s": round(i, 4),
+            "listener_pct": round(100 * i / p, 2), "listener_us_per_evaluation": round(1e6 * i / count, 1),
+        }
+        print(f"{label}: {count} evaluations, CPU plain {p * 1000:.1f} ms, recorded {r * 1000:.1f} ms"
+              f" ({figures[label]['overhead_pct']:+.2f}%); inside the recorder {i * 1000:.1f} ms ="
+              f" {figures[label]['listener_pct']:.2f}% of plain, {1e6 * i / count:.0f} us per evaluation (target < 10%)")
+    plain, whole = [], []
+    plain_sellar(), whole_study(engine)  # warm-up
+    for _ in range(repeat):
+        plain.append(plain_sellar())
+        whole.append(whole_study(engine))
+    p, w = statistics.median(plain), statistics.median(whole)
+    figures["sellar_study_vs_local"] = {"local_cpu_s": round(p, 4), "study_cpu_s": round(w, 4), "ratio": round(w / p, 3)}
+    print(f"Sellar MDF SLSQP, CPU: local GEMSEO {p * 1000:.1f} ms, whole study (check, build, run, record, problem.h5)"
+          f" {w * 1000:.1f} ms, x{w / p:.2f}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
