@@ -62,10 +62,12 @@ function historyTable() {
 }
 
 // The constraints and their kind: those of the request, and the formulation's own (IDF's
-// consistency constraints), equalities named only in the best point.
+// consistency constraints), equalities named only in the best point. A Study that does not
+// carry the request's constraints: every constraint taken as an inequality, the usual kind.
 function constraintKinds(study) {
   const kinds = new Map((study.constraints || []).map((c) => [c.name, c.type || "ineq"]));
-  for (const name of Object.keys((study.best || {}).constraints || {})) if (!kinds.has(name)) kinds.set(name, "eq");
+  const others = study.constraints ? "eq" : "ineq";
+  for (const name of Object.keys((study.best || {}).constraints || {})) if (!kinds.has(name)) kinds.set(name, others);
   return kinds;
 }
 
