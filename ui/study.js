@@ -117,7 +117,7 @@ function convergence() {
 
 // Name and value rows, the numbers rounded (full values in their titles).
 function valuesTable(id, entries) {
-  return scroller(el("table", { id, class: "data" },
+  return scroller(el("table", { id, class: "pairs" },
     el("thead", {}, el("tr", {}, el("th", {}, "Name"), el("th", {}, "Value"))),
     el("tbody", {}, entries.map(([name, value]) => el("tr", { "data-name": name },
       el("td", { class: "name" }, el("code", {}, name)),
@@ -132,12 +132,12 @@ function bestPoint(holder, study) {
   if (holder.dataset.shown === key) return;
   holder.dataset.shown = key;
   const objective = (study.objective || {}).name || "objective";
+  const constraints = Object.entries(best.constraints || {});
   holder.replaceChildren(
-    el("p", {}, `Evaluation ${best.evaluation}: ${objective} = `, number(scalar(best.objective)),
-      best.feasible ? " (feasible)" : " (infeasible: the least violation so far)"),
+    el("p", { class: "row tight" }, `Evaluation ${best.evaluation}: ${objective} =`, number(scalar(best.objective)),
+      best.feasible ? "(feasible)" : "(infeasible: the least violation so far)"),
     el("h3", {}, "Design variables"), valuesTable("best-x", Object.entries(best.x || {})),
-    Object.keys(best.constraints || {}).length
-      ? [el("h3", {}, "Constraints"), valuesTable("best-constraints", Object.entries(best.constraints))] : null);
+    ...(constraints.length ? [el("h3", {}, "Constraints"), valuesTable("best-constraints", constraints)] : []));
 }
 
 // The settings it ran with, as the Study gives them (the fields it lacks are left out).
