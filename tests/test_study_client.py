@@ -3,9 +3,12 @@ progress it shows, Ctrl-C (in a process of its own), re-attaching, and a refused
 
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from gemseo.problems.mdo.sellar.sellar_1 import Sellar1
@@ -160,6 +163,46 @@ def test_ctrl_c_cancels_the_study_on_the_server(live, alice):
     study = wait_study(alice, study_id, timeout=30)
     assert (study["study_status"], study["error"]) == ("failed", "cancelled")
     assert 1 <= study["n_evaluations"] < 300  # its history so far is kept
+
+
+def read_until(fd, text, timeout=60):
+    """What a terminal (the master side of a pty) shows until text appears."""
+    seen, deadline = b"", time.monotonic() + timeout
+    while text.encode() not in seen:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"{text!r} not shown in {timeout} s: {seen.decode(errors='replace')[-2000:]}"
+        seen += os.read(fd, 4096)
+    return seen.decode(errors="replace")
+
+
+def test_ctrl_c_on_a_terminal_asks_before_cancelling(live, alice):
+    code = (
+        "import json, sys\n"
+        "import gaas_client\n"
+        "gaas_client.run_study(json.loads(sys.argv[2]), sys.argv[1], 'alice', 'alice-pw')\n"
+    )
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, live.url, json.dumps(slow_spec(n_samples=300))],
+        env=dict(os.environ, PYTHONPATH=str(CODE / "client")), stdin=slave, stdout=slave, stderr=slave,
+    )
+    os.close(slave)
+    try:
+        shown = read_until(master, " running: ")
+        shown += read_until(master, " running: ")  # rewritten in place: a carriage return, no new line
+        assert "\r" in shown and "evaluations" in shown
+        process.send_signal(signal.SIGINT)
+        read_until(master, "Cancel the study on the server? [y/N] ")
+        os.write(master, b"y\n")
+        end = read_until(master, "cancelled on the server.")
+        assert process.wait(30) != 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    study_id = int(end.split("Study ")[-1].split()[0])
+    assert wait_study(alice, study_id, timeout=30)["error"] == "cancelled"
 
 
 def test_follow_a_running_study_until_its_end(live, alice, capfd):

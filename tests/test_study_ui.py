@@ -92,6 +92,7 @@ def test_the_studies_list_and_the_job_row_of_a_study(browser, live, alice):
     job_row = open_page(browser, live, "#/jobs", f"tr[data-job='{study['job_id']}']")
     assert job_row.get_attribute("data-study") == str(study["id"])
     assert f"study #{study['id']}" in job_row.text
+    screenshot(browser, "46-jobs-with-a-study")
     job_row.click()
     wait(browser).until(ready.url_contains(f"#/study/{study['id']}"))
     # The post-processing images of its job, shown once it has ended.
