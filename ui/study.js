@@ -91,7 +91,8 @@ function convergence() {
   const objective = el("div", { class: "plot-holder", id: "objective-plot" });
   const violation = el("div", { class: "plot-holder", id: "violation-plot" });
   const objectiveTitle = el("h3", {}, "Objective");
-  const violationBox = el("div", {}, el("h3", {}, "Largest constraint violation"), violation);
+  const satisfied = el("p", { class: "muted", id: "violation-note", hidden: "" }, "Every evaluation so far satisfies the constraints.");
+  const violationBox = el("div", {}, el("h3", {}, "Largest constraint violation"), violation, satisfied);
   const note = el("p", { class: "muted", id: "convergence-note" }, "Waiting for the first evaluation…");
   return {
     node: el("div", { class: "card", id: "convergence" },
@@ -107,6 +108,7 @@ function convergence() {
       if (kinds.size) {
         const values = table.evaluation.map((_, i) => violationAt(table.functions, kinds, i));
         violation.replaceChildren(plot(values, table.evaluation, "evaluation"));
+        satisfied.hidden = values.some((v) => v !== 0);
       }
       const feasible = table.feasible.filter(Boolean).length;
       setText(note, `${n} evaluation${n === 1 ? "" : "s"} drawn, ${feasible} feasible.`);
