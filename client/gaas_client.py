@@ -436,7 +436,10 @@ def history_dataset(history):
 
 def _problem(connection, job_id, directory):
     """The OptimizationProblem of the job's problem.h5, the file kept in directory if given."""
-    from gemseo.algos.optimization_problem import OptimizationProblem
+    try:
+        from gemseo.optimization import OptimizationProblem
+    except ImportError:  # GEMSEO 6
+        from gemseo.algos.optimization_problem import OptimizationProblem
 
     if directory is not None:
         target = Path(directory) / H5_NAME
