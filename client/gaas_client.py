@@ -367,7 +367,9 @@ def run_study(spec, url, user, password, progress=True, poll_timeout=30.0, direc
     raises KeyboardInterrupt; a study left running is followed again with follow_study. problem.h5
     is kept in directory when one is given. A refused spec or a failed study raises RemoteError.
     """
-    body = {**spec, "design_space": space_json(spec["design_space"], values=True)}
+    body = dict(spec)
+    if "design_space" in spec:  # else the server says what is missing
+        body["design_space"] = space_json(spec["design_space"], values=True)
     with signed_in(url, user, password, http) as connection:
         study = connection.json("POST", "/v1/study", json=body)
         return _follow(connection, study, progress, poll_timeout, directory)
@@ -422,7 +424,7 @@ def extend_history(history, page):
     for key in ("x", "functions"):
         for name, values in page[key].items():
             history[key].setdefault(name, [None] * before).extend(values)
-        for name, values in history[key].items():
+        for values in history[key].values():
             values.extend([None] * (before + added - len(values)))
 
 
@@ -441,12 +443,8 @@ def _problem(connection, job_id, directory):
     except ImportError:  # GEMSEO 6
         from gemseo.algos.optimization_problem import OptimizationProblem
 
-    if directory is not None:
-        target = Path(directory) / H5_NAME
-        download(connection, job_id, H5_NAME, target)
-        return OptimizationProblem.from_hdf(target)
     with tempfile.TemporaryDirectory(prefix="gaas-study-") as folder:
-        target = Path(folder) / H5_NAME
+        target = Path(directory or folder) / H5_NAME
         download(connection, job_id, H5_NAME, target)
         return OptimizationProblem.from_hdf(target)
 
@@ -501,7 +499,7 @@ class StudyProgress:
 
 
 def study_line(study, elapsed):
-    """Study 12 running: 23 evaluations, best obj 3.18339 (feasible), 4.2 s"""
+    """The progress line, e.g. "Study 12 running: 23 evaluations, best obj 3.18339 (feasible), 4.2 s"."""
     status = study["study_status"]
     if status == "failed":
         status = study.get("error") or status
