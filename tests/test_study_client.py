@@ -1,6 +1,8 @@
 """gaas_client.run_study against the live service: the problem and the history it returns, the
 progress it shows, Ctrl-C (in a process of its own), re-attaching, and a refused spec."""
 
+import contextlib
+import io
 import json
 import os
 import pty
@@ -60,22 +62,13 @@ def wait_study(api, study_id, timeout=60):
 
 @pytest.fixture(scope="module")
 def sellar_run(live, tmp_path_factory):
-    """One MDF Sellar study with SLSQP, run by the client (its progress lines captured)."""
+    """One MDF Sellar study with SLSQP, run by the client, its progress lines captured (stderr
+    then is no terminal)."""
     folder = tmp_path_factory.mktemp("study")
-    code = (
-        "import json, sys\n"
-        "import gaas_client\n"
-        "result = gaas_client.run_study(json.loads(sys.argv[2]), sys.argv[1], 'alice', 'alice-pw', directory=sys.argv[3])\n"
-        "print(json.dumps({'study': result.study, 'job_id': result.job_id, 'best': result.best}))\n"
-    )
-    # In a process of its own, as a user runs it: stderr is a pipe, not a terminal.
-    done = subprocess.run(
-        [sys.executable, "-c", code, live.url, json.dumps(sellar_spec()), str(folder)],
-        cwd=folder, env=dict(os.environ, PYTHONPATH=str(CODE / "client")),
-        capture_output=True, text=True, timeout=180,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), "stderr": done.stderr, "folder": folder}
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        result = run_study(sellar_spec(), live.url, directory=folder, **LOGIN)
+    return {**result._asdict(), "stderr": stderr.getvalue(), "folder": folder}
 
 
 def test_run_study_returns_the_local_problem(live, sellar_run):
@@ -86,13 +79,15 @@ def test_run_study_returns_the_local_problem(live, sellar_run):
 
     from gemseo.algos.optimization_problem import OptimizationProblem
 
-    problem = OptimizationProblem.from_hdf(sellar_run["folder"] / "problem.h5")  # the file run_study kept
+    problem = sellar_run["problem"]
     assert problem.optimum.is_feasible
     assert problem.optimum.objective == pytest.approx(expected.optimum.objective, rel=1e-6)
     assert_allclose(problem.optimum.design, expected.optimum.design, rtol=1e-6, atol=1e-12)
     assert len(problem.database) == len(expected.database)
     n_obj = len(expected.database.get_function_history("obj"))
     assert len(problem.database.get_function_history("obj")) == n_obj
+    kept = OptimizationProblem.from_hdf(sellar_run["folder"] / "problem.h5")  # the file run_study kept
+    assert len(kept.database) == len(problem.database) and kept.optimum.objective == problem.optimum.objective
     study = sellar_run["study"]
     assert study["study_status"] == "finished" and study["n_evaluations"] == n_obj
     assert sellar_run["job_id"] == study["job_id"]

@@ -30,7 +30,7 @@ def downloaded(driver, name, timeout=20):
 
 
 def test_the_study_page_draws_the_convergence_while_it_grows(browser, live, alice):
-    study = submit(alice, slow_spec(n_samples=50, delay=0.1))
+    study = submit(alice, slow_spec(n_samples=20, delay=0.15))
     open_study(browser, live, study["id"])
     record_requests(browser)
     wait(browser).until(lambda driver: drawn(driver) >= 2)
@@ -38,17 +38,18 @@ def test_the_study_page_draws_the_convergence_while_it_grows(browser, live, alic
     assert browser.find_element(By.CSS_SELECTOR, "#summary .status").text == "running"
     screenshot(browser, "40-study-running-before", whole_page=True)
     wait(browser).until(lambda driver: drawn(driver) > first)
+    assert browser.find_element(By.CSS_SELECTOR, "#summary .status").text == "running"  # it grew while running
     screenshot(browser, "41-study-running-after", whole_page=True)
     wait(browser).until(ready.text_to_be_present_in_element((By.CSS_SELECTOR, "#summary .status"), "finished"))
-    wait(browser).until(lambda driver: drawn(driver) == 50)
-    assert drawn(browser, "violation-plot") == 50  # g = echo - 60: some points infeasible
+    wait(browser).until(lambda driver: drawn(driver) == 20)
+    assert drawn(browser, "violation-plot") == 20
 
     # The history came in pieces, each asked from the last evaluation drawn: never the whole table again.
     asked = [int(url.split("since=")[1].split("&")[0]) for url in requests_seen(browser, f"GET /v1/study/{study['id']}/history")]
     assert asked == sorted(asked) and len(asked) >= 3 and asked.count(0) <= 1
 
     ended = alice.get(f"/v1/study/{study['id']}").json()
-    assert browser.find_element(By.ID, "evaluations").text == "50"
+    assert browser.find_element(By.ID, "evaluations").text == "20"
     shown_x = browser.find_element(By.CSS_SELECTOR, "#best-x tr[data-name='tag'] td.num").get_attribute("data-value")
     assert float(shown_x) == ended["best"]["x"]["tag"][0]
     assert "PYDOE_LHS" in browser.find_element(By.ID, "settings").text
@@ -59,7 +60,7 @@ def test_the_study_page_draws_the_convergence_while_it_grows(browser, live, alic
     assert downloaded(browser, f"study-{study['id']}-problem.h5") == h5 and h5.startswith(b"\x89HDF")
     browser.find_element(By.ID, "download-csv").click()
     csv = alice.get(f"/v1/study/{study['id']}/history?format=csv").content
-    assert downloaded(browser, f"study-{study['id']}-history.csv") == csv and csv.count(b"\n") == 51
+    assert downloaded(browser, f"study-{study['id']}-history.csv") == csv and csv.count(b"\n") == 21
 
 
 def test_cancel_then_delete_from_the_study_page(browser, live, alice):
