@@ -472,10 +472,7 @@ def batch_entry(row, progress=None):
 
 
 async def owned_batch(request, user):
-    row = await run_in_threadpool(store.get_batch, path_id(request, "batch_id", "Batch"), user["id"])
-    if row is None:
-        raise HTTPException(404, "Batch not found.")
-    return row
+    return await owned(request, user, store.get_batch, "batch_id", "Batch")
 
 
 async def list_batches(request):
@@ -595,10 +592,7 @@ def study_entry(row):
 
 
 async def owned_study(request, user):
-    row = await run_in_threadpool(store.get_study, path_id(request, "study_id", "Study"), user["id"])
-    if row is None:
-        raise HTTPException(404, "Study not found.")
-    return row
+    return await owned(request, user, store.get_study, "study_id", "Study")
 
 
 async def list_studies(request):
@@ -663,11 +657,17 @@ def path_id(request, key, what):
     return value
 
 
-async def owned_job(request, user):
-    row = await run_in_threadpool(store.get_job, path_id(request, "job_id", "Job"), user["id"])
+async def owned(request, user, read, key, what):
+    """The row that read(id, user id) finds for the path's id `key`; 404 "<what> not found."
+    when there is none (absent or another user's)."""
+    row = await run_in_threadpool(read, path_id(request, key, what), user["id"])
     if row is None:
-        raise HTTPException(404, "Job not found.")
+        raise HTTPException(404, f"{what} not found.")
     return row
+
+
+async def owned_job(request, user):
+    return await owned(request, user, store.get_job, "job_id", "Job")
 
 
 async def job(request):

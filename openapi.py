@@ -60,6 +60,23 @@ EXECUTE_PROPERTIES = {
 }
 
 NUMBERS = {"type": "array", "minItems": 1, "items": {"type": "number"}}
+
+
+def design_space(**more):
+    """A design space: bounds of each variable, and `more` properties."""
+    variable = {"lower_bound": NUMBERS, "upper_bound": NUMBERS, **more}
+    return {
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["lower_bound", "upper_bound"],
+            "properties": variable,
+        },
+    }
+
+
 SETTINGS = {"type": "object", "description": "Settings of GEMSEO's own settings model; plain values only."}
 NAMED_WITH_SETTINGS = {
     "type": "object",
@@ -159,19 +176,7 @@ SCHEMAS = {
                         **MAX_SAMPLES,
                         "description": "Needed by most algorithms; a full factorial may take `levels` in settings instead.",
                     },
-                    "design_space": {
-                        "type": "object",
-                        "minProperties": 1,
-                        "additionalProperties": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "required": ["lower_bound", "upper_bound"],
-                            "properties": {
-                                "lower_bound": {"type": "array", "minItems": 1, "items": {"type": "number"}},
-                                "upper_bound": {"type": "array", "minItems": 1, "items": {"type": "number"}},
-                            },
-                        },
-                    },
+                    "design_space": design_space(),
                     "settings": {"type": "object", "description": "Settings of the algorithm, e.g. random_state."},
                 },
             },
@@ -215,16 +220,7 @@ SCHEMAS = {
             },
             "formulation": {"type": "string", "description": "MDF, IDF, DisciplinaryOpt, BiLevel..."},
             "formulation_settings": SETTINGS,
-            "design_space": {
-                "type": "object",
-                "minProperties": 1,
-                "additionalProperties": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["lower_bound", "upper_bound"],
-                    "properties": {"lower_bound": NUMBERS, "upper_bound": NUMBERS, "value": NUMBERS},
-                },
-            },
+            "design_space": design_space(value=NUMBERS),
             "objective": {
                 "type": "object",
                 "additionalProperties": False,
@@ -451,12 +447,40 @@ PAGE = (
     query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}, "Page size."),
     query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER, "default": 0}, "Entries to skip."),
 )
-LONG_POLLING = query("long_polling", {"type": "boolean", "default": False}, "Wait (see the summary).")
+LONG_POLLING = query("long_polling", {"type": "boolean", "default": False}, "Wait for the end (see the summary).")
 LONG_POLLING_TIMEOUT = query(
     "long_polling_timeout",
     {"type": "number", "minimum": 0, "default": 100},
     "Longest wait in seconds (decimals allowed), capped by GEMSEO_HTTP_MAX_LONG_POLLING_TIMEOUT.",
 )
+
+
+def one_of_mine(kind, parameter, schema, removed, kept=""):
+    """The GET (with long polling), DELETE and cancel operations of a job or a study."""
+    path = f"/v1/{kind}/{{{parameter['name']}}}"
+    return {
+        ("GET", path): {
+            "summary": f"A {kind}; with long polling, answers as soon as it ends or when the timeout passes.",
+            "parameters": [parameter, LONG_POLLING, LONG_POLLING_TIMEOUT],
+            "responses": {"200": answer(f"The {kind}.", ref(schema)), **errors(401, 404, 422)},
+        },
+        ("DELETE", path): {
+            "summary": f"Cancel the {kind} if needed, then remove it and {removed}.",
+            "parameters": [parameter],
+            "responses": {"204": answer("Removed."), **errors(401, 404)},
+        },
+        ("POST", f"{path}/cancel"): {
+            "summary": f"Cancel a pending or running {kind}: it ends failed with error `cancelled`{kept and ', ' + kept}.",
+            "parameters": [parameter],
+            "responses": {
+                "200": answer(f"The cancelled {kind}.", ref(schema)),
+                **errors(401, 404),
+                "409": answer(f"The {kind} had already ended; nothing changed.", ERROR),
+            },
+        },
+    }
+
+
 OPTIONS_BODY = {"required": False, **json_body(ref("DisciplineOptions"))}
 
 OPERATIONS = {
@@ -600,25 +624,7 @@ OPERATIONS = {
             **errors(401, 422),
         },
     },
-    ("GET", "/v1/study/{study_id}"): {
-        "summary": "A study; with long polling, answers as soon as it ends or when the timeout passes.",
-        "parameters": [STUDY_ID, LONG_POLLING, LONG_POLLING_TIMEOUT],
-        "responses": {"200": answer("The study.", ref("Study")), **errors(401, 404, 422)},
-    },
-    ("DELETE", "/v1/study/{study_id}"): {
-        "summary": "Cancel the study if needed, then remove it with its evaluations, job and files.",
-        "parameters": [STUDY_ID],
-        "responses": {"204": answer("Removed."), **errors(401, 404)},
-    },
-    ("POST", "/v1/study/{study_id}/cancel"): {
-        "summary": "Stop a study within 2 s: it ends failed with error `cancelled`, its history kept.",
-        "parameters": [STUDY_ID],
-        "responses": {
-            "200": answer("The cancelled study.", ref("Study")),
-            **errors(401, 404),
-            "409": answer("The study had already ended; nothing changed.", ERROR),
-        },
-    },
+    **one_of_mine("study", STUDY_ID, "Study", "its evaluations, job and files", "its history kept"),
     ("GET", "/v1/study/{study_id}/history"): {
         "summary": "The evaluations numbered above `since`; with long polling, answers as soon as there is one,"
         " when the study ends, or at the timeout.",
@@ -671,33 +677,7 @@ OPERATIONS = {
             **errors(401, 422),
         },
     },
-    ("GET", "/v1/job/{job_id}"): {
-        "summary": "A job; with long polling, answers as soon as it ends or when the timeout passes.",
-        "parameters": [
-            JOB_ID,
-            query("long_polling", {"type": "boolean", "default": False}, "Wait for the end of the job."),
-            query(
-                "long_polling_timeout",
-                {"type": "number", "minimum": 0, "default": 100},
-                "Longest wait in seconds (decimals allowed), capped by GEMSEO_HTTP_MAX_LONG_POLLING_TIMEOUT.",
-            ),
-        ],
-        "responses": {"200": answer("The job.", ref("Job")), **errors(401, 404, 422)},
-    },
-    ("DELETE", "/v1/job/{job_id}"): {
-        "summary": "Cancel the job if needed, then remove it and its directory.",
-        "parameters": [JOB_ID],
-        "responses": {"204": answer("Removed."), **errors(401, 404)},
-    },
-    ("POST", "/v1/job/{job_id}/cancel"): {
-        "summary": "Cancel a pending or running job: it ends failed with error `cancelled`.",
-        "parameters": [JOB_ID],
-        "responses": {
-            "200": answer("The cancelled job.", ref("Job")),
-            **errors(401, 404),
-            "409": answer("The job had already ended; nothing changed.", ERROR),
-        },
-    },
+    **one_of_mine("job", JOB_ID, "Job", "its directory"),
     ("GET", "/v1/job/{job_id}/files"): {
         "summary": "The job directory as a tree: a file maps to null, a folder to an object.",
         "parameters": [JOB_ID],

@@ -4,20 +4,24 @@ worker, its history live through long polling, its refusals, isolation and stops
 import csv
 import io
 import itertools
+import json
 import subprocess
 import time
 
-import numpy
 import pytest
 from gemseo import create_discipline, create_scenario
 from gemseo.algos.optimization_problem import OptimizationProblem
 from gemseo.problems.mdo.sobieski.core.design_space import SobieskiDesignSpace
 
-from conftest import start_service
+from conftest import CODE, Api, Service, start_service
 from sellar import SELLAR, sellar_scenario
 from study_specs import analytic_spec, sellar_spec, sleeper_spec, space_of
 
+# Studies record their job and its task in one transaction when the queue is in PostgreSQL.
+BACKENDS = ("sqlite", "postgresql")
 ENDED = ("finished", "failed")
+# The last commit of main before studies: its stores must be migrated on start.
+BEFORE_STUDIES = "2342707"
 _users = itertools.count(1)
 
 
@@ -87,13 +91,38 @@ def download(api, job_id, name, target):
     return target
 
 
-def test_sellar_mdf_study_reaches_the_local_optimum(api, tmp_path):
-    local = sellar_scenario(create_discipline(list(SELLAR)), "MDF")
+def nothing_recorded(api):
+    """The user has no study and no job."""
+    for path in ("/v1/study", "/v1/job"):
+        response = api.get(path)
+        assert response.status_code == 200 and response.json() == [] and response.headers["X-Total-Count"] == "0"
+
+
+def slow_doe(n_samples, low=0.05, high=0.1):
+    """A DOE of the Sleeper discipline: evaluations lasting between low and high seconds."""
+    spec = sleeper_spec(low, high)
+    spec["algorithm"]["settings"]["n_samples"] = n_samples
+    return spec
+
+
+def csv_rows(api, study_id, since=0):
+    response = api.get(f"/v1/study/{study_id}/history?since={since}&format=csv")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    return list(csv.DictReader(io.StringIO(response.text)))
+
+
+# Results equal to local GEMSEO
+
+
+@pytest.mark.parametrize("formulation", ["MDF", "IDF"])
+def test_sellar_study_reaches_the_local_optimum(api, formulation, tmp_path):
+    local = sellar_scenario(create_discipline(list(SELLAR)), formulation)
     local.execute(algo_name="SLSQP", max_iter=50)
     expected = local.optimization_result
 
-    created = submit(api, sellar_spec("MDF"))
-    assert created["study_status"] == "pending" and created["formulation"] == "MDF"
+    created = submit(api, sellar_spec(formulation))
+    assert created["study_status"] == "pending" and created["formulation"] == formulation
+    assert created["algorithm"] == {"name": "SLSQP", "settings": {"max_iter": 50}} and created["n_evaluations"] == 0
     ended = wait_study(api, created["id"])
     assert ended["study_status"] == "finished", ended
     best = ended["best"]
@@ -102,6 +131,240 @@ def test_sellar_mdf_study_reaches_the_local_optimum(api, tmp_path):
     assert x_opt == pytest.approx(expected.x_opt.tolist(), rel=1e-6, abs=1e-9)
     job = api.get(f"/v1/job/{ended['job_id']}").json()
     assert job["job_type"] == "study" and job["study_id"] == created["id"] and job["job_status"] == "finished"
-    path = download(api, ended["job_id"], "problem.h5", tmp_path / "problem.h5")
-    problem = OptimizationProblem.from_hdf(path)
-    assert len(problem.database) >= ended["n_evaluations"] > 2
+    assert job["output_data"]["n_evaluations"] == ended["n_evaluations"] > 2
+    problem = OptimizationProblem.from_hdf(download(api, ended["job_id"], "problem.h5", tmp_path / "problem.h5"))
+    history = api.get(f"/v1/study/{created['id']}/history").json()
+    assert history["evaluation"] == list(range(1, ended["n_evaluations"] + 1))
+    stored = [x.unwrap().tolist() for x, values in problem.database.items() if "obj" in values]
+    points = [[value for name in local.design_space.variable_names for value in history["x"][name][row]] for row in range(len(stored))]
+    assert points == stored
+
+
+def test_doe_history_equals_a_local_doe_scenario(api, tmp_path):
+    settings = {"n_samples": 12, "random_state": 3}
+    local = create_scenario(
+        create_discipline(list(SELLAR)), "obj", sellar_scenario(create_discipline(list(SELLAR))).design_space,
+        scenario_type="DOE", formulation_name="MDF",
+    )
+    for name in ("c_1", "c_2"):
+        local.add_constraint(name, constraint_type="ineq")
+    local.add_observable("y_1")
+    local.execute(algo_name="PYDOE_LHS", **settings)
+    database = local.formulation.optimization_problem.database
+
+    spec = sellar_spec(algorithm={"name": "PYDOE_LHS", "settings": settings}, post_processing=[{"name": "ScatterPlotMatrix"}])
+    ended = wait_study(api, submit(api, spec)["id"])
+    assert ended["study_status"] == "finished" and ended["n_evaluations"] == len(database) == 12
+    history = api.get(f"/v1/study/{ended['id']}/history").json()
+    for row, (x, values) in enumerate(database.items()):
+        assert [value for name in ("x_1", "x_2", "x_shared") for value in history["x"][name][row]] == x.unwrap().tolist()
+        assert history["functions"]["obj"][row] == float(values["obj"])
+        assert history["functions"]["c_1"][row] == float(values["c_1"])
+        assert history["functions"]["y_1"][row] == float(values["y_1"])
+    tree = api.get(f"/v1/job/{ended['job_id']}/files").json()
+    assert "problem.h5" in tree and any(name.startswith("scatter_plot_matrix") for name in tree)
+
+
+def test_a_sobieski_mdf_study_runs(api):
+    design_space = SobieskiDesignSpace()
+    design_space.filter(["x_shared", "x_1", "x_2", "x_3"])
+    spec = {
+        "name": "sobieski",
+        "disciplines": [{"class_name": name} for name in ("SobieskiStructure", "SobieskiAerodynamics", "SobieskiPropulsion", "SobieskiMission")],
+        "formulation": "MDF",
+        "design_space": space_of(design_space),
+        "objective": {"name": "y_4", "maximize": True},
+        "constraints": [{"name": "g_1", "type": "ineq"}, {"name": "g_2", "type": "ineq"}, {"name": "g_3", "type": "ineq"}],
+        "algorithm": {"name": "SLSQP", "settings": {"max_iter": 5}},
+    }
+    ended = wait_study(api, submit(api, spec)["id"])
+    assert ended["study_status"] == "finished" and ended["n_evaluations"] >= 5
+    assert ended["best"]["objective"] > 0  # the range, not its opposite that GEMSEO minimises
+
+
+# The history, live
+
+
+@pytest.mark.every_backend
+def test_the_history_arrives_live_and_json_and_csv_agree(api, tmp_path):
+    created = submit(api, slow_doe(20))
+    history, sizes = follow(api, created["id"])
+    assert history["evaluation"] == list(range(1, 21))
+    assert len([size for size in sizes if size]) >= 3  # in several answers, as the evaluations ended
+    whole = api.get(f"/v1/study/{created['id']}/history").json()
+    assert whole == history
+    rows = csv_rows(api, created["id"])
+    assert [int(row["evaluation"]) for row in rows] == whole["evaluation"]
+    assert [row["feasible"] == "true" for row in rows] == whole["feasible"]
+    assert [float(row["duration"]) for row in rows] == [x[0] for x in whole["x"]["duration"]]
+    assert [float(row["slept"]) for row in rows] == whole["functions"]["slept"]
+    assert [int(row["evaluation"]) for row in csv_rows(api, created["id"], 15)] == [16, 17, 18, 19, 20]
+    ended = api.get(f"/v1/study/{created['id']}").json()
+    assert ended["n_evaluations"] == 20 and ended["best"]["objective"] == min(whole["functions"]["slept"])
+    problem = OptimizationProblem.from_hdf(download(api, ended["job_id"], "problem.h5", tmp_path / "problem.h5"))
+    assert [float(values["slept"]) for _, values in problem.database.items()] == whole["functions"]["slept"]
+
+
+# Refusals
+
+
+REFUSALS = [
+    ({"disciplines": [{"class_name": "DiscFromExe"}]}, 403, "DiscFromExe"),
+    ({"disciplines": [{"class_name": "NoSuchThing"}]}, 422, "Field 'disciplines[0].class_name'"),
+    ({"formulation": "Magic"}, 422, "Field 'formulation'"),
+    ({"algorithm": {"name": "NoSuchAlgo"}}, 422, "Field 'algorithm.name'"),
+    ({"algorithm": {"name": "CustomDOE", "settings": {}}}, 422, "CustomDOE is not served"),
+    ({"algorithm": {"name": "PYDOE_LHS", "settings": {"n_samples": 4, "callbacks": []}}}, 422, "'algorithm.settings.callbacks' is a callable"),
+    ({"algorithm": {"name": "PYDOE_LHS", "settings": {"n_samples": 4, "n_processes": 2}}}, 422, "GEMSEO_HTTP_STUDY_MAX_PROCESSES"),
+    ({"algorithm": {"name": "MultiStart", "settings": {"multistart_file_path": "/etc/x.h5"}}}, 422, "the service decides where files"),
+    ({"design_space": {"x_9": {"lower_bound": [0.0], "upper_bound": [1.0]}}}, 422, "'x_9' is not an input"),
+    ({"design_space": {"x_1": {"lower_bound": [2.0], "upper_bound": [1.0]}}}, 422, "above the upper bound"),
+    ({"objective": {"name": "x_1"}}, 422, "Field 'objective.name'"),
+    ({"constraints": [{"name": "c_3"}]}, 422, "Field 'constraints[0].name'"),
+    ({"observables": ["zz"]}, 422, "Field 'observables[0]'"),
+    ({"post_processing": [{"name": "OptHistoryView", "settings": {"file_path": "/tmp/x"}}]}, 422, "the service decides"),
+    ({"objective": {"name": "obj", "minimize": True}}, 422, "objective.minimize"),
+    ({"design_space": {"x_1": {"lower_bound": ["a"], "upper_bound": [1.0]}}}, 422, "design_space.x_1.lower_bound[0]"),
+    ({"unknown": 1}, 422, "unknown"),
+]
+
+
+def test_each_refusal_records_nothing(api, tmp_path):
+    for change, status, expected in REFUSALS:
+        response = api.post("/v1/study", json={**sellar_spec(), **change}, timeout=120)
+        assert response.status_code == status, (change, response.text)
+        assert expected in response.json()["detail"], (change, response.text)
+    formula = analytic_spec(4)
+    formula["disciplines"][0]["options"]["expressions"]["f"] = "__import__('os').system('touch pwned')"
+    response = api.post("/v1/study", json=formula)
+    assert response.status_code == 422 and "disciplines[0].options" in response.json()["detail"]
+    nothing_recorded(api)
+
+
+def test_the_algorithms_are_what_a_study_may_name(api):
+    listed = api.get("/v1/algorithms").json()
+    names = {kind: {entry["name"]: entry for entry in entries} for kind, entries in listed.items()}
+    assert set(names) == {"doe", "optimization"}
+    assert "SLSQP" in names["optimization"] and "PYDOE_LHS" in names["doe"] and "CustomDOE" not in names["doe"]
+    max_iter = names["optimization"]["SLSQP"]["settings"]["max_iter"]
+    assert max_iter["type"] == "integer" and "default" in max_iter and "description" in max_iter
+    assert "callbacks" not in names["doe"]["PYDOE_LHS"]["settings"]  # not a plain value
+
+
+# Isolation, stops
+
+
+def test_another_users_study_is_404_everywhere(api, service):
+    created = submit(api, analytic_spec(5))
+    ended = wait_study(api, created["id"])
+    other = new_user(service)
+    study_path, job_path = f"/v1/study/{created['id']}", f"/v1/job/{ended['job_id']}"
+    for method, path in [
+        ("GET", study_path), ("GET", f"{study_path}/history"), ("GET", f"{study_path}/history?format=csv"),
+        ("POST", f"{study_path}/cancel"), ("DELETE", study_path), ("GET", job_path), ("GET", f"{job_path}/files"),
+        ("GET", f"{job_path}/log"), ("GET", f"{job_path}/files/download?filename=problem.h5"), ("DELETE", job_path),
+    ]:
+        response = other.request(method, path)
+        assert response.status_code == 404, (method, path, response.text)
+    assert other.get("/v1/study").json() == []
+    assert api.get(study_path).json()["n_evaluations"] == 5  # still there, whole
+    assert api.delete(study_path).status_code == 204
+    assert api.get(study_path).status_code == 404 and api.get(job_path).status_code == 404
+    assert api.get(f"{study_path}/history").status_code == 404
+
+
+@pytest.mark.every_backend
+def test_cancel_while_running_keeps_the_history(api, tmp_path):
+    created = submit(api, slow_doe(200, 0.2, 0.3))
+    page = api.get(f"/v1/study/{created['id']}/history?since=1&long_polling=true&long_polling_timeout=60").json()
+    assert page["evaluation"] and page["evaluation"][0] == 2
+    asked = time.monotonic()
+    response = api.post(f"/v1/study/{created['id']}/cancel")
+    assert response.status_code == 200, response.text
+    ended = wait_study(api, created["id"], timeout=5)
+    assert time.monotonic() - asked < 2
+    assert ended["study_status"] == "failed" and ended["error"] == "cancelled"
+    history = api.get(f"/v1/study/{created['id']}/history").json()
+    assert 2 <= ended["n_evaluations"] == len(history["evaluation"]) < 200
+    problem = OptimizationProblem.from_hdf(download(api, ended["job_id"], "problem.h5", tmp_path / "problem.h5"))
+    recorded = [float(values["slept"]) for _, values in problem.database.items() if "slept" in values]
+    assert recorded[: len(history["evaluation"])] == history["functions"]["slept"]
+    assert api.post(f"/v1/study/{created['id']}/cancel").status_code == 409
+
+
+def test_a_study_with_a_timeout_ends_timeout(api):
+    spec = slow_doe(200, 0.2, 0.3)
+    spec["timeout"] = 1.5
+    ended = wait_study(api, submit(api, spec)["id"])
+    assert ended["study_status"] == "failed" and ended["error"] == "timeout"
+    assert 1 <= ended["n_evaluations"] == len(api.get(f"/v1/study/{ended['id']}/history").json()["evaluation"])
+    assert "problem.h5" in api.get(f"/v1/job/{ended['job_id']}/files").json()
+
+
+def test_a_worker_killed_during_a_study_ends_it_lost(fresh_service):
+    service = fresh_service()
+    api = service.api("alice", "alice-pw")
+    created = submit(api, slow_doe(200, 0.2, 0.3))
+    page = api.get(f"/v1/study/{created['id']}/history?long_polling=true&long_polling_timeout=120", timeout=150).json()
+    assert page["evaluation"]
+    service.worker.kill()
+    service.worker.wait()
+    ended = wait_study(api, created["id"], timeout=60)
+    assert ended["study_status"] == "failed" and ended["error"] == "lost"
+    assert ended["n_evaluations"] >= 1
+
+
+# Migration
+
+
+# Written through that revision's own store module, in its own tree.
+OLD_WRITES = """
+import json
+import auth, jobs, store
+store.init()
+user = store.user_by_name("carol")
+prefix = jobs.workdir_prefix(user["id"])
+common = {"user_id": user["id"], "discipline_class_name": "Sellar1", "job_type": "execute", "execution_mode": "asynchronous"}
+job = store.create_job(dict(common, name="old", job_status="finished", input_data='{"x_1": [2.0]}', output_data='{"y_1": [3.0]}'), prefix)
+file_id = store.add_file(user["id"], "notes.txt", "old-notes", "0" * 64, 4)
+batch = {"user_id": user["id"], "name": "old-batch", "discipline_class_name": "Sellar1", "design": '{"samples": 2}', "input_names": '["x_1"]'}
+batch_id, _ = store.create_batch(batch, dict(common, name="old-batch", job_status="pending"), ['{"x_1": [1.0]}', '{"x_1": [2.0]}'], prefix)
+print(json.dumps({"job": job["id"], "file": file_id, "batch": batch_id, "token": auth.make_token(dict(user))}))
+"""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_store_made_before_studies_is_migrated(kind, tmp_path, backends):
+    old = tmp_path / "old"
+    old.mkdir()
+    archive = subprocess.run(["git", "-C", str(CODE), "archive", BEFORE_STUDIES], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    (old / ".venv").symlink_to(CODE / ".venv")
+    service = Service(tmp_path / "root", **backends.settings(kind))
+    made = subprocess.run(
+        [str(old / "bin" / "gaas-admin"), "create-user", "carol", "--password-stdin"],
+        input="carol-pw\n", env=service.env, capture_output=True, text=True, timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    written = subprocess.run(
+        [str(CODE / ".venv" / "bin" / "python"), "-c", OLD_WRITES], cwd=old, env=service.env, capture_output=True, text=True, timeout=120
+    )
+    assert written.returncode == 0, written.stderr
+    old_ids = json.loads(written.stdout.splitlines()[-1])
+
+    service.start_server()
+    service.start_worker()
+    try:
+        carol = Api(service.url, old_ids["token"])  # a token of the old code works on
+        assert carol.get("/v1/user/me/").json()["username"] == "carol"
+        assert service.api("carol", "carol-pw").get("/v1/user/me/").status_code == 200
+        job = carol.get(f"/v1/job/{old_ids['job']}").json()
+        assert job["output_data"] == {"y_1": [3.0]} and job["study_id"] is None
+        assert [entry["id"] for entry in carol.get("/v1/file").json()] == [old_ids["file"]]
+        assert carol.get(f"/v1/batch/{old_ids['batch']}").json()["n_samples"] == 2
+        ended = wait_study(carol, submit(carol, analytic_spec(6))["id"], timeout=180)
+        assert ended["study_status"] == "finished" and ended["n_evaluations"] == 6
+        assert len(carol.get(f"/v1/study/{ended['id']}/history").json()["evaluation"]) == 6
+        assert carol.get("/v1/study").headers["X-Total-Count"] == "1"
+    finally:
+        service.close()
