@@ -40,7 +40,7 @@ TIMEOUT = 60.0
 FULL = dict(s1=300, s2=400, a1=300, n1=30, idle=60.0, w1=500, jobs=100_000, l1=1_000_000, g=300, b1=1_000, h1=80,
             t1=5, t2=100)
 SMOKE = dict(s1=30, s2=40, a1=30, n1=5, idle=1.0, w1=20, jobs=2_000, l1=100_000, g=30, b1=50, h1=8, t1=1, t2=10)
-PLUGINS = CODE / "tests" / "plugins"  # the test disciplines: T2 needs Clock
+PLUGINS = CODE / "tests" / "plugins"  # the test disciplines: T2 needs Timestamp
 
 
 class Client:
@@ -716,23 +716,17 @@ def t1(target, repeat, scratch):
 
 def t2(target, n, delay=0.1):
     """How soon a waiting long poll of a study's history answers after an evaluation's end: a DOE
-    of n evaluations of the Clock test discipline, each `delay` s long, whose output t is the
+    of n evaluations of the Timestamp test discipline, each `delay` s long, whose output t is the
     time.time() of its end (same machine, same clock). Only evaluations that ended while the
     poll waited count."""
     client = target.client()
     status, names, _ = client.call("GET", "/v1/discipline")
-    if "Clock" not in (names or []):
-        return {"skipped": f"no Clock discipline on this server (GEMSEO_PATH={PLUGINS})"}
-    spec = {
-        "name": "bench-t2",
-        "disciplines": [{"class_name": "Clock"}],
-        "formulation": "DisciplinaryOpt",
-        "design_space": {"x": {"lower_bound": [0.0], "upper_bound": [1.0]}},
-        "objective": {"name": "y"},
-        "observables": ["t"],
-        "algorithm": {"name": "PYDOE_LHS", "settings": {"n_samples": n}},
-        "input_data": {"delay": [delay]},
-    }
+    if "Timestamp" not in (names or []):
+        return {"skipped": f"no Timestamp discipline on this server (GEMSEO_PATH={PLUGINS})"}
+    spec = {"name": "bench-t2", "disciplines": [{"class_name": "Timestamp"}], "formulation": "DisciplinaryOpt",
+            "design_space": {"x": {"lower_bound": [0.0], "upper_bound": [1.0]}}, "objective": {"name": "y"},
+            "observables": ["t"], "algorithm": {"name": "PYDOE_LHS", "settings": {"n_samples": n}},
+            "input_data": {"delay": [delay]}}
     study, since, latencies = submit_study(client, spec), 0, []
     while True:
         sent = time.time()

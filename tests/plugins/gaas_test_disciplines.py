@@ -154,7 +154,7 @@ class Counted(_Simple):
         self.jac = {"y": {"x": array([[2.0]])}}
 
 
-class Clock(_Simple):
+class Timestamp(_Simple):
     """y = x after delay seconds; t is the time.time() of its end, so that a client can tell how
     soon it heard of the evaluation (bench/bench.py, T2)."""
 
