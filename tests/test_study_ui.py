@@ -16,9 +16,10 @@ def open_study(driver, live, study_id):
 
 
 def drawn(driver, plot="objective-plot"):
-    """How many points the plot draws now (0 before its first evaluation)."""
-    lines = driver.find_elements(By.CSS_SELECTOR, f"#{plot} polyline")
-    return len(lines[0].get_attribute("points").split()) if lines else 0
+    """How many points the plot draws now (0 before its first evaluation); read in one script, as
+    each new evaluation replaces the plot."""
+    points = driver.execute_script(f"const line = document.querySelector('#{plot} polyline'); return line && line.getAttribute('points')")
+    return len(points.split()) if points else 0
 
 
 def downloaded(driver, name, timeout=20):
