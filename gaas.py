@@ -538,6 +538,13 @@ async def batch_results(request):
 # Studies
 
 
+async def studies(request):
+    """POST a study, or GET the list: one route, so 405 names both methods."""
+    if request.method == "GET":
+        return await list_studies(request)
+    return await submit_study(request)
+
+
 async def submit_study(request):
     user = await current_user(request)
     spec = contract.body(request, await json_body(request))
@@ -1039,8 +1046,7 @@ routes = [
     Route("/v1/batch/{batch_id}", batch, methods=["GET", "DELETE"]),
     Route("/v1/batch/{batch_id}/cancel", cancel_batch, methods=["POST"]),
     Route("/v1/batch/{batch_id}/results", batch_results, methods=["GET"]),
-    Route("/v1/study", submit_study, methods=["POST"]),
-    Route("/v1/study", list_studies, methods=["GET"]),
+    Route("/v1/study", studies, methods=["GET", "POST"]),
     Route("/v1/study/{study_id}", one_study, methods=["GET", "DELETE"]),
     Route("/v1/study/{study_id}/cancel", cancel_study, methods=["POST"]),
     Route("/v1/study/{study_id}/history", study_history, methods=["GET"]),

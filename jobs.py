@@ -479,6 +479,8 @@ class StudyRecorder:
 
     def __init__(self, row):
         self.study_id = row["id"]
+        if row["n_evaluations"]:  # run again (its worker vanished, requeue on): it starts over
+            store.forget_evaluations(self.study_id)
         self.spec = orjson.loads(row["spec"])
         self.maximize = bool(self.spec["objective"].get("maximize", False))
         self.best = None  # the best record so far

@@ -628,15 +628,19 @@ class Store:
         (JSON text, None to keep it), in one transaction; long polls of its history wake."""
         with self.transaction() as conn:
             conn.executemany(
-                # A study run again (a lost worker, requeue on) writes its evaluations anew.
-                "INSERT INTO evaluations (study_id, evaluation, record) VALUES (?, ?, ?)"
-                " ON CONFLICT (study_id, evaluation) DO UPDATE SET record = excluded.record",
+                "INSERT INTO evaluations (study_id, evaluation, record) VALUES (?, ?, ?)",
                 [(study_id, first + place, text) for place, text in enumerate(texts)],
             )
             conn.execute(
                 "UPDATE studies SET n_evaluations = ?, best = coalesce(?, best) WHERE id = ?",
                 (first + len(texts) - 1, best, study_id),
             )
+
+    def forget_evaluations(self, study_id):
+        """Remove a study's evaluations, its count and best (a study that starts again)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM evaluations WHERE study_id = ?", (study_id,))
+            conn.execute("UPDATE studies SET n_evaluations = 0, best = NULL WHERE id = ?", (study_id,))
 
     def evaluations(self, study_id, since=0):
         """The JSON texts of a study's evaluations numbered above `since`, in order."""
@@ -1078,6 +1082,7 @@ create_study = _on_current(Store.create_study)
 get_study = _on_current(Store.get_study)
 list_studies = _on_current(Store.list_studies)
 add_evaluations = _on_current(Store.add_evaluations)
+forget_evaluations = _on_current(Store.forget_evaluations)
 evaluations = _on_current(Store.evaluations)
 add_file = _on_current(Store.add_file)
 delete_file = _on_current(Store.delete_file)

@@ -22,10 +22,11 @@ pytestmark = pytest.mark.every_backend
 # Which constructor options a discipline needs and which inputs it has depend on the class that
 # {name} names: a document for every class cannot say it. There, a schema-valid body may get 400
 # (bad options, e.g. 19 classes need some) or 422 (an input the class does not have); both name
-# what is wrong. Every other check, and every other operation, keeps schemathesis's defaults.
+# what is wrong. So does a study's body, whose names must be those of the disciplines it lists.
+# Every other check, and every other operation, keeps schemathesis's defaults.
 DISCIPLINE_DEPENDENT = """
 [[operations]]
-include-path-regex = "^/v1/discipline/\\\\{name\\\\}/"
+include-path-regex = "^/v1/discipline/\\\\{name\\\\}/|^/v1/study$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "422", "429"]
 """
 
