@@ -101,3 +101,13 @@ def test_the_studies_list_and_the_job_row_of_a_study(browser, live, alice):
     image = wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, "#images img")))
     wait(browser).until(lambda _: browser.execute_script("return arguments[0].naturalWidth", image) > 0)
     screenshot(browser, "45-study-images", whole_page=True)
+    # A narrow window: tables and plots stay inside it (tables scroll in their own box).
+    browser.set_window_size(420, 900)
+    try:
+        for index, (fragment, css) in enumerate([(f"#/study/{study['id']}", "#objective-plot svg"), ("#/studies", "#studies tbody tr")]):
+            open_page(browser, live, fragment, css)
+            width, page_width = browser.execute_script("const page = document.documentElement; return [page.clientWidth, page.scrollWidth]")
+            assert page_width <= width, fragment
+            screenshot(browser, f"47-narrow-{index}", whole_page=index == 0)
+    finally:
+        browser.set_window_size(1280, 1000)
