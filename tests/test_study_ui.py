@@ -101,6 +101,10 @@ def test_the_studies_list_and_the_job_row_of_a_study(browser, live, alice):
     image = wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, "#images img")))
     wait(browser).until(lambda _: browser.execute_script("return arguments[0].naturalWidth", image) > 0)
     screenshot(browser, "45-study-images", whole_page=True)
+    # Its job's page (log, files) links back to the study.
+    browser.find_element(By.ID, "study-job").click()
+    back = wait(browser).until(ready.presence_of_element_located((By.ID, "study-link")))
+    assert back.get_attribute("href").endswith(f"#/study/{study['id']}")
     # A narrow window: tables and plots stay inside it (tables scroll in their own box).
     browser.set_window_size(420, 900)
     try:

@@ -141,7 +141,7 @@ function jobRow(rows, job) {
   }
   const [, name, discipline, status, message, created, took] = row.children;
   setText(name, jobLabel(job));
-  setText(discipline, job.discipline_class_name || (job.study_id ? "study" : ""));
+  setText(discipline, job.discipline_class_name);
   showBadge(status, statusOf(job));
   const why = statusOf(job) === "cancelled" ? "" : job.message || job.error || "";
   setText(message, why);
