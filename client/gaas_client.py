@@ -384,7 +384,7 @@ def follow_study(study_id, url, user, password, progress=True, poll_timeout=30.0
 
 def _follow(connection, study, progress, poll_timeout, directory):
     study_id = study["id"]
-    history = {"evaluation": [], "x": {}, "functions": {}, "feasible": []}
+    history = empty_history()
     line = StudyProgress(study_id) if progress else None
     try:
         while True:
@@ -398,6 +398,8 @@ def _follow(connection, study, progress, poll_timeout, directory):
             if ended and not page["evaluation"]:
                 break
             study = connection.json("GET", f"/v1/study/{study_id}")
+            if study["n_evaluations"] < len(history["evaluation"]):
+                history = empty_history()  # run again from its start (its worker was lost, requeue on)
             if line:
                 line.show(study)
     except KeyboardInterrupt:
@@ -414,6 +416,10 @@ def _follow(connection, study, progress, poll_timeout, directory):
         )
     return StudyResult(study, study["job_id"], _problem(connection, study["job_id"], directory), study.get("best"),
                        history_dataset(history))
+
+
+def empty_history():
+    return {"evaluation": [], "x": {}, "functions": {}, "feasible": []}
 
 
 def extend_history(history, page):

@@ -40,10 +40,12 @@ export async function studyView(id) {
 
 // The history so far, column by column; each answer of the long poll is appended.
 function historyTable() {
-  const table = { evaluation: [], x: {}, functions: {}, feasible: [] };
+  let table = { evaluation: [], x: {}, functions: {}, feasible: [] };
   const append = (column, values) => { for (const value of values) column.push(value); };
   return {
-    table,
+    get table() { return table; },
+    // A study run again from its start (its worker was lost, requeue on) numbers from 1 again.
+    reset() { table = { evaluation: [], x: {}, functions: {}, feasible: [] }; },
     last() { return table.evaluation.length ? table.evaluation[table.evaluation.length - 1] : 0; },
     extend(page) {
       const before = table.evaluation.length;
@@ -225,6 +227,7 @@ function studyPage(study) {
     last: history.last,
     update(fresh) {
       study = fresh;
+      if ((study.n_evaluations || 0) < history.last()) { history.reset(); plots.draw(study, history.table); }
       showStatus(cells.status, { job_status: study.study_status, error: study.error, message: study.message });
       setText(cells.evaluations, String(study.n_evaluations || 0));
       setText(cells.best, bestText(study));
