@@ -7,12 +7,14 @@
     .venv/bin/python bench/bench.py --store postgresql+redis --only S1 A1 N1 N2
     .venv/bin/python bench/bench.py --web-processes 2 --only S2 M1
     .venv/bin/python bench/bench.py --only H1        # 1 worker host against 2 (PostgreSQL + Redis)
+    .venv/bin/python bench/bench.py --only T1 T2     # studies: Sellar MDF on the server, long poll of the history
 
 With --store, the benchmark starts its own PostgreSQL (durable settings: fsync and synchronous
 commits on) and Redis servers with tests/servers.py, which needs psycopg and redis.
 
 Prints a table per target and, last, one JSON line with every figure. Every request has a
-timeout; every process it starts is stopped at the end. Standard library only, but for --store.
+timeout; every process it starts is stopped at the end. Standard library only, but for --store
+(psycopg, redis) and T1 (GEMSEO, and the client of client/ with httpx).
 """
 
 import argparse
@@ -35,8 +37,10 @@ from pathlib import Path
 
 CODE = Path(__file__).resolve().parent.parent
 TIMEOUT = 60.0
-FULL = dict(s1=300, s2=400, a1=300, n1=30, idle=60.0, w1=500, jobs=100_000, l1=1_000_000, g=300, b1=1_000, h1=80)
-SMOKE = dict(s1=30, s2=40, a1=30, n1=5, idle=1.0, w1=20, jobs=2_000, l1=100_000, g=30, b1=50, h1=8)
+FULL = dict(s1=300, s2=400, a1=300, n1=30, idle=60.0, w1=500, jobs=100_000, l1=1_000_000, g=300, b1=1_000, h1=80,
+            t1=5, t2=100)
+SMOKE = dict(s1=30, s2=40, a1=30, n1=5, idle=1.0, w1=20, jobs=2_000, l1=100_000, g=30, b1=50, h1=8, t1=1, t2=10)
+PLUGINS = CODE / "tests" / "plugins"  # the test disciplines: T2 needs Timestamp
 
 
 class Client:
@@ -622,6 +626,125 @@ def h1(engines, scratch, n, duration=0.2, threads=4):
     return figures
 
 
+def wait_study(client, study):
+    """Long-poll a Study until it ends; return it."""
+    while study["study_status"] not in ("finished", "failed"):
+        status, study, _ = client.call("GET", f"/v1/study/{study['id']}?long_polling=true&long_polling_timeout=10")
+        if status != 200:
+            raise RuntimeError(f"study answered {status}: {study}")
+    return study
+
+
+def submit_study(client, spec):
+    status, study, _ = client.call("POST", "/v1/study", spec)
+    if status != 202:
+        raise RuntimeError(f"POST /v1/study answered {status}: {study}")
+    return study
+
+
+def t1(target, repeat, scratch):
+    """A Sellar MDF SLSQP study submitted to gaas and waited for, against the same scenario driven
+    from here through three remote disciplines (a job per execution and per linearization): the
+    HTTPDiscipline of gemseo-http 3.0.0 with its cache off, as tests/test_client_mdo.py and the
+    issue's user run it (its own venv, driven through tests/reference_client.py), and the
+    RemoteDiscipline of client/ (GEMSEO's cache on); and run here with local disciplines. Each
+    from nothing (disciplines and scenario built) to the optimum, wall seconds, medians of
+    `repeat` alternated runs after one of each to warm up."""
+    import logging
+
+    sys.path[:0] = [str(CODE / "tests"), str(CODE / "client")]
+    from gemseo import create_discipline
+
+    import gaas_client
+    import venvs
+    from reference_client import ReferenceClient
+    from sellar import SELLAR, sellar_scenario
+    from study_specs import sellar_spec
+
+    logging.getLogger("gemseo").setLevel(logging.WARNING)  # GEMSEO logs every iteration at INFO
+    client = target.client()
+    evaluations = {}
+
+    def scenario_of(disciplines):
+        start = time.perf_counter()
+        scenario = sellar_scenario(disciplines())
+        scenario.add_observable("y_1")
+        scenario.execute(algo_name="SLSQP", max_iter=50)
+        evaluations["local"] = len(scenario.formulation.optimization_problem.database.get_function_history("obj"))
+        return time.perf_counter() - start
+
+    def study():
+        start = time.perf_counter()
+        ended = wait_study(client, submit_study(client, sellar_spec()))
+        assert ended["study_status"] == "finished", ended
+        evaluations["study"] = ended["n_evaluations"]
+        return time.perf_counter() - start
+
+    def http_discipline():
+        start = time.perf_counter()
+        request = dict(url=target.url, user=target.user, password=target.password, without_cache=True, sellar=True)
+        found = reference.send(dict(request, execute={"algo_name": "SLSQP", "max_iter": 50}))
+        assert found["is_feasible"], found
+        return time.perf_counter() - start
+
+    login = (target.url, target.user, target.password)
+    reference = ReferenceClient(venvs.venv(venvs.REFERENCE_CLIENT), Path(scratch) / "reference-client.log")
+    runs = {
+        "study": study,
+        "http": http_discipline,
+        "remote": lambda: scenario_of(lambda: [gaas_client.RemoteDiscipline(name, *login) for name in SELLAR]),
+        "local": lambda: scenario_of(lambda: create_discipline(list(SELLAR))),
+    }
+    times = {name: [] for name in runs}
+    try:
+        for index in range(repeat + 1):
+            for name, run in runs.items():
+                seconds = run()
+                if index:
+                    times[name].append(seconds)
+    finally:
+        reference.close()
+    study_s, http_s, remote_s, local_s = (statistics.median(times[name]) for name in runs)
+    bound = 1.5 * local_s + 0.1
+    return {
+        "study_s": round(study_s, 3), "http_discipline_s": round(http_s, 3), "remote_discipline_s": round(remote_s, 3),
+        "local_s": round(local_s, 3), "speedup_vs_http": round(http_s / study_s, 1),
+        "speedup_vs_remote": round(remote_s / study_s, 1), "study_over_local_bound": round(study_s / bound, 2),
+        "evaluations": evaluations.get("study"), "local_evaluations": evaluations.get("local"),
+    }
+
+
+def t2(target, n, delay=0.1):
+    """How soon a waiting long poll of a study's history answers after an evaluation's end: a DOE
+    of n evaluations of the Timestamp test discipline, each `delay` s long, whose output t is the
+    time.time() of its end (same machine, same clock). Only evaluations that ended while the
+    poll waited count."""
+    client = target.client()
+    status, names, _ = client.call("GET", "/v1/discipline")
+    if "Timestamp" not in (names or []):
+        return {"skipped": f"no Timestamp discipline on this server (GEMSEO_PATH={PLUGINS})"}
+    spec = {"name": "bench-t2", "disciplines": [{"class_name": "Timestamp"}], "formulation": "DisciplinaryOpt",
+            "design_space": {"x": {"lower_bound": [0.0], "upper_bound": [1.0]}}, "objective": {"name": "y"},
+            "observables": ["t"], "algorithm": {"name": "PYDOE_LHS", "settings": {"n_samples": n}},
+            "input_data": {"delay": [delay]}}
+    study, since, latencies = submit_study(client, spec), 0, []
+    while True:
+        sent = time.time()
+        status, page, _ = client.call(
+            "GET", f"/v1/study/{study['id']}/history?since={since}&long_polling=true&long_polling_timeout=10"
+        )
+        received = time.time()
+        if status != 200:
+            raise RuntimeError(f"history answered {status}: {page}")
+        latencies += [received - t for t in page["functions"].get("t", []) if t is not None and t > sent]
+        if page["evaluation"]:
+            since = page["evaluation"][-1]
+        elif client.call("GET", f"/v1/study/{study['id']}")[1]["study_status"] in ("finished", "failed"):
+            break  # the poll answered empty: at the study's end (or at its timeout, then poll again)
+    return {"evaluations": since, "waited": len(latencies),
+            "p50_ms": ms(statistics.median(latencies)) if latencies else None, "p95_ms": ms(percentile(latencies, 95))}
+
+
 TARGETS = {
     "S1": ("p50_ms", "<=", 3, "req_per_s", ">=", 300),
     "S2": ("req_per_s", ">=", 400, "p95_ms", "<=", 40),
@@ -636,6 +759,9 @@ TARGETS = {
     "M1": ("server_rss_mib", "<=", 300, "worker_pss_mib", "<=", 600),
     "B1": ("speedup", ">=", 3, "submit_s", "<=", 0.5),
     "H1": ("speedup", ">=", 1.8),
+    # Against the issue's baseline, HTTPDiscipline; speedup_vs_remote (client/'s RemoteDiscipline) is printed beside.
+    "T1": ("speedup_vs_http", ">=", 5, "study_over_local_bound", "<=", 1),
+    "T2": ("p95_ms", "<=", 100),
 }
 # Targets of the several-machines modes, where they differ.
 MODE_TARGETS = {
@@ -658,7 +784,7 @@ def verdict(name, figures, targets=TARGETS):
     return "ok" if all(c == "ok" for c in checks) else ("?" if "?" in checks else "MISSED")
 
 
-def run_all(target, counts, only):
+def run_all(target, counts, only, scratch):
     results = {}
 
     def step(name, function):
@@ -679,8 +805,10 @@ def run_all(target, counts, only):
     if target.database and (not only or "G1" in only or "G2" in only):
         print(f"[{target.kind}] G1, G2 ...", file=sys.stderr, flush=True)
         results["G1"], results["G2"] = g1_g2(target, counts["jobs"], counts["g"], 1_000)
-    if target.kind == "gaas":  # the reference has no batches
+    if target.kind == "gaas":  # the reference has no batches, nor studies
         step("B1", lambda: b1(target, counts["b1"]))
+        step("T1", lambda: t1(target, counts["t1"], scratch))
+        step("T2", lambda: t2(target, counts["t2"]))
     step("M1", lambda: m1(target))
     return results
 
@@ -730,10 +858,13 @@ def main():
                 target = Target("gaas", args.url.rstrip("/"), args.user, args.password)
             elif not (only and only <= {"H1"}):
                 (Path(scratch) / "gaas").mkdir()
-                target = start_gaas(Path(scratch) / "gaas", engines, args.store, GEMSEO_HTTP_WEB_PROCESSES=args.web_processes)
+                # The test disciplines only when T2 runs: the other figures stay those of a plain install.
+                plugins = {"GEMSEO_PATH": PLUGINS} if not only or "T2" in only else {}
+                target = start_gaas(Path(scratch) / "gaas", engines, args.store, GEMSEO_HTTP_WEB_PROCESSES=args.web_processes,
+                                    **plugins)
                 started.append(target)
             if not (only and only <= {"H1"}):
-                all_results["gaas"] = run_all(target, counts, only)
+                all_results["gaas"] = run_all(target, counts, only, scratch)
             if "H1" in only or (not only and args.store != "sqlite"):
                 print("[gaas] H1 ...", file=sys.stderr, flush=True)
                 all_results["gaas"]["H1"] = h1(engines, scratch, counts["h1"])
@@ -741,7 +872,7 @@ def main():
                 (Path(scratch) / "reference").mkdir()
                 reference = start_reference(Path(scratch) / "reference")
                 started.append(reference)
-                all_results["reference"] = run_all(reference, counts, only)
+                all_results["reference"] = run_all(reference, counts, only, scratch)
         finally:
             for target in started:
                 target.stop()

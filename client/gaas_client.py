@@ -1,4 +1,5 @@
-"""A GEMSEO client of gaas: remote disciplines that GEMSEO can linearize, and batches as datasets.
+"""A GEMSEO client of gaas: remote disciplines that GEMSEO can linearize, batches as datasets, and
+studies (whole scenarios run on the server) followed live.
 
 Needs only GEMSEO (6.3 or 7) and httpx. Installed (`pip install ./client`), it is a GEMSEO
 plugin: GEMSEO's factory finds `RemoteDiscipline` through the `gemseo_plugins` entry point.
@@ -6,22 +7,25 @@ plugin: GEMSEO's factory finds `RemoteDiscipline` through the `gemseo_plugins` e
 
 import hashlib
 import sys
+import tempfile
 import time
 import uuid
 import warnings
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 from numpy import asarray, atleast_1d, atleast_2d, full, generic, hstack, nan, ndarray
 
 # GEMSEO 7 renamed these modules; it still imports the old names, but with a DeprecationWarning.
 try:
-    from gemseo.dataset import IODataset
+    from gemseo.dataset import IODataset, OptimizationDataset
     from gemseo.discipline import Discipline
 except ImportError:  # GEMSEO 6
     from gemseo.core.discipline import Discipline
     from gemseo.datasets.io_dataset import IODataset
+    from gemseo.datasets.optimization_dataset import OptimizationDataset
 
 CHUNK_SIZE = 4 * 1024 * 1024
 HTTP_TIMEOUT = 60.0
@@ -211,13 +215,18 @@ class RemoteDiscipline(Discipline):
         tree = self.connection.json("GET", f"/v1/job/{job['id']}/files")
         for name in self.output_files:
             for relative in files_under(tree, name, job["id"]):
-                target = self.directory / relative
-                target.parent.mkdir(parents=True, exist_ok=True)
-                path = f"/v1/job/{job['id']}/files/download"
-                response = self.connection.send("GET", path, stream=True, params={"filename": relative})
-                with closing(response), target.open("wb") as handle:
-                    for block in response.iter_bytes():
-                        handle.write(block)
+                download(self.connection, job["id"], relative, self.directory / relative)
+
+
+def download(connection, job_id, relative, target):
+    """Stream a file of a job's directory to target (its folders made as needed)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path = f"/v1/job/{job_id}/files/download"
+    response = connection.send("GET", path, stream=True, params={"filename": relative})
+    with closing(response), target.open("wb") as handle:
+        for block in response.iter_bytes():
+            handle.write(block)
 
 
 def upload(connection, path, chunk_size=None):
@@ -261,13 +270,20 @@ def run_batch(discipline_class_name, url, user, password, samples=None, doe=None
     points; its misc holds "batch_id", "job_id", "job_status", "error" (one per point) and,
     with linearize, each point's "jacobian_data" (one more request per point).
     """
-    connection = Connection(url, user, password, http)
-    try:
+    with signed_in(url, user, password, http) as connection:
         return _run_batch(connection, discipline_class_name, samples, doe, input_data, discipline_options,
                           linearize, progress, poll)
+
+
+@contextmanager
+def signed_in(url, user, password, http=None):
+    """A Connection whose own httpx client (when none is given) is closed at the end."""
+    connection = Connection(url, user, password, http)
+    try:
+        yield connection
     finally:
         if http is None and connection.http is not None:
-            connection.http.close()  # its own client: no socket left for the garbage collector
+            connection.http.close()  # no socket left for the garbage collector
 
 
 def _run_batch(connection, discipline_class_name, samples, doe, input_data, discipline_options, linearize,
@@ -324,14 +340,196 @@ def show_progress(batch, elapsed, end=""):
     sys.stderr.flush()
 
 
+# Studies: a whole scenario run on the server as one job (API.md Part 4)
+
+H5_NAME = "problem.h5"
+PLAIN_LINE_EVERY = 2.0  # seconds between two progress lines when stderr is not a terminal
+# The groups of an OptimizationDataset (DESIGN_GROUP and FUNCTION_GROUP in GEMSEO 6).
+DESIGNS, FUNCTIONS = "designs", "functions"
+
+
+class StudyResult(NamedTuple):
+    """An ended study, as run_study and follow_study return it."""
+
+    study: dict  # the Study JSON
+    job_id: int  # the study's job: its log and files are under /v1/job/{job_id}
+    problem: object  # GEMSEO's OptimizationProblem, read from the job's problem.h5
+    best: dict  # the best point: evaluation, x, objective, constraints, feasible
+    history: object  # every evaluation, as a GEMSEO OptimizationDataset (groups designs, functions)
+
+
+def run_study(spec, url, user, password, progress=True, poll_timeout=30.0, directory=None, http=None):
+    """Run a study on a gaas server, show its progress, and return it as a StudyResult once it ends.
+
+    spec is a StudyInput (API.md Part 4); its design_space may be a GEMSEO DesignSpace. The
+    progress line on stderr gives the evaluations so far and the best objective. Ctrl-C asks
+    whether to cancel the study on the server (without a terminal to ask on, it cancels), then
+    raises KeyboardInterrupt; a study left running is followed again with follow_study. problem.h5
+    is kept in directory when one is given. A refused spec or a failed study raises RemoteError.
+    """
+    body = dict(spec)
+    if "design_space" in spec:  # else the server says what is missing
+        body["design_space"] = space_json(spec["design_space"], values=True)
+    with signed_in(url, user, password, http) as connection:
+        study = connection.json("POST", "/v1/study", json=body)
+        return _follow(connection, study, progress, poll_timeout, directory)
+
+
+def follow_study(study_id, url, user, password, progress=True, poll_timeout=30.0, directory=None, http=None):
+    """Re-attach to a study by its id, running or ended, as run_study follows it; return a StudyResult."""
+    with signed_in(url, user, password, http) as connection:
+        study = connection.json("GET", f"/v1/study/{int(study_id)}")
+        return _follow(connection, study, progress, poll_timeout, directory)
+
+
+def _follow(connection, study, progress, poll_timeout, directory):
+    study_id = study["id"]
+    history = empty_history()
+    line = StudyProgress(study_id) if progress else None
+    try:
+        while True:
+            ended = study["study_status"] in ENDED
+            since = history["evaluation"][-1] if history["evaluation"] else 0
+            # Once the study has ended, one plain read takes whatever came after the last poll.
+            wait = "" if ended else f"&long_polling=true&long_polling_timeout={poll_timeout}"
+            page = connection.json("GET", f"/v1/study/{study_id}/history?since={since}{wait}",
+                                   timeout=poll_timeout + HTTP_TIMEOUT)
+            extend_history(history, page)
+            if ended and not page["evaluation"]:
+                break
+            study = connection.json("GET", f"/v1/study/{study_id}")
+            if study["n_evaluations"] < len(history["evaluation"]):
+                history = empty_history()  # run again from its start (its worker was lost, requeue on)
+            if line:
+                line.show(study)
+    except KeyboardInterrupt:
+        if line:
+            line.close()
+        ask_to_cancel(connection, study)
+        raise
+    if line:
+        line.show(study, last=True)
+    if study["study_status"] == "failed":
+        raise RemoteError(
+            f"Study {study_id} failed on the server ({study.get('error')}): {study.get('message')}"
+            f"\nIts job's log: GET /v1/job/{study['job_id']}/log"
+        )
+    return StudyResult(study, study["job_id"], _problem(connection, study["job_id"], directory), study.get("best"),
+                       history_dataset(history))
+
+
+def empty_history():
+    return {"evaluation": [], "x": {}, "functions": {}, "feasible": []}
+
+
+def extend_history(history, page):
+    """Append a History answer (API.md Part 4) to history, a column that appears late padded with nulls."""
+    before, added = len(history["evaluation"]), len(page["evaluation"])
+    history["evaluation"] += page["evaluation"]
+    history["feasible"] += page["feasible"]
+    for key in ("x", "functions"):
+        for name, values in page[key].items():
+            history[key].setdefault(name, [None] * before).extend(values)
+        for values in history[key].values():
+            values.extend([None] * (before + added - len(values)))
+
+
+def history_dataset(history):
+    """A study's history as an OptimizationDataset indexed by evaluation number; NaN where not computed."""
+    groups = {DESIGNS: history["x"], FUNCTIONS: history["functions"]}
+    dataset = table_dataset(OptimizationDataset, len(history["evaluation"]), groups)
+    dataset.index = history["evaluation"]
+    return dataset
+
+
+def _problem(connection, job_id, directory):
+    """The OptimizationProblem of the job's problem.h5, the file kept in directory if given."""
+    try:
+        from gemseo.optimization import OptimizationProblem
+    except ImportError:  # GEMSEO 6
+        from gemseo.algos.optimization_problem import OptimizationProblem
+
+    with tempfile.TemporaryDirectory(prefix="gaas-study-") as folder:
+        target = Path(directory or folder) / H5_NAME
+        download(connection, job_id, H5_NAME, target)
+        return OptimizationProblem.from_hdf(target)
+
+
+def ask_to_cancel(connection, study):
+    """After Ctrl-C: cancel the study on the server if the user says so, or at once without a terminal."""
+    study_id = study["id"]
+    if sys.stdin is not None and sys.stdin.isatty():
+        try:
+            answer = input("Cancel the study on the server? [y/N] ")
+        except (EOFError, KeyboardInterrupt):
+            answer = ""
+        if answer.strip().lower() not in ("y", "yes"):
+            sys.stderr.write(f"Study {study_id} goes on on the server; gaas_client.follow_study({study_id}, ...)"
+                             " follows it again.\n")
+            return
+    try:
+        connection.send("POST", f"/v1/study/{study_id}/cancel")
+        sys.stderr.write(f"Study {study_id} cancelled on the server.\n")
+    except RemoteError as error:  # it ended meanwhile: 409
+        sys.stderr.write(f"Study {study_id} not cancelled: {error}\n")
+
+
+class StudyProgress:
+    """The progress of a study on stderr: one line rewritten in place on a terminal, else a line
+    every PLAIN_LINE_EVERY seconds and one at the end."""
+
+    def __init__(self, study_id):
+        self.study_id = study_id
+        self.start = time.monotonic()
+        self.in_place = sys.stderr.isatty()
+        self.written_at = None
+        self.open = False  # a line rewritten in place, not yet ended
+
+    def show(self, study, last=False):
+        now = time.monotonic()
+        if not (self.in_place or last or self.written_at is None or now - self.written_at >= PLAIN_LINE_EVERY):
+            return
+        self.written_at = now
+        text = study_line(study, now - self.start)
+        if self.in_place:
+            sys.stderr.write(f"\r{text:<79}" + ("\n" if last else ""))  # the spaces wipe a longer line
+            self.open = not last
+        else:
+            sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def close(self):
+        if self.open:
+            sys.stderr.write("\n")
+            self.open = False
+
+
+def study_line(study, elapsed):
+    """The progress line, e.g. "Study 12 running: 23 evaluations, best obj 3.18339 (feasible), 4.2 s"."""
+    status = study["study_status"]
+    if status == "failed":
+        status = study.get("error") or status
+    text = f"Study {study['id']} {status}: {study.get('n_evaluations', 0)} evaluations"
+    best = study.get("best")
+    if best:
+        name = (study.get("objective") or {}).get("name", "objective")
+        feasible = "feasible" if best.get("feasible") else "infeasible"
+        value = best["objective"][0] if isinstance(best["objective"], list) else best["objective"]
+        text += f", best {name} {value:.6g} ({feasible})"
+    return f"{text}, {elapsed:.1f} s"
+
+
 def to_dataset(results, input_names):
     """The results table of a batch as an IODataset; missing or non-numeric values are NaN."""
-    n_points = len(results["job_id"])
-    columns, names, sizes, groups = [], [], {}, {}
-    for group, key in ((INPUTS, "input_data"), (OUTPUTS, "output_data")):
-        for name, values in results[key].items():
-            if group == INPUTS and name not in input_names:
-                continue
+    inputs = {name: values for name, values in results["input_data"].items() if name in input_names}
+    return table_dataset(IODataset, len(results["job_id"]), {INPUTS: inputs, OUTPUTS: results["output_data"]})
+
+
+def table_dataset(cls, n_points, groups):
+    """A Dataset of class cls from {group: {name: [value per point]}}; missing or non-numeric values are NaN."""
+    columns, names, sizes, groups_of = [], [], {}, {}
+    for group, table in groups.items():
+        for name, values in table.items():
             size = next((len(value) if isinstance(value, list) else 1 for value in values if value is not None), 1)
             column = full((n_points, size), nan)
             for row, value in enumerate(values):
@@ -342,19 +540,28 @@ def to_dataset(results, input_names):
             columns.append(column)
             names.append(name)
             sizes[name] = size
-            groups[name] = group
-    return IODataset.from_array(hstack(columns) if columns else full((n_points, 0), nan), names, sizes, groups)
+            groups_of[name] = group
+    return cls.from_array(hstack(columns) if columns else full((n_points, 0), nan), names, sizes, groups_of)
 
 
 def doe_json(doe):
     """The doe of a batch request as JSON; a GEMSEO DesignSpace becomes its bounds."""
-    doe, space = dict(doe), doe["design_space"]
-    if hasattr(space, "variable_names"):
-        doe["design_space"] = {
-            name: {"lower_bound": space.get_lower_bound(name).tolist(), "upper_bound": space.get_upper_bound(name).tolist()}
-            for name in space.variable_names
-        }
-    return doe
+    return {**doe, "design_space": space_json(doe["design_space"])}
+
+
+def space_json(space, values=False):
+    """A design space as JSON: a GEMSEO DesignSpace becomes its bounds (and current values, if
+    asked and set); anything else is taken as JSON already."""
+    if not hasattr(space, "variable_names"):
+        return space
+    found = {}
+    for name in space.variable_names:
+        # .real: GEMSEO's own design spaces may hold complex numbers (Sellar's, by default).
+        found[name] = {"lower_bound": space.get_lower_bound(name).real.tolist(),
+                       "upper_bound": space.get_upper_bound(name).real.tolist()}
+        if values and space.has_current_value:
+            found[name]["value"] = space.get_current_value([name]).real.tolist()
+    return found
 
 
 def detail(response):

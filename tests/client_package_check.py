@@ -62,6 +62,23 @@ def main(url, user, password):
 
     dataset = run_batch("Sellar1", samples=[{"x_1": [1.0]}, {"x_1": [4.0]}], progress=False, **login)
     answer["batch"] = {group: {name: values.tolist() for name, values in arrays.items()} for group, arrays in dataset.to_dict_of_arrays().items()}
+
+    # A study: problem.h5, written by the server's GEMSEO, read back by this one.
+    from gaas_client import run_study
+
+    bounds = {"x_1": ([0.0], [10.0], [1.0]), "x_2": ([0.0], [10.0], [1.0]), "x_shared": ([-10.0, 0.0], [10.0, 10.0], [4.0, 3.0])}
+    spec = {
+        "name": "packaged", "formulation": "MDF", "objective": {"name": "obj"},
+        "disciplines": [{"class_name": name} for name in ("Sellar1", "Sellar2", "SellarSystem")],
+        "design_space": {name: dict(zip(("lower_bound", "upper_bound", "value"), values)) for name, values in bounds.items()},
+        "constraints": [{"name": "c_1", "type": "ineq"}, {"name": "c_2", "type": "ineq"}],
+        "algorithm": {"name": "SLSQP", "settings": {"max_iter": 30}},
+    }
+    study = run_study(spec, progress=False, **login)
+    objective = study.problem.database.get_function_history("obj")
+    answer["study"] = {"best": study.best["objective"],
+                       "history": type(study.history).__name__, "rows": len(study.history), "evaluations": len(objective),
+                       "designs": sorted(study.history.get_variable_names("designs"))}
     return answer
 
 

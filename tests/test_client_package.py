@@ -95,6 +95,10 @@ def test_installed_client_runs_sellar_remotely(checks, client_venvs, name):
         "inputs": {"x_1": [[1.0], [4.0]]},
         "outputs": {"y_1": [pytest.approx([1.8**0.5]), pytest.approx([4.8**0.5])]},
     }
+    study = answer["study"]
+    assert study["best"] == pytest.approx(local["f_opt"], rel=1e-4)
+    assert study["history"] == "OptimizationDataset" and study["designs"] == ["x_1", "x_2", "x_shared"]
+    assert study["rows"] == study["evaluations"] >= 2
 
 
 def test_server_does_not_import_the_client():

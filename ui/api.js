@@ -1,6 +1,6 @@
 // Talking to the API. The token lives in sessionStorage and is sent as a bearer header, never as
 // a cookie, so there is no CSRF surface.
-import { saveBlob } from "./dom.js";
+import { PAGE, el, pager, replaceRows, saveBlob, scroller, show, sleep, stillHere } from "./dom.js";
 
 export const session = { me: null }; // the signed-in user, asked once per token
 
@@ -50,4 +50,58 @@ export async function downloadFrom(path, filename) {
   const response = await api(path);
   if (!response.ok) { alert((await response.json()).detail); return; }
   saveBlob(filename, await response.blob());
+}
+
+// The page of a list the server pages (batches, studies): a title, a table of those headers and a
+// pager; the list is asked again every second while the user stays, and rowOf(item, rows) gives
+// each row (kept in rows by id and patched in place, so that a click never hits a replaced node).
+export async function listView({ title, id, headers, path, empty }, params, rowOf) {
+  const current = stillHere();
+  const offset = Number(params.get("offset") || 0);
+  const body = el("tbody");
+  const pages = pager((at) => `#/${id}` + (at ? "?offset=" + at : ""), offset, `${id}-count`);
+  show(el("h1", {}, title),
+    scroller(el("table", { id }, el("thead", {}, el("tr", {}, headers.map((h) => el("th", {}, h)))), body)),
+    pages.node);
+  const rows = new Map();
+  while (current()) {
+    try {
+      const { body: items, response } = await apiJson(`${path}?limit=${PAGE}&offset=${offset}`);
+      if (!current()) return;
+      const total = Number(response.headers.get("X-Total-Count"));
+      replaceRows(body, items.map((item) => rowOf(item, rows)));
+      pages.info.textContent = total ? `${offset + 1}–${offset + items.length} of ${total}` : empty;
+      pages.update(items.length, total);
+    } catch (error) { pages.info.textContent = error.message; }
+    await sleep(1000);
+  }
+}
+
+// The object of a page (a batch, a study), then its page built and shown, with the test of the
+// view's loops; null when the user went elsewhere meanwhile.
+export async function openPage(path, build) {
+  const current = stillHere();
+  const page = build((await apiJson(path)).body);
+  if (!current()) return null;
+  show(page.root);
+  return { page, current };
+}
+
+// The Cancel and Delete buttons of a batch's or a study's page (path: its URL in the API): the
+// answer to cancel goes to update; delete asks first, then leads to the list.
+export function cancelAndDelete(path, update, question, listHash) {
+  const cancel = el("button", { class: "secondary", id: "cancel", onclick: async () => {
+    cancel.disabled = true;
+    try {
+      update((await apiJson(`${path}/cancel`, { method: "POST" })).body);
+    } catch (error) { alert(error.message); cancel.disabled = false; }
+  } }, "Cancel");
+  const remove = el("button", { class: "danger", id: "delete", onclick: async () => {
+    if (!confirm(question)) return;
+    try {
+      await apiJson(path, { method: "DELETE" });
+      location.hash = listHash;
+    } catch (error) { alert(error.message); }
+  } }, "Delete");
+  return { cancel, remove };
 }

@@ -4,6 +4,8 @@ import { api, apiJson, session, signIn, signOut, token } from "./api.js";
 import { copyFullValues, el, navigated, show } from "./dom.js";
 import { batchView } from "./batch.js";
 import { batchesView } from "./batches.js";
+import { studiesView } from "./studies.js";
+import { studyView } from "./study.js";
 import { disciplineView } from "./discipline.js";
 import { disciplinesView } from "./disciplines.js";
 import { jobView } from "./job.js";
@@ -16,7 +18,7 @@ function showNav(path) {
   const nav = document.getElementById("nav");
   nav.hidden = false;
   const section = path.startsWith("/discipline") ? "#/disciplines" : path.startsWith("/batch") ? "#/batches"
-    : ["/tokens", "/admin"].includes(path) ? "#" + path : "#/jobs";
+    : path.startsWith("/stud") ? "#/studies" : ["/tokens", "/admin"].includes(path) ? "#" + path : "#/jobs";
   for (const link of nav.querySelectorAll("a[href^='#']")) {
     if (link.getAttribute("href") === section) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -46,6 +48,8 @@ async function route() {
     if (parts[0] === "job" && parts[1]) await jobView(parts[1]);
     else if (parts[0] === "batch" && parts[1]) await batchView(parts[1]);
     else if (parts[0] === "batches") await batchesView(params);
+    else if (parts[0] === "study" && parts[1]) await studyView(parts[1]);
+    else if (parts[0] === "studies") await studiesView(params);
     else if (parts[0] === "disciplines") await disciplinesView();
     else if (parts[0] === "tokens") await tokensView();
     else if (parts[0] === "admin") await adminView(params);

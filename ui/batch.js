@@ -1,6 +1,6 @@
 // The page of one batch: its progress, rate, plot and table of points, followed live.
-import { apiJson, downloadFrom } from "./api.js";
-import { PAGE, badge, el, scroller, setText, show, showBadge, sleep, stillHere } from "./dom.js";
+import { apiJson, cancelAndDelete, downloadFrom, openPage } from "./api.js";
+import { PAGE, badge, el, scroller, setText, showBadge, sleep } from "./dom.js";
 import { isNumbers, number, pointStatus, seconds, showTime, since } from "./format.js";
 import { scatter, varies } from "./plot.js";
 import { BATCH_STATES, batchEnded, endedCount, progressBar } from "./batches.js";
@@ -188,19 +188,8 @@ function batchPage(batch) {
   const bar = progressBar();
   bar.node.id = "batch-progress";
   const rate = rateMeter();
-  const cancel = el("button", { class: "secondary", id: "cancel", onclick: async () => {
-    cancel.disabled = true;
-    try {
-      page.update((await apiJson(`/v1/batch/${id}/cancel`, { method: "POST" })).body);
-    } catch (error) { alert(error.message); cancel.disabled = false; }
-  } }, "Cancel");
-  const remove = el("button", { class: "danger", id: "delete", onclick: async () => {
-    if (!confirm(`Delete batch #${id}, its ${batch.n_samples} points and their files?`)) return;
-    try {
-      await apiJson("/v1/batch/" + id, { method: "DELETE" });
-      location.hash = "#/batches";
-    } catch (error) { alert(error.message); }
-  } }, "Delete");
+  const { cancel, remove } = cancelAndDelete("/v1/batch/" + id, (fresh) => page.update(fresh),
+    `Delete batch #${id}, its ${batch.n_samples} points and their files?`, "#/batches");
   const csv = el("button", { class: "secondary", id: "download-csv",
     onclick: () => downloadFrom(`/v1/batch/${id}/results?format=csv`, `batch-${id}.csv`) }, "Download CSV");
   const plot = batchPlot();
@@ -212,6 +201,7 @@ function batchPage(batch) {
     el("h2", {}, "Plot"), plot.node);
   const page = {
     root,
+    batch,
     setResults: plot.setResults,
     update(fresh) {
       batch = fresh;
@@ -230,11 +220,10 @@ function batchPage(batch) {
 }
 
 export async function batchView(id) {
-  const current = stillHere();
-  let batch = (await apiJson("/v1/batch/" + id)).body;
-  if (!current()) return;
-  const page = batchPage(batch);
-  show(page.root);
+  const opened = await openPage("/v1/batch/" + id, batchPage);
+  if (!opened) return;
+  const { page, current } = opened;
+  let batch = page.batch;
   // The results, again every 1.5 s while points end (not when none has ended since), and at once
   // when the batch ends, so that the plot does not lag behind the badge.
   let wake = () => {};

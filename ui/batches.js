@@ -1,6 +1,6 @@
 // The list of batches, with a progress bar each, updated live.
-import { apiJson } from "./api.js";
-import { PAGE, el, pager, replaceRows, scroller, setText, show, showBadge, sleep, stillHere } from "./dom.js";
+import { listView } from "./api.js";
+import { el, setText, showBadge } from "./dom.js";
 import { timeCell } from "./format.js";
 
 export const BATCH_STATES = ["finished", "failed", "running", "pending"]; // the bar's parts, left to right
@@ -25,33 +25,14 @@ export function progressBar() {
   return { node, update };
 }
 
-function batchesHash(offset) { return "#/batches" + (offset ? "?offset=" + offset : ""); }
-
-export async function batchesView(params) {
-  const current = stillHere();
-  const offset = Number(params.get("offset") || 0);
-  const body = el("tbody");
-  const pages = pager(batchesHash, offset, "batches-count");
-  show(el("h1", {}, "Batches"),
-    scroller(el("table", { id: "batches" }, el("thead", {}, el("tr", {},
-      ["Id", "Name", "Discipline", "Status", "Progress", "Points", "Created"].map((h) => el("th", {}, h)))), body)),
-    pages.node);
-  const rows = new Map(); // batch id -> row, patched in place as in the jobs table
-  while (current()) {
-    try {
-      const { body: batches, response } = await apiJson(`/v1/batch?limit=${PAGE}&offset=${offset}`);
-      if (!current()) return;
-      const total = Number(response.headers.get("X-Total-Count"));
-      replaceRows(body, batches.map((batch) => batchRow(rows, batch)));
-      pages.info.textContent = total ? `${offset + 1}–${offset + batches.length} of ${total}`
-        : "No batches yet: submit one from a discipline's page, or with POST /v1/discipline/{name}/batch.";
-      pages.update(batches.length, total);
-    } catch (error) { pages.info.textContent = error.message; }
-    await sleep(1000);
-  }
+export function batchesView(params) {
+  return listView({ title: "Batches", id: "batches", path: "/v1/batch",
+    headers: ["Id", "Name", "Discipline", "Status", "Progress", "Points", "Created"],
+    empty: "No batches yet: submit one from a discipline's page, or with POST /v1/discipline/{name}/batch." },
+  params, batchRow);
 }
 
-function batchRow(rows, batch) {
+function batchRow(batch, rows) {
   let row = rows.get(batch.id);
   if (!row) {
     const bar = progressBar();

@@ -53,7 +53,7 @@ function describe(table, schema) {
 }
 
 // The job's directory, a file a link that downloads it.
-function jobFiles(jobId, node, prefix = "") {
+export function jobFiles(jobId, node, prefix = "") {
   const fetchFile = (path) => (event) => { event.preventDefault(); downloadJobFile(jobId, path); };
   return el("ul", { class: "tree" }, Object.entries(node).map(([name, child]) => child === null
     ? el("li", {}, el("a", { href: "#", "data-file": prefix + name, onclick: fetchFile(prefix + name) }, name))
@@ -80,8 +80,11 @@ function jobSummary(job) {
   const discipline = el("a", { href: "#/discipline/" + encodeURIComponent(name) }, name);
   const batch = job.batch_id ? el("dd", {}, el("a", { href: "#/batch/" + job.batch_id, id: "batch-link" },
     `batch #${job.batch_id}`), `, point ${job.batch_index}`) : null;
+  const study = job.study_id ? el("dd", {}, el("a", { href: "#/study/" + job.study_id, id: "study-link" },
+    `study #${job.study_id}`)) : null;
   const items = [["Status", cells.status, "wide"], ["Discipline", el("dd", {}, discipline)],
-    ["Mode", el("dd", {}, mode)], batch ? ["Batch", batch] : null, ["Duration", cells.duration],
+    ["Mode", el("dd", {}, mode)], batch ? ["Batch", batch] : null, study ? ["Study", study] : null,
+    ["Duration", cells.duration],
     ["Created", cells.created], ["Started", cells.started], ["Ended", cells.ended],
     ["Options", el("dd", {}, el("code", {}, JSON.stringify(job.discipline_options || {}))), "wide"],
   ].filter(Boolean);
@@ -91,7 +94,7 @@ function jobSummary(job) {
 }
 
 // The badge, and beside it why the job failed (or that it was cancelled).
-function showStatus(cell, job) {
+export function showStatus(cell, job) {
   const status = statusOf(job), why = job.message || (status === "cancelled" ? "" : job.error) || "";
   if (cell.dataset.shown === status + why) return;
   cell.dataset.shown = status + why;

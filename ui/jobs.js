@@ -119,18 +119,23 @@ export async function jobsView(params) {
   }
 }
 
-// A batch's point is named by its place in the batch, after its own name if it has one.
+// A batch's point is named by its place in the batch, a study's job by its study, after its own
+// name if it has one.
 function jobLabel(job) {
   const point = job.batch_id ? `batch #${job.batch_id} · point ${job.batch_index}` : "";
-  return [job.name, point].filter(Boolean).join(" · ");
+  const study = job.study_id ? `study #${job.study_id}` : "";
+  return [job.name, point, study].filter(Boolean).join(" · ");
 }
+
+// Where a row leads: a study's job to its study (its convergence, best point, images).
+function rowTarget(job) { return job.study_id ? "#/study/" + job.study_id : "#/job/" + job.id; }
 
 function jobRow(rows, job) {
   let row = rows.get(job.id);
   if (!row) {
     row = el("tr", { class: "clickable", "data-job": job.id, "data-batch-index": job.batch_id ? job.batch_index : null,
-      onclick: () => { location.hash = "#/job/" + job.id; } },
-    el("td", {}, el("a", { href: "#/job/" + job.id }, "#" + job.id)), el("td"), el("td"), el("td"),
+      "data-study": job.study_id || null, onclick: () => { location.hash = rowTarget(job); } },
+    el("td", {}, el("a", { href: rowTarget(job) }, "#" + job.id)), el("td"), el("td"), el("td"),
     el("td", { class: "message error" }), el("td", { class: "date" }), el("td", { class: "duration" }));
     rows.set(job.id, row);
   }

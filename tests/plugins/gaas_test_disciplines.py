@@ -154,6 +154,18 @@ class Counted(_Simple):
         self.jac = {"y": {"x": array([[2.0]])}}
 
 
+class Timestamp(_Simple):
+    """y = x after delay seconds; t is the time.time() of its end, so that a client can tell how
+    soon it heard of the evaluation (bench/bench.py, T2)."""
+
+    inputs = {"x": [0.0], "delay": [0.0]}
+    outputs = ("y", "t")
+
+    def _run(self, input_data):
+        time.sleep(float(input_data["delay"][0]))
+        return {"y": input_data["x"].copy(), "t": array([time.time()])}
+
+
 class Documented(Discipline):
     """A plugin whose input grammar carries descriptions and units, as a dashboard shows them."""
 
