@@ -675,6 +675,7 @@ def study_entry(row):
     """A study row (with its job's columns) as the Study of the wire contract."""
     status = jobs.study_status(row)
     failed = status == "failed"
+    spec = orjson.loads(row["spec"])
     entry = {
         "id": row["id"],
         "name": row["name"],
@@ -686,6 +687,10 @@ def study_entry(row):
         "formulation": row["formulation"],
         "algorithm": orjson.loads(row["algorithm"]),
         "objective": orjson.loads(row["objective"]),
+        # What else it ran with, for a reader of its page (the constraints' kinds, say).
+        "formulation_settings": spec.get("formulation_settings", {}),
+        "constraints": spec.get("constraints", []),
+        "observables": spec.get("observables", []),
         "n_evaluations": row["n_evaluations"],
         "created_at": wire.iso(row["created_at"]),
         "started_at": wire.iso(row["started_at"]),

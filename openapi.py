@@ -256,6 +256,9 @@ SCHEMAS = {
             "formulation": {"type": "string"},
             "algorithm": {"type": "object"},
             "objective": {"type": "object"},
+            "formulation_settings": {"type": "object"},
+            "constraints": {"type": "array", "items": {"type": "object"}},
+            "observables": {"type": "array", "items": {"type": "string"}},
             "n_evaluations": {"type": "integer"},
             "best": {
                 "type": "object",

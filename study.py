@@ -96,9 +96,13 @@ def _disciplines(engine, entries):
             )
         engine.check_name(name)  # 403 for a class that can run code or reach files
         try:
-            built.append(engine.create(name, entry.get("options", {})))
+            discipline = engine.create(name, entry.get("options", {}))
         except ClientError as error:
             raise ClientError(error.status, f"Field 'disciplines[{index}].options': {error}") from None
+        # The job process turns GEMSEO's cache off (a job runs a discipline once); a scenario asks
+        # each discipline once per function at each point, so it keeps GEMSEO's default for them.
+        discipline.set_cache(discipline.CacheType.SIMPLE)
+        built.append(discipline)
     return built
 
 

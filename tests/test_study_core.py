@@ -407,3 +407,21 @@ def test_processes_up_to_the_limit_and_nested_settings_pass(engine):
     assert study.check(engine, spec, max_processes=2) is True
     spec = sellar_spec(formulation_settings={"main_mda_name": "MDAJacobi", "main_mda_settings": {"tolerance": 1e-10}})
     assert study.check(engine, spec) is False
+
+
+def test_each_discipline_runs_once_per_point(engine, tmp_path, capfd):
+    """The objective from one discipline, a constraint from another computed from it: one run
+    of the first per design point, as a local scenario does (GEMSEO's simple cache), not one per
+    function."""
+    spec = {
+        "disciplines": [{"class_name": "Counted"}, {"class_name": "AnalyticDiscipline", "options": {"expressions": {"z": "y**2"}}}],
+        "formulation": "DisciplinaryOpt",
+        "design_space": {"x": {"lower_bound": [0.0], "upper_bound": [1.0], "value": [0.5]}},
+        "objective": {"name": "y"},
+        "constraints": [{"name": "z", "type": "ineq"}],
+        "algorithm": {"name": "PYDOE_FULLFACT", "settings": {"n_samples": 5}},
+    }
+    capfd.readouterr()
+    _, evaluations = run_study(engine, spec, tmp_path / "w")
+    assert len(evaluations) == 5
+    assert capfd.readouterr().out.count("run at") == 5
