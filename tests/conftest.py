@@ -113,14 +113,10 @@ class Service:
         self.logs.mkdir(parents=True, exist_ok=True)
 
     def admin(self, *args, stdin=None):
-        return subprocess.run(
-            [str(CODE / "bin" / "gaas-admin"), *args],
-            input=stdin,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return self.run_admin([str(CODE / "bin" / "gaas-admin"), *args], stdin)
+
+    def run_admin(self, command, stdin=None, cwd=None):
+        return subprocess.run(command, input=stdin, cwd=cwd, env=self.env, capture_output=True, text=True, timeout=120)
 
     @property
     def backend(self):
@@ -182,7 +178,14 @@ class Service:
             conn.close()
 
     def add_user(self, name, password):
-        result = self.admin("create-user", name, "--password-stdin", stdin=password + "\n")
+        self.add_users([(name, password)])
+
+    def add_users(self, users):
+        """Create users with `gaas-admin create-user`'s code, all in one Python process: each
+        process costs about 0.3 s, and every service starts with two users."""
+        create = "import sys, admin\nfor name in sys.argv[1:]: admin.main(['create-user', name, '--password-stdin'])"
+        command = [str(CODE / ".venv" / "bin" / "python"), "-c", create, *(name for name, _ in users)]
+        result = self.run_admin(command, "".join(password + "\n" for _, password in users), cwd=CODE)
         assert result.returncode == 0, result.stderr
 
     def _spawn(self, script, log_name):
@@ -278,8 +281,7 @@ class Service:
 
 def start_service(root, users=(("alice", "alice-pw"), ("bob", "bob-pw")), worker=True, **settings):
     service = Service(root, **settings)
-    for name, password in users:
-        service.add_user(name, password)
+    service.add_users(users)
     service.start_server()
     if worker:
         service.start_worker()
