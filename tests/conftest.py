@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,36 @@ TIMEOUT = 60
 BACKENDS = ("sqlite", "postgresql+redis", "postgresql")
 # Built and started with podman in a stage of their own (bin/test.sh --containers).
 collect_ignore = ["containers"]
+VENV_POOL = pytest.StashKey()
+
+
+# The venvs of tests/venvs.py that each fixture needs. pip takes half a minute or more for each on
+# a fresh machine: the session begins those its tests need at once, one at a time in the
+# background (a core for pip, one for the tests), while other tests run; the fixture then waits
+# for its own (venvs.venv's lock) or finds it made.
+VENVS = {
+    "reference_client": [venvs.REFERENCE_CLIENT],
+    "client_venvs": [venvs.client_requirements(gemseo) for gemseo in venvs.CLIENT_GEMSEOS.values()],
+}
+
+
+def pytest_collection_finish(session):
+    if session.config.option.collectonly:
+        return
+    used = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    wanted = [requirements for name, needs in VENVS.items() if name in used for requirements in needs]
+    if wanted:
+        # Errors are left to the fixtures, which make the venv again and fail with pip's message.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="venvs")
+        for requirements in wanted:
+            pool.submit(venvs.venv, requirements)
+        session.config.stash[VENV_POOL] = pool
+
+
+def pytest_sessionfinish(session):
+    pool = session.config.stash.get(VENV_POOL, None)
+    if pool is not None:
+        pool.shutdown(cancel_futures=True)  # no pip left running after the session
 
 
 def pytest_generate_tests(metafunc):
