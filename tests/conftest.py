@@ -259,25 +259,27 @@ class Service:
         return Api(self.url, self.token(name, password))
 
     @staticmethod
-    def stop(process, sig=signal.SIGINT, timeout=60):
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    def stop(*processes, sig=signal.SIGINT, timeout=60):
+        """Send sig to every process still running, then wait for each (SIGKILL after timeout):
+        they stop side by side."""
+        running = [process for process in processes if process is not None and process.poll() is None]
+        for process in running:
+            process.send_signal(sig)
+        for process in running:
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def stop_server(self):
         self.stop(self.server)
 
     def stop_worker(self, sig=signal.SIGINT):
-        self.stop(self.worker, sig)
+        self.stop(self.worker, sig=sig)
 
     def close(self):
-        self.stop_server()
-        self.stop_worker()
+        self.stop(self.server, self.worker)
 
     def start_worker_on(self, host_name, **settings):
         """Run bin/run_worker.sh on a simulated machine of that name (servers.Host); return the host."""
