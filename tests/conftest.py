@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,36 @@ TIMEOUT = 60
 BACKENDS = ("sqlite", "postgresql+redis", "postgresql")
 # Built and started with podman in a stage of their own (bin/test.sh --containers).
 collect_ignore = ["containers"]
+VENV_POOL = pytest.StashKey()
+
+
+# The venvs of tests/venvs.py that each fixture needs. pip takes half a minute or more for each on
+# a fresh machine: the session begins those its tests need at once, one at a time in the
+# background (a core for pip, one for the tests), while other tests run; the fixture then waits
+# for its own (venvs.venv's lock) or finds it made.
+VENVS = {
+    "reference_client": [venvs.REFERENCE_CLIENT],
+    "client_venvs": [venvs.client_requirements(gemseo) for gemseo in venvs.CLIENT_GEMSEOS.values()],
+}
+
+
+def pytest_collection_finish(session):
+    if session.config.option.collectonly:
+        return
+    used = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    wanted = [requirements for name, needs in VENVS.items() if name in used for requirements in needs]
+    if wanted:
+        # Errors are left to the fixtures, which make the venv again and fail with pip's message.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="venvs")
+        for requirements in wanted:
+            pool.submit(venvs.venv, requirements)
+        session.config.stash[VENV_POOL] = pool
+
+
+def pytest_sessionfinish(session):
+    pool = session.config.stash.get(VENV_POOL, None)
+    if pool is not None:
+        pool.shutdown(cancel_futures=True)  # no pip left running after the session
 
 
 def pytest_generate_tests(metafunc):
@@ -113,14 +144,10 @@ class Service:
         self.logs.mkdir(parents=True, exist_ok=True)
 
     def admin(self, *args, stdin=None):
-        return subprocess.run(
-            [str(CODE / "bin" / "gaas-admin"), *args],
-            input=stdin,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return self.run_admin([str(CODE / "bin" / "gaas-admin"), *args], stdin)
+
+    def run_admin(self, command, stdin=None, cwd=None):
+        return subprocess.run(command, input=stdin, cwd=cwd, env=self.env, capture_output=True, text=True, timeout=120)
 
     @property
     def backend(self):
@@ -182,7 +209,14 @@ class Service:
             conn.close()
 
     def add_user(self, name, password):
-        result = self.admin("create-user", name, "--password-stdin", stdin=password + "\n")
+        self.add_users([(name, password)])
+
+    def add_users(self, users):
+        """Create users with `gaas-admin create-user`'s code, all in one Python process: each
+        process costs about 0.3 s, and every service starts with two users."""
+        create = "import sys, admin\nfor name in sys.argv[1:]: admin.main(['create-user', name, '--password-stdin'])"
+        command = [str(CODE / ".venv" / "bin" / "python"), "-c", create, *(name for name, _ in users)]
+        result = self.run_admin(command, "".join(password + "\n" for _, password in users), cwd=CODE)
         assert result.returncode == 0, result.stderr
 
     def _spawn(self, script, log_name):
@@ -225,25 +259,27 @@ class Service:
         return Api(self.url, self.token(name, password))
 
     @staticmethod
-    def stop(process, sig=signal.SIGINT, timeout=60):
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    def stop(*processes, sig=signal.SIGINT, timeout=60):
+        """Send sig to every process still running, then wait for each (SIGKILL after timeout):
+        they stop side by side."""
+        running = [process for process in processes if process is not None and process.poll() is None]
+        for process in running:
+            process.send_signal(sig)
+        for process in running:
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def stop_server(self):
         self.stop(self.server)
 
     def stop_worker(self, sig=signal.SIGINT):
-        self.stop(self.worker, sig)
+        self.stop(self.worker, sig=sig)
 
     def close(self):
-        self.stop_server()
-        self.stop_worker()
+        self.stop(self.server, self.worker)
 
     def start_worker_on(self, host_name, **settings):
         """Run bin/run_worker.sh on a simulated machine of that name (servers.Host); return the host."""
@@ -278,8 +314,7 @@ class Service:
 
 def start_service(root, users=(("alice", "alice-pw"), ("bob", "bob-pw")), worker=True, **settings):
     service = Service(root, **settings)
-    for name, password in users:
-        service.add_user(name, password)
+    service.add_users(users)
     service.start_server()
     if worker:
         service.start_worker()

@@ -149,18 +149,19 @@ def test_admin_commands_read_the_environment_file_of_the_units(tmp_path):
 # 3. set-password
 
 
-def test_set_password_ends_the_old_sessions(fresh_service):
+def test_set_password_ends_the_old_sessions(live):
     # Guards the token_version bump of set-password: a token made before the change stops working.
-    service = fresh_service(worker=False, GEMSEO_HTTP_SYNC_PROCESSES=1)
-    alice = service.api("alice", "alice-pw")
-    assert alice.get("/v1/user/me/").json()["username"] == "alice"
-    result = service.admin("set-password", "alice", "--password-stdin", stdin="alice-new-pw\n")
+    name = f"dora-{os.urandom(4).hex()}"  # a user of its own on the shared service
+    live.add_user(name, "dora-pw")
+    dora = live.api(name, "dora-pw")
+    assert dora.get("/v1/user/me/").json()["username"] == name
+    result = live.admin("set-password", name, "--password-stdin", stdin="dora-new-pw\n")
     assert result.returncode == 0, result.stderr
-    assert signed_out_soon(alice), "the old token still works"
-    refused = requests.post(service.url + "/token", data={"username": "alice", "password": "alice-pw"}, timeout=30)
+    assert signed_out_soon(dora), "the old token still works"
+    refused = requests.post(live.url + "/token", data={"username": name, "password": "dora-pw"}, timeout=30)
     assert refused.status_code == 401
-    renewed = service.api("alice", "alice-new-pw")
-    assert renewed.get("/v1/user/me/").json()["username"] == "alice"
+    renewed = live.api(name, "dora-new-pw")
+    assert renewed.get("/v1/user/me/").json()["username"] == name
 
 
 # 4. delete-user

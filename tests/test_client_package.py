@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -16,8 +15,7 @@ from conftest import CODE
 
 CLIENT = CODE / "client"
 CHECK = CODE / "tests" / "client_package_check.py"
-# The server's GEMSEO, and the newest GEMSEO 7 on PyPI (a release candidate for now: bump it).
-GEMSEOS = {"gemseo-6": venvs.pinned("gemseo"), "gemseo-7": "gemseo==7.0.0rc0"}
+GEMSEOS = venvs.CLIENT_GEMSEOS
 PIP_TIMEOUT = 900
 
 
@@ -37,11 +35,10 @@ def client_wheel(tmp_path_factory):
 @pytest.fixture(scope="session")
 def client_venvs(client_wheel):
     """The Python of each venv of GEMSEOS with the client's dependencies (tests/venvs.py: kept
-    between runs, made together), this wheel installed in it."""
-    dependencies = tomllib.loads((CLIENT / "pyproject.toml").read_text())["project"]["dependencies"]
+    between runs, begun at the session's start: conftest.py), this wheel installed in it."""
 
     def made(requirement):
-        python = venvs.venv([requirement, *dependencies]) / "python"
+        python = venvs.venv(venvs.client_requirements(requirement)) / "python"
         command = [str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(client_wheel)]
         subprocess.run(command, check=True, timeout=PIP_TIMEOUT)
         return python

@@ -556,7 +556,7 @@ def test_synchronous_run_in_flight_at_stop_ends_lost(fresh_service):
         thread = threading.Thread(target=run_sleeper, daemon=True)
         thread.start()
         job = wait_until(lambda: running_job(alice), 30, "the synchronous Sleeper running")
-        service.stop(service.server, how)
+        service.stop(service.server, sig=how)
         assert service.server.returncode is not None
         service.start_server()
         assert latest_job(alice)["id"] == job["id"]

@@ -85,9 +85,8 @@ def test_copy_store_grows_a_sqlite_service_into_postgresql(fresh_service, backen
         moved.close()
 
 
-def test_copy_store_refuses_a_target_that_is_not_postgresql(fresh_service):
-    service = fresh_service(worker=False)
-    result = service.admin("copy-store", "sqlite:///tmp/x.db")
+def test_copy_store_refuses_a_target_that_is_not_postgresql(tmp_path):
+    result = Service(tmp_path).admin("copy-store", "sqlite:///tmp/x.db")  # no need to start it
     assert result.returncode != 0 and "postgresql://" in result.stderr and "Traceback" not in result.stderr
 
 

@@ -87,6 +87,8 @@ def test_jobs_spread_over_two_worker_hosts(fresh_service, hosts):
 
 
 HEARTBEAT_INTERVAL, HEARTBEAT_TIMEOUT = 0.5, 5
+# worker-a is killed about 0.5 s after its first job starts (measured under a load of 5).
+SLEEP = 5
 
 
 @pytest.mark.every_backend
@@ -101,11 +103,13 @@ def test_worker_host_killed_mid_job(fresh_service, hosts, requeue):
     )
     worker_a = service.start_worker_on("worker-a", GEMSEO_HTTP_WORKERS=2)
     hosts.append(worker_a)
-    hosts.append(service.start_worker_on("worker-b", GEMSEO_HTTP_WORKERS=2))
+    # Three threads on worker-b: one job stays queued past the first round, and what worker-b
+    # takes over from worker-a runs in one more round, not two.
+    hosts.append(service.start_worker_on("worker-b", GEMSEO_HTTP_WORKERS=3))
     wait_workers(service, ["worker-a", "worker-b"])
     alice = service.api("alice", "alice-pw")
     # Long enough that worker-a's first jobs still run when it is killed, after the web app stopped.
-    ids = sleepers(alice, 6, 8)
+    ids = sleepers(alice, 6, SLEEP)
     wait_until(lambda: on_host(service, "worker-a", "running"), 180, "worker-a running a job")
     # Without a web app, only worker-b, the other host, can decide what became of worker-a's jobs.
     service.stop_server()

@@ -10,6 +10,7 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 CODE = Path(__file__).resolve().parent.parent
@@ -27,6 +28,15 @@ def pinned(name):
 # The same GEMSEO as gaas's, so that the reference and gaas differ by their own code only.
 REFERENCE_CLIENT = ("gemseo-http==3.0.0", pinned("gemseo"))
 REFERENCE_SERVER = ("gemseo-http[server]==3.0.0", pinned("gemseo"))
+# The client's venvs (tests/test_client_package.py): the server's GEMSEO, and the newest GEMSEO 7
+# on PyPI (a release candidate for now: bump it).
+CLIENT_GEMSEOS = {"gemseo-6": pinned("gemseo"), "gemseo-7": "gemseo==7.0.0rc0"}
+
+
+def client_requirements(gemseo):
+    """The requirements of a venv for the client with that GEMSEO: its dependencies, not itself."""
+    project = tomllib.loads((CODE / "client" / "pyproject.toml").read_text())["project"]
+    return (gemseo, *project["dependencies"])
 
 
 def venv(requirements, cache=CACHE):
