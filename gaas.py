@@ -671,6 +671,13 @@ async def submit_study(request):
     return JSONResponse(study_entry(row), status_code=202)
 
 
+# The fields of its StudyInput a Study shows besides those it always has, with their defaults.
+STUDY_SETTINGS = {
+    "disciplines": [], "formulation_settings": {}, "design_space": {}, "constraints": [], "observables": [],
+    "input_data": {}, "post_processing": [], "timeout": None,
+}
+
+
 def study_entry(row):
     """A study row (with its job's columns) as the Study of the wire contract."""
     status = jobs.study_status(row)
@@ -688,9 +695,7 @@ def study_entry(row):
         "algorithm": orjson.loads(row["algorithm"]),
         "objective": orjson.loads(row["objective"]),
         # What else it ran with, for a reader of its page (the constraints' kinds, say).
-        "formulation_settings": spec.get("formulation_settings", {}),
-        "constraints": spec.get("constraints", []),
-        "observables": spec.get("observables", []),
+        **{key: spec.get(key, default) for key, default in STUDY_SETTINGS.items()},
         "n_evaluations": row["n_evaluations"],
         "created_at": wire.iso(row["created_at"]),
         "started_at": wire.iso(row["started_at"]),

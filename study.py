@@ -99,9 +99,6 @@ def _disciplines(engine, entries):
             discipline = engine.create(name, entry.get("options", {}))
         except ClientError as error:
             raise ClientError(error.status, f"Field 'disciplines[{index}].options': {error}") from None
-        # The job process turns GEMSEO's cache off (a job runs a discipline once); a scenario asks
-        # each discipline once per function at each point, so it keeps GEMSEO's default for them.
-        discipline.set_cache(discipline.CacheType.SIMPLE)
         built.append(discipline)
     return built
 
@@ -541,10 +538,15 @@ class _StopSignal:
 def run(engine, spec, workdir, record, should_stop=None, max_processes=1):
     """Run a study in workdir, calling record([evaluation]) as each evaluation completes; write
     problem.h5 and the post-processing images there, even when stopped; return a summary."""
+    from gemseo.core.discipline import Discipline
+
     workdir = Path(workdir).resolve()
     stop = _StopSignal(_stopped_criterion(), should_stop)
-    saved_dir = os.getcwd()
+    saved_dir, saved_cache = os.getcwd(), Discipline.default_cache_type
     os.chdir(workdir)  # anything GEMSEO writes by itself lands in the job's directory
+    # The job process turns GEMSEO's cache off (a job runs a discipline once); a scenario asks
+    # its disciplines, MDAs and chains once per function at each point: GEMSEO's default for them.
+    Discipline.default_cache_type = Discipline.CacheType.SIMPLE
     try:
         with stop:
             stop.holding = True  # a stop while the scenario is built: no run, problem.h5 all the same
@@ -576,6 +578,7 @@ def run(engine, spec, workdir, record, should_stop=None, max_processes=1):
                 _post_process(scenario, spec.get("post_processing", []), workdir, files, errors)
     finally:
         os.chdir(saved_dir)
+        Discipline.default_cache_type = saved_cache
     summary = {
         "status": "stopped" if stop.is_set() else "finished",
         "n_evaluations": recorder.count,

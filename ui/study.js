@@ -149,7 +149,7 @@ function settingsList(study) {
   const json = (value) => el("code", {}, JSON.stringify(value));
   const algorithm = study.algorithm || {};
   const items = [
-    ["Formulation", [study.formulation, study.formulation_settings ? [" ", json(study.formulation_settings)] : null]],
+    ["Formulation", [study.formulation, " ", json(study.formulation_settings || {})]],
     ["Algorithm", [algorithm.name, " ", json(algorithm.settings || {})]],
     ["Objective", study.objective ? `${study.objective.name}, ${study.objective.maximize ? "maximised" : "minimised"}` : null],
     ["Constraints", study.constraints ? study.constraints.map((c) => `${c.name} (${c.type || "ineq"})`).join(", ") || "none" : null],
