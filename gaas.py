@@ -750,7 +750,8 @@ async def owned_study(request, user, action="read"):
 async def list_studies(request):
     user = await current_user(request)
     query = contract.query(request)
-    rows, total = await run_in_threadpool(store.list_studies, *await list_scope(user, query, query["limit"], query["offset"]))
+    user_id, group_ids = await list_scope(user, query)
+    rows, total = await run_in_threadpool(store.list_studies, user_id, query["limit"], query["offset"], group_ids)
     return JSONResponse([study_entry(row) for row in rows], headers={"X-Total-Count": str(total)})
 
 
@@ -811,14 +812,14 @@ def path_id(request, key, what):
     return value
 
 
-async def list_scope(user, query, *page):
+async def list_scope(user, query):
     """(user id or None, group ids) of the entries a list shows: the caller's (scope=mine), those
     and the ones shared with the caller's groups (scope=group), or one group's (group=NAME: 404
-    for no such group, 403 unless the caller is in it or an admin); then `page`."""
+    for no such group, 403 unless the caller is in it or an admin)."""
     if query["group"] is None:
         group_ids = tuple(member.group_id for member in user["groups"]) if query["scope"] == "group" else ()
-        return (user["id"], group_ids, *page)
-    return (None, ((await group_of(user, query["group"])).group_id,), *page)
+        return user["id"], group_ids
+    return None, ((await group_of(user, query["group"])).group_id,)
 
 
 async def owned(request, user, read, key, what, action="read"):
