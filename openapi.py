@@ -45,7 +45,6 @@ DATA = {"type": "object", "additionalProperties": VALUE}
 
 EXECUTE_PROPERTIES = {
     "name": PLAIN_TEXT,
-    "group": SHARE_GROUP,
     "discipline_options": {"type": "object"},
     "input_data": DATA,
     "input_data_type": {"type": "string", "enum": ["json"]},
@@ -61,6 +60,7 @@ EXECUTE_PROPERTIES = {
         "exclusiveMinimum": True,
         "description": "Seconds; capped by GEMSEO_HTTP_JOB_TIMEOUT.",
     },
+    "group": SHARE_GROUP,
 }
 
 NUMBERS = {"type": "array", "minItems": 1, "items": {"type": "number"}}
@@ -214,7 +214,6 @@ SCHEMAS = {
         "required": ["disciplines", "formulation", "design_space", "objective", "algorithm"],
         "properties": {
             "name": PLAIN_TEXT,
-            "group": SHARE_GROUP,
             "disciplines": {
                 "type": "array",
                 "minItems": 1,
@@ -248,6 +247,7 @@ SCHEMAS = {
             "input_data": DATA,
             "post_processing": {"type": "array", "items": NAMED_WITH_SETTINGS},
             "timeout": EXECUTE_PROPERTIES["timeout"],
+            "group": SHARE_GROUP,
         },
     },
     "Study": {

@@ -195,6 +195,16 @@ def test_lists_by_scope_and_group(sharing):
         assert other.get(f"/v1/{kind}", params={"group": "no-such-group"}).status_code == 404, kind
         assert other.get(f"/v1/{kind}", params={"scope": "everything"}).status_code == 422, kind
     # Paged, with the total of the whole list.
+    for kind in ("batch", "study"):  # ended first: a status that changes between two reads would move the page
+        for entry_id in made[kind]:
+            ended = sharing.admin_api.get(f"/v1/{kind}/{entry_id}?long_polling=true&long_polling_timeout=60").json()
+            assert ended[f"{kind}_status"] in ("finished", "failed"), ended
+    for query in ({"scope": "group"}, {"scope": "group", "status": "finished"}, {"group": group}):
+        whole = member.get("/v1/job", params=query)
+        assert whole.headers["X-Total-Count"] == str(len(whole.json())), query  # own shared jobs counted once
+        page = member.get("/v1/job", params={**query, "limit": 2, "offset": 1})
+        assert [entry["id"] for entry in page.json()] == [entry["id"] for entry in whole.json()][1:3], query
+        assert page.headers["X-Total-Count"] == whole.headers["X-Total-Count"]
     page = member.get("/v1/batch", params={"scope": "group", "limit": 1})
     assert len(page.json()) == 1 and page.headers["X-Total-Count"] == "3"
     for study_id in made["study"]:
