@@ -9,6 +9,7 @@ import pytest
 
 from conftest import Api, start_service
 from study_specs import analytic_spec
+from test_teams import rooted
 
 BACKENDS = ("sqlite", "postgresql")
 _names = itertools.count()
@@ -21,13 +22,8 @@ STOPPERS = {"owner", "group_owner", "admin"}
 @pytest.fixture(scope="module")
 def sharing(tmp_path_factory, backend, backends):
     """The service of this module, with an admin "root"."""
-    service = start_service(tmp_path_factory.mktemp("sharing"), users=(("root", "root-pw"),), **backends.settings(backend))
-    try:
-        assert service.admin("set-admin", "root").returncode == 0
-        service.admin_api = service.api("root", "root-pw")
+    with rooted(start_service(tmp_path_factory.mktemp("sharing"), users=(("root", "root-pw"),), **backends.settings(backend))) as service:
         yield service
-    finally:
-        service.close()
 
 
 def unique(prefix):

@@ -1,6 +1,7 @@
 """Teams (issue 20, API.md Part 6): personal access tokens, admins, groups, the audit log and
 single sign-on through a proxy, against one real service per backend."""
 
+import contextlib
 import http.client
 import itertools
 import json
@@ -26,6 +27,14 @@ def team(tmp_path_factory, backend, backends):
         tmp_path_factory.mktemp("teams"), users=(("root", "root-pw"),), **backends.settings(backend),
         GEMSEO_HTTP_TRUSTED_PROXIES="127.0.0.1/32, ::1", GEMSEO_HTTP_AUTH_HEADER=PROXY_HEADER,
     )
+    with rooted(service):
+        yield service
+
+
+@contextlib.contextmanager
+def rooted(service):
+    """A service started with a user "root": made an admin, signed in as service.admin_api;
+    closed at the end."""
     try:
         assert service.admin("set-admin", "root").returncode == 0
         service.admin_api = service.api("root", "root-pw")
