@@ -221,3 +221,43 @@ def test_a_membership_removed_stops_access_at_once(sharing):
     # A viewer made owner cancels and deletes at once too.
     assert sharing.admin_api.post(f"/v1/admin/groups/{group}/members", json={"username": names["viewer"], "role": "owner"}).status_code == 200
     assert viewer.delete(f"/v1/job/{job['id']}").status_code == 204
+
+
+def test_the_dashboard_shows_mine_or_my_groups_and_shares_from_the_form(sharing, tmp_path_factory):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import Select
+
+    from test_ui import chromium, screenshot, sign_in, wait
+
+    apis, group, names = team_of(sharing)
+    shared = apis["owner"].run("Sellar1", group=group)
+    driver = chromium(tmp_path_factory)
+
+    def find(css):
+        return wait(driver).until(ready.visibility_of_element_located((By.CSS_SELECTOR, css)))
+
+    try:
+        driver.get(sharing.url + "/ui/#/login")
+        find("#username")
+        sign_in(driver, names["member"], f"{names['member']}-pw")
+        find("#jobs")
+        assert not driver.find_elements(By.CSS_SELECTOR, f'#jobs tr[data-job="{shared["id"]}"]')
+        Select(find("#scope")).select_by_value("group")
+        row = find(f'#jobs tr[data-job="{shared["id"]}"]')
+        assert row.find_element(By.CSS_SELECTOR, ".owner").text == names["owner"]
+        assert row.find_element(By.CSS_SELECTOR, ".group").text == group
+        screenshot(driver, "sharing-jobs")
+        for view in ("batches", "studies"):
+            driver.get(f"{sharing.url}/ui/#/{view}?scope=group")
+            assert Select(find("#scope")).first_selected_option.get_attribute("value") == "group"
+            assert [cell.get_attribute("textContent") for cell in driver.find_elements(By.CSS_SELECTOR, f"#{view} th")][-2:] == ["Owner", "Group"]
+        # The execute form shares into the member's group.
+        driver.get(sharing.url + "/ui/#/discipline/Sellar1")
+        Select(find("#group-picker")).select_by_value(group)
+        find("#run-sync").click()
+        wait(driver).until(lambda d: "#/job/" in d.current_url)
+        job_id = int(driver.current_url.rsplit("/", 1)[1])
+        assert apis["viewer"].get(f"/v1/job/{job_id}").json()["group"] == group
+    finally:
+        driver.quit()
