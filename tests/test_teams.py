@@ -243,7 +243,7 @@ def test_an_admin_reads_and_stops_any_work_as_its_owner_would(team):
         assert other.get(path).status_code == 404, path
         assert anonymous.get(path).status_code == 401, path
     assert root.get(f"/v1/job/{job['id']}").json()["output_data"] == job["output_data"]
-    # Not listed with the admin's own work: that is sharing's `scope`, to come.
+    # Not listed with the admin's own work: lists show one's own and one's groups' (scope).
     assert job["id"] not in [entry["id"] for entry in root.get("/v1/job").json()]
 
     for path in (f"/v1/job/{job['id']}", f"/v1/batch/{batch['id']}"):
