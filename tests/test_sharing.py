@@ -97,6 +97,10 @@ def test_every_route_answers_each_role_as_its_rights_say(sharing):
                     assert got.status_code == 200 and got.json() == [], (role, path)
                     continue
                 assert got.status_code == expected(role, READERS), (kind, role, path, got.text)
+    batch_id = shared["batch"][0]["id"]
+    for role in ("viewer", "member", "group_owner"):
+        points = apis[role].get(f"/v1/job?batch_id={batch_id}&scope=group").json()
+        assert [point["batch_index"] for point in points] == [0, 1] and {point["group"] for point in points} == {group}
     for kind, (entry, paths) in private.items():
         assert entry["group"] is None
         for role in ROLES:
