@@ -145,9 +145,15 @@ def sign_in_with_token(username, secret):
 
 
 def may(user, row, action):
-    """Whether the user may `action` ("read", "cancel" or "delete") a job or batch row: its owner
-    and admins may do all (group roles join here when work is shared)."""
-    return row["user_id"] == user["id"] or bool(user["is_admin"])
+    """Whether the user (with its `groups`) may `action` ("read", "cancel" or "delete") a job,
+    batch or study row: its owner and admins may do all; when it is shared with a group, the
+    group's viewers and members read it, its owners may do all."""
+    if row["user_id"] == user["id"] or user["is_admin"]:
+        return True
+    group = row["group_id"]
+    return group is not None and any(
+        member.group_id == group and (action == "read" or member.role == "owner") for member in user.get("groups", ())
+    )
 
 
 def secret_key():

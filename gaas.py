@@ -118,11 +118,11 @@ async def current_user(request):
 
 
 async def cached_user(state, user_id):
-    """The user row of that id, or None; read again after USER_CACHE_SECONDS, so that a deleted
-    user's or a changed password's tokens stop working within them."""
+    """The user row of that id with its groups, or None; read again after USER_CACHE_SECONDS, so
+    that a deleted user's or a changed password's tokens, and a changed membership, hold within them."""
     cached = state.users.get(user_id)
     if cached is None or cached[1] < time.monotonic():
-        row = await run_in_threadpool(store.user_by_id, user_id)
+        row = await run_in_threadpool(store.user_with_groups, user_id)
         cached = (row, time.monotonic() + USER_CACHE_SECONDS)
         state.users[user_id] = cached
     return cached[0]
@@ -159,6 +159,7 @@ async def proxy_user(request):
     cached = state.proxy_users.get(name)
     if cached is None or cached[1] < time.monotonic():
         row = await run_in_threadpool(auth.outside_user, name, "proxy", client_address(request))
+        row = row and await run_in_threadpool(store.user_with_groups, row["id"])
         cached = state.proxy_users[name] = (row, time.monotonic() + USER_CACHE_SECONDS)
     return cached[0]
 
@@ -445,11 +446,37 @@ def job_timeout(requested):
     return min(limits) if limits else None
 
 
-def job_fields(user, name, body, mode):
+async def group_of(user, name):
+    """The user's Membership of the group of that name (an admin outside it has the role
+    "admin"); 404 for no such group, 403 for one the user is not in."""
+    for member in user["groups"]:
+        if member.name == name:
+            return member
+    group_id = await run_in_threadpool(store.group_id, name)
+    if group_id is None:
+        raise HTTPException(404, f"Group {name!r} not found.")
+    if not user["is_admin"]:
+        raise HTTPException(403, f"Group {name!r}: you are not a member of it.")
+    return store.Membership(group_id, name, "admin")
+
+
+async def share_group(user, name):
+    """The id of the group a submission names (None for none), if the user may submit into it: a
+    member or owner of it, or an admin; viewers get 403."""
+    if name is None:
+        return None
+    member = await group_of(user, name)
+    if member.role == "viewer":
+        raise HTTPException(403, f"Group {name!r}: viewers cannot submit into it.")
+    return member.group_id
+
+
+def job_fields(user, name, body, mode, group_id=None):
     """The columns of a new job from an execute (or batch) body checked by the contract."""
     linearize = bool(body.get("linearize"))
     return {
         "user_id": user["id"],
+        "group_id": group_id,
         "name": body.get("name") or "",
         "discipline_class_name": name,
         "job_type": "execute_and_linearize" if linearize else "execute",
@@ -471,7 +498,7 @@ async def execute(request):
     description = await discipline_description(state, name, body.get("discipline_options") or {})
     input_data = body.get("input_data") or {}
     check_input_data(input_data, description)
-    fields = job_fields(user, name, body, mode)
+    fields = job_fields(user, name, body, mode, await share_group(user, body.get("group")))
     fields["input_data"] = strict_json(input_data, "input_data")
     input_files = body.get("input_files") or []
     if mode == "asynchronous":
@@ -512,7 +539,7 @@ async def submit_batch(request):
     description = await discipline_description(state, name, body.get("discipline_options") or {})
     shared = body.get("input_data") or {}
     check_input_data(shared, description)
-    fields = job_fields(user, name, body, "asynchronous")
+    fields = job_fields(user, name, body, "asynchronous", await share_group(user, body.get("group")))
     if "samples" in body:
         points = body["samples"]
         for index, point in enumerate(points):
@@ -531,6 +558,7 @@ async def submit_batch(request):
         "discipline_class_name": name,
         "design": strict_json(design, "doe"),
         "input_names": json.dumps(given),
+        "group_id": fields["group_id"],
     }
     batch_id = await run_in_threadpool(
         jobs.submit_batch, user["id"], batch, fields, inputs, body.get("input_files") or [], worker.enqueue
@@ -551,6 +579,8 @@ def batch_entry(row, progress=None):
         "name": row["name"],
         "discipline_class_name": row["discipline_class_name"],
         "user_id": row["user_id"],
+        "owner": row["owner_name"],
+        "group": row["group_name"],
         "n_samples": row["n_samples"],
         "counts": counts,
         "batch_status": status,
@@ -576,8 +606,10 @@ async def list_batches(request):
     query = contract.query(request)
     limit, offset = query["limit"], query["offset"]
 
+    user_id, group_ids = await list_scope(user, query)
+
     def read():
-        rows, total = store.list_batches(user["id"], limit, offset)
+        rows, total = store.list_batches(user_id, limit, offset, group_ids)
         progress = store.batch_progress([row["id"] for row in rows])
         return [batch_entry(row, progress[row["id"]]) for row in rows], total
 
@@ -646,6 +678,7 @@ async def studies(request):
 async def submit_study(request):
     user = await current_user(request)
     spec = contract.body(request, await json_body(request))
+    group_id = await share_group(user, spec.get("group"))
     # GEMSEO checks the whole in a warm process before anything is recorded.
     limit = settings.JOB_MEMORY_LIMIT_MB or DESCRIBE_MEMORY_MB
     message = {"op": "check_study", "spec": spec, "max_processes": settings.STUDY_MAX_PROCESSES, "memory_limit_mb": limit}
@@ -653,6 +686,7 @@ async def submit_study(request):
     name = spec.get("name") or ""
     study_fields = {
         "user_id": user["id"],
+        "group_id": group_id,
         "name": name,
         "spec": strict_json(spec, "study"),
         "formulation": spec["formulation"],
@@ -663,6 +697,7 @@ async def submit_study(request):
         "user_id": user["id"],
         "name": name,
         "discipline_class_name": "Study",
+        "group_id": group_id,
         "job_type": "study",
         "execution_mode": "asynchronous",
         "timeout": job_timeout(spec.get("timeout")),
@@ -687,6 +722,8 @@ def study_entry(row):
         "id": row["id"],
         "name": row["name"],
         "user_id": row["user_id"],
+        "owner": row["owner_name"],
+        "group": row["group_name"],
         "job_id": row["job_id"],
         "study_status": status,
         "error": (row["error"] or "") if failed else "",
@@ -713,7 +750,8 @@ async def owned_study(request, user, action="read"):
 async def list_studies(request):
     user = await current_user(request)
     query = contract.query(request)
-    rows, total = await run_in_threadpool(store.list_studies, user["id"], query["limit"], query["offset"])
+    user_id, group_ids = await list_scope(user, query)
+    rows, total = await run_in_threadpool(store.list_studies, user_id, query["limit"], query["offset"], group_ids)
     return JSONResponse([study_entry(row) for row in rows], headers={"X-Total-Count": str(total)})
 
 
@@ -774,6 +812,16 @@ def path_id(request, key, what):
     return value
 
 
+async def list_scope(user, query):
+    """(user id or None, group ids) of the entries a list shows: the caller's (scope=mine), those
+    and the ones shared with the caller's groups (scope=group), or one group's (group=NAME: 404
+    for no such group, 403 unless the caller is in it or an admin)."""
+    if query["group"] is None:
+        group_ids = tuple(member.group_id for member in user["groups"]) if query["scope"] == "group" else ()
+        return user["id"], group_ids
+    return None, ((await group_of(user, query["group"])).group_id,)
+
+
 async def owned(request, user, read, key, what, action="read"):
     """The row that read(id) finds for the path's id `key` if the user may `action` it
     (auth.may); else 404 "<what> not found.", not telling whether it exists."""
@@ -811,7 +859,8 @@ async def list_jobs(request):
     query = contract.query(request)
     status, limit, offset, batch_id = query["status"], query["limit"], query["offset"], query["batch_id"]
     filters = {key: query[key] or None for key in ("discipline", "name", "error", "not_error")}
-    rows, total = await run_in_threadpool(store.list_jobs, user["id"], status, limit, offset, batch_id, **filters)
+    user_id, group_ids = await list_scope(user, query)
+    rows, total = await run_in_threadpool(store.list_jobs, user_id, status, limit, offset, batch_id, **filters, group_ids=group_ids)
     return JSONResponse([wire.job_entry(row) for row in rows], headers={"X-Total-Count": str(total)})
 
 
@@ -1021,12 +1070,14 @@ async def admin_members(request):
         name = contract.query(request)["username"]
         if not await run_in_threadpool(store.remove_member, group, name):
             raise HTTPException(404, "No such member of that group.")
+        request.app.state.users.clear()  # here at once, elsewhere within USER_CACHE_SECONDS
         await audit(request, admin["username"], "member_removed", f"{group}/{name}")
         return Response(status_code=204)
     body = contract.body(request, await json_body(request))
     before = await run_in_threadpool(store.set_member, group, body["username"], body["role"])
     if before is None:
         raise HTTPException(404, "No such group or user.")
+    request.app.state.users.clear()
     await audit(request, admin["username"], "member_set", f"{group}/{body['username']}", f"{before or 'none'} -> {body['role']}")
     return JSONResponse({"username": body["username"], "role": body["role"]})
 

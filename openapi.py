@@ -36,6 +36,9 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 # A name, a filter or an upload id: text without control characters. None needs them, and
 # PostgreSQL refuses NUL in its text columns.
 PLAIN_TEXT = {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f]*$"}
+ACCOUNT_NAME = {"type": "string", "pattern": "^[A-Za-z0-9._@-]{1,64}$", "description": "1 to 64 letters, digits or . _ @ -"}
+# Submitted into a group: its members read it, its owners also cancel and delete it (Part 6).
+SHARE_GROUP = {**ACCOUNT_NAME, "description": "A group the caller is a member or owner of: shared with it."}
 NAMES = {"type": "array", "items": {"type": "string"}}
 VALUE = {"oneOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}, {"type": "array", "items": {}}]}
 DATA = {"type": "object", "additionalProperties": VALUE}
@@ -57,6 +60,7 @@ EXECUTE_PROPERTIES = {
         "exclusiveMinimum": True,
         "description": "Seconds; capped by GEMSEO_HTTP_JOB_TIMEOUT.",
     },
+    "group": SHARE_GROUP,
 }
 
 NUMBERS = {"type": "array", "minItems": 1, "items": {"type": "number"}}
@@ -189,6 +193,8 @@ SCHEMAS = {
             "name": {"type": "string"},
             "discipline_class_name": {"type": "string"},
             "user_id": {"type": "integer"},
+            "owner": {"type": "string", "description": "The user name of its owner."},
+            "group": {"type": "string", "nullable": True, "description": "The group it is shared with."},
             "n_samples": {"type": "integer"},
             "counts": {
                 "type": "object",
@@ -241,6 +247,7 @@ SCHEMAS = {
             "input_data": DATA,
             "post_processing": {"type": "array", "items": NAMED_WITH_SETTINGS},
             "timeout": EXECUTE_PROPERTIES["timeout"],
+            "group": SHARE_GROUP,
         },
     },
     "Study": {
@@ -249,6 +256,8 @@ SCHEMAS = {
             "id": {"type": "integer"},
             "name": {"type": "string"},
             "user_id": {"type": "integer"},
+            "owner": {"type": "string", "description": "The user name of its owner."},
+            "group": {"type": "string", "nullable": True, "description": "The group it is shared with."},
             "job_id": {"type": "integer", "description": "Its job: log, files (problem.h5, images)."},
             "study_status": STATUS,
             "error": {"type": "string"},
@@ -334,6 +343,8 @@ SCHEMAS = {
         "properties": {
             "id": {"type": "integer"},
             "user_id": {"type": "integer"},
+            "owner": {"type": "string", "description": "The user name of its owner."},
+            "group": {"type": "string", "nullable": True, "description": "The group it is shared with."},
             "name": {"type": "string"},
             "discipline_class_name": {"type": "string"},
             "job_type": {"type": "string", "enum": ["execute", "execute_and_linearize", "study"]},
@@ -455,6 +466,11 @@ PAGE = (
     query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}, "Page size."),
     query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER, "default": 0}, "Entries to skip."),
 )
+# Whose entries a list shows: the caller's, or those shared with the caller's groups, or one group's.
+SCOPE = (
+    query("scope", {"type": "string", "enum": ["mine", "group"], "default": "mine"}, "mine, or group: own and shared with any of one's groups."),
+    query("group", ACCOUNT_NAME, "Only those shared with this group (the caller's)."),
+)
 LONG_POLLING = query("long_polling", {"type": "boolean", "default": False}, "Wait for the end (see the summary).")
 LONG_POLLING_TIMEOUT = query(
     "long_polling_timeout",
@@ -565,13 +581,14 @@ OPERATIONS = {
         "parameters": [
             query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 100}, "Page size."),
             query("offset", {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER, "default": 0}, "Batches to skip."),
+            *SCOPE,
         ],
         "responses": {
             "200": {
                 **answer("A page of batches.", {"type": "array", "items": ref("Batch")}),
                 "headers": {"X-Total-Count": {"schema": {"type": "integer"}, "description": "The caller's batches."}},
             },
-            **errors(401, 422),
+            **errors(401, 403, 404, 422),
         },
     },
     ("GET", "/v1/batch/{batch_id}"): {
@@ -618,18 +635,18 @@ OPERATIONS = {
         "requestBody": {"required": True, **json_body(ref("StudyInput"))},
         "responses": {
             "202": {**answer("The recorded and queued study.", ref("Study")), "links": STUDY_LINKS},
-            **errors(400, 401, 403, 413, 422, 429, 503),
+            **errors(400, 401, 403, 404, 413, 422, 429, 503),
         },
     },
     ("GET", "/v1/study"): {
         "summary": "The caller's studies, newest first.",
-        "parameters": list(PAGE),
+        "parameters": [*PAGE, *SCOPE],
         "responses": {
             "200": {
                 **answer("A page of studies.", {"type": "array", "items": ref("Study")}),
                 "headers": {"X-Total-Count": {"schema": {"type": "integer"}, "description": "The caller's studies."}},
             },
-            **errors(401, 422),
+            **errors(401, 403, 404, 422),
         },
     },
     **one_of_mine("study", STUDY_ID, "Study", "its evaluations, job and files", "its history kept"),
@@ -676,13 +693,14 @@ OPERATIONS = {
             query("name", PLAIN_TEXT, "Only jobs whose name contains this text."),
             query("error", PLAIN_TEXT, "Only failed jobs with this error kind, e.g. cancelled."),
             query("not_error", PLAIN_TEXT, "Leave out the jobs with this error kind, e.g. cancelled."),
+            *SCOPE,
         ],
         "responses": {
             "200": {
                 **answer("A page of jobs.", {"type": "array", "items": ref("JobEntry")}),
                 "headers": {"X-Total-Count": {"schema": {"type": "integer"}, "description": "Jobs matching the filter."}},
             },
-            **errors(401, 422),
+            **errors(401, 403, 404, 422),
         },
     },
     **one_of_mine("job", JOB_ID, "Job", "its directory"),
@@ -745,7 +763,6 @@ OPERATIONS = {
 
 
 # Teams (API.md Part 6): access tokens, groups, admin routes.
-ACCOUNT_NAME = {"type": "string", "pattern": "^[A-Za-z0-9._@-]{1,64}$", "description": "1 to 64 letters, digits or . _ @ -"}
 ROLE = {"type": "string", "enum": list(store.ROLES)}
 TIME = {"type": "string", "format": "date-time", "nullable": True}
 SCHEMAS.update({

@@ -218,14 +218,27 @@ CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at);
 CREATE INDEX IF NOT EXISTS audit_by_action ON audit (action, id);
 CREATE INDEX IF NOT EXISTS audit_by_actor ON audit (actor, id);
 """
-TEAMS_COLUMNS = (("users", "is_admin", "INTEGER NOT NULL DEFAULT 0"),)
+# The group a job, batch or study is shared with (NULL: private); the points of a shared batch
+# and the job of a shared study carry it too.
+TEAMS_COLUMNS = (
+    ("users", "is_admin", "INTEGER NOT NULL DEFAULT 0"),
+    ("jobs", "group_id", "INTEGER"),
+    ("batches", "group_id", "INTEGER"),
+    ("studies", "group_id", "INTEGER"),
+)
+# Made once TEAMS_COLUMNS are there: the lists of what is shared with a group read them (the
+# job list's total counts its group's index entries, not 100,000 rows).
+SHARING_INDEXES = (
+    *(f"CREATE INDEX IF NOT EXISTS {table}_by_group ON {table} (group_id, id)" for table in ("jobs", "batches", "studies")),
+    "CREATE INDEX IF NOT EXISTS jobs_by_group_user ON jobs (group_id, user_id, job_status)",
+)
 ROLES = ("viewer", "member", "owner")
 
 
 LIST_COLUMNS = (
     "id, user_id, name, discipline_class_name, job_type, job_status, execution_mode, error,"
     " created_at, started_at, ended_at, timeout, workdir, linearization_mode,"
-    " {traceback_end} AS traceback_end, batch_id, batch_index, study_id"
+    " {traceback_end} AS traceback_end, batch_id, batch_index, study_id, group_id, {names}"
 )
 JSON_FIELDS = (
     "discipline_options",
@@ -237,12 +250,44 @@ JSON_FIELDS = (
 DATA_FIELDS = ("input_data", "output_data", "jacobian_data")
 DATA_COLUMNS = ", ".join(f"coalesce({name}, '{{}}') AS {name}" for name in DATA_FIELDS)
 # A study with the status and times of its job.
+# The names of an entry's owner and group, for the wire (`owner` is taken in jobs: the process).
+def entry_names(table):
+    return (
+        f"(SELECT username FROM users WHERE users.id = {table}.user_id) AS owner_name,"
+        f" (SELECT name FROM groups WHERE groups.id = {table}.group_id) AS group_name"
+    )
+
+
 STUDY_COLUMNS = (
-    "studies.*, jobs.job_status, jobs.error, {traceback_end} AS traceback_end,"
+    "studies.*, " + entry_names("studies") + ", jobs.job_status, jobs.error, {traceback_end} AS traceback_end,"
     " jobs.started_at, jobs.ended_at FROM studies LEFT JOIN jobs ON jobs.id = studies.job_id"
 )
-GET_JOB = f"SELECT jobs.*, {DATA_COLUMNS} FROM jobs LEFT JOIN job_data ON job_data.job_id = jobs.id WHERE jobs.id = ?"
+GET_JOB = f"SELECT jobs.*, {entry_names('jobs')}, {DATA_COLUMNS} FROM jobs LEFT JOIN job_data ON job_data.job_id = jobs.id WHERE jobs.id = ?"
 PRIVATE = 0o600  # the store holds password hashes and every job
+
+
+BATCH_COLUMNS = f"*, {entry_names('batches')} FROM batches"
+
+
+def shared_where(user_id, group_ids, prefix=""):
+    """(SQL condition, parameters) of a list's rows: the user's own (none for user_id None) and
+    those shared with any of group_ids."""
+    terms, params = [], []
+    if user_id is not None:
+        terms.append(f"{prefix}user_id = ?")
+        params.append(user_id)
+    if group_ids:
+        terms.append(f"{prefix}group_id IN ({', '.join('?' * len(group_ids))})")
+        params.extend(group_ids)
+    return f"({' OR '.join(terms)})", params
+
+
+class Membership(NamedTuple):
+    """A user's role in a group."""
+
+    group_id: int
+    name: str
+    role: str
 
 
 class Move(NamedTuple):
@@ -285,7 +330,7 @@ class Store:
 
     def __init__(self):
         self.local = threading.local()
-        self.list_columns = LIST_COLUMNS.format(traceback_end=self.TRACEBACK_END)
+        self.list_columns = LIST_COLUMNS.format(traceback_end=self.TRACEBACK_END, names=entry_names("jobs"))
         self.study_columns = STUDY_COLUMNS.format(traceback_end=self.TRACEBACK_END.replace("traceback", "jobs.traceback"))
 
     # Connections, transactions, schema: each backend's own
@@ -427,24 +472,54 @@ class Store:
             return None
         return row
 
+    def _list_shared_jobs(self, conn, user_id, status, limit, offset, group_ids):
+        """list_jobs of a user's own jobs (user_id None: none) and those shared with group_ids:
+        the newest of each source by its index, then merged (an OR would scan every job)."""
+        also = " AND job_status = ?" if status else ""
+        sources = [("group_id = ?", group) for group in group_ids]
+        if user_id is not None:
+            sources.append(("user_id = ?", user_id))
+        arms, params = [], []
+        for place, (where, value) in enumerate(sources):
+            arms.append(f"SELECT id FROM (SELECT id FROM jobs WHERE {where}{also} ORDER BY id DESC LIMIT ?) AS source{place}")
+            params.extend([value, *([status] if status else []), limit + offset])
+        rows = conn.execute(
+            f"SELECT {self.list_columns} FROM jobs WHERE id IN ({' UNION '.join(arms)}) ORDER BY id DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        ).fetchall()
+        # The total: the user's own from job_counts, the groups' others from their index.
+        marks = ", ".join("?" * len(group_ids))
+        where, params = f"group_id IN ({marks}){also}", [*group_ids, *([status] if status else [])]
+        total = 0
+        if user_id is not None:
+            where += " AND user_id <> ?"
+            params.append(user_id)
+            own = conn.execute(f"SELECT CAST(coalesce(sum(n), 0) AS BIGINT) FROM job_counts WHERE user_id = ?{also}",
+                               (user_id, *([status] if status else []))).fetchone()[0]
+            total = int(own)
+        return rows, total + conn.execute(f"SELECT count(*) FROM jobs WHERE {where}", params).fetchone()[0]
+
     def job_status(self, job_id):
         """The status of a job, or None when there is no such job."""
         row = self.connect().execute("SELECT job_status FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else row["job_status"]
 
     def list_jobs(
-        self, user_id, status=None, limit=100, offset=0, batch_id=None, discipline=None, name=None, error=None, not_error=None
+        self, user_id, status=None, limit=100, offset=0, batch_id=None, discipline=None, name=None, error=None, not_error=None,
+        group_ids=(),
     ):
-        """Return (rows without data fields, total count) of a user's jobs, newest first (a batch's
-        points in their order); `name` matches a part of the job name, `not_error` leaves out one
-        error kind."""
+        """Return (rows without data fields, total count) of a user's jobs (user_id None: none of
+        them) and those shared with group_ids, newest first (a batch's points in their order);
+        `name` matches a part of the job name, `not_error` leaves out one error kind."""
         # The filter reads the same on jobs and on job_counts.
-        where, params = "user_id = ?", [user_id]
+        where, params = shared_where(user_id, group_ids)
         if status:
             where += " AND job_status = ?"
             params.append(status)
         conn = self.connect()
-        if batch_id is not None or discipline or name or error or not_error:
+        if group_ids and batch_id is None and not (discipline or name or error or not_error):
+            return self._list_shared_jobs(conn, user_id, status, limit, offset, group_ids)
+        if batch_id is not None or discipline or name or error or not_error or group_ids:
             for column, value in (("batch_id", batch_id), ("discipline_class_name", discipline), ("error", error)):
                 if value:
                     where += f" AND {column} = ?"
@@ -569,8 +644,8 @@ class Store:
         workdir_prefix followed by its id; tasks as for create_job. Return (batch id, point ids)."""
         with self.transaction() as conn:
             batch_id = conn.execute(
-                "INSERT INTO batches (user_id, name, discipline_class_name, n_samples, created_at, design, input_names)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                "INSERT INTO batches (user_id, name, discipline_class_name, n_samples, created_at, design, input_names, group_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     batch["user_id"],
                     batch["name"],
@@ -579,6 +654,7 @@ class Store:
                     time.time(),
                     batch["design"],
                     batch["input_names"],
+                    batch.get("group_id"),
                 ),
             ).fetchall()[0][0]
             fields = dict(common, created_at=time.time(), batch_id=batch_id)
@@ -598,16 +674,17 @@ class Store:
 
     def get_batch(self, batch_id, user_id=None):
         """The batch row (of this user, when given), or None."""
-        row = self.connect().execute("SELECT * FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        row = self.connect().execute(f"SELECT {BATCH_COLUMNS} WHERE id = ?", (batch_id,)).fetchone()
         return row if row is not None and user_id in (None, row["user_id"]) else None
 
-    def list_batches(self, user_id, limit=100, offset=0):
-        """(batch rows of a user, newest first, their total count)."""
+    def list_batches(self, user_id, limit=100, offset=0, group_ids=()):
+        """(batch rows of a user and those shared with group_ids, newest first, their total count)."""
+        where, params = shared_where(user_id, group_ids)
         conn = self.connect()
         rows = conn.execute(
-            "SELECT * FROM batches WHERE user_id = ? ORDER BY id DESC LIMIT ? OFFSET ?", (user_id, limit, offset)
+            f"SELECT {BATCH_COLUMNS} WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?", (*params, limit, offset)
         ).fetchall()
-        total = conn.execute("SELECT count(*) FROM batches WHERE user_id = ?", (user_id,)).fetchone()[0]
+        total = conn.execute(f"SELECT count(*) FROM batches WHERE {where}", params).fetchone()[0]
         return rows, total
 
     def batch_progress(self, batch_ids):
@@ -662,14 +739,14 @@ class Store:
             return None
         return row
 
-    def list_studies(self, user_id, limit=100, offset=0):
-        """(study rows of a user, newest first, their total count)."""
+    def list_studies(self, user_id, limit=100, offset=0, group_ids=()):
+        """(study rows of a user and those shared with group_ids, newest first, their total count)."""
+        where, params = shared_where(user_id, group_ids, "studies.")
         conn = self.connect()
         rows = conn.execute(
-            f"SELECT {self.study_columns} WHERE studies.user_id = ? ORDER BY studies.id DESC LIMIT ? OFFSET ?",
-            (user_id, limit, offset),
+            f"SELECT {self.study_columns} WHERE {where} ORDER BY studies.id DESC LIMIT ? OFFSET ?", (*params, limit, offset)
         ).fetchall()
-        total = conn.execute("SELECT count(*) FROM studies WHERE user_id = ?", (user_id,)).fetchone()[0]
+        total = conn.execute(f"SELECT count(*) FROM studies WHERE {where}", params).fetchone()[0]
         return rows, total
 
     def add_evaluations(self, study_id, texts, first, best):
@@ -950,6 +1027,23 @@ class Store:
                 " AND user_id IN (SELECT id FROM users WHERE username = ?)",
                 (group, username),
             ).rowcount == 1
+
+    def user_with_groups(self, user_id):
+        """The user row of that id as a dict with its `groups`: (Membership, ...), or None."""
+        row = self.user_by_id(user_id)
+        if row is None:
+            return None
+        held = self.connect().execute(
+            "SELECT memberships.group_id, groups.name, memberships.role FROM memberships"
+            " JOIN groups ON groups.id = memberships.group_id WHERE memberships.user_id = ?",
+            (user_id,),
+        ).fetchall()
+        return {**{key: row[key] for key in row.keys()}, "groups": tuple(Membership(*member) for member in held)}
+
+    def group_id(self, name):
+        """The id of the group of that name, or None."""
+        row = self.connect().execute("SELECT id FROM groups WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row[0]
 
     def user_groups(self, user_id):
         """(name, role) of the groups a user is in, by name."""
@@ -1327,6 +1421,8 @@ group_members = _on_current(Store.group_members)
 set_member = _on_current(Store.set_member)
 remove_member = _on_current(Store.remove_member)
 user_groups = _on_current(Store.user_groups)
+user_with_groups = _on_current(Store.user_with_groups)
+group_id = _on_current(Store.group_id)
 set_directory_roles = _on_current(Store.set_directory_roles)
 add_audit = _on_current(Store.add_audit)
 list_audit = _on_current(Store.list_audit)

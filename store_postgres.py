@@ -9,7 +9,7 @@ import time
 
 import settings
 import store
-from store import DATA_FIELDS, GET_JOB, SCHEMA, TEAMS_COLUMNS, TEAMS_SCHEMA
+from store import DATA_FIELDS, GET_JOB, SCHEMA, SHARING_INDEXES, TEAMS_COLUMNS, TEAMS_SCHEMA
 
 JOB_SEQUENCE = "pg_get_serial_sequence('jobs', 'id')"
 
@@ -121,10 +121,10 @@ class PostgresStore(store.Store):
         """Create the schema (and the queue's tables when the queue is in this database)."""
         with self.transaction() as conn:
             ddl = pg_ddl(SCHEMA + TEAMS_SCHEMA)
-            # The ALTERs: a store made before uploads had a size, jobs ran studies, users were admins.
+            # The ALTERs: a store made before uploads had a size, jobs ran studies, users were admins, work was shared.
             added = [pg_ddl(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {declaration}") for table, column, declaration in TEAMS_COLUMNS]
             upgrades = ("ALTER TABLE uploads ADD COLUMN IF NOT EXISTS size BIGINT", "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS study_id BIGINT", *added)
-            for statement in (ddl, *upgrades, PG_TRIGGERS, *queue_ddl):
+            for statement in (ddl, *upgrades, *SHARING_INDEXES, PG_TRIGGERS, *queue_ddl):
                 conn.raw.execute(statement)
             store.fill_counts(conn)
 

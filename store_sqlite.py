@@ -8,7 +8,7 @@ import threading
 import time
 
 import store
-from store import DATA_FIELDS, PRIVATE, SCHEMA, TEAMS_COLUMNS, TEAMS_SCHEMA
+from store import DATA_FIELDS, PRIVATE, SCHEMA, SHARING_INDEXES, TEAMS_COLUMNS, TEAMS_SCHEMA
 
 logger = logging.getLogger("gaas")
 
@@ -141,6 +141,8 @@ class SqliteStore(store.Store):
             for table, column, declaration in TEAMS_COLUMNS:
                 if column not in self._columns(tx, table):
                     tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            for statement in SHARING_INDEXES:
+                tx.execute(statement)
             store.fill_counts(tx)
         protect(self.path)
 

@@ -25,6 +25,8 @@ def job_entry(row):
         job[key] = iso(job[key])
     for key in ("owner", "pid", "cancel_requested", "attempts"):
         job.pop(key, None)
+    # `owner` above is the process that claimed it; on the wire, the user who submitted it.
+    job["owner"], job["group"] = job.pop("owner_name", None), job.pop("group_name", None)
     end = job.pop("traceback_end", None)
     job.setdefault("traceback", "")
     job["message"] = failure_message(job["traceback"] or end or "") if job["job_status"] == "failed" else ""

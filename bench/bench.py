@@ -534,6 +534,25 @@ def g1_g2(target, jobs, requests, reference_list_jobs):
     return g1, g2
 
 
+def g3(target, requests):
+    """The job list of a group's viewer (scope=group) when every other job of G1's 100,000 is
+    shared with the group (straight into SQLite)."""
+    conn = sqlite3.connect(target.database, timeout=60)
+    group = conn.execute("INSERT INTO groups (name, created_at) VALUES ('bench-team', 0) RETURNING id").fetchone()[0]
+    conn.execute("INSERT INTO memberships (group_id, user_id, role) SELECT ?, id, 'viewer' FROM users WHERE username = 'lister'", (group,))
+    conn.execute("UPDATE jobs SET group_id = ? WHERE id % 2 = 0", (group,))
+    conn.commit()
+    shared = conn.execute("SELECT count(*) FROM jobs WHERE group_id = ?", (group,)).fetchone()[0]
+    conn.close()
+    lister = target.client(target.token("lister", target.password))
+    times = []
+    for _ in range(max(10, requests // 6)):
+        status, page, seconds = lister.call("GET", "/v1/job?scope=group&limit=100")
+        assert status == 200 and len(page) == 100
+        times.append(seconds)
+    return {"shared": shared, "returned": len(page), "p50_ms": ms(statistics.median(times)), "p95_ms": ms(percentile(times, 95))}
+
+
 def l1(target, size):
     client = target.client()
     body = {
@@ -755,6 +774,7 @@ TARGETS = {
     "W1": ("s1_p95_ms", "<=", 20),
     "G1": ("p95_ms", "<=", 3),
     "G2": ("p95_ms", "<=", 15),
+    "G3": ("p95_ms", "<=", 10),
     "L1": ("round_trip_s", "<=", 1.5),
     "M1": ("server_rss_mib", "<=", 300, "worker_pss_mib", "<=", 600),
     "B1": ("speedup", ">=", 3, "submit_s", "<=", 0.5),
@@ -805,6 +825,9 @@ def run_all(target, counts, only, scratch):
     if target.database and (not only or "G1" in only or "G2" in only):
         print(f"[{target.kind}] G1, G2 ...", file=sys.stderr, flush=True)
         results["G1"], results["G2"] = g1_g2(target, counts["jobs"], counts["g"], 1_000)
+        if target.kind == "gaas" and (not only or "G3" in only):  # sharing (issue 20): on G1's jobs
+            print(f"[{target.kind}] G3 ...", file=sys.stderr, flush=True)
+            results["G3"] = g3(target, counts["g"])
     if target.kind == "gaas":  # the reference has no batches, nor studies
         step("B1", lambda: b1(target, counts["b1"]))
         step("T1", lambda: t1(target, counts["t1"], scratch))

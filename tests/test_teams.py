@@ -1,6 +1,7 @@
 """Teams (issue 20, API.md Part 6): personal access tokens, admins, groups, the audit log and
 single sign-on through a proxy, against one real service per backend."""
 
+import contextlib
 import http.client
 import itertools
 import json
@@ -26,6 +27,14 @@ def team(tmp_path_factory, backend, backends):
         tmp_path_factory.mktemp("teams"), users=(("root", "root-pw"),), **backends.settings(backend),
         GEMSEO_HTTP_TRUSTED_PROXIES="127.0.0.1/32, ::1", GEMSEO_HTTP_AUTH_HEADER=PROXY_HEADER,
     )
+    with rooted(service):
+        yield service
+
+
+@contextlib.contextmanager
+def rooted(service):
+    """A service started with a user "root": made an admin, signed in as service.admin_api;
+    closed at the end."""
     try:
         assert service.admin("set-admin", "root").returncode == 0
         service.admin_api = service.api("root", "root-pw")
@@ -234,7 +243,7 @@ def test_an_admin_reads_and_stops_any_work_as_its_owner_would(team):
         assert other.get(path).status_code == 404, path
         assert anonymous.get(path).status_code == 401, path
     assert root.get(f"/v1/job/{job['id']}").json()["output_data"] == job["output_data"]
-    # Not listed with the admin's own work: that is sharing's `scope`, to come.
+    # Not listed with the admin's own work: lists show one's own and one's groups' (scope).
     assert job["id"] not in [entry["id"] for entry in root.get("/v1/job").json()]
 
     for path in (f"/v1/job/{job['id']}", f"/v1/batch/{batch['id']}"):

@@ -1,6 +1,6 @@
 // Talking to the API. The token lives in sessionStorage and is sent as a bearer header, never as
 // a cookie, so there is no CSRF surface.
-import { PAGE, el, pager, replaceRows, saveBlob, scroller, show, sleep, stillHere } from "./dom.js";
+import { PAGE, el, pager, replaceRows, saveBlob, scroller, setText, show, sleep, stillHere } from "./dom.js";
 
 export const session = { me: null }; // the signed-in user, asked once per token
 
@@ -58,23 +58,62 @@ export async function downloadFrom(path, filename) {
 export async function listView({ title, id, headers, path, empty }, params, rowOf) {
   const current = stillHere();
   const offset = Number(params.get("offset") || 0);
+  const scope = params.get("scope") === "group" ? "group" : "";
+  const hashOf = (at, chosen = scope) => {
+    const query = new URLSearchParams({ ...(at ? { offset: at } : {}), ...(chosen ? { scope: chosen } : {}) });
+    return `#/${id}` + (query.toString() ? "?" + query : "");
+  };
   const body = el("tbody");
-  const pages = pager((at) => `#/${id}` + (at ? "?offset=" + at : ""), offset, `${id}-count`);
-  show(el("h1", {}, title),
-    scroller(el("table", { id }, el("thead", {}, el("tr", {}, headers.map((h) => el("th", {}, h)))), body)),
+  const pages = pager((at) => hashOf(at), offset, `${id}-count`);
+  show(el("h1", {}, title), el("div", { class: "row filters" }, scopeSwitch(scope, (chosen) => hashOf(0, chosen))),
+    scroller(el("table", { id }, el("thead", {}, el("tr", {},
+      [...headers, "Owner", "Group"].map((h) => el("th", {}, h)))), body)),
     pages.node);
   const rows = new Map();
   while (current()) {
     try {
-      const { body: items, response } = await apiJson(`${path}?limit=${PAGE}&offset=${offset}`);
+      const { body: items, response } = await apiJson(`${path}?limit=${PAGE}&offset=${offset}` + (scope ? "&scope=group" : ""));
       if (!current()) return;
       const total = Number(response.headers.get("X-Total-Count"));
-      replaceRows(body, items.map((item) => rowOf(item, rows)));
+      replaceRows(body, items.map((item) => ownerCells(rowOf(item, rows), item)));
       pages.info.textContent = total ? `${offset + 1}–${offset + items.length} of ${total}` : empty;
       pages.update(items.length, total);
     } catch (error) { pages.info.textContent = error.message; }
     await sleep(1000);
   }
+}
+
+// "mine / my groups": whose entries a list shows (scope=group: also those shared with the user's
+// groups); hashOf(scope) is the address of the list with that scope.
+export function scopeSwitch(scope, hashOf) {
+  const select = el("select", { id: "scope", onchange: () => { location.hash = hashOf(select.value); } },
+    [["", "mine"], ["group", "mine and my groups'"]].map(([value, text]) =>
+      el("option", { value, selected: value === scope ? "" : null }, text)));
+  return el("label", { class: "inline" }, "Show ", select);
+}
+
+// The Owner and Group cells that end a row of a list, added at its first drawing.
+export function ownerCells(row, item) {
+  if (!row.owned) {
+    row.owned = [el("td", { class: "owner" }), el("td", { class: "group" })];
+    row.append(...row.owned);
+  }
+  setText(row.owned[0], item.owner || "");
+  setText(row.owned[1], item.group || "—");
+  return row;
+}
+
+// The groups the user may submit into (GET /v1/group, viewers left out) as a picker, shown
+// only when there is one; select.value is "" for private work.
+export function groupPicker() {
+  const select = el("select", { id: "group-picker" }, el("option", { value: "" }, "nobody (private)"));
+  const node = el("label", { class: "inline", hidden: "" }, "Share with ", select);
+  apiJson("/v1/group").then(({ body }) => {
+    const usable = body.filter((group) => group.role !== "viewer");
+    select.append(...usable.map((group) => el("option", { value: group.name }, group.name)));
+    node.hidden = !usable.length;
+  }).catch(() => {});
+  return { node, select };
 }
 
 // The object of a page (a batch, a study), then its page built and shown, with the test of the

@@ -196,7 +196,8 @@ function batchPage(batch) {
   const root = el("section", { class: "batch-page", "data-batch-page": id },
     el("h1", {}, `Batch #${id}` + (batch.name ? ` — ${batch.name}` : "")),
     el("div", { class: "row" }, cancel, remove, csv,
-      el("a", { href: `#/jobs?batch=${id}`, id: "batch-jobs" }, "points in the jobs table")),
+      el("a", { href: `#/jobs?batch=${id}` + (batch.group ? "&scope=group" : ""), id: "batch-jobs" },
+        "points in the jobs table")),
     el("div", { class: "card" }, bar.node, summary),
     el("h2", {}, "Plot"), plot.node);
   const page = {

@@ -1,6 +1,6 @@
 // The page of one discipline: its constructor options, a form generated from its input grammar,
 // the batch form and its outputs.
-import { apiJson, postJson } from "./api.js";
+import { apiJson, groupPicker, postJson } from "./api.js";
 import { el, scroller, show, stillHere } from "./dom.js";
 import { batchForm } from "./doe.js";
 import { inputField, typeOf } from "./fields.js";
@@ -82,6 +82,7 @@ export async function disciplineView(name, params) {
     placeholder: "server default" });
   const linearize = el("input", { type: "checkbox", id: "linearize", checked: prefill.linearize ? "" : null });
   const message = el("p", { class: "error", id: "form-error", role: "alert" });
+  const share = groupPicker();
   const runNow = el("button", { type: "button", id: "run-sync", onclick: () => submit("synchronous", runNow) },
     "Run now");
   const runLater = el("button", { type: "button", id: "run-async", class: "secondary",
@@ -92,7 +93,7 @@ export async function disciplineView(name, params) {
     el("h2", {}, "Job"),
     el("div", { class: "row" }, el("label", { class: "inline" }, "Name ", jobName),
       el("label", { class: "inline" }, "Timeout (s) ", timeout),
-      el("label", { class: "inline" }, linearize, " also compute the Jacobian")),
+      el("label", { class: "inline" }, linearize, " also compute the Jacobian"), share.node),
     el("div", { class: "row" }, runNow, runLater), message);
 
   // The whole request, or null when a field is wrong (its error is shown beside it).
@@ -116,6 +117,7 @@ export async function disciplineView(name, params) {
     const body = { discipline_options, input_data, linearize: linearize.checked };
     if (jobName.value.trim()) body.name = jobName.value.trim();
     if (timeout.value) body.timeout = Number(timeout.value);
+    if (share.select.value) body.group = share.select.value; // the batch form's request too
     return body;
   }
   // One request at a time: the buttons stay disabled until the answer, so a double click runs once.

@@ -1,5 +1,5 @@
 // The jobs table, updated live, with its filters.
-import { apiJson } from "./api.js";
+import { apiJson, ownerCells, scopeSwitch } from "./api.js";
 import { PAGE, el, pager, replaceRows, scroller, setText, show, showBadge, sleep, stillHere } from "./dom.js";
 import { duration, statusOf, timeCell } from "./format.js";
 
@@ -11,9 +11,11 @@ function jobMatches(job, filters) {
     (filters.status !== "cancelled" || job.error === "cancelled");
 }
 
+const JOB_FILTERS = ["batch", "status", "discipline", "name", "scope"];
+
 function jobsHash(filters, offset) {
   const query = new URLSearchParams();
-  for (const key of ["batch", "status", "discipline", "name"]) if (filters[key]) query.set(key, filters[key]);
+  for (const key of JOB_FILTERS) if (filters[key]) query.set(key, filters[key]);
   if (offset) query.set("offset", offset);
   return "#/jobs" + (query.toString() ? "?" + query : "");
 }
@@ -53,14 +55,14 @@ function jobsQuery(filters, offset, catalogue) {
   if (filters.status === "cancelled") { query.set("status", "failed"); query.set("error", "cancelled"); }
   else if (filters.status) query.set("status", filters.status);
   if (filters.name) query.set("name", filters.name);
+  if (filters.scope === "group") query.set("scope", "group");
   if (catalogue.has(filters.discipline)) query.set("discipline", filters.discipline);
   return query;
 }
 
 export async function jobsView(params) {
   const current = stillHere();
-  const keys = ["batch", "status", "discipline", "name"];
-  const filters = Object.fromEntries(keys.map((key) => [key, params.get(key) || ""]));
+  const filters = Object.fromEntries(JOB_FILTERS.map((key) => [key, params.get(key) || ""]));
   const offset = Number(params.get("offset") || 0);
   const statusBox = el("select", { id: "status-filter",
     onchange: () => { location.hash = jobsHash({ ...filters, status: statusBox.value }, 0); } },
@@ -86,11 +88,13 @@ export async function jobsView(params) {
   const pages = pager((at) => jobsHash(filters, at), offset, "jobs-count");
   show(el("h1", {}, "Jobs"),
     el("div", { class: "row filters" }, batchChip(filters),
+      scopeSwitch(filters.scope, (scope) => jobsHash({ ...filters, scope }, 0)),
       el("label", { class: "inline" }, "Status ", statusBox),
       el("label", { class: "inline" }, "Discipline ", disciplineBox),
       el("label", { class: "inline" }, "Name ", nameBox), names),
     scroller(el("table", { id: "jobs" }, el("thead", {}, el("tr", {},
-      ["Id", "Name", "Discipline", "Status", "Message", "Created", "Duration"].map((h) => el("th", {}, h)))), body)),
+      ["Id", "Name", "Discipline", "Status", "Message", "Created", "Duration", "Owner", "Group"].map((h) =>
+        el("th", {}, h)))), body)),
     pages.node);
   const rows = new Map(); // job id -> row: rows are patched, not rebuilt, so a click never hits a replaced node
   let jobs = [], total = 0;
@@ -148,5 +152,5 @@ function jobRow(rows, job) {
   message.title = why;
   if (!created.firstChild && job.created_at) created.append(timeCell(job.created_at));
   setText(took, duration(job));
-  return row;
+  return ownerCells(row, job);
 }
