@@ -6,7 +6,6 @@ import functools
 import io
 import itertools
 import json
-import subprocess
 import time
 
 import pytest
@@ -14,15 +13,13 @@ from gemseo import create_discipline, create_scenario
 from gemseo.algos.optimization_problem import OptimizationProblem
 from gemseo.problems.mdo.sobieski.core.design_space import SobieskiDesignSpace
 
-from conftest import CODE, Api, Service, start_service
+from conftest import start_service
 from sellar import SELLAR, sellar_scenario
 from study_specs import analytic_spec, sellar_spec, sleeper_spec, space_of
 
 # Studies record their job and its task in one transaction when the queue is in PostgreSQL.
 BACKENDS = ("sqlite", "postgresql")
 ENDED = ("finished", "failed")
-# The last commit of main before studies: its stores must be migrated on start.
-BEFORE_STUDIES = "2342707"
 _users = itertools.count(1)
 PASSWORD = "study-pw"
 
@@ -340,57 +337,3 @@ def test_a_worker_killed_during_a_study_ends_it_lost_or_runs_it_again(fresh_serv
     assert api.get(f"/v1/study/{created['id']}/history").json()["evaluation"] == list(range(1, 13))
 
 
-# Migration
-
-
-# Written through that revision's own store module, in its own tree.
-OLD_WRITES = """
-import json
-import auth, jobs, store
-store.init()
-user = store.user_by_name("carol")
-prefix = jobs.workdir_prefix(user["id"])
-common = {"user_id": user["id"], "discipline_class_name": "Sellar1", "job_type": "execute", "execution_mode": "asynchronous"}
-job = store.create_job(dict(common, name="old", job_status="finished", input_data='{"x_1": [2.0]}', output_data='{"y_1": [3.0]}'), prefix)
-file_id = store.add_file(user["id"], "notes.txt", "old-notes", "0" * 64, 4)
-batch = {"user_id": user["id"], "name": "old-batch", "discipline_class_name": "Sellar1", "design": '{"samples": 2}', "input_names": '["x_1"]'}
-batch_id, _ = store.create_batch(batch, dict(common, name="old-batch", job_status="pending"), ['{"x_1": [1.0]}', '{"x_1": [2.0]}'], prefix)
-print(json.dumps({"job": job["id"], "file": file_id, "batch": batch_id, "token": auth.make_token(dict(user))}))
-"""
-
-
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_a_store_made_before_studies_is_migrated(kind, tmp_path, backends):
-    old = tmp_path / "old"
-    old.mkdir()
-    archive = subprocess.run(["git", "-C", str(CODE), "archive", BEFORE_STUDIES], capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
-    (old / ".venv").symlink_to(CODE / ".venv")
-    service = Service(tmp_path / "root", **backends.settings(kind))
-    made = subprocess.run(
-        [str(old / "bin" / "gaas-admin"), "create-user", "carol", "--password-stdin"],
-        input="carol-pw\n", env=service.env, capture_output=True, text=True, timeout=120,
-    )
-    assert made.returncode == 0, made.stderr
-    written = subprocess.run(
-        [str(CODE / ".venv" / "bin" / "python"), "-c", OLD_WRITES], cwd=old, env=service.env, capture_output=True, text=True, timeout=120
-    )
-    assert written.returncode == 0, written.stderr
-    old_ids = json.loads(written.stdout.splitlines()[-1])
-
-    service.start_server()
-    service.start_worker()
-    try:
-        carol = Api(service.url, old_ids["token"])  # a token of the old code works on
-        assert carol.get("/v1/user/me/").json()["username"] == "carol"
-        assert service.api("carol", "carol-pw").get("/v1/user/me/").status_code == 200
-        job = carol.get(f"/v1/job/{old_ids['job']}").json()
-        assert job["output_data"] == {"y_1": [3.0]} and job["study_id"] is None
-        assert [entry["id"] for entry in carol.get("/v1/file").json()] == [old_ids["file"]]
-        assert carol.get(f"/v1/batch/{old_ids['batch']}").json()["n_samples"] == 2
-        ended = wait_study(carol, submit(carol, analytic_spec(6))["id"], timeout=180)
-        assert ended["study_status"] == "finished" and ended["n_evaluations"] == 6
-        assert len(carol.get(f"/v1/study/{ended['id']}/history").json()["evaluation"]) == 6
-        assert carol.get("/v1/study").headers["X-Total-Count"] == "1"
-    finally:
-        service.close()

@@ -407,64 +407,6 @@ def test_the_dashboard_manages_tokens_and_shows_admins_their_page(team, tmp_path
         driver.quit()
 
 
-# The last commit of main before teams: its stores are migrated on start.
-BEFORE_TEAMS = "2342707"
-# Run by the old code's python in its own tree: a job, an uploaded file, a batch and a token.
-OLD_STORE = """
-import json
-import auth, jobs, store
-store.init()
-user = store.user_by_name("carol")
-prefix = jobs.workdir_prefix(user["id"])
-point = {"user_id": user["id"], "discipline_class_name": "Sellar1", "job_type": "execute", "execution_mode": "asynchronous"}
-job = store.create_job(dict(point, name="before", job_status="finished", input_data='{"x_1": [2.0]}', output_data='{"y_1": [3.0]}'), prefix)
-file_id = store.add_file(user["id"], "notes.txt", "before-notes", "0" * 64, 4)
-batch = {"user_id": user["id"], "name": "b", "discipline_class_name": "Sellar1", "design": '{"samples": 2}', "input_names": '["x_1"]'}
-batch_id, _ = store.create_batch(batch, dict(point, job_status="pending"), ['{"x_1": [1.0]}', '{"x_1": [2.0]}'], prefix)
-print(json.dumps({"job": job["id"], "file": file_id, "batch": batch_id, "token": auth.make_token(dict(user))}))
-"""
-
-
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_a_store_made_before_teams_is_migrated(kind, tmp_path, backends):
-    import subprocess
-
-    from conftest import CODE, Service
-
-    old = tmp_path / "old"
-    old.mkdir()
-    tree = subprocess.run(["git", "-C", str(CODE), "archive", BEFORE_TEAMS], capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(old)], input=tree, check=True)
-    (old / ".venv").symlink_to(CODE / ".venv")
-    service = Service(tmp_path / "root", **backends.settings(kind))
-    for command, stdin in ((["create-user", "carol", "--password-stdin"], "carol-pw\n"), (["create-user", "dan", "--password-stdin"], "dan-pw\n")):
-        made = subprocess.run([str(old / "bin" / "gaas-admin"), *command], input=stdin, env=service.env, capture_output=True, text=True, timeout=120)
-        assert made.returncode == 0, made.stderr
-    written = subprocess.run([str(old / ".venv" / "bin" / "python"), "-c", OLD_STORE], cwd=old, env=service.env,
-                             capture_output=True, text=True, timeout=120)
-    assert written.returncode == 0, written.stderr
-    before = json.loads(written.stdout.splitlines()[-1])
-
-    assert service.admin("set-admin", "dan").returncode == 0  # the new columns and tables, made by the new code
-    service.start_server()
-    try:
-        carol = Api(service.url, before["token"])  # a session of the old code goes on
-        assert carol.get("/v1/user/me/").json() == {"id": 1, "username": "carol"}
-        assert service.api("carol", "carol-pw").get(f"/v1/job/{before['job']}").json()["output_data"] == {"y_1": [3.0]}
-        assert [entry["id"] for entry in carol.get("/v1/file").json()] == [before["file"]]
-        assert carol.get(f"/v1/batch/{before['batch']}").json()["n_samples"] == 2
-        dan = service.api("dan", "dan-pw")
-        assert dan.get(f"/v1/batch/{before['batch']}").status_code == 200  # an admin now
-        assert dan.post("/v1/admin/groups", json={"name": "old-team"}).status_code == 201
-        assert dan.post("/v1/admin/groups/old-team/members", json={"username": "carol", "role": "member"}).status_code == 200
-        assert carol.get("/v1/group").json() == [{"name": "old-team", "role": "member"}]
-        secret = carol.post("/v1/user/me/tokens", json={"name": "after"}).json()["token"]
-        assert Api(service.url, secret).get(f"/v1/job/{before['job']}").status_code == 200
-        assert {entry["action"] for entry in dan.get("/v1/admin/audit").json()} >= {"admin_set", "group_created", "token_created"}
-    finally:
-        service.close()
-
-
 def test_anonymous_callers_get_401_and_others_404_on_token_routes(team):
     root = team.admin_api
     _, user = new_user(team, root)
