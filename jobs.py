@@ -466,8 +466,10 @@ def _execute(job_pool, process, job_id, row):
         return {"job_status": "failed", "error": "internal", "traceback": traceback.format_exc()}, False
     if not reply.pop("ok", False):
         return {"job_status": "failed", "error": "internal", "traceback": reply.get("detail", "")}, False
-    # A study leaves its scenario and post-processing figures in memory: a fresh fork follows it.
-    return reply, reply.get("error") != "memory" and row["job_type"] != "study"
+    # A study's process is kept warm like any other (a fresh fork would import the optimiser,
+    # h5py and study.py again at every study): study.run restores GEMSEO's cache default and
+    # closes its figures.
+    return reply, reply.get("error") != "memory"
 
 
 # Seconds a stopped study has to end its driver and write its files before its group is killed.

@@ -601,6 +601,10 @@ def _post_process(scenario, posts, workdir, files, errors):
             errors.append(f"{post['name']}: {type(error).__name__}: {jobproc.first_line(error)}")
             continue
         files += [str(Path(path).resolve().relative_to(workdir)) for path in done.output_file_paths]
+    if posts:
+        import matplotlib.pyplot
+
+        matplotlib.pyplot.close("all")  # the warm process runs other jobs next
 
 
 def _scenario(disciplines, input_data, doe, spec):
