@@ -12,6 +12,7 @@ An evaluation record is a dict, stored as one JSON text:
 import collections
 import csv
 import io
+import logging
 import math
 import os
 import signal
@@ -582,6 +583,48 @@ class _StopSignal:
             signal.signal(signal.SIGTERM, self.saved)
 
 
+class EvaluationsFailed(ClientError):
+    """A DOE study none of whose points gave the objective: GEMSEO's DOE goes on past a point
+    whose evaluation raises, and would end it finished with nothing."""
+
+    def __init__(self, detail):
+        super().__init__(422, detail)
+
+
+class _SkippedPoints(logging.Handler):
+    """While a DOE runs, counts the points it skipped because their evaluation raised (GEMSEO
+    logs each with its exception, then goes on), keeping the first exception."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.count, self.first = 0, None
+
+    def emit(self, record):
+        if record.exc_info and record.exc_info[1] is not None:
+            self.count += 1
+            if self.first is None:
+                self.first = record.exc_info[1]
+
+    def __enter__(self):
+        from gemseo.algos.doe import base_doe_library
+
+        base_doe_library.LOGGER.addHandler(self)
+
+    def __exit__(self, *exc):
+        from gemseo.algos.doe import base_doe_library
+
+        base_doe_library.LOGGER.removeHandler(self)
+
+    def summary(self):
+        if not self.count:
+            return "The DOE evaluated the objective at none of its points."
+        error = self.first
+        return (
+            f"All {self.count} evaluations of the DOE failed (each is in the job's log); the first raised"
+            f" {type(error).__name__}: {jobproc.first_line(error)}"
+        )
+
+
 def run(engine, spec, workdir, record, should_stop=None, max_processes=1, sender=None):
     """Run a study in workdir, calling record([evaluation]) as each evaluation completes (with a
     sender, record(evaluations) from the sender's thread, which sender.wake() calls for and which
@@ -599,7 +642,8 @@ def run(engine, spec, workdir, record, should_stop=None, max_processes=1, sender
     try:
         with stop:
             stop.holding = True  # a stop while the scenario is built: no run, problem.h5 all the same
-            scenario = _checked(engine, spec, max_processes).scenario
+            plan = _checked(engine, spec, max_processes)
+            scenario, skipped = plan.scenario, _SkippedPoints()
             problem = scenario.formulation.optimization_problem
             recorder = Recorder(problem, record, stop, sender and sender.wake)
             if sender is not None:
@@ -610,7 +654,8 @@ def run(engine, spec, workdir, record, should_stop=None, max_processes=1, sender
                 if stop.is_set() or (should_stop is not None and should_stop()):
                     stop.event.set()
                     raise stop.criterion
-                scenario.execute(algo_name=spec["algorithm"]["name"], **spec["algorithm"].get("settings", {}))
+                with skipped:
+                    scenario.execute(algo_name=spec["algorithm"]["name"], **spec["algorithm"].get("settings", {}))
                 stop.calm()  # here and not only below: a stop raised here is caught below
             except Exception:
                 # A stop raised where the driver does not catch it (inside an MDA), or an error
@@ -625,6 +670,8 @@ def run(engine, spec, workdir, record, should_stop=None, max_processes=1, sender
                     recorder.hand_on()  # the last batch: the summary counts it
                 finally:
                     problem.to_hdf(workdir / H5_NAME)
+            if plan.doe and not recorder.count and not stop.is_set():
+                raise EvaluationsFailed(skipped.summary())
             files, errors = [H5_NAME], []
             if recorder.count:
                 _post_process(scenario, spec.get("post_processing", []), workdir, files, errors)
