@@ -11,6 +11,7 @@ An evaluation record is a dict, stored as one JSON text:
 
 import collections
 import csv
+import gc
 import io
 import logging
 import math
@@ -336,8 +337,8 @@ class Recorder:
 
     hand_on() builds the records of the queued points and gives them to `record`: at once in
     the caller's thread, or, with `wake`, later from another thread that wake() calls for and
-    that then calls hand_on(): the records of a batch are built together (a third of the cost of
-    one by one) and the study's thread only queues its points."""
+    that then calls hand_on(): the study's thread only queues its points, and the records of a
+    batch are built together (4 us a record instead of 10 one by one)."""
 
     def __init__(self, problem, record, stop, wake=None):
         self.problem, self.record, self.stop, self.wake = problem, record, stop, wake
@@ -425,8 +426,17 @@ class Recorder:
             points = []
             while self.queued:
                 points.append(self.queued.popleft())
-            if points:
+            if not points:
+                return
+            # No collection while a batch is built and handed on: its records go right after,
+            # and the collections they would set off traverse the whole scenario again.
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
                 self.record(self._records(points))
+            finally:
+                if collecting:
+                    gc.enable()
 
     def _records(self, points):
         # Each function's values at every point converted in one go: numpy's per-call costs,
