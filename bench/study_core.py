@@ -16,6 +16,7 @@ inflates it: it counts the time the process waits for a processor).
 """
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
@@ -56,15 +57,23 @@ def drain():
     return writer
 
 
-def execute(engine, spec, pipe=None):
-    """Build the scenario as study.run does and execute it, recording into the pipe or not."""
+@contextlib.contextmanager
+def simple_cache():
+    """GEMSEO's default cache for the disciplines built meanwhile, as study.run and a local
+    script have it (jobproc.Engine turned it off in this process, as in a job process)."""
     from gemseo.core.discipline import Discipline
 
     saved, Discipline.default_cache_type = Discipline.default_cache_type, Discipline.CacheType.SIMPLE
     try:
-        scenario = study._checked(engine, spec, 1).scenario
+        yield
     finally:
         Discipline.default_cache_type = saved
+
+
+def execute(engine, spec, pipe=None):
+    """Build the scenario as study.run does and execute it, recording into the pipe or not."""
+    with simple_cache():
+        scenario = study._checked(engine, spec, 1).scenario
     problem = scenario.formulation.optimization_problem
     inside, count = [0.0], 0
     if pipe is not None:
@@ -100,7 +109,9 @@ def plain_sellar():
     for name, variable in SELLAR["design_space"].items():
         space.add_variable(name, len(variable["lower_bound"]), lower_bound=variable["lower_bound"],
                            upper_bound=variable["upper_bound"], value=variable["value"])
-    scenario = create_scenario(create_discipline(["Sellar1", "Sellar2", "SellarSystem"]), "obj", space, formulation_name="MDF")
+    with simple_cache():
+        disciplines = create_discipline(["Sellar1", "Sellar2", "SellarSystem"])
+        scenario = create_scenario(disciplines, "obj", space, formulation_name="MDF")
     scenario.add_constraint("c_1", constraint_type="ineq")
     scenario.add_constraint("c_2", constraint_type="ineq")
     scenario.add_observable("y_1")
