@@ -510,3 +510,21 @@ def test_a_study_deleted_while_it_runs_says_so_in_one_line(tmp_store, gaas_log, 
     lines = [record.getMessage() for record in gaas_log]
     assert not [record for record in gaas_log if record.exc_info], lines  # no traceback
     assert lines.count(f"study {row['id']} was deleted: its last evaluations are dropped") == 1, lines
+
+
+def test_a_batch_converts_each_value_as_one_value_alone():
+    """study._rows, which converts a batch's values together, gives what _numbers gives each alone:
+    NaN and infinities null, complex values their real part, a value not computed None."""
+    batches = [
+        [numpy.array([1.0, 2.0]), numpy.array([numpy.nan, numpy.inf])],
+        [numpy.float64(3.0), numpy.float64(-numpy.inf)],
+        [numpy.array([1.0]), None, numpy.array([2.0, 3.0])],
+        [numpy.array([1 + 2j]), numpy.array([3.0])],
+        [numpy.array([[1.0, 2.0], [3.0, 4.0]])],
+        [numpy.array([1, 2])],
+    ]
+    for values in batches:
+        alone = [None if value is None else study._numbers(value) for value in values]
+        assert study._rows(values) == alone
+    assert study._rows(batches[0]) == [[1.0, 2.0], [None, None]]
+    assert study._rows(batches[3]) == [[1.0], [3.0]]
