@@ -58,7 +58,10 @@ def pytest_collection_finish(session):
 def pytest_sessionfinish(session):
     pool = session.config.stash.get(VENV_POOL, None)
     if pool is not None:
-        pool.shutdown(cancel_futures=True)  # no pip left running after the session
+        # No pip left running after the session; after a Ctrl-C (which pip gets too), no next
+        # venv begun by the thread meanwhile either.
+        venvs.stop()
+        pool.shutdown(cancel_futures=True)
 
 
 def pytest_generate_tests(metafunc):
