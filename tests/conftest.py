@@ -42,6 +42,17 @@ VENVS = {
 }
 
 
+def pytest_configure(config):
+    # OpenTURNS (which GEMSEO imports for some algorithms) answers SIGINT, once imported, with a C++
+    # exception that aborts the process: a Ctrl-C ended the session in "Fatal Python error:
+    # Aborted" (exit 134). Imported here first, then Python's own handler is put back.
+    try:
+        import openturns  # noqa: F401
+    except ImportError:
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_collection_finish(session):
     if session.config.option.collectonly:
         return
