@@ -197,10 +197,10 @@ class Service:
             conn.execute("DELETE FROM task")
             conn.close()
 
-    def wait_beats(self, process, count, timeout=30, *others):
-        """Wait until process (a web_process or worker id), and each of others, has beaten its
-        heart count more times into the store; each loop of its housekeeping starts with a beat."""
-        seen, deadline = {name: [] for name in (process, *others)}, time.monotonic() + timeout
+    def wait_beats(self, process, count, timeout=30, also=()):
+        """Wait until process (a web_process or worker id), and each process of also, has beaten
+        its heart count more times into the store; each loop of its housekeeping starts with a beat."""
+        seen, deadline = {name: [] for name in (process, *also)}, time.monotonic() + timeout
         while any(len(beats) <= count for beats in seen.values()):
             assert time.monotonic() < deadline, f"not {count} beats of each in {timeout} s: {seen}"
             for name, beats in seen.items():

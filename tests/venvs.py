@@ -74,7 +74,13 @@ def _run(command):
         process = subprocess.Popen(command)
         _running.add(process)
     try:
-        if process.wait() != 0:
+        try:
+            process.wait()
+        except BaseException:  # Ctrl-C while a fixture waits for it: no pip left behind
+            process.kill()
+            process.wait()
+            raise
+        if process.returncode != 0:
             raise subprocess.CalledProcessError(process.returncode, command)
     finally:
         with _lock:
