@@ -42,15 +42,15 @@ VENVS = {
 }
 
 
-def pytest_configure(config):
-    # OpenTURNS (which GEMSEO imports for some algorithms) answers SIGINT, once imported, with a C++
-    # exception that aborts the process: a Ctrl-C ended the session in "Fatal Python error:
-    # Aborted" (exit 134). Imported here first, then Python's own handler is put back.
-    try:
-        import openturns  # noqa: F401
-    except ImportError:
-        return
+def pytest_runtest_setup(item):
+    # OpenTURNS (which GEMSEO uses for some algorithms, in local scenarios too) installs, on import
+    # and each time it computes, a SIGINT handler that throws a C++ exception: a Ctrl-C aborted the
+    # session ("Fatal Python error: Aborted", exit 134). Python's own handler is put back before
+    # and after every test.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+pytest_runtest_teardown = pytest_runtest_setup
 
 
 def pytest_collection_finish(session):
