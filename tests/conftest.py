@@ -42,6 +42,17 @@ VENVS = {
 }
 
 
+def pytest_runtest_setup(item):
+    # OpenTURNS (which GEMSEO uses for some algorithms, in local scenarios too) installs, on import
+    # and each time it computes, a SIGINT handler that throws a C++ exception: a Ctrl-C aborted the
+    # session ("Fatal Python error: Aborted", exit 134). Python's own handler is put back before
+    # and after every test.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+pytest_runtest_teardown = pytest_runtest_setup
+
+
 def pytest_collection_finish(session):
     if session.config.option.collectonly:
         return
@@ -58,7 +69,10 @@ def pytest_collection_finish(session):
 def pytest_sessionfinish(session):
     pool = session.config.stash.get(VENV_POOL, None)
     if pool is not None:
-        pool.shutdown(cancel_futures=True)  # no pip left running after the session
+        # No pip left running after the session; after a Ctrl-C (which pip gets too), no next
+        # venv begun by the thread meanwhile either.
+        venvs.stop()
+        pool.shutdown(cancel_futures=True)
 
 
 def pytest_generate_tests(metafunc):
@@ -183,15 +197,16 @@ class Service:
             conn.execute("DELETE FROM task")
             conn.close()
 
-    def wait_beats(self, process, count, timeout=30):
-        """Wait until process (a web_process or worker id) has beaten its heart count more times
-        into the store; each loop of its housekeeping starts with a beat."""
-        seen, deadline = [], time.monotonic() + timeout
-        while len(seen) <= count:
-            assert time.monotonic() < deadline, f"{process} beat {len(seen) - 1} times in {timeout} s"
-            ((beat_at,),) = self.sql("SELECT beat_at FROM processes WHERE id = ?", (process,)) or [(None,)]
-            if beat_at is not None and (not seen or seen[-1] != beat_at):
-                seen.append(beat_at)
+    def wait_beats(self, process, count, timeout=30, also=()):
+        """Wait until process (a web_process or worker id), and each process of also, has beaten
+        its heart count more times into the store; each loop of its housekeeping starts with a beat."""
+        seen, deadline = {name: [] for name in (process, *also)}, time.monotonic() + timeout
+        while any(len(beats) <= count for beats in seen.values()):
+            assert time.monotonic() < deadline, f"not {count} beats of each in {timeout} s: {seen}"
+            for name, beats in seen.items():
+                ((beat_at,),) = self.sql("SELECT beat_at FROM processes WHERE id = ?", (name,)) or [(None,)]
+                if beat_at is not None and (not beats or beats[-1] != beat_at):
+                    beats.append(beat_at)
             time.sleep(0.02)
 
     def queued(self):
@@ -314,10 +329,17 @@ class Service:
 
 def start_service(root, users=(("alice", "alice-pw"), ("bob", "bob-pw")), worker=True, **settings):
     service = Service(root, **settings)
-    service.add_users(users)
-    service.start_server()
-    if worker:
-        service.start_worker()
+    service.add_users(users)  # also makes the schema
+    try:
+        service.start_server(wait=False)
+        if worker:
+            # Side by side with the web app's start, as two units would: its GEMSEO import is
+            # what the tests' first jobs wait for.
+            service.start_worker()
+        service.wait_ready()
+    except BaseException:
+        service.close()
+        raise
     return service
 
 

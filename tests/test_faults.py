@@ -3,6 +3,7 @@
 import itertools
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -45,12 +46,13 @@ def gone(pid, timeout=5.0):
 def sleeper_pids(api, job):
     """The pids of a running Sleeper job's process and of its child (with child=1)."""
     deadline = time.monotonic() + 30
-    log = ""
-    while "sleeper pid" not in log:
+    found = None
+    # The whole line: the log may be read between "sleeper pid" and the number.
+    while not found:
         assert time.monotonic() < deadline, "the sleeper never printed its pid"
         time.sleep(0.05)
-        log = api.get(f"/v1/job/{job['id']}/log").text
-    pid = int(log.split("sleeper pid")[1].split()[0])
+        found = re.search(r"sleeper pid (\d+)\n", api.get(f"/v1/job/{job['id']}/log").text)
+    pid = int(found.group(1))
     child_file = Path(job["workdir"], "child.pid")
     while job["input_data"].get("child", [0])[0] and not child_file.exists():
         assert time.monotonic() < deadline

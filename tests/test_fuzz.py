@@ -1,7 +1,8 @@
 """Fuzzing: Schemathesis sends generated requests to every operation of the OpenAPI document and
 runs all its checks on the answers (server errors, undocumented statuses, schemas, valid requests
 rejected, invalid ones accepted, Allow headers...), on a service of its own, on SQLite and on
-PostgreSQL (which refuses some text that SQLite takes: NUL)."""
+PostgreSQL (which refuses some text that SQLite takes: NUL), there for the operations whose
+client text can reach the store."""
 
 import json
 import subprocess
@@ -17,6 +18,11 @@ SEED = 1
 MAX_EXAMPLES = 100
 BACKENDS = ("sqlite", "postgresql")
 pytestmark = pytest.mark.every_backend
+# Operations that answer without putting any client text into a store query, whatever the
+# backend: the admin routes (a non-admin's 403 comes first: alice is not one) and a discipline's
+# description (a warm process computes it). SQLite's run covers them; PostgreSQL's would only
+# repeat it.
+SAME_ON_EVERY_STORE = r"^/v1/admin/|^/v1/discipline/\{name\}(/\{what\})?$"
 
 
 # Which constructor options a discipline needs and which inputs it has depend on the class that
@@ -36,11 +42,15 @@ def fuzzed(tmp_path_factory, backend, backends):
     """A service that only the fuzzer uses, and a token for alice."""
     # Generated inputs can ask a test discipline to sleep for ages or allocate terabytes, and a
     # long poll on such a job to wait 100 s: bounded, so that no request outlives --request-timeout.
+    # Batches too: the document's maximum follows the setting, and the fuzzer asks for it; at
+    # 10,000 points (the default) the worker ran thousands of jobs through the whole run, and
+    # cancelling one such batch on PostgreSQL took 10 s under load. test_batches checks big ones.
     service = start_service(
         tmp_path_factory.mktemp("fuzz"),
         GEMSEO_HTTP_JOB_TIMEOUT=10,
         GEMSEO_HTTP_JOB_MEMORY_LIMIT_MB=2048,
         GEMSEO_HTTP_MAX_LONG_POLLING_TIMEOUT=10,
+        GEMSEO_HTTP_MAX_BATCH_SAMPLES=100,
         **backends.settings(backend),
     )
     try:
@@ -76,6 +86,8 @@ def test_whole_document_passes_every_check(fuzzed, tmp_path):
         "--report", "json",
         "--report-json-path", str(tmp_path / "report.json"),
     ]
+    if service.backend != "sqlite":
+        command += ["--exclude-path-regex", SAME_ON_EVERY_STORE]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     output = result.stdout + result.stderr
     report_path = tmp_path / "report.json"
@@ -83,7 +95,9 @@ def test_whole_document_passes_every_check(fuzzed, tmp_path):
     report = json.loads(report_path.read_text())
     operations = report["operations"] or {}
     assert operations.get("tested"), f"no operation was tested:\n{output}"
-    assert operations["tested"] == operations["total"], f"operations not all tested: {operations}\n{output}"
+    assert operations["tested"] == operations["selected"], f"operations not all tested: {operations}\n{output}"
+    if service.backend == "sqlite":
+        assert operations["selected"] == operations["total"], f"operations not all selected: {operations}"
     assert not report["errors"], output
     assert not report["failures"], output
     assert result.returncode == 0 and report["complete"], output

@@ -74,7 +74,9 @@ def test_copy_store_grows_a_sqlite_service_into_postgresql(fresh_service, backen
         assert ended["job_status"] == "finished" and ended["output_data"] == {"echo": [7.0]}
         # Queued once: by copy-store. A sweep that read the queue while a worker thread held the
         # task, waiting for its first warm process, queued the copied (old) job a second time.
-        time.sleep(2 * float(moved.env.get("GEMSEO_HTTP_HEARTBEAT_INTERVAL", 2)))
+        # Two more loops of each process's housekeeping (each begins with a beat) have swept since.
+        ((worker_id,),) = moved.sql("SELECT id FROM processes WHERE id LIKE ? ORDER BY beat_at DESC LIMIT 1", ("worker:%",))
+        moved.wait_beats(wait_health(moved)["web_process"], 2, also=[worker_id])
         logs = "".join((moved.logs / name).read_bytes()[start:].decode(errors="replace") for name, start in starts.items())
         assert "queued again" not in logs, logs
         # New ids follow the copied ones.

@@ -2,14 +2,14 @@
 with "group" are read by the group's viewers and members and also cancelled and deleted by its
 owners; lists by scope; against one real service per backend."""
 
+import copy
 import itertools
 import time
 
 import pytest
 
-from conftest import Api, start_service
+from conftest import Api
 from study_specs import analytic_spec
-from test_teams import rooted
 
 BACKENDS = ("sqlite", "postgresql")
 _names = itertools.count()
@@ -19,15 +19,20 @@ READERS = {"owner", "viewer", "member", "group_owner", "admin"}
 STOPPERS = {"owner", "group_owner", "admin"}
 
 
-@pytest.fixture(scope="module")
-def sharing(tmp_path_factory, backend, backends):
-    """The service of this module, with an admin "root"."""
-    with rooted(start_service(tmp_path_factory.mktemp("sharing"), users=(("root", "root-pw"),), **backends.settings(backend))) as service:
-        yield service
-
-
 def unique(prefix):
     return f"{prefix}{next(_names)}-{time.monotonic_ns() % 10**6}"
+
+
+@pytest.fixture(scope="module")
+def sharing(live):
+    """The session's service as an admin of this module's own sees it (admin_api): each test
+    makes its own users and groups, so nothing here depends on what others left."""
+    name = unique("root")
+    live.add_user(name, "root-pw")
+    assert live.admin("set-admin", name).returncode == 0
+    seen = copy.copy(live)  # the session's Service object itself is left as it was
+    seen.admin_api = live.api(name, "root-pw")
+    return seen
 
 
 def new_user(service, admin=False):

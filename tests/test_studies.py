@@ -13,7 +13,6 @@ from gemseo import create_discipline, create_scenario
 from gemseo.algos.optimization_problem import OptimizationProblem
 from gemseo.problems.mdo.sobieski.core.design_space import SobieskiDesignSpace
 
-from conftest import start_service
 from sellar import SELLAR, sellar_scenario
 from study_specs import analytic_spec, sellar_spec, sleeper_spec, space_of
 
@@ -24,14 +23,10 @@ _users = itertools.count(1)
 PASSWORD = "study-pw"
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory, backend, backends):
-    """One service for the tests that neither stop nor break it; each test has its own user."""
-    started = start_service(tmp_path_factory.mktemp("studies"), users=(), **backends.settings(backend))
-    try:
-        yield started
-    finally:
-        started.close()
+@pytest.fixture
+def service(live):
+    """The session's service, for the tests that neither stop nor break it; each test has its own user."""
+    return live
 
 
 @functools.cache
@@ -43,7 +38,7 @@ def password_hash():
 
 def new_user(service):
     """A user of its own, written into the store at once (gaas-admin costs a process start)."""
-    name = f"user{next(_users)}"
+    name = f"studier{next(_users)}"  # not a name other modules give on the shared service
     service.sql("INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)", (name, password_hash(), time.time()))
     return service.api(name, PASSWORD)
 

@@ -10,11 +10,16 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import threading
 import tomllib
 from pathlib import Path
 
 CODE = Path(__file__).resolve().parent.parent
 CACHE = CODE / "tests" / ".venvs"
+# The programs making venvs in this process, for stop().
+_running = set()
+_lock = threading.Lock()
+_stopped = False
 
 
 def pinned(name):
@@ -53,9 +58,41 @@ def venv(requirements, cache=CACHE):
             print(f"making a venv for {' '.join(requirements)} in {path} ...", file=sys.stderr, flush=True)
             shutil.rmtree(path, ignore_errors=True)
             python = str(path / "bin" / "python")
-            subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+            _run([sys.executable, "-m", "venv", str(path)])
             # No byte-compiling of every module installed: half of pip's time for GEMSEO's
             # dependencies, when a venv imports few of them, compiled on first import.
-            subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-compile", *requirements], check=True)
+            _run([python, "-m", "pip", "install", "--quiet", "--no-compile", *requirements])
             done.write_text("\n".join(requirements) + "\n")
     return path / "bin"
+
+
+def _run(command):
+    """Run command to its end, as subprocess.run(check=True) does, unless stop() ends it."""
+    with _lock:
+        if _stopped:
+            raise RuntimeError("venvs.stop() was called: no venv is made any more")
+        process = subprocess.Popen(command)
+        _running.add(process)
+    try:
+        try:
+            process.wait()
+        except BaseException:  # Ctrl-C while a fixture waits for it: no pip left behind
+            process.kill()
+            process.wait()
+            raise
+        if process.returncode != 0:
+            raise subprocess.CalledProcessError(process.returncode, command)
+    finally:
+        with _lock:
+            _running.discard(process)
+
+
+def stop():
+    """End the venvs being made in background threads, and start none after: a session that
+    ends (Ctrl-C included) must not wait for pip, nor leave a thread running pip while Python
+    shuts down. A venv left half made has no .complete and is made again next time."""
+    global _stopped
+    with _lock:
+        _stopped = True
+        for process in _running:
+            process.terminate()
