@@ -19,6 +19,7 @@ import conftest
 from conftest import PLUGINS, TIMEOUT, start_service
 from test_api import upload
 from test_batches import points, submit, wait_batch
+from test_faults import wait_status
 
 # The cache's lookups and records are SQL of each store; the queue plays no part in them.
 BACKENDS = ("sqlite", "postgresql")
@@ -86,17 +87,6 @@ def assert_hit(api, job, source):
     assert "run at" not in text  # its own log, not a copy of the source's
 
 
-def wait_status(api, job_id, status, timeout=120):
-    """Poll a job until it reaches status (long polling answers only when a job ends)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = api.get(f"/v1/job/{job_id}").json()
-        if job["job_status"] == status:
-            return job
-        time.sleep(0.02)
-    raise AssertionError(f"job {job_id} never {status}: {job}")
-
-
 def cache_counts(service):
     """(hits, misses) from /metrics, summed over their samples."""
     text = requests.get(service.url + "/metrics", timeout=TIMEOUT).text
@@ -112,6 +102,11 @@ def runs(service, x):
     """How many times SlowCounted ran at x on the service (its GAAS_TEST_RUNS file)."""
     path = Path(service.env["GAAS_TEST_RUNS"])
     return path.read_text().split().count(repr(x)) if path.exists() else 0
+
+
+def cancel(api, job):
+    assert api.post(f"/v1/job/{job['id']}/cancel").status_code == 200
+    assert api.wait(job["id"])["error"] == "cancelled"
 
 
 def stamp(text):
@@ -418,33 +413,25 @@ def test_jobs_waiting_on_one_that_fails_run_on_their_own(shared):
 
 
 @pytest.mark.every_backend
-def test_a_job_waiting_on_one_that_is_cancelled_runs_on_its_own(shared):
+@pytest.mark.parametrize("submitted", ["while it runs", "once it ended"])
+def test_a_cancelled_job_is_never_reused(shared, submitted):
+    """An identical job runs on its own, whether it waited on the cancelled one or came later."""
     alice = shared.api("alice", "alice-pw")
     x = fresh()
     body = {"input_data": {"x": [x], "delay": [2.0]}}
     first = alice.run("SlowCounted", "asynchronous", **body)
-    wait_status(alice, first["id"], "running")
-    waiting = alice.run("SlowCounted", "asynchronous", **body)
-    assert waiting["job_status"] != "finished"
-    assert alice.post(f"/v1/job/{first['id']}/cancel").status_code == 200
-    assert alice.wait(first["id"])["error"] == "cancelled"
-    ran = alice.wait(waiting["id"])
+    wait_status(alice, first["id"], "running", timeout=120)
+    if submitted == "while it runs":
+        second = alice.run("SlowCounted", "asynchronous", **body)
+        assert second["job_status"] != "finished"
+        cancel(alice, first)
+    else:
+        cancel(alice, first)
+        second = alice.run("SlowCounted", "asynchronous", **body)
+    ran = alice.wait(second["id"])
     assert ran["job_status"] == "finished" and ran["cached_from"] is None
     assert ran["output_data"] == {"y": [2 * x]} and runs(shared, x) == 2
     assert alice.run("SlowCounted", **body)["cached_from"] == ran["id"]
-
-
-def test_a_cancelled_job_is_never_reused(shared):
-    alice = shared.api("alice", "alice-pw")
-    x = fresh()
-    body = {"input_data": {"x": [x], "delay": [1.5]}}
-    first = alice.run("SlowCounted", "asynchronous", **body)
-    wait_status(alice, first["id"], "running")
-    assert alice.post(f"/v1/job/{first['id']}/cancel").status_code == 200
-    assert alice.wait(first["id"])["error"] == "cancelled"
-    again = alice.run("SlowCounted", "asynchronous", **body)
-    ran = alice.wait(again["id"])
-    assert ran["job_status"] == "finished" and ran["cached_from"] is None and runs(shared, x) == 2
 
 
 def test_a_timed_out_job_is_never_reused(shared):
