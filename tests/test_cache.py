@@ -9,7 +9,6 @@ import platform
 import re
 import socket
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ import requests
 import conftest
 from conftest import PLUGINS, TIMEOUT, start_service
 from test_api import upload
-from test_batches import points, submit, wait_batch
+from test_batches import points, stamp, submit, wait_batch
 from test_faults import wait_status
 
 # The cache's lookups and records are SQL of each store; the queue plays no part in them.
@@ -107,10 +106,6 @@ def runs(service, x):
 def cancel(api, job):
     assert api.post(f"/v1/job/{job['id']}/cancel").status_code == 200
     assert api.wait(job["id"])["error"] == "cancelled"
-
-
-def stamp(text):
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def provenance(job, class_name, host):
