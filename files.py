@@ -46,6 +46,29 @@ def lay_out(workdir, sources):
         shutil.copyfile(settings.FILE_DIRECTORY / row["unique_filename"], workdir / row["filename"])
 
 
+def copy_results(source, workdir, note):
+    """Give a job that took another's results (the cache) its own directory: the source's files
+    hard-linked (copied across file systems), its own log saying where they came from. Links are
+    safe: a job's files are never written once it ended."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    if source is not None and source.is_dir():
+        for path in source.rglob("*"):
+            target = workdir / path.relative_to(source)
+            if path.is_symlink() or path.name == LOG_NAME and path.parent == source:
+                continue
+            if path.is_dir():
+                target.mkdir(exist_ok=True)
+                continue
+            try:
+                os.link(path, target)
+            except (FileExistsError, FileNotFoundError):  # the source deleted meanwhile: its files go
+                pass
+            except OSError:
+                with contextlib.suppress(FileNotFoundError):
+                    shutil.copyfile(path, target)
+    (workdir / LOG_NAME).write_text(note + "\n")
+
+
 def file_tree(folder, root=None):
     """The folder as {file: None, subfolder: {...}}, files first at each level."""
     root = root or folder
