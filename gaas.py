@@ -514,7 +514,8 @@ async def execute(request):
     # As many synchronous runs in threads as there are warm processes: the others wait here, on
     # the event loop, instead of crowding the GIL and the store's write lock.
     async with warm_slot(state):
-        row = await run_in_threadpool(jobs.run_synchronous, state.pool, user["id"], fields, input_files, OWNER_ID)
+        miss = cached is not None and cached.lookup  # looked up above, and not found
+        row = await run_in_threadpool(jobs.run_synchronous, state.pool, user["id"], fields, input_files, OWNER_ID, miss)
     return Response(wire.job_json(row), media_type="application/json")
 
 

@@ -339,6 +339,13 @@ class Engine:
         return reply
 
 
+    def study_provenance(self, spec):
+        """A study's: this process's, and each of its disciplines' classes."""
+        import provenance
+
+        names = dict.fromkeys(entry["class_name"] for entry in spec["disciplines"])
+        return {**provenance.process_provenance(), "disciplines": [self.provenance(name) for name in names]}
+
     def job_provenance(self, job, input_data, defaults_used):
         import provenance
 
@@ -639,6 +646,7 @@ def execute_job(engine, request, send=None):
                 reply = engine.execute(job)
             else:
                 reply = run_study(engine, request, sender)
+                reply["provenance"] = dumps(engine.study_provenance(request["spec"]))
     except MemoryError:
         return {
             "ok": True,

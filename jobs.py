@@ -240,7 +240,7 @@ def _owned_input(user_id, item):
     return row
 
 
-def run_synchronous(job_pool, user_id, fields, input_files, owner):
+def run_synchronous(job_pool, user_id, fields, input_files, owner, miss=False):
     """Run a synchronous job in this process's pool and return its final row.
 
     The job is recorded once a warm process is free, running already and claimed by this web
@@ -256,7 +256,7 @@ def run_synchronous(job_pool, user_id, fields, input_files, owner):
         now = time.time()
         fields.update(job_status="running", owner=owner, created_at=now, started_at=now, pid=process.pid)
         with claims.recording(now):
-            row = store.create_job(fields, workdir_prefix(user_id))
+            row = store.create_job(fields, workdir_prefix(user_id), miss=miss)
             job_id = row["id"]
             claims.hold(job_id)
         logger.info("job %s running: user %s, %s, synchronous", job_id, user_id, row["discipline_class_name"])

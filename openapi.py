@@ -69,6 +69,15 @@ EXECUTE_PROPERTIES = {
 }
 
 NUMBERS = {"type": "array", "minItems": 1, "items": {"type": "number"}}
+CLASS_PROVENANCE = {
+    "type": "object",
+    "properties": {
+        "class_name": {"type": "string"},
+        "module": {"type": "string"},
+        "code_sha256": {"type": "string", "description": "SHA-256 of the bytes of the files that define the class."},
+        "distribution": {"type": "string", "nullable": True, "description": "NAME VERSION; null for a plugin on GEMSEO_PATH."},
+    },
+}
 
 
 def design_space(**more):
@@ -403,14 +412,11 @@ SCHEMAS = {
                             "python": {"type": "string"},
                             "host": {"type": "string"},
                             "inputs_sha256": {"type": "string"},
-                            "discipline": {
-                                "type": "object",
-                                "properties": {
-                                    "class_name": {"type": "string"},
-                                    "module": {"type": "string"},
-                                    "code_sha256": {"type": "string"},
-                                    "distribution": {"type": "string", "nullable": True},
-                                },
+                            "discipline": CLASS_PROVENANCE,
+                            "disciplines": {
+                                "type": "array",
+                                "items": CLASS_PROVENANCE,
+                                "description": "A study's job: the classes of its disciplines.",
                             },
                         },
                     },

@@ -459,7 +459,7 @@ class Store:
 
     # Jobs
 
-    def create_job(self, fields, workdir_prefix, tasks=None, lookup=False, hit_only=False):
+    def create_job(self, fields, workdir_prefix, tasks=None, lookup=False, hit_only=False, miss=False):
         """Insert a job from a dict of column values (data fields included), its directory
         workdir_prefix followed by its id, and return its row. tasks(ids) gives the queue tasks
         (storage, message, priority) to record in the same transaction, when the queue is in
@@ -467,14 +467,15 @@ class Store:
 
         With lookup, a job whose cache_key a finished job has is recorded finished from it (a
         hit: no task), one that a pending or running job has waits for it (no task either).
-        With hit_only, a job that is no hit is not recorded: None."""
+        With hit_only, a job that is no hit is not recorded: None. A job looked up and not found,
+        or with miss (looked up before), counts as a cache miss."""
         with self.transaction() as conn:
             source = self._cache_source(conn, fields.get("cache_key")) if lookup else None
             if hit_only and (source is None or source[1] != "finished"):
                 return None
             if source is None:
                 job_id = self._insert_job(conn, fields, workdir_prefix, tasks)
-                self._count_cache(conn, "miss", 1 if fields.get("cache_key") else 0)
+                self._count_cache(conn, "miss", 1 if lookup and fields.get("cache_key") or miss else 0)
             else:
                 job_id = self._insert_job(conn, dict(fields, waits_for=source[0]), workdir_prefix, None)
                 if source[1] == "finished":
@@ -790,6 +791,8 @@ class Store:
         Return (batch id, point ids, Settled)."""
         keys = keys or [None] * len(inputs)
         with self.transaction() as conn:
+            # Looked up before the points are in: a point is not its own source.
+            sources = self._cache_sources(conn, list(dict.fromkeys(key for key in keys if key))) if lookup else None
             batch_id = conn.execute(
                 "INSERT INTO batches (user_id, name, discipline_class_name, n_samples, created_at, design, input_names, group_id)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -815,17 +818,17 @@ class Store:
                 ids.append(job_id)
             conn.execute("UPDATE jobs SET workdir = ? || CAST(id AS TEXT) WHERE batch_id = ?", (str(workdir_prefix), batch_id))
             conn.executemany("INSERT INTO job_data (job_id, input_data) VALUES (?, ?)", zip(ids, inputs))
-            settled = self._settle_batch(conn, ids, keys) if lookup else Settled(ids, {}, {})
+            settled = self._settle_batch(conn, ids, keys, sources) if lookup else Settled(ids, {}, {})
             queued = set(settled.queued)
-            self._count_cache(conn, "miss", sum(1 for job_id, key in zip(ids, keys) if key and job_id in queued))
+            self._count_cache(conn, "miss", sum(1 for job_id, key in zip(ids, keys) if key and job_id in queued) if lookup else 0)
             for task in tasks(settled.queued) if tasks else ():
                 self.queue_task(conn, *task)
         return batch_id, ids, settled
 
-    def _settle_batch(self, conn, ids, keys):
-        """Decide each new point of a batch: a hit (finished from a finished job), waiting (for a
-        job in flight, or for the batch's first point of the same key), or queued."""
-        sources = self._cache_sources(conn, list(dict.fromkeys(key for key in keys if key)))
+    def _settle_batch(self, conn, ids, keys, sources):
+        """Decide each new point of a batch from the sources of its keys: a hit (finished from a
+        finished job), waiting (for a job in flight, or for the batch's first point of the same
+        key), or queued."""
         hits, waits, queued, first = collections.defaultdict(list), {}, [], {}
         for job_id, key in zip(ids, keys):
             source = sources.get(key)

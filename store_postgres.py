@@ -165,13 +165,12 @@ class PostgresStore(store.Store):
             raise
         return cursors
 
-    def create_job(self, fields, workdir_prefix, tasks=None, lookup=False, hit_only=False):
+    def create_job(self, fields, workdir_prefix, tasks=None, lookup=False, hit_only=False, miss=False):
         if lookup and fields.get("cache_key"):
             # The cache lookup decides what to write: the transaction of the base class.
             return super().create_job(fields, workdir_prefix, tasks, lookup, hit_only)
         # One round trip: the id drawn inside the write and the directory named from it there,
         # unless the task needs the id first (a sequence is outside transactions).
-        miss = 1 if fields.get("cache_key") else 0
         fields = {"created_at": time.time(), **fields}
         data = {name: fields.pop(name) for name in DATA_FIELDS if name in fields}
         job_id = self.connect().execute(f"SELECT nextval({JOB_SEQUENCE})").fetchone()[0] if tasks else None
