@@ -217,6 +217,11 @@ def test_scope_user_never_hits_another_users_job(alice, bob):
     theirs = bob.run("Counted", **body)
     assert_ran(bob, theirs)
     assert_hit(bob, bob.run("Counted", **body), theirs)
+    # Nor waits for another user's identical job in flight: it runs too.
+    slow = {"input_data": {"x": [fresh()], "delay": [1.0]}}
+    running = wait_status(alice, alice.run("SlowCounted", "asynchronous", **slow)["id"], "running", timeout=120)
+    assert_ran(bob, bob.wait(bob.run("SlowCounted", "asynchronous", **slow)["id"]))
+    assert_ran(alice, alice.wait(running["id"]))
 
 
 @pytest.mark.every_backend
@@ -486,7 +491,7 @@ def test_provenance_of_a_plugin_class(shared):
     assert discipline["code_sha256"] == sha256(PLUGIN_FILE)
 
 
-def test_a_plugin_edited_in_place_is_a_miss(fresh_service, monkeypatch, tmp_path):
+def test_across_a_restart_an_edited_plugin_is_a_miss_and_a_purged_source_is_gone(fresh_service, monkeypatch, tmp_path):
     folder = tmp_path / "plugins"
     folder.mkdir()
     source = folder / "gaas_cache_plugin.py"
@@ -499,6 +504,8 @@ def test_a_plugin_edited_in_place_is_a_miss(fresh_service, monkeypatch, tmp_path
     assert first["output_data"] == {"y": [3 * body["input_data"]["x"][0]]} and first["cached_from"] is None
     assert provenance(first, "Tripler", socket.gethostname())["code_sha256"] == sha256(source)
     assert alice.run("Tripler", **body)["cached_from"] == first["id"]
+    sellar = {"input_data": {"x_1": [fresh()]}}
+    unchanged = alice.run("Sellar1", **sellar)
     service.stop_server()
     source.write_text(EDITED_PLUGIN + "# The same model: only its file changed.\n")
     service.start_server()
@@ -506,6 +513,14 @@ def test_a_plugin_edited_in_place_is_a_miss(fresh_service, monkeypatch, tmp_path
     assert edited["job_status"] == "finished" and edited["cached_from"] is None
     assert edited["provenance"]["discipline"]["code_sha256"] == sha256(source) != first["provenance"]["discipline"]["code_sha256"]
     assert alice.run("Tripler", **body)["cached_from"] == edited["id"]
+    # The cache outlives the restart for the code that did not change...
+    assert alice.run("Sellar1", **sellar)["cached_from"] == unchanged["id"]
+    # ...until retention purges its source (ended before the restart: older than 0.00001 day).
+    assert time.time() - stamp(unchanged["ended_at"]) > 0.00001 * 86400
+    result = service.admin("purge", "--older-than", "0.00001")
+    assert result.returncode == 0, result.stderr
+    assert alice.get(f"/v1/job/{unchanged['id']}").status_code == 404
+    assert alice.run("Sellar1", **sellar)["cached_from"] is None
 
 
 def test_with_the_cache_off_every_job_runs(fresh_service):
