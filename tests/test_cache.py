@@ -76,10 +76,11 @@ def assert_ran(api, job):
 
 
 def assert_hit(api, job, source):
-    """The job ended at once from source: its outputs, Jacobian and provenance, its own log."""
+    """The job ended at once from source: its inputs, outputs, Jacobian and provenance; its own log."""
     assert job["job_status"] == "finished", job
     assert job["cached_from"] == source["id"]
-    for field in ("output_data", "jacobian_data", "provenance"):
+    # input_data too: the complete inputs, defaults included, are the key's and the source's.
+    for field in ("input_data", "output_data", "jacobian_data", "provenance"):
         assert job[field] == source[field], field
     text = log(api, job)
     assert names_job(text, source["id"]), text
