@@ -17,6 +17,9 @@ runs the SQL; this module decides every move.
     orphaned      running | held, live owner that no thread of runs -> as lost, or let go (its own sweep)
     unqueued      pending, owner '', not in the queue -> queued again (idempotent: claim is a CAS)
     delete        any (cancelled first) -> gone; ended ones past the retention -> gone
+    hit           (new) -> finished, cached_from = the finished job of its cache key (cache.py)
+    wait          (new) -> pending, waits_for = the job of its key in flight; unqueued
+    settle        pending, waits_for = an ended or gone job -> finished from it, or queued
 """
 
 import collections
