@@ -287,6 +287,7 @@ def test_the_job_list_filters_hits(alice):
         listed[cached] = {job["id"] for job in response.json()}
     assert hit["id"] in listed["true"] and source["id"] not in listed["true"]
     assert source["id"] in listed["false"] and hit["id"] not in listed["false"]
+    assert alice.get("/v1/job?cached=maybe").status_code == 422
 
 
 def test_metrics_count_hits_and_misses(live, alice):
