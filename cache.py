@@ -38,6 +38,7 @@ class Request(NamedTuple):
     discipline: Discipline
     input_data: dict | list
     lookup: bool
+    looked_up: bool = False  # a synchronous job's, once jobs.from_cache found nothing
 
 
 def key(fields, input_data, discipline):

@@ -506,16 +506,17 @@ async def execute(request):
     if mode == "asynchronous":
         row = await run_in_threadpool(jobs.submit, user["id"], fields, input_files, worker.enqueue, cached)
         return Response(wire.job_json(row), status_code=202, media_type="application/json")
-    if cached is not None:
-        # A hit, or the results of an identical job in flight: no warm process taken.
+    if cached is not None and state.slots.locked():
+        # Every warm process busy: a hit (or the results of an identical job in flight) must not
+        # wait for one. With one free, the lookup is made in the run's own thread, before it.
         row = await run_in_threadpool(jobs.from_cache, user["id"], fields, input_files, cached)
         if row is not None:
             return Response(wire.job_json(row), media_type="application/json")
+        cached = cached._replace(looked_up=True)
     # As many synchronous runs in threads as there are warm processes: the others wait here, on
     # the event loop, instead of crowding the GIL and the store's write lock.
     async with warm_slot(state):
-        miss = cached is not None and cached.lookup  # looked up above, and not found
-        row = await run_in_threadpool(jobs.run_synchronous, state.pool, user["id"], fields, input_files, OWNER_ID, miss)
+        row = await run_in_threadpool(jobs.run_synchronous, state.pool, user["id"], fields, input_files, OWNER_ID, cached)
     return Response(wire.job_json(row), media_type="application/json")
 
 

@@ -243,14 +243,22 @@ def _owned_input(user_id, item):
     return row
 
 
-def run_synchronous(job_pool, user_id, fields, input_files, owner, miss=False):
+def run_synchronous(job_pool, user_id, fields, input_files, owner, cached=None):
     """Run a synchronous job in this process's pool and return its final row.
 
     The job is recorded once a warm process is free, running already and claimed by this web
     app (if the web app dies, it ends lost): one write to start it, one to end it and read it
-    back."""
+    back. With cached (a cache.Request), a hit or an identical job in flight is looked for
+    first (from_cache), unless that was done."""
+    if cached is not None and not cached.looked_up:
+        row = from_cache(user_id, fields, input_files, cached)
+        if row is not None:
+            return row
+    elif cached is None:
+        fields["input_files"] = _input_files(user_id, input_files)
+    # else from_cache set the input files and the cache key
+    miss = cached is not None and cached.lookup and fields.get("cache_key") is not None
     queue_rank(user_id, 1)
-    fields["input_files"] = _input_files(user_id, input_files)
     try:
         process, job_id = job_pool.acquire(settings.POOL_WAIT_TIMEOUT), None
     except TimeoutError:
