@@ -9,6 +9,7 @@ import platform
 import re
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,17 @@ def runs(service, x):
     return path.read_text().split().count(repr(x)) if path.exists() else 0
 
 
+def wait_listed(api, path, timeout=120):
+    """Poll a job list until it has an entry; return the entries."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = api.get(path).json()
+        if found:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"nothing listed at {path} in {timeout} s")
+
+
 def cancel(api, job):
     assert api.post(f"/v1/job/{job['id']}/cancel").status_code == 200
     assert api.wait(job["id"])["error"] == "cancelled"
@@ -131,11 +143,12 @@ def gemseo_source(module):
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory, backend, backends):
     """A service with GEMSEO_HTTP_CACHE=shared, two uncached classes, SlowCounted's runs counted
-    in a file, and its worker on a simulated machine of its own (provenance names that host)."""
+    in a file, one warm process in its web app, and its worker on a simulated machine of its own
+    (provenance names that host)."""
     root = tmp_path_factory.mktemp("cache-shared")
     service = start_service(
         root, worker=False, GEMSEO_HTTP_CACHE="shared", GEMSEO_HTTP_UNCACHED_DISCIPLINES="Timestamp,Printer",
-        GAAS_TEST_RUNS=root / "runs", **backends.settings(backend),
+        GEMSEO_HTTP_SYNC_PROCESSES=1, GAAS_TEST_RUNS=root / "runs", **backends.settings(backend),
     )
     host = None
     try:
@@ -343,6 +356,20 @@ def test_uncached_disciplines_always_run(shared):
     body = {"input_data": {"x_1": [fresh()]}}
     source = alice.run("Sellar1", **body)
     assert_hit(alice, alice.run("Sellar1", **body), source)
+
+
+def test_a_synchronous_hit_takes_no_warm_process(shared):
+    alice, other = shared.api("alice", "alice-pw"), shared.api("alice", "alice-pw")
+    body = {"input_data": {"x_1": [fresh()]}}
+    source = alice.run("Sellar1", **body)
+    busy = f"busy {fresh()}"
+    with ThreadPoolExecutor(1) as thread:
+        # The web app's one warm process runs this meanwhile.
+        holding = thread.submit(other.run, "SlowCounted", name=busy, input_data={"x": [fresh()], "delay": [2.0]})
+        (running,) = wait_listed(alice, f"/v1/job?name={busy}&status=running")
+        assert_hit(alice, alice.run("Sellar1", **body), source)
+        assert alice.get(f"/v1/job/{running['id']}").json()["job_status"] == "running"
+        assert holding.result()["job_status"] == "finished"
 
 
 @pytest.mark.every_backend
