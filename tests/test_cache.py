@@ -365,7 +365,7 @@ def test_a_synchronous_hit_takes_no_warm_process(shared):
     busy = f"busy {fresh()}"
     with ThreadPoolExecutor(1) as thread:
         # The web app's one warm process runs this meanwhile.
-        holding = thread.submit(other.run, "SlowCounted", name=busy, input_data={"x": [fresh()], "delay": [2.0]})
+        holding = thread.submit(other.run, "SlowCounted", name=busy, input_data={"x": [fresh()], "delay": [3.0]})
         (running,) = wait_listed(alice, f"/v1/job?name={busy}&status=running")
         assert_hit(alice, alice.run("Sellar1", **body), source)
         assert alice.get(f"/v1/job/{running['id']}").json()["job_status"] == "running"
