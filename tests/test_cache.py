@@ -520,6 +520,9 @@ def test_provenance_of_a_plugin_class(shared):
     assert discipline["code_sha256"] == sha256(PLUGIN_FILE)
 
 
+# 7. Services of their own: a restart with a plugin edited meanwhile, the cache off
+
+
 def test_across_a_restart_an_edited_plugin_is_a_miss_and_a_purged_source_is_gone(fresh_service, monkeypatch, tmp_path):
     folder = tmp_path / "plugins"
     folder.mkdir()
