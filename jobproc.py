@@ -669,43 +669,51 @@ def run_study(engine, request, sender):
     """Run a study in the current directory (the job's); return the reply fields for the store."""
     import study
 
-    summary = study.run(engine, request["spec"], os.getcwd(), sender.add, max_processes=request["max_processes"])
+    summary = study.run(
+        engine, request["spec"], os.getcwd(), sender.send_batch, max_processes=request["max_processes"], sender=sender
+    )
     return {"output_data": dumps(summary)}
 
 
 class EvaluationSender:
-    """Sends a study's evaluations to the pool as {"evaluations": [...]}, batched: an
-    evaluation leaves at most FLUSH_INTERVAL after it ended, and a fast study sends one message
-    per interval, not one per evaluation."""
+    """Sends a study's evaluations to the pool as {"evaluations": [...]}, in batches, from a
+    thread of its own: woken by wake() when an evaluation ends, it calls hand_on() (set by
+    study.run), which builds the records that ended meanwhile and passes them to send_batch().
+    An evaluation leaves at most FLUSH_INTERVAL after it ended, and a fast study sends one
+    message per interval, not one per evaluation."""
 
     FLUSH_INTERVAL = 0.05
 
     def __init__(self, send):
-        self.send, self.pending, self.closed = send, [], False
-        self.cond = threading.Condition()
+        self.send, self.ready, self.closed = send, False, False
+        self.hand_on = lambda: None
+        self.cond = threading.Condition(threading.Lock())
         self.thread = threading.Thread(target=self._loop, name="evaluations", daemon=True)
         self.thread.start()
 
-    def add(self, evaluations):
+    def send_batch(self, evaluations):
+        self.send({"evaluations": evaluations})
+
+    def wake(self):
         with self.cond:
-            self.pending.extend(evaluations)
+            self.ready = True
             self.cond.notify()
 
     def _loop(self):
         last = 0.0
-        with self.cond:
-            while True:
-                while not self.pending and not self.closed:
+        while True:
+            with self.cond:
+                while not self.ready and not self.closed:
                     self.cond.wait()
-                if not self.pending:
-                    return
+                if self.closed:
+                    return  # study.run hands the last ones on itself
                 wait = last + self.FLUSH_INTERVAL - time.monotonic()
-                if wait > 0 and not self.closed:
+                if wait > 0:
                     self.cond.wait(wait)  # more evaluations join this message meanwhile
                     continue
-                batch, self.pending = self.pending, []
-                last = time.monotonic()
-                self.send({"evaluations": batch})
+                self.ready = False
+            last = time.monotonic()
+            self.hand_on()
 
     def close(self):
         with self.cond:
@@ -809,6 +817,10 @@ def main():
     os.chdir(idle_dir)
     enabled = frozenset(filter(None, os.environ.get("GAAS_ENABLED", "").split(",")))
     engine = Engine(enabled)
+    # Loaded here, once, not by the first study of each job process (about 0.2 s: the optimiser,
+    # h5py and study.py's own imports).
+    import study  # noqa: F401
+
     # Objects that exist now are never collected: their pages stay shared with the forks.
     gc.freeze()
     zygote(control, engine, idle_dir)

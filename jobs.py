@@ -604,8 +604,11 @@ class StudyRecorder:
         self.maximize = bool(self.spec["objective"].get("maximize", False))
         self.best = None  # the best record so far
         self.unsaved = []
+        self.gone = False
 
     def write(self, message):
+        if self.gone:
+            return
         records = self.unsaved + message["evaluations"]
         best = study.best_record([self.best, *records] if self.best else records, self.maximize)
         changed = best is not self.best
@@ -618,7 +621,12 @@ class StudyRecorder:
             )
         except Exception as error:
             if not errors.unavailable(error):
-                raise
+                if store.get_study(self.study_id) is not None:
+                    raise
+                # Deleted while it ran (its cancel comes first): what it still sends has no home.
+                logger.info("study %s was deleted: its last evaluations are dropped", self.study_id)
+                self.gone = True
+                return
             # Kept for the next message: the history has no gap once the store is back.
             logger.warning("study %s: %s is unavailable to record evaluations: %s", self.study_id, errors.unavailable(error), error)
             self.unsaved = records

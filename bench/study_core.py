@@ -1,21 +1,27 @@
 """What a study costs over plain GEMSEO, in process (study.py, issue 18).
 
-1. Recording: the same scenario executed with and without study.py's recorder (each evaluation
-   turned into a record and its JSON text, as the job process would store it); a cheap analytic
-   DOE of many points (where the per-point cost shows most) and Sellar MDF with SLSQP.
+1. Recording: the same scenario (built as study.run builds it, GEMSEO's SIMPLE cache on) executed
+   with and without the job process's recording: study.py's recorder queueing each evaluation,
+   jobproc.EvaluationSender's thread having the records built and sending them in batches
+   through a pipe to another process, as a job process sends them to its worker; a cheap
+   analytic DOE of many points (where the per-point cost shows most) and Sellar MDF with SLSQP.
 2. A whole Sellar MDF SLSQP study (check, build, run, record, problem.h5) against the same
    optimisation written with GEMSEO's API locally.
-Runs alternate; CPU times (process_time: other work on the machine counts less), medians,
-then one JSON line. The time spent inside the recorder is measured too (wall time of each call,
-microseconds long), as it is the overhead itself and not the difference of two noisy figures.
+Runs alternate; CPU times of this process, the sender's thread included (process_time: other
+work on the machine counts less), medians (the overhead: the median of each pair's ratio), then
+one JSON line. The wall time spent inside the recorder's calls is shown too (a loaded machine
+inflates it: it counts the time the process waits for a processor).
 
-    .venv/bin/python bench/study_core.py [--repeat 7]
+    .venv/bin/python bench/study_core.py [--repeat 7] [--only analytic_doe_2000 ...]
 """
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
+import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -36,14 +42,46 @@ ANALYTIC["algorithm"]["settings"]["random_state"] = 1
 del ANALYTIC["post_processing"]  # the run is timed, not the images
 
 
-def execute(engine, spec, recorded):
-    """Build the scenario as study.run does and execute it, with the recorder or without."""
-    scenario = study._checked(engine, spec, 1).scenario
+def drain():
+    """A process that reads and drops what a job process would send to its worker; return the
+    sending end of its pipe."""
+    reader, writer = multiprocessing.Pipe(duplex=False)
+    if os.fork() == 0:
+        writer.close()
+        try:
+            while True:
+                reader.recv()
+        except EOFError:
+            os._exit(0)
+    reader.close()
+    return writer
+
+
+@contextlib.contextmanager
+def simple_cache():
+    """GEMSEO's default cache for the disciplines built meanwhile, as study.run and a local
+    script have it (jobproc.Engine turned it off in this process, as in a job process)."""
+    from gemseo.core.discipline import Discipline
+
+    saved, Discipline.default_cache_type = Discipline.default_cache_type, Discipline.CacheType.SIMPLE
+    try:
+        yield
+    finally:
+        Discipline.default_cache_type = saved
+
+
+def execute(engine, spec, pipe=None):
+    """Build the scenario as study.run does and execute it, recording into the pipe or not."""
+    with simple_cache():
+        scenario = study._checked(engine, spec, 1).scenario
     problem = scenario.formulation.optimization_problem
-    texts, inside = [], [0.0]
-    if recorded:
+    inside, count = [0.0], 0
+    if pipe is not None:
+        # As study.run and the job process do it, but for the scenario's check and problem.h5.
+        sender = jobproc.EvaluationSender(pipe.send)
         stop = study._StopSignal(study._stopped_criterion(), None)
-        recorder = study.Recorder(problem, lambda found: texts.extend(map(study.to_text, found)), stop)
+        recorder = study.Recorder(problem, sender.send_batch, stop, sender.wake)
+        sender.hand_on = recorder.hand_on
 
         def timed(x_vect):
             # perf_counter: 0.06 us a call, where process_time (a system call) costs 1 us
@@ -54,7 +92,12 @@ def execute(engine, spec, recorded):
         problem.database.add_store_listener(timed)
     start = time.process_time()
     scenario.execute(algo_name=spec["algorithm"]["name"], **spec["algorithm"]["settings"])
-    return time.process_time() - start, len(texts), inside[0]
+    if pipe is not None:
+        recorder.flush()
+        recorder.hand_on()
+        sender.close()
+        count = recorder.count
+    return time.process_time() - start, count, inside[0]
 
 
 def plain_sellar():
@@ -66,7 +109,9 @@ def plain_sellar():
     for name, variable in SELLAR["design_space"].items():
         space.add_variable(name, len(variable["lower_bound"]), lower_bound=variable["lower_bound"],
                            upper_bound=variable["upper_bound"], value=variable["value"])
-    scenario = create_scenario(create_discipline(["Sellar1", "Sellar2", "SellarSystem"]), "obj", space, formulation_name="MDF")
+    with simple_cache():
+        disciplines = create_discipline(["Sellar1", "Sellar2", "SellarSystem"])
+        scenario = create_scenario(disciplines, "obj", space, formulation_name="MDF")
     scenario.add_constraint("c_1", constraint_type="ineq")
     scenario.add_constraint("c_2", constraint_type="ineq")
     scenario.add_observable("y_1")
@@ -87,28 +132,38 @@ def whole_study(engine):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
-    repeat = parser.parse_args().repeat
+    parser.add_argument("--only", nargs="*", help="analytic_doe_2000, sellar_mdf_slsqp, sellar_study_vs_local")
+    args = parser.parse_args()
+    repeat, only = args.repeat, set(args.only or ())
     logging.disable(logging.CRITICAL)  # GEMSEO's INFO lines would be timed too
     engine = jobproc.Engine(frozenset())
+    pipe = drain()
     gc.freeze()  # as the zygote does: what exists now is never traversed by a collection again
     figures = {}
     for label, spec in (("analytic_doe_2000", ANALYTIC), ("sellar_mdf_slsqp", SELLAR)):
+        if only and label not in only:
+            continue
         plain, recorded, listener, count = [], [], [], 0
-        execute(engine, spec, True)  # warm-up: first imports and lambdify
+        execute(engine, spec, pipe)  # warm-up: first imports and lambdify
         for _ in range(repeat):
-            plain.append(execute(engine, spec, False)[0])
-            elapsed, count, inside = execute(engine, spec, True)
+            plain.append(execute(engine, spec)[0])
+            elapsed, count, inside = execute(engine, spec, pipe)
             recorded.append(elapsed)
             listener.append(inside)
         p, r, i = statistics.median(plain), statistics.median(recorded), statistics.median(listener)
+        # Run by run (a plain run, then a recorded one): a drift of the machine's speed cancels out.
+        paired = statistics.median(b / a for a, b in zip(plain, recorded))
         figures[label] = {
             "evaluations": count, "plain_cpu_s": round(p, 4), "recorded_cpu_s": round(r, 4),
-            "overhead_pct": round(100 * (r / p - 1), 2), "listener_cpu_s": round(i, 4),
+            "overhead_pct": round(100 * (paired - 1), 2), "listener_cpu_s": round(i, 4),
             "listener_pct": round(100 * i / p, 2), "listener_us_per_evaluation": round(1e6 * i / count, 1),
         }
         print(f"{label}: {count} evaluations, CPU plain {p * 1000:.1f} ms, recorded {r * 1000:.1f} ms"
               f" ({figures[label]['overhead_pct']:+.2f}%); inside the recorder {i * 1000:.1f} ms ="
               f" {figures[label]['listener_pct']:.2f}% of plain, {1e6 * i / count:.0f} us per evaluation (target < 10%)")
+    if only and "sellar_study_vs_local" not in only:
+        print(json.dumps(figures))
+        return
     plain, whole = [], []
     plain_sellar(), whole_study(engine)  # warm-up
     for _ in range(repeat):

@@ -337,3 +337,21 @@ def test_a_worker_killed_during_a_study_ends_it_lost_or_runs_it_again(fresh_serv
     assert api.get(f"/v1/study/{created['id']}/history").json()["evaluation"] == list(range(1, 13))
 
 
+
+
+def test_a_doe_whose_every_evaluation_fails_ends_failed(api):
+    """GEMSEO's DOE goes on past a point whose evaluation raised: with none left, the study fails
+    and says why, rather than ending finished with nothing."""
+    spec = {
+        "name": "failing",
+        "disciplines": [{"class_name": "Failing"}],
+        "formulation": "DisciplinaryOpt",
+        "design_space": {"x": {"lower_bound": [0.0], "upper_bound": [1.0]}},
+        "objective": {"name": "y"},
+        "algorithm": {"name": "PYDOE_LHS", "settings": {"n_samples": 3}},
+    }
+    ended = wait_study(api, submit(api, spec)["id"])
+    assert (ended["study_status"], ended["error"], ended["n_evaluations"]) == ("failed", "EvaluationsFailed", 0)
+    assert ended["message"].startswith("All 3 evaluations of the DOE failed")
+    assert "ValueError: the model diverged at x=" in ended["message"]
+    assert "problem.h5" in api.get(f"/v1/job/{ended['job_id']}/files").text

@@ -5,6 +5,7 @@ import copy
 import csv
 import io
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ import jobproc
 import study
 from sellar import SELLAR, sellar_scenario
 from study_specs import analytic_spec, sellar_spec, sleeper_spec, space_of
+from test_internals import gaas_log, tmp_store  # noqa: F401 (fixtures)
 
 PLUGINS = Path(__file__).resolve().parent / "plugins"
 SPECS = Path(__file__).resolve().parent / "study_specs.py"
@@ -425,3 +427,104 @@ def test_each_discipline_runs_once_per_point(engine, tmp_path, capfd):
     _, evaluations = run_study(engine, spec, tmp_path / "w")
     assert len(evaluations) == 5
     assert capfd.readouterr().out.count("run at") == 5
+
+
+def test_records_built_in_batches_by_the_senders_thread_are_those_built_one_by_one(engine, tmp_path):
+    """In a job process the sender's thread has the queued points' records built together and
+    sends them in a few messages: the same records as the callback gets one by one."""
+    spec = analytic_spec(300)
+    spec["algorithm"]["settings"]["random_state"] = 1
+    del spec["post_processing"]
+    _, one_by_one = run_study(engine, spec, tmp_path / "one")
+    messages = []
+    sender = jobproc.EvaluationSender(messages.append)
+    (tmp_path / "batched").mkdir()
+    try:
+        summary = study.run(engine, spec, tmp_path / "batched", sender.send_batch, sender=sender)
+    finally:
+        sender.close()
+    batched = [evaluation for message in messages for evaluation in message["evaluations"]]
+    assert batched == one_by_one and summary["n_evaluations"] == 300
+    assert summary["best"] == study.best(one_by_one)
+    assert len(messages) < 30  # one message per 50 ms, not one per evaluation
+
+
+def failing_doe(n_samples):
+    return {
+        "disciplines": [{"class_name": "Failing"}],
+        "formulation": "DisciplinaryOpt",
+        "design_space": {"x": {"lower_bound": [0.0], "upper_bound": [1.0]}},
+        "objective": {"name": "y"},
+        "algorithm": {"name": "PYDOE_LHS", "settings": {"n_samples": n_samples}},
+    }
+
+
+def test_a_doe_whose_every_evaluation_fails_fails_and_says_why(engine, tmp_path):
+    # GEMSEO's DOE logs a point whose evaluation raised a ValueError and goes on: the study
+    # would end finished with nothing.
+    with pytest.raises(study.EvaluationsFailed) as raised:
+        run_study(engine, failing_doe(4), tmp_path)
+    text = str(raised.value)
+    assert text.startswith("All 4 evaluations of the DOE failed") and "\n" not in text
+    assert "the first raised ValueError: the model diverged at x=" in text
+    # The job process reports it as the job's error, its text as the message.
+    reply = jobproc.execute_job(
+        engine, {"op": "study", "job": {"workdir": str(tmp_path)}, "spec": failing_doe(3), "max_processes": 1}, lambda _: None
+    )
+    assert reply["job_status"] == "failed" and reply["error"] == "EvaluationsFailed"
+    assert reply["traceback"].startswith("All 3 evaluations of the DOE failed")
+    assert OptimizationProblem.from_hdf(tmp_path / "problem.h5").design_space.variable_names == ["x"]
+
+
+class StudyProcess:
+    """A job process whose study sends a batch of evaluations, is deleted (cancelled, then
+    removed), sends another, and ends."""
+
+    pid = 4242
+
+    def ask(self, message, deadline=None, should_stop=None, on_message=None, grace=0.0):
+        import jobs
+        import store
+
+        on_message({"evaluations": [{"evaluation": 1, "x": {"x": [0.5]}, "objective": {"y": 1.0},
+                                     "constraints": {}, "observables": {}, "feasible": True, "violation": 0.0}]})
+        jobs.delete_study(store.get_study(message["job"]["study_id"]))
+        on_message({"evaluations": [{"evaluation": 2, "x": {"x": [0.7]}, "objective": {"y": 0.5},
+                                     "constraints": {}, "observables": {}, "feasible": True, "violation": 0.0}]})
+        return {"ok": True, "job_status": "finished", "output_data": "{}"}
+
+
+def test_a_study_deleted_while_it_runs_says_so_in_one_line(tmp_store, gaas_log, caplog):
+    import jobs
+    from test_internals import FakePool
+
+    caplog.set_level(logging.INFO, logger="gaas")
+    user_id = tmp_store.add_user("alice", "hash")
+    study_fields = {"user_id": user_id, "name": "s", "spec": json.dumps(failing_doe(2)), "formulation": "DisciplinaryOpt",
+                    "algorithm": "{}", "objective": '{"name": "y"}'}
+    job_fields = {"user_id": user_id, "discipline_class_name": "Study", "job_type": "study", "job_status": "pending",
+                  "execution_mode": "asynchronous"}
+    row = tmp_store.create_study(study_fields, job_fields, jobs.workdir_prefix(user_id))
+    assert jobs.run_queued(FakePool(StudyProcess()), [row["job_id"]], "worker:here:1:x") == ([None], [])
+    assert tmp_store.get_study(row["id"]) is None
+    lines = [record.getMessage() for record in gaas_log]
+    assert not [record for record in gaas_log if record.exc_info], lines  # no traceback
+    assert lines.count(f"study {row['id']} was deleted: its last evaluations are dropped") == 1, lines
+
+
+def test_a_batch_converts_each_value_as_one_value_alone():
+    """study._rows, which converts a batch's values together, gives what _numbers gives each alone:
+    NaN and infinities null, complex values their real part, a value not computed None."""
+    batches = [
+        [numpy.array([1.0, 2.0]), numpy.array([numpy.nan, numpy.inf])],
+        [numpy.float64(3.0), numpy.float64(-numpy.inf)],
+        [numpy.array([1.0]), None, numpy.array([2.0, 3.0])],
+        [numpy.array([1 + 2j]), numpy.array([3.0])],
+        [numpy.array([[1.0, 2.0], [3.0, 4.0]])],
+        [numpy.array([1, 2])],
+    ]
+    for values in batches:
+        alone = [None if value is None else study._numbers(value) for value in values]
+        assert study._rows(values) == alone
+    assert study._rows(batches[0]) == [[1.0, 2.0], [None, None]]
+    assert study._rows(batches[3]) == [[1.0], [3.0]]
