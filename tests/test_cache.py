@@ -17,6 +17,7 @@ import requests
 
 import conftest
 from conftest import PLUGINS, TIMEOUT, start_service
+from study_specs import analytic_spec
 from test_api import upload
 from test_batches import points, stamp, submit, wait_batch
 from test_faults import wait_status
@@ -565,3 +566,18 @@ def test_with_the_cache_off_every_job_runs(fresh_service):
         assert_ran(alice, job)
         assert provenance(job, "Counted", socket.gethostname())["code_sha256"] == sha256(PLUGIN_FILE)
     assert cache_counts(service) == before
+
+
+def test_a_studys_job_carries_the_provenance_of_its_disciplines(alice):
+    response = alice.post("/v1/study", json=analytic_spec(n_samples=5), timeout=120)
+    assert response.status_code == 202, response.text
+    study_id = response.json()["id"]
+    deadline = time.monotonic() + 120
+    while (study := alice.get(f"/v1/study/{study_id}?long_polling=true&long_polling_timeout=10").json())["study_status"] not in ("finished", "failed"):
+        assert time.monotonic() < deadline, study
+    assert study["study_status"] == "finished", study
+    found = alice.get(f"/v1/job/{study['job_id']}").json()["provenance"]
+    assert found["python"] == platform.python_version() and found["gemseo"] == importlib.metadata.version("gemseo")
+    [discipline] = found["disciplines"]
+    assert discipline["class_name"] == "AnalyticDiscipline" and discipline["distribution"].startswith("gemseo ")
+    assert len(discipline["code_sha256"]) == 64
