@@ -44,24 +44,32 @@ class Request(NamedTuple):
 def key(fields, input_data, discipline):
     """The cache key of a job (its store columns `fields`, input_files resolved, and its given
     input_data as a dict), or None when its class is not cached."""
+    return keys(fields, [input_data], discipline)[0]
+
+
+def keys(fields, points, discipline):
+    """The cache keys of jobs that differ only by their given input_data (a batch's points)."""
     if discipline is None or discipline.code_sha256 is None:
-        return None
-    digests = dict(discipline.defaults)
-    for name, value in input_data.items():
-        digests[name] = provenance.value_digest(jobproc.to_array(value, discipline.array if name in discipline.arrays else None))
+        return [None] * len(points)
     input_files = {entry["filename"]: entry.get("sha256sum", "") for entry in orjson.loads(fields["input_files"])}
     parts = [
         fields["user_id"] if settings.CACHE == "user" else "*",
         fields["discipline_class_name"],
         _canonical(fields["discipline_options"]),
         fields["job_type"],
-        provenance.inputs_sha256(digests, input_files),
     ]
     if fields["job_type"] == "execute_and_linearize":
         parts += [fields["linearization_mode"], _canonical(fields["linearize_options"])]
         parts += [fields["differentiated_inputs"], fields["differentiated_outputs"]]
-    base = hashlib.sha256(orjson.dumps(parts)).hexdigest()
-    return f"{base}:{discipline.code_sha256}"
+    common = orjson.dumps(parts)
+    found = []
+    for input_data in points:
+        digests = dict(discipline.defaults)
+        for name, value in input_data.items():
+            digests[name] = provenance.value_digest(jobproc.to_array(value, discipline.array if name in discipline.arrays else None))
+        inputs = provenance.inputs_sha256(digests, input_files)
+        found.append(f"{hashlib.sha256(common + inputs.encode()).hexdigest()}:{discipline.code_sha256}")
+    return found
 
 
 def _canonical(text):

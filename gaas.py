@@ -911,7 +911,7 @@ async def job_log(request):
     try:
         handle = await run_in_threadpool(files.open_in, row["workdir"], files.LOG_NAME)
     except Rejected:
-        return PlainTextResponse("")
+        return PlainTextResponse(files.cache_note(row["cached_from"]) if row["cached_from"] is not None else "")
     start = await run_in_threadpool(files.tail_start, handle, tail)
     return StreamingResponse(files.read_chunks(handle, start), media_type="text/plain; charset=utf-8")
 

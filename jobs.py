@@ -137,12 +137,13 @@ def from_cache(user_id, fields, input_files, cached):
 
 
 def _copy_results(taken, source, source_id):
-    """Lay out the directories of jobs that took the results of job source_id (a row or None)."""
+    """Lay out the directories of jobs that took the results of job source_id (a row or None):
+    only when it wrote files (a thousand hits of a batch would otherwise cost a thousand folders)."""
     source_dir = Path(source["workdir"]) if source is not None else None
-    note = f"Results from the cache: job {source_id} computed them; its files are copied here."
-    for job_id, workdir in taken:
+    found = files.result_files(source_dir)
+    for job_id, workdir in taken if found else ():
         try:
-            files.copy_results(source_dir, Path(workdir), note)
+            files.copy_results(source_dir, found, Path(workdir), files.cache_note(source_id))
         except OSError:
             logger.exception("job %s: the files of job %s could not be copied", job_id, source_id)
 
@@ -307,7 +308,7 @@ def submit_batch(user_id, batch, common, inputs, input_files, enqueue, cached=No
     common = dict(common, job_status="pending", input_files=_input_files(user_id, input_files))
     keys, lookup = None, False
     if cached is not None:
-        keys = [cache.key(common, point, cached.discipline) for point in cached.input_data]
+        keys = cache.keys(common, cached.input_data, cached.discipline)
         lookup = cached.lookup and any(keys)
     message = getattr(enqueue, "message", None)  # the queue is in the store: one transaction
 

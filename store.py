@@ -512,18 +512,28 @@ class Store:
     def _take_results(self, conn, job_ids, source_id):
         """End pending jobs (those waiting for source_id, or new hits) as finished with the
         source's results, provenance and complete inputs."""
-        marks = ", ".join("?" * len(job_ids))
-        conn.execute(
-            f"UPDATE jobs SET job_status = 'finished', cached_from = ?, waits_for = NULL, ended_at = ?,"
-            f" provenance = (SELECT provenance FROM jobs WHERE id = ?) WHERE id IN ({marks}) AND job_status = 'pending'",
-            (source_id, time.time(), source_id, *job_ids),
-        )
-        conn.execute(
-            f"UPDATE job_data SET ({', '.join(DATA_FIELDS)}) = (SELECT {', '.join(DATA_FIELDS)} FROM job_data"
-            f" WHERE job_id = ?) WHERE job_id IN ({marks})",
-            (source_id, *job_ids),
-        )
-        self._count_cache(conn, "hit", len(job_ids))
+        self._take_results_of(conn, [(job_id, source_id) for job_id in job_ids])
+
+    def _take_results_of(self, conn, pairs):
+        """_take_results for (job id, source id) pairs, a few statements for a whole batch."""
+        now = time.time()
+        for start in range(0, len(pairs), 400):  # within SQLite's parameter limit
+            chunk = pairs[start : start + 400]
+            params = [value for pair in chunk for value in pair]
+            # The pairs as a table: (VALUES ...) names its columns column1, column2 on both backends.
+            pairing = f"(SELECT column1 AS job, column2 AS source FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS given) AS pairing"
+            conn.execute(
+                "UPDATE jobs SET job_status = 'finished', cached_from = pairing.source, waits_for = NULL, ended_at = ?,"
+                " provenance = (SELECT source.provenance FROM jobs AS source WHERE source.id = pairing.source)"
+                f" FROM {pairing} WHERE jobs.id = pairing.job AND jobs.job_status = 'pending'",
+                (now, *params),
+            )
+            conn.execute(
+                f"UPDATE job_data SET ({', '.join(DATA_FIELDS)}) = (SELECT {', '.join(DATA_FIELDS)} FROM job_data AS source"
+                f" WHERE source.job_id = pairing.source) FROM {pairing} WHERE job_data.job_id = pairing.job",
+                params,
+            )
+        self._count_cache(conn, "hit", len(pairs))
 
     @staticmethod
     def _count_cache(conn, outcome, n):
@@ -791,8 +801,9 @@ class Store:
         Return (batch id, point ids, Settled)."""
         keys = keys or [None] * len(inputs)
         with self.transaction() as conn:
-            # Looked up before the points are in: a point is not its own source.
-            sources = self._cache_sources(conn, list(dict.fromkeys(key for key in keys if key))) if lookup else None
+            # Decided before the points are in (a point is not its own source), so that a hit is
+            # written finished at once: one row each, not a row and an update.
+            plan = self._batch_plan(conn, keys) if lookup else [("queue", None)] * len(keys)
             batch_id = conn.execute(
                 "INSERT INTO batches (user_id, name, discipline_class_name, n_samples, created_at, design, input_names, group_id)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -807,52 +818,64 @@ class Store:
                     batch.get("group_id"),
                 ),
             ).fetchall()[0][0]
-            fields = dict(common, created_at=time.time(), batch_id=batch_id)
-            names = ", ".join([*fields, "batch_index", "workdir", "cache_key"])
-            marks = ", ".join("?" * (len(fields) + 3))
-            insert = f"INSERT INTO jobs ({names}) VALUES ({marks}) RETURNING id"
+            now = time.time()
+            fields = {key: value for key, value in dict(common, created_at=now, batch_id=batch_id).items() if key != "job_status"}
+            names = ", ".join([*fields, "batch_index", "workdir", "cache_key", "job_status", "cached_from", "ended_at", "provenance"])
+            marks = ", ".join(["?"] * (len(fields) + 6) + ["(SELECT provenance FROM jobs WHERE id = ?)"])
             values = tuple(fields.values())
-            ids = []
-            for index, key in enumerate(keys):
-                job_id = conn.execute(insert, (*values, index, "", key)).fetchall()[0][0]
-                ids.append(job_id)
+            rows = []
+            for index, (key, (kind, source)) in enumerate(zip(keys, plan)):
+                hit = kind == "hit"
+                rows.append((*values, index, "", key, "finished" if hit else "pending", source if hit else None, now if hit else None, source if hit else None))
+            conn.executemany(f"INSERT INTO jobs ({names}) VALUES ({marks})", rows)
+            ids = [row[0] for row in conn.execute("SELECT id FROM jobs WHERE batch_id = ? ORDER BY batch_index", (batch_id,))]
             conn.execute("UPDATE jobs SET workdir = ? || CAST(id AS TEXT) WHERE batch_id = ?", (str(workdir_prefix), batch_id))
-            conn.executemany("INSERT INTO job_data (job_id, input_data) VALUES (?, ?)", zip(ids, inputs))
-            settled = self._settle_batch(conn, ids, keys, sources) if lookup else Settled(ids, {}, {})
-            queued = set(settled.queued)
-            self._count_cache(conn, "miss", sum(1 for job_id, key in zip(ids, keys) if key and job_id in queued) if lookup else 0)
-            for task in tasks(settled.queued) if tasks else ():
+            hits, waits, queued = collections.defaultdict(list), {}, []
+            for job_id, (kind, source) in zip(ids, plan):
+                if kind == "hit":
+                    hits[source].append(job_id)
+                elif kind == "wait":
+                    waits[job_id] = source
+                elif kind == "follow":  # the batch's first point of its key
+                    waits[job_id] = ids[source]
+                else:
+                    queued.append(job_id)
+            taken = {job_id for job_ids in hits.values() for job_id in job_ids}
+            conn.executemany("INSERT INTO job_data (job_id, input_data) VALUES (?, ?)", [pair for pair in zip(ids, inputs) if pair[0] not in taken])
+            conn.executemany(
+                f"INSERT INTO job_data (job_id, {', '.join(DATA_FIELDS)}) SELECT ?, {', '.join(DATA_FIELDS)} FROM job_data WHERE job_id = ?",
+                [(job_id, source) for source, job_ids in hits.items() for job_id in job_ids],
+            )
+            conn.executemany("UPDATE jobs SET waits_for = ? WHERE id = ?", [(leader, job_id) for job_id, leader in waits.items()])
+            self._count_cache(conn, "hit", len(taken))
+            self._count_cache(conn, "miss", sum(1 for job_id, key in zip(ids, keys) if key and job_id not in taken and job_id not in waits) if lookup else 0)
+            workdirs = {}
+            if hits:
+                for start in range(0, len(hits), 500):  # within SQLite's parameter limit
+                    chunk = list(hits)[start : start + 500]
+                    found = conn.execute(f"SELECT id, workdir FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
+                    workdirs.update((row[0], row[1]) for row in found)
+            for task in tasks(queued) if tasks else ():
                 self.queue_task(conn, *task)
-        return batch_id, ids, settled
+        return batch_id, ids, Settled(queued, {source: (workdirs.get(source), job_ids) for source, job_ids in hits.items()}, waits)
 
-    def _settle_batch(self, conn, ids, keys, sources):
-        """Decide each new point of a batch from the sources of its keys: a hit (finished from a
-        finished job), waiting (for a job in flight, or for the batch's first point of the same
-        key), or queued."""
-        hits, waits, queued, first = collections.defaultdict(list), {}, [], {}
-        for job_id, key in zip(ids, keys):
+    def _batch_plan(self, conn, keys):
+        """What each new point of a batch does, from the sources of its key: ("hit", source id),
+        ("wait", id of a job in flight), ("follow", index of the batch's first point of the same
+        key) or ("queue", None)."""
+        sources = self._cache_sources(conn, list(dict.fromkeys(key for key in keys if key)))
+        plan, first = [], {}
+        for index, key in enumerate(keys):
             source = sources.get(key)
-            if source is not None and source[1] == "finished":
-                hits[source[0]].append(job_id)
-            elif source is not None:
-                waits[job_id] = source[0]
+            if source is not None:
+                plan.append(("hit" if source[1] == "finished" else "wait", source[0]))
             elif key in first:
-                waits[job_id] = first[key]
+                plan.append(("follow", first[key]))
             else:
-                queued.append(job_id)
+                plan.append(("queue", None))
                 if key:
-                    first[key] = job_id
-        conn.executemany("UPDATE jobs SET waits_for = ? WHERE id = ?", [(leader, job_id) for job_id, leader in waits.items()])
-        for source_id, job_ids in hits.items():
-            for start in range(0, len(job_ids), 500):  # within SQLite's parameter limit
-                self._take_results(conn, job_ids[start : start + 500], source_id)
-        workdirs = {}
-        if hits:
-            rows = conn.execute(
-                f"SELECT id, workdir FROM jobs WHERE id IN ({', '.join('?' * len(hits))})", tuple(hits)
-            ).fetchall()
-            workdirs = {row[0]: row[1] for row in rows}
-        return Settled(queued, {source: (workdirs.get(source), job_ids) for source, job_ids in hits.items()}, waits)
+                    first[key] = index
+        return plan
 
     def get_batch(self, batch_id, user_id=None):
         """The batch row (of this user, when given), or None."""
