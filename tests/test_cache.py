@@ -18,6 +18,7 @@ import requests
 import conftest
 from conftest import PLUGINS, TIMEOUT, start_service
 from study_specs import analytic_spec
+from test_ui import browser  # noqa: F401 (a fixture)
 from test_api import upload
 from test_batches import points, stamp, submit, wait_batch
 from test_faults import wait_status
@@ -581,3 +582,30 @@ def test_a_studys_job_carries_the_provenance_of_its_disciplines(alice):
     [discipline] = found["disciplines"]
     assert discipline["class_name"] == "AnalyticDiscipline" and discipline["distribution"].startswith("gemseo ")
     assert len(discipline["code_sha256"]) == 64
+
+
+def test_the_dashboard_says_a_job_came_from_the_cache_and_shows_its_provenance(browser, live, alice):
+    from selenium.webdriver.common.by import By
+    from test_ui import open_job, screenshot, wait
+
+    source = alice.run("Sellar1", input_data={"x_1": [fresh()]})
+    hit = alice.run("Sellar1", input_data=source["input_data"])
+    assert hit["cached_from"] == source["id"]
+    page = open_job(browser, live, hit["id"])
+    wait(browser).until(lambda _: page.find_elements(By.CSS_SELECTOR, "#provenance table"))
+    note = page.find_element(By.ID, "cached-from")
+    assert f"job #{source['id']}" in note.text
+    assert note.find_element(By.TAG_NAME, "a").get_attribute("href").endswith(f"#/job/{source['id']}")
+    facts = page.find_element(By.CSS_SELECTOR, "#provenance table").text
+    code = source["provenance"]["discipline"]["code_sha256"]
+    assert code in facts and source["provenance"]["inputs_sha256"] in facts and "gemseo " in facts
+    browser.execute_script("document.getElementById('provenance').scrollIntoView()")
+    screenshot(browser, "47-job-from-the-cache")
+    assert "from cache" in wait(browser).until(lambda _: open_page_row(browser, live, hit["id"])).text
+
+
+def open_page_row(browser, live, job_id):
+    """The row of a job in the jobs list, once drawn."""
+    from test_ui import open_page
+
+    return open_page(browser, live, "#/jobs", f"tr[data-job='{job_id}']")
