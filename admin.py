@@ -149,6 +149,13 @@ def purge(args):
     )
 
 
+def clear_cache(args):
+    cleared = store.clear_cache(args.class_name)
+    audit("cache.clear", args.class_name or "*", f"{cleared} results")
+    what = f"of {args.class_name} " if args.class_name else ""
+    print(f"forgot {cleared} cached results {what}(their jobs stay); identical jobs run again")
+
+
 def pg_program(name):
     """A PostgreSQL client program: GEMSEO_HTTP_PG_BIN's, Debian's newest, or the one on PATH."""
     folders = [os.environ.get("GEMSEO_HTTP_PG_BIN", "")]
@@ -355,6 +362,10 @@ def main(argv=None):
     command.add_argument("--older-than", type=float, required=True, metavar="DAYS")
     command.add_argument("--dry-run", action="store_true", help="only count what would be removed")
     command.set_defaults(function=purge)
+    command = commands.add_parser("cache", help="the results cache").add_subparsers(dest="action", required=True)
+    command = command.add_parser("clear", help="forget the cached results (of one class): identical jobs run again")
+    command.add_argument("--class", dest="class_name", metavar="NAME", help="only the results of this discipline class")
+    command.set_defaults(function=clear_cache)
     command = commands.add_parser("backup", help="write consistent copies of the databases and the key into FOLDER")
     command.add_argument("folder")
     command.set_defaults(function=backup)

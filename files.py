@@ -46,6 +46,46 @@ def lay_out(workdir, sources):
         shutil.copyfile(settings.FILE_DIRECTORY / row["unique_filename"], workdir / row["filename"])
 
 
+def result_files(source):
+    """The paths of what a job's directory holds but its log: what a job that takes its results
+    (the cache) gets a copy of. None when there is nothing (most models write no file)."""
+    try:
+        with os.scandir(source) if source is not None else contextlib.nullcontext(()) as entries:
+            if not any(entry.name != LOG_NAME for entry in entries):
+                return None  # scandir first: a thousand hits of a batch each look at their source
+    except OSError:
+        return None
+    return [path for path in source.rglob("*") if not (path.name == LOG_NAME and path.parent == source)] or None
+
+
+def copy_results(source, found, workdir, note):
+    """Give a job that took another's results its own directory: the source's files `found`
+    (result_files) hard-linked, copied across file systems, and its own log, `note` (where its
+    results came from). Links are safe: a job's files are never written once it ended. A job
+    whose source wrote no file gets no directory: the log route gives it the note."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / LOG_NAME).write_text(note)
+    for path in found:
+        target = workdir / path.relative_to(source)
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        try:
+            os.link(path, target)
+        except (FileExistsError, FileNotFoundError):  # the source deleted meanwhile: its files go
+            pass
+        except OSError:
+            with contextlib.suppress(FileNotFoundError):
+                shutil.copyfile(path, target)
+
+
+def cache_note(source_id):
+    """The log of a job that took the results of job source_id instead of running."""
+    return f"Results from the cache: job {source_id} computed them; this job did not run.\n"
+
+
 def file_tree(folder, root=None):
     """The folder as {file: None, subfolder: {...}}, files first at each level."""
     root = root or folder

@@ -37,6 +37,7 @@ from swagger_ui_bundle import swagger_ui_path
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 import auth
+import cache
 import contract
 import errors
 import files
@@ -501,14 +502,32 @@ async def execute(request):
     fields = job_fields(user, name, body, mode, await share_group(user, body.get("group")))
     fields["input_data"] = strict_json(input_data, "input_data")
     input_files = body.get("input_files") or []
+    cached = await cache_request(state, name, description, input_data, body)
     if mode == "asynchronous":
-        row = await run_in_threadpool(jobs.submit, user["id"], fields, input_files, worker.enqueue)
+        row = await run_in_threadpool(jobs.submit, user["id"], fields, input_files, worker.enqueue, cached)
         return Response(wire.job_json(row), status_code=202, media_type="application/json")
+    if cached is not None and state.slots.locked():
+        # Every warm process busy: a hit (or the results of an identical job in flight) must not
+        # wait for one. With one free, the lookup is made in the run's own thread, before it.
+        row = await run_in_threadpool(jobs.from_cache, user["id"], fields, input_files, cached)
+        if row is not None:
+            return Response(wire.job_json(row), media_type="application/json")
+        cached = cached._replace(looked_up=True)
     # As many synchronous runs in threads as there are warm processes: the others wait here, on
     # the event loop, instead of crowding the GIL and the store's write lock.
     async with warm_slot(state):
-        row = await run_in_threadpool(jobs.run_synchronous, state.pool, user["id"], fields, input_files, OWNER_ID)
+        row = await run_in_threadpool(jobs.run_synchronous, state.pool, user["id"], fields, input_files, OWNER_ID, cached)
     return Response(wire.job_json(row), media_type="application/json")
+
+
+async def cache_request(state, name, description, input_data, body):
+    """The cache.Request of a job (input_data: a dict, or a batch's list of them), or None when
+    the cache is off or the class is not cached."""
+    code = (await catalogue(state)).get("code", {}).get(name)
+    discipline = cache.Discipline(name, code, description)
+    if discipline.code_sha256 is None:
+        return None
+    return cache.Request(discipline, input_data, body.get("cache", True))
 
 
 # Batches
@@ -560,8 +579,9 @@ async def submit_batch(request):
         "input_names": json.dumps(given),
         "group_id": fields["group_id"],
     }
+    cached = await cache_request(state, name, description, [{**shared, **point} for point in points], body)
     batch_id = await run_in_threadpool(
-        jobs.submit_batch, user["id"], batch, fields, inputs, body.get("input_files") or [], worker.enqueue
+        jobs.submit_batch, user["id"], batch, fields, inputs, body.get("input_files") or [], worker.enqueue, cached
     )
     entry = await run_in_threadpool(lambda: batch_entry(store.get_batch(batch_id, user["id"])))
     return JSONResponse(entry, status_code=202)
@@ -859,6 +879,7 @@ async def list_jobs(request):
     query = contract.query(request)
     status, limit, offset, batch_id = query["status"], query["limit"], query["offset"], query["batch_id"]
     filters = {key: query[key] or None for key in ("discipline", "name", "error", "not_error")}
+    filters["cached"] = query["cached"]
     user_id, group_ids = await list_scope(user, query)
     rows, total = await run_in_threadpool(store.list_jobs, user_id, status, limit, offset, batch_id, **filters, group_ids=group_ids)
     return JSONResponse([wire.job_entry(row) for row in rows], headers={"X-Total-Count": str(total)})
@@ -890,7 +911,7 @@ async def job_log(request):
     try:
         handle = await run_in_threadpool(files.open_in, row["workdir"], files.LOG_NAME)
     except Rejected:
-        return PlainTextResponse("")
+        return PlainTextResponse(files.cache_note(row["cached_from"]) if row["cached_from"] is not None else "")
     start = await run_in_threadpool(files.tail_start, handle, tail)
     return StreamingResponse(files.read_chunks(handle, start), media_type="text/plain; charset=utf-8")
 

@@ -112,6 +112,14 @@ class Engine:
             unsafe = name in UNSAFE or any(base.__name__ in UNSAFE for base in self.cls(name).__mro__)
             (disabled if unsafe and name not in enabled else served).append(name)
         self.catalogue, self.disabled = sorted(served), sorted(disabled)
+        # Fingerprinted here, in the zygote, before it forks: the code its jobs run, not a file
+        # edited since (the results cache is keyed by it).
+        self.code = {name: self.provenance(name)["code_sha256"] for name in self.catalogue}
+
+    def provenance(self, name):
+        import provenance
+
+        return provenance.class_provenance(self.cls(name))
 
     def cls(self, name):
         return self.factory.get_class(name)
@@ -172,13 +180,22 @@ class Engine:
         return discipline
 
     def describe(self, name, options):
+        import numpy
+
+        import provenance
+
         discipline = self.create(name, options)
+        defaults = discipline.io.input_grammar.defaults
         return {
             "input_names": list(discipline.io.input_grammar.names),
             "output_names": list(discipline.io.output_grammar.names),
             "inputs_schema": grammar_schema(discipline.io.input_grammar),
             "outputs_schema": grammar_schema(discipline.io.output_grammar),
             "default_input_data": to_json_values(discipline.io.input_grammar.defaults),
+            # What the results cache needs to complete a request's inputs exactly: each default's
+            # digest, and which defaults are arrays (a number given for one becomes an array).
+            "default_digests": {name: provenance.value_digest(value) for name, value in defaults.items()},
+            "array_defaults": sorted(name for name, value in defaults.items() if isinstance(value, numpy.ndarray)),
         }
 
     def doe(self, doe, max_points):
@@ -301,7 +318,7 @@ class Engine:
             if name in data and name not in given
         }
         outputs = {name: data[name] for name in discipline.io.output_grammar.names if name in data}
-        reply = {"output_data": dumps(outputs)}
+        reply = {"output_data": dumps(outputs), "provenance": dumps(self.job_provenance(job, input_data, defaults_used))}
         if defaults_used:  # else the stored inputs are already right: not sent back, not rewritten
             reply["input_data"] = join_objects(job["input_data"], dumps(defaults_used))
         if job["job_type"] == "execute_and_linearize":
@@ -320,6 +337,21 @@ class Engine:
             jacobian = discipline.linearize(input_data, **options)
             reply["jacobian_data"] = dumps(jacobian)
         return reply
+
+
+    def study_provenance(self, spec):
+        """A study's: this process's, and each of its disciplines' classes."""
+        import provenance
+
+        names = dict.fromkeys(entry["class_name"] for entry in spec["disciplines"])
+        return {**provenance.process_provenance(), "disciplines": [self.provenance(name) for name in names]}
+
+    def job_provenance(self, job, input_data, defaults_used):
+        import provenance
+
+        files = {entry["filename"]: entry.get("sha256sum", "") for entry in job["input_files"]}
+        cls = self.cls(job["discipline_class_name"])
+        return provenance.job_provenance(cls, {**input_data, **defaults_used}, files)
 
 
 def grammar_schema(grammar):
@@ -569,7 +601,7 @@ def handle(engine, request, idle_dir, send=None):
     """Answer one request (send() carries a study's evaluations before the reply); never raises."""
     try:
         if request["op"] == "catalogue":
-            return {"ok": True, "value": {"served": engine.catalogue, "disabled": engine.disabled}}
+            return {"ok": True, "value": {"served": engine.catalogue, "disabled": engine.disabled, "code": engine.code}}
         if request["op"] == "about":
             return {"ok": True, "value": engine.about(request["name"])}
         if request["op"] == "algorithms":
@@ -614,6 +646,7 @@ def execute_job(engine, request, send=None):
                 reply = engine.execute(job)
             else:
                 reply = run_study(engine, request, sender)
+                reply["provenance"] = dumps(engine.study_provenance(request["spec"]))
     except MemoryError:
         return {
             "ok": True,
@@ -784,6 +817,10 @@ def main():
     os.chdir(idle_dir)
     enabled = frozenset(filter(None, os.environ.get("GAAS_ENABLED", "").split(",")))
     engine = Engine(enabled)
+    # Loaded here, once, not by the first study of each job process (about 0.2 s: the optimiser,
+    # h5py and study.py's own imports).
+    import study  # noqa: F401
+
     # Objects that exist now are never collected: their pages stay shared with the forks.
     gc.freeze()
     zygote(control, engine, idle_dir)

@@ -17,6 +17,9 @@ runs the SQL; this module decides every move.
     orphaned      running | held, live owner that no thread of runs -> as lost, or let go (its own sweep)
     unqueued      pending, owner '', not in the queue -> queued again (idempotent: claim is a CAS)
     delete        any (cancelled first) -> gone; ended ones past the retention -> gone
+    hit           (new) -> finished, cached_from = the finished job of its cache key (cache.py)
+    wait          (new) -> pending, waits_for = the job of its key in flight; unqueued
+    settle        pending, waits_for = an ended or gone job -> finished from it, or queued
 """
 
 import collections
@@ -33,6 +36,7 @@ from pathlib import Path
 
 import orjson
 
+import cache
 import errors
 import files
 import pool
@@ -78,13 +82,90 @@ def queue_rank(user_id, new_jobs):
     return -waiting
 
 
-def submit(user_id, fields, input_files, enqueue=None):
+def submit(user_id, fields, input_files, enqueue=None, cached=None):
     """Record a job with its input files and queue it with enqueue(ids, priority) when given
-    (asynchronous); return its row. Its directory is laid out when it starts."""
+    (asynchronous); return its row. Its directory is laid out when it starts. With cached (a
+    cache.Request), a job with the results of a finished identical one takes them at once, and
+    one identical to a job in flight waits for it, unqueued."""
     fields["input_files"] = _input_files(user_id, input_files)
-    row = _submit_one(user_id, fields, enqueue, lambda tasks: store.create_job(fields, workdir_prefix(user_id), tasks))
-    logger.info("job %s pending: user %s, %s, %s", row["id"], user_id, fields["discipline_class_name"], fields["execution_mode"])
+    lookup = _cache_key(fields, cached)
+    row = _submit_one(user_id, fields, enqueue, lambda tasks: store.create_job(fields, workdir_prefix(user_id), tasks, lookup))
+    if row["cached_from"] is not None:
+        _copy_results([(row["id"], row["workdir"])], store.get_job(row["cached_from"]), row["cached_from"])
+        logger.info("job %s finished: user %s, %s, from the cache (job %s)", row["id"], user_id, fields["discipline_class_name"], row["cached_from"])
+    elif row["waits_for"] is not None:
+        logger.info("job %s pending: user %s, %s, waits for job %s", row["id"], user_id, fields["discipline_class_name"], row["waits_for"])
+    else:
+        logger.info("job %s pending: user %s, %s, %s", row["id"], user_id, fields["discipline_class_name"], fields["execution_mode"])
     return row
+
+
+# The results cache (cache.py for the key, store.py for the lookups)
+
+
+def _cache_key(fields, cached):
+    """Set the job's cache key from a cache.Request (None: not cached); return whether to look
+    it up (a request with "cache": false runs, and offers its results to later ones)."""
+    fields["cache_key"] = cache.key(fields, cached.input_data, cached.discipline) if cached else None
+    return bool(fields["cache_key"] and cached.lookup)
+
+
+def from_cache(user_id, fields, input_files, cached):
+    """The row of a synchronous job that took the results of a finished identical job, after
+    waiting for one in flight; or None, the job's fields then set to run (with its cache key).
+    Never takes a warm process."""
+    fields["input_files"] = _input_files(user_id, input_files)
+    if not _cache_key(fields, cached):
+        return None
+    deadline = time.monotonic() + (fields["timeout"] or math.inf)
+    while True:
+        source = store.cache_source(fields["cache_key"])
+        if source is None:
+            return None
+        if source[1] == "finished":
+            row = store.create_job(dict(fields, job_status="pending"), workdir_prefix(user_id), lookup=True, hit_only=True)
+            if row is None:  # its source went meanwhile: look again
+                continue
+            _copy_results([(row["id"], row["workdir"])], store.get_job(row["cached_from"]), row["cached_from"])
+            logger.info("job %s finished: user %s, %s, synchronous, from the cache (job %s)", row["id"], user_id, fields["discipline_class_name"], row["cached_from"])
+            return row
+        # An identical job in flight: its results, when it ends, instead of a second run.
+        while store.job_status(source[0]) in ("pending", "running") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if time.monotonic() >= deadline:
+            return None
+
+
+def _copy_results(taken, source, source_id):
+    """Lay out the directories of jobs that took the results of job source_id (a row or None):
+    only when it wrote files (a thousand hits of a batch would otherwise cost a thousand folders)."""
+    source_dir = Path(source["workdir"]) if source is not None else None
+    found = files.result_files(source_dir)
+    for job_id, workdir in taken if found else ():
+        try:
+            files.copy_results(source_dir, found, Path(workdir), files.cache_note(source_id))
+        except OSError:
+            logger.exception("job %s: the files of job %s could not be copied", job_id, source_id)
+
+
+def settle_waiting(leader_id, enqueue=None):
+    """Settle the jobs that wait for leader_id, which ended or is gone: they take its results,
+    or the first of them is queued to run on its own. Return how many moved."""
+    taken, source_dir, first = store.settle_waiting(leader_id)
+    if taken:
+        _copy_results(taken, {"workdir": source_dir}, leader_id)
+        logger.info("jobs %s finished from the cache (job %s)", [job_id for job_id, _ in taken], leader_id)
+    if first is not None:
+        if enqueue is None:
+            import worker  # the queue: imported late, as worker.py imports this module
+
+            enqueue = worker.enqueue
+        logger.info("job %s pending: job %s it waited for did not finish; queued to run on its own", first, leader_id)
+        try:
+            enqueue([first])
+        except Exception:  # the sweep queues it when the queue is back
+            logger.exception("job %s could not be queued", first)
+    return len(taken) + (first is not None)
 
 
 def submit_study(user_id, study_fields, fields, enqueue):
@@ -110,7 +191,9 @@ def _submit_one(user_id, fields, enqueue, create, job_of=lambda row: row["id"]):
     tasks = (lambda ids: [message(ids, rank)]) if message else None
     row = _record(lambda: create(tasks), message)
     job_id = job_of(row)
-    if enqueue is not None and message is None:
+    # Not queued: a hit (ended), or a job waiting for an identical one (settle_waiting queues it).
+    queued = "waits_for" not in row.keys() or (row["waits_for"] is None and row["cached_from"] is None)
+    if enqueue is not None and message is None and queued:
         try:
             enqueue([job_id], rank)
         except Exception as error:
@@ -161,14 +244,22 @@ def _owned_input(user_id, item):
     return row
 
 
-def run_synchronous(job_pool, user_id, fields, input_files, owner):
+def run_synchronous(job_pool, user_id, fields, input_files, owner, cached=None):
     """Run a synchronous job in this process's pool and return its final row.
 
     The job is recorded once a warm process is free, running already and claimed by this web
     app (if the web app dies, it ends lost): one write to start it, one to end it and read it
-    back."""
+    back. With cached (a cache.Request), a hit or an identical job in flight is looked for
+    first (from_cache), unless that was done."""
+    if cached is not None and not cached.looked_up:
+        row = from_cache(user_id, fields, input_files, cached)
+        if row is not None:
+            return row
+    elif cached is None:
+        fields["input_files"] = _input_files(user_id, input_files)
+    # else from_cache set the input files and the cache key
+    miss = cached is not None and cached.lookup and fields.get("cache_key") is not None
     queue_rank(user_id, 1)
-    fields["input_files"] = _input_files(user_id, input_files)
     try:
         process, job_id = job_pool.acquire(settings.POOL_WAIT_TIMEOUT), None
     except TimeoutError:
@@ -177,7 +268,7 @@ def run_synchronous(job_pool, user_id, fields, input_files, owner):
         now = time.time()
         fields.update(job_status="running", owner=owner, created_at=now, started_at=now, pid=process.pid)
         with claims.recording(now):
-            row = store.create_job(fields, workdir_prefix(user_id))
+            row = store.create_job(fields, workdir_prefix(user_id), miss=miss)
             job_id = row["id"]
             claims.hold(job_id)
         logger.info("job %s running: user %s, %s, synchronous", job_id, user_id, row["discipline_class_name"])
@@ -208,24 +299,42 @@ def run_synchronous(job_pool, user_id, fields, input_files, owner):
 POINTS_PER_TASK = 16  # short points share a task (a worker task puts back what takes too long)
 
 
-def submit_batch(user_id, batch, common, inputs, input_files, enqueue):
+def submit_batch(user_id, batch, common, inputs, input_files, enqueue, cached=None):
     """Record a batch of points (input_data JSON texts) in one transaction and queue them in
-    tasks of POINTS_PER_TASK; return the batch id."""
+    tasks of POINTS_PER_TASK; return the batch id. With cached (a cache.Request whose
+    input_data is the points' list of dicts), points take the results of finished identical
+    jobs at once, and points identical to a job in flight (or to an earlier point) wait for it."""
     rank = queue_rank(user_id, len(inputs))
     common = dict(common, job_status="pending", input_files=_input_files(user_id, input_files))
-    # The user's n-th waiting point gets priority -n: other users' jobs come in between.
-    starts = range(0, len(inputs), POINTS_PER_TASK)
+    keys, lookup = None, False
+    if cached is not None:
+        keys = cache.keys(common, cached.input_data, cached.discipline)
+        lookup = cached.lookup and any(keys)
     message = getattr(enqueue, "message", None)  # the queue is in the store: one transaction
-    tasks = (lambda ids: [message(ids[start : start + POINTS_PER_TASK], rank - start) for start in starts]) if message else None
-    batch_id, ids = _record(lambda: store.create_batch(batch, common, inputs, workdir_prefix(user_id), tasks), message)
+
+    def tasks(ids):
+        # The user's n-th waiting point gets priority -n: other users' jobs come in between.
+        return [message(ids[start : start + POINTS_PER_TASK], rank - start) for start in range(0, len(ids), POINTS_PER_TASK)]
+
+    prefix = workdir_prefix(user_id)
+    batch_id, ids, settled = _record(
+        lambda: store.create_batch(batch, common, inputs, prefix, tasks if message else None, keys, lookup), message
+    )
+    for source_id, (source_dir, taken) in settled.hits.items():
+        _copy_results([(job_id, f"{prefix}{job_id}") for job_id in taken], {"workdir": source_dir}, source_id)
     try:
-        for start in starts if message is None else ():
-            enqueue(ids[start : start + POINTS_PER_TASK], rank - start)
+        queued = settled.queued
+        for start in range(0, len(queued), POINTS_PER_TASK) if message is None else ():
+            enqueue(queued[start : start + POINTS_PER_TASK], rank - start)
     except Exception as error:
         logger.exception("batch %s could not be queued", batch_id)
         _fail_pending_points(batch_id, "enqueue", f"The job could not be queued: {type(error).__name__}: {error}")
         raise _not_queued(f"Batch {batch_id}", error) from None
-    logger.info("batch %s pending: user %s, %s, %s points", batch_id, user_id, batch["discipline_class_name"], len(ids))
+    hits = sum(len(taken) for _, taken in settled.hits.values())
+    logger.info(
+        "batch %s pending: user %s, %s, %s points (%s from the cache, %s waiting for identical ones)",
+        batch_id, user_id, batch["discipline_class_name"], len(ids), hits, len(settled.waits),
+    )
     return batch_id
 
 
@@ -386,6 +495,12 @@ def _end(job_id, row, owner, reply, started_at, next_id=None, process=None, read
     status or None if the result was dropped, next_id if it started or None, and the row of the
     job `read` as this write left it, when given)."""
     status = reply.pop("job_status")
+    key = row["cache_key"]
+    if key and reply.get("provenance"):
+        # Keyed by the code that ran: a host whose plugin differs from the web app's.
+        ran = orjson.loads(reply["provenance"])["discipline"]["code_sha256"]
+        if key.rpartition(":")[2] != ran:
+            reply["cache_key"] = f"{key.rpartition(':')[0]}:{ran}"
     moves = [Move(job_id, status, ("running",), {"owner": owner}, dict(reply, ended_at=time.time()))]
     if next_id is not None:
         moves.append(_start(next_id, owner, process))
@@ -423,6 +538,8 @@ def _end(job_id, row, owner, reply, started_at, next_id=None, process=None, read
         time.monotonic() - started_at,
         f", error {reply['error']}" if reply.get("error") else "",
     )
+    if key and store.has_waiting(job_id):
+        settle_waiting(job_id)
     return status, next_started, read_row
 
 
@@ -741,6 +858,9 @@ class Sweeper:
 
     def sweep(self):
         moved = recover_lost(self.enqueue) + (end_orphans(self.owner, self.enqueue) if self.owner else 0)
+        # Jobs waiting for one that ended without settling them (lost, cancelled, deleted).
+        for leader_id in store.stray_leaders():
+            settle_waiting(leader_id, self.enqueue)
         if moved or time.monotonic() >= self.next_requeue:
             # A process vanished: the points of the task it held are in no queue; look now.
             self.next_requeue = time.monotonic() + settings.REQUEUE_PENDING_AFTER

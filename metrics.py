@@ -163,6 +163,11 @@ def render(huey, counts):
             for (method, route, status), value in sorted(counts.items())
         ],
     )
+    cache = store.cache_counts()
+    metric(
+        "gaas_cache_hits_total", "counter", "Jobs ended with the results of an identical job (the results cache).", [("", {}, cache["hit"])]
+    )
+    metric("gaas_cache_misses_total", "counter", "Jobs with the results cache on that ran.", [("", {}, cache["miss"])])
     metric(
         "gaas_limit",
         "gauge",

@@ -61,9 +61,23 @@ EXECUTE_PROPERTIES = {
         "description": "Seconds; capped by GEMSEO_HTTP_JOB_TIMEOUT.",
     },
     "group": SHARE_GROUP,
+    "cache": {
+        "type": "boolean",
+        "description": "Whether to take the results of an earlier identical job (default true; the server's"
+        " GEMSEO_HTTP_CACHE decides whose). False always runs.",
+    },
 }
 
 NUMBERS = {"type": "array", "minItems": 1, "items": {"type": "number"}}
+CLASS_PROVENANCE = {
+    "type": "object",
+    "properties": {
+        "class_name": {"type": "string"},
+        "module": {"type": "string"},
+        "code_sha256": {"type": "string", "description": "SHA-256 of the bytes of the files that define the class."},
+        "distribution": {"type": "string", "nullable": True, "description": "NAME VERSION; null for a plugin on GEMSEO_PATH."},
+    },
+}
 
 
 def design_space(**more):
@@ -367,6 +381,11 @@ SCHEMAS = {
             "workdir": {"type": "string"},
             "linearization_mode": {"type": "string"},
             "traceback": {"type": "string"},
+            "cached_from": {
+                "type": "integer",
+                "nullable": True,
+                "description": "For a job that took its results from the cache, the job that computed them.",
+            },
         },
     },
     "Job": {
@@ -382,6 +401,25 @@ SCHEMAS = {
                     "input_files": {"type": "array", "items": {"$ref": "#/components/schemas/File"}},
                     "input_data": DATA,
                     "output_data": DATA,
+                    "provenance": {
+                        "type": "object",
+                        "nullable": True,
+                        "description": "Where the results come from (null until the job ran): versions, host,"
+                        " the discipline's code and the inputs' digests.",
+                        "properties": {
+                            "gaas": {"type": "string"},
+                            "gemseo": {"type": "string", "nullable": True},
+                            "python": {"type": "string"},
+                            "host": {"type": "string"},
+                            "inputs_sha256": {"type": "string"},
+                            "discipline": CLASS_PROVENANCE,
+                            "disciplines": {
+                                "type": "array",
+                                "items": CLASS_PROVENANCE,
+                                "description": "A study's job: the classes of its disciplines.",
+                            },
+                        },
+                    },
                     "jacobian_data": {
                         "type": "object",
                         "additionalProperties": {"type": "object", "additionalProperties": {"type": "array", "items": {}}},
@@ -693,6 +731,7 @@ OPERATIONS = {
             query("name", PLAIN_TEXT, "Only jobs whose name contains this text."),
             query("error", PLAIN_TEXT, "Only failed jobs with this error kind, e.g. cancelled."),
             query("not_error", PLAIN_TEXT, "Leave out the jobs with this error kind, e.g. cancelled."),
+            query("cached", {"type": "boolean"}, "Only jobs that took their results from the cache (true), or only the others."),
             *SCOPE,
         ],
         "responses": {

@@ -58,11 +58,11 @@ def _git_commit(git):
 
 @functools.cache
 def process_provenance():
-    """What every job of this process shares: versions and host."""
+    """What every job of this process shares: versions and host (API.md Part 5)."""
     return {
-        "service_version": service_version(),
-        "gemseo_version": _version("gemseo"),
-        "python_version": platform.python_version(),
+        "gaas": service_version(),
+        "gemseo": _version("gemseo"),
+        "python": platform.python_version(),
         "host": socket.gethostname(),
     }
 
@@ -76,29 +76,28 @@ def _version(distribution):
 
 @functools.cache
 def _distributions():
-    # About 0.2 s: once per process.
+    # About 0.2 s: once per process (the zygote's, before it forks).
     return importlib.metadata.packages_distributions()
 
 
 @functools.cache
 def class_provenance(cls):
-    """The class, its module, the distribution that ships it (None for a plugin found on
-    GEMSEO_PATH) and the SHA-256 of its source files: its own module and those of its base
-    classes outside GEMSEO and the standard library, so that a plugin edited in place, or a base
-    class it takes from another plugin, changes it. The files are read at the first call: make
-    it when the class is loaded (the zygote, before it forks), so that it is the loaded code's."""
-    files = source_files(cls)
+    """The class, its module, the distribution that ships it ("NAME VERSION", None for a plugin
+    found on GEMSEO_PATH) and code_sha256: the SHA-256 of the bytes of its source files in sorted
+    path order, its own module's and those of its bases outside GEMSEO and the standard library,
+    so that a plugin edited in place, or a base class it takes from another plugin, changes it.
+    The files are read at the first call: make it when the class is loaded (the zygote, before it
+    forks), so that it is the loaded code's."""
     digest = hashlib.sha256()
-    for path in files:
-        digest.update(str(path.name).encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in sorted(source_files(cls)):
+        digest.update(path.read_bytes())
     top = cls.__module__.split(".")[0]
-    names = _distributions().get(top) or [None]
+    name = (_distributions().get(top) or [None])[0]
     return {
         "class_name": cls.__name__,
         "module": cls.__module__,
-        "distribution": names[0],
-        "distribution_version": _version(names[0]) if names[0] else None,
-        "source_sha256": digest.hexdigest(),
+        "code_sha256": digest.hexdigest(),
+        "distribution": f"{name} {_version(name)}" if name else None,
     }
 
 
@@ -126,20 +125,35 @@ def _source_of(klass):
         return None
 
 
-def inputs_sha256(input_data, file_sha256s=()):
-    """A SHA-256 of a job's complete inputs: every input's name, type, shape and bytes, in name
-    order, then the SHA-256 of each input file by its name. Equal inputs give equal digests; 1.0
-    and 1 (float and int arrays) do not, as the discipline may treat them differently."""
+def value_digest(value):
+    """A SHA-256 of one input value as the discipline gets it: its type, shape and bytes (1.0 and
+    1, float and int arrays, differ: the discipline may treat them differently)."""
     import numpy
 
+    value = numpy.asarray(value)
+    if value.dtype.kind in "OUS":  # strings and objects: by their text
+        raw = repr(value.tolist()).encode()
+    else:
+        raw = numpy.ascontiguousarray(value).tobytes()
+    return hashlib.sha256(f"{value.dtype.str}\0{value.shape}\0".encode() + raw).hexdigest()
+
+
+def inputs_sha256(digests, file_sha256s=()):
+    """A SHA-256 of a job's complete inputs from each input's value_digest, in name order, then the
+    SHA-256 of each input file by its name. Key order does not matter."""
     digest = hashlib.sha256()
-    for name in sorted(input_data):
-        value = numpy.asarray(input_data[name])
-        if value.dtype.kind in "OUS":  # strings and objects: by their text
-            raw = repr(value.tolist()).encode()
-        else:
-            raw = numpy.ascontiguousarray(value).tobytes()
-        digest.update(f"{name}\0{value.dtype.str}\0{value.shape}\0".encode() + raw + b"\0")
+    for name in sorted(digests):
+        digest.update(f"{name}\0{digests[name]}\0".encode())
     for name, sha256 in sorted(dict(file_sha256s).items()):
         digest.update(f"file\0{name}\0{sha256}\0".encode())
     return digest.hexdigest()
+
+
+def job_provenance(cls, input_data, file_sha256s=()):
+    """The provenance of a job run here: this process's, the class's, and its inputs' digest."""
+    digests = {name: value_digest(value) for name, value in input_data.items()}
+    return {
+        **process_provenance(),
+        "discipline": class_provenance(cls),
+        "inputs_sha256": inputs_sha256(digests, file_sha256s),
+    }

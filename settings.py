@@ -135,6 +135,14 @@ REQUEUE_LOST_JOBS = _flag("GEMSEO_HTTP_REQUEUE_LOST_JOBS", "0")
 REQUEUE_PENDING_AFTER = _number("GEMSEO_HTTP_REQUEUE_PENDING_AFTER", 30.0, float)
 # Reuse a discipline instance for the same user, class and options (GEMSEO's cache stays off).
 REUSE_DISCIPLINES = _flag("GEMSEO_HTTP_REUSE_DISCIPLINES", "1")
+# The results cache (API.md Part 5): a job equal to an earlier finished one takes its results
+# instead of running. "user": a user's own results only; "shared": anyone's (for teams whose
+# models are public); "off".
+CACHE = _text("GEMSEO_HTTP_CACHE", "user").lower()
+if CACHE not in ("user", "shared", "off"):
+    raise SystemExit(f"setting GEMSEO_HTTP_CACHE={CACHE!r} is not one of user, shared, off")
+# Classes never cached: random or time-dependent models.
+UNCACHED_DISCIPLINES = _names("GEMSEO_HTTP_UNCACHED_DISCIPLINES")
 # Ended jobs older than this many days are removed with their directories (0: keep forever).
 JOB_RETENTION_DAYS = _number("GEMSEO_HTTP_JOB_RETENTION_DAYS", 0.0, float)
 

@@ -10,6 +10,7 @@ The module functions at the bottom (`store.get_job(...)`) call the method of tha
 current(), the store that the settings name.
 """
 
+import collections
 import contextlib
 import threading
 import time
@@ -169,6 +170,12 @@ CREATE TABLE IF NOT EXISTS sign_ins (
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sign_ins_by_key ON sign_ins (attempt_key, at);
+-- Jobs ended from the results cache ("hit") and jobs with the cache on that ran ("miss"),
+-- counted as they are recorded: /metrics reads two rows, and purges never lower them.
+CREATE TABLE IF NOT EXISTS cache_counts (
+    outcome TEXT PRIMARY KEY,
+    n INTEGER NOT NULL
+);
 -- Requests answered, summed over every web process (each adds what it counted every beat).
 CREATE TABLE IF NOT EXISTS request_counts (
     method TEXT NOT NULL,
@@ -180,7 +187,7 @@ CREATE TABLE IF NOT EXISTS request_counts (
 """
 
 # Teams (issue 20): personal access tokens, groups and their members, the audit log; users get
-# is_admin by TEAMS_COLUMNS (each backend adds a missing column its own way).
+# is_admin by ADDED_COLUMNS (each backend adds a missing column its own way).
 TEAMS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS access_tokens (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -220,17 +227,25 @@ CREATE INDEX IF NOT EXISTS audit_by_actor ON audit (actor, id);
 """
 # The group a job, batch or study is shared with (NULL: private); the points of a shared batch
 # and the job of a shared study carry it too.
-TEAMS_COLUMNS = (
+ADDED_COLUMNS = (
     ("users", "is_admin", "INTEGER NOT NULL DEFAULT 0"),
     ("jobs", "group_id", "INTEGER"),
     ("batches", "group_id", "INTEGER"),
     ("studies", "group_id", "INTEGER"),
+    # The results cache (API.md Part 5): the job's key (cache.key; NULL: not cached), the job
+    # whose results a hit took, the job a waiting duplicate waits for, and where results came from.
+    ("jobs", "cache_key", "TEXT"),
+    ("jobs", "cached_from", "INTEGER"),
+    ("jobs", "waits_for", "INTEGER"),
+    ("jobs", "provenance", "TEXT"),
 )
-# Made once TEAMS_COLUMNS are there: the lists of what is shared with a group read them (the
+# Made once ADDED_COLUMNS are there: the lists of what is shared with a group read them (the
 # job list's total counts its group's index entries, not 100,000 rows).
-SHARING_INDEXES = (
+ADDED_INDEXES = (
     *(f"CREATE INDEX IF NOT EXISTS {table}_by_group ON {table} (group_id, id)" for table in ("jobs", "batches", "studies")),
     "CREATE INDEX IF NOT EXISTS jobs_by_group_user ON jobs (group_id, user_id, job_status)",
+    "CREATE INDEX IF NOT EXISTS jobs_by_cache_key ON jobs (cache_key) WHERE cache_key IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS jobs_by_leader ON jobs (waits_for) WHERE waits_for IS NOT NULL",
 )
 ROLES = ("viewer", "member", "owner")
 
@@ -238,7 +253,7 @@ ROLES = ("viewer", "member", "owner")
 LIST_COLUMNS = (
     "id, user_id, name, discipline_class_name, job_type, job_status, execution_mode, error,"
     " created_at, started_at, ended_at, timeout, workdir, linearization_mode,"
-    " {traceback_end} AS traceback_end, batch_id, batch_index, study_id, group_id, {names}"
+    " {traceback_end} AS traceback_end, batch_id, batch_index, study_id, group_id, cached_from, {names}"
 )
 JSON_FIELDS = (
     "discipline_options",
@@ -299,6 +314,15 @@ class Move(NamedTuple):
     expected: tuple
     where: dict | None
     fields: dict
+
+
+class Settled(NamedTuple):
+    """What a batch's cache lookup decided: the points to queue, the hits by source id
+    ({source: (its workdir, [point ids])}) and the waiting points ({point: the job it waits for})."""
+
+    queued: list
+    hits: dict
+    waits: dict
 
 
 class Claimed(NamedTuple):
@@ -435,14 +459,141 @@ class Store:
 
     # Jobs
 
-    def create_job(self, fields, workdir_prefix, tasks=None):
+    def create_job(self, fields, workdir_prefix, tasks=None, lookup=False, hit_only=False, miss=False):
         """Insert a job from a dict of column values (data fields included), its directory
         workdir_prefix followed by its id, and return its row. tasks(ids) gives the queue tasks
         (storage, message, priority) to record in the same transaction, when the queue is in
-        this store's database: a job is then never recorded without its task."""
+        this store's database: a job is then never recorded without its task.
+
+        With lookup, a job whose cache_key a finished job has is recorded finished from it (a
+        hit: no task), one that a pending or running job has waits for it (no task either).
+        With hit_only, a job that is no hit is not recorded: None. A job looked up and not found,
+        or with miss (looked up before), counts as a cache miss."""
         with self.transaction() as conn:
-            job_id = self._insert_job(conn, fields, workdir_prefix, tasks)
+            source = self._cache_source(conn, fields.get("cache_key")) if lookup else None
+            if hit_only and (source is None or source[1] != "finished"):
+                return None
+            if source is None:
+                job_id = self._insert_job(conn, fields, workdir_prefix, tasks)
+                self._count_cache(conn, "miss", 1 if lookup and fields.get("cache_key") or miss else 0)
+            else:
+                job_id = self._insert_job(conn, dict(fields, waits_for=source[0]), workdir_prefix, None)
+                if source[1] == "finished":
+                    self._take_results(conn, [job_id], source[0])
             return conn.execute(GET_JOB, (job_id,)).fetchone()
+
+    # The results cache
+
+    def cache_source(self, key):
+        """(id, status) of the job whose results a job of this cache key takes: a finished one,
+        else one pending or running (that it waits for); or None."""
+        return self._cache_source(self.connect(), key)
+
+    def _cache_source(self, conn, key):
+        return None if key is None else self._cache_sources(conn, [key]).get(key)
+
+    @staticmethod
+    def _cache_sources(conn, keys):
+        """{key: (id, status)} of the source of each key that has one (a finished job first)."""
+        found = {}
+        for start in range(0, len(keys), 500):  # within SQLite's parameter limit
+            chunk = keys[start : start + 500]
+            rows = conn.execute(
+                f"SELECT cache_key, id, job_status FROM jobs WHERE cache_key IN ({', '.join('?' * len(chunk))})"
+                " AND cached_from IS NULL AND waits_for IS NULL AND job_status IN ('pending', 'running', 'finished')"
+                " ORDER BY id",
+                chunk,
+            ).fetchall()
+            for key, job_id, status in rows:
+                if key not in found or (status == "finished" and found[key][1] != "finished"):
+                    found[key] = (job_id, status)
+        return found
+
+    def _take_results(self, conn, job_ids, source_id):
+        """End pending jobs (those waiting for source_id, or new hits) as finished with the
+        source's results, provenance and complete inputs."""
+        self._take_results_of(conn, [(job_id, source_id) for job_id in job_ids])
+
+    def _take_results_of(self, conn, pairs):
+        """_take_results for (job id, source id) pairs, a few statements for a whole batch."""
+        now = time.time()
+        for start in range(0, len(pairs), 400):  # within SQLite's parameter limit
+            chunk = pairs[start : start + 400]
+            params = [value for pair in chunk for value in pair]
+            # The pairs as a table: (VALUES ...) names its columns column1, column2 on both backends.
+            pairing = f"(SELECT column1 AS job, column2 AS source FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS given) AS pairing"
+            conn.execute(
+                "UPDATE jobs SET job_status = 'finished', cached_from = pairing.source, waits_for = NULL, ended_at = ?,"
+                " provenance = (SELECT source.provenance FROM jobs AS source WHERE source.id = pairing.source)"
+                f" FROM {pairing} WHERE jobs.id = pairing.job AND jobs.job_status = 'pending'",
+                (now, *params),
+            )
+            conn.execute(
+                f"UPDATE job_data SET ({', '.join(DATA_FIELDS)}) = (SELECT {', '.join(DATA_FIELDS)} FROM job_data AS source"
+                f" WHERE source.job_id = pairing.source) FROM {pairing} WHERE job_data.job_id = pairing.job",
+                params,
+            )
+        self._count_cache(conn, "hit", len(pairs))
+
+    @staticmethod
+    def _count_cache(conn, outcome, n):
+        if n:
+            conn.execute(
+                "INSERT INTO cache_counts (outcome, n) VALUES (?, ?) ON CONFLICT (outcome) DO UPDATE SET n = cache_counts.n + ?",
+                (outcome, n, n),
+            )
+
+    def cache_counts(self):
+        """{"hit": n, "miss": n} since the store was made."""
+        counts = dict(self.connect().execute("SELECT outcome, n FROM cache_counts").fetchall())
+        return {outcome: int(counts.get(outcome, 0)) for outcome in ("hit", "miss")}
+
+    def settle_waiting(self, leader_id):
+        """Settle the jobs waiting for leader_id once it ended or is gone: finished, they take its
+        results; else the first of them runs on its own (its id returned, to be queued) and the
+        others wait for it. Return (the [(id, workdir)] that took results, the source's workdir,
+        the id to queue or None)."""
+        with self.transaction() as conn:
+            waiting = conn.execute(
+                "SELECT id, workdir FROM jobs WHERE waits_for = ? AND job_status = 'pending' ORDER BY id", (leader_id,)
+            ).fetchall()
+            if not waiting:
+                return [], None, None
+            leader = conn.execute("SELECT job_status, workdir FROM jobs WHERE id = ?", (leader_id,)).fetchone()
+            if leader is not None and leader[0] == "finished":
+                self._take_results(conn, [row[0] for row in waiting], leader_id)
+                return [(row[0], row[1]) for row in waiting], leader[1], None
+            if leader is not None and leader[0] in ("pending", "running"):
+                return [], None, None
+            first = waiting[0][0]
+            conn.execute("UPDATE jobs SET waits_for = NULL WHERE id = ?", (first,))
+            conn.execute("UPDATE jobs SET waits_for = ? WHERE waits_for = ? AND job_status = 'pending'", (first, leader_id))
+            self._count_cache(conn, "miss", 1)
+            return [], None, first
+
+    def has_waiting(self, leader_id):
+        """Whether pending jobs wait for this one."""
+        return self.connect().execute("SELECT 1 FROM jobs WHERE waits_for = ? AND job_status = 'pending' LIMIT 1", (leader_id,)).fetchone() is not None
+
+    def stray_leaders(self):
+        """Ids of the jobs that pending jobs wait for and that ended or are gone (their end did
+        not settle them: a lost worker, a cancel, a delete)."""
+        rows = self.connect().execute(
+            "SELECT DISTINCT waiting.waits_for FROM jobs AS waiting LEFT JOIN jobs AS leader ON leader.id = waiting.waits_for"
+            " WHERE waiting.waits_for IS NOT NULL AND waiting.job_status = 'pending'"
+            " AND (leader.id IS NULL OR leader.job_status IN ('finished', 'failed'))"
+        )
+        return [row[0] for row in rows]
+
+    def clear_cache(self, class_name=None):
+        """Forget the cache keys of ended jobs (of one class when given): later jobs run. Return
+        how many were forgotten."""
+        where, params = "cache_key IS NOT NULL AND job_status IN ('finished', 'failed')", []
+        if class_name:
+            where += " AND discipline_class_name = ?"
+            params.append(class_name)
+        with self.transaction() as conn:
+            return conn.execute(f"UPDATE jobs SET cache_key = NULL WHERE {where}", params).rowcount
 
     def _insert_job(self, conn, fields, workdir_prefix, tasks):
         fields = {"created_at": time.time(), **fields}
@@ -506,20 +657,23 @@ class Store:
 
     def list_jobs(
         self, user_id, status=None, limit=100, offset=0, batch_id=None, discipline=None, name=None, error=None, not_error=None,
-        group_ids=(),
+        group_ids=(), cached=None,
     ):
         """Return (rows without data fields, total count) of a user's jobs (user_id None: none of
         them) and those shared with group_ids, newest first (a batch's points in their order);
-        `name` matches a part of the job name, `not_error` leaves out one error kind."""
+        `name` matches a part of the job name, `not_error` leaves out one error kind, `cached`
+        keeps only the jobs that took their results from the cache (True) or the others (False)."""
         # The filter reads the same on jobs and on job_counts.
         where, params = shared_where(user_id, group_ids)
         if status:
             where += " AND job_status = ?"
             params.append(status)
         conn = self.connect()
-        if group_ids and batch_id is None and not (discipline or name or error or not_error):
+        if cached is not None:
+            where += f" AND cached_from IS {'NOT ' if cached else ''}NULL"
+        if group_ids and batch_id is None and cached is None and not (discipline or name or error or not_error):
             return self._list_shared_jobs(conn, user_id, status, limit, offset, group_ids)
-        if batch_id is not None or discipline or name or error or not_error or group_ids:
+        if batch_id is not None or discipline or name or error or not_error or group_ids or cached is not None:
             for column, value in (("batch_id", batch_id), ("discipline_class_name", discipline), ("error", error)):
                 if value:
                     where += f" AND {column} = ?"
@@ -613,7 +767,7 @@ class Store:
     def unclaimed_jobs(self, created_before):
         """Ids of the asynchronous jobs still waiting for a worker, recorded before that time."""
         rows = self.connect().execute(
-            "SELECT id FROM jobs WHERE job_status = 'pending' AND owner = ''"
+            "SELECT id FROM jobs WHERE job_status = 'pending' AND owner = '' AND waits_for IS NULL"
             " AND execution_mode = 'asynchronous' AND created_at < ? ORDER BY id",
             (created_before,),
         )
@@ -638,11 +792,18 @@ class Store:
 
     # Batches
 
-    def create_batch(self, batch, common, inputs, workdir_prefix, tasks=None):
+    def create_batch(self, batch, common, inputs, workdir_prefix, tasks=None, keys=None, lookup=False):
         """Record a batch and its points in one transaction: `common` holds the column values shared
-        by every point, `inputs` the input_data JSON text of each; a point's directory is
-        workdir_prefix followed by its id; tasks as for create_job. Return (batch id, point ids)."""
+        by every point, `inputs` the input_data JSON text of each, `keys` their cache keys (None:
+        not cached); a point's directory is workdir_prefix followed by its id; tasks as for
+        create_job, given the ids of the points to queue. With lookup, points are hits or wait
+        for an identical job as create_job's, a point repeated in the batch waits for its first.
+        Return (batch id, point ids, Settled)."""
+        keys = keys or [None] * len(inputs)
         with self.transaction() as conn:
+            # Decided before the points are in (a point is not its own source), so that a hit is
+            # written finished at once: one row each, not a row and an update.
+            plan = self._batch_plan(conn, keys) if lookup else [("queue", None)] * len(keys)
             batch_id = conn.execute(
                 "INSERT INTO batches (user_id, name, discipline_class_name, n_samples, created_at, design, input_names, group_id)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
@@ -657,20 +818,64 @@ class Store:
                     batch.get("group_id"),
                 ),
             ).fetchall()[0][0]
-            fields = dict(common, created_at=time.time(), batch_id=batch_id)
-            names = ", ".join([*fields, "batch_index", "workdir"])
-            marks = ", ".join("?" * (len(fields) + 2))
-            insert = f"INSERT INTO jobs ({names}) VALUES ({marks}) RETURNING id"
+            now = time.time()
+            fields = {key: value for key, value in dict(common, created_at=now, batch_id=batch_id).items() if key != "job_status"}
+            names = ", ".join([*fields, "batch_index", "workdir", "cache_key", "job_status", "cached_from", "ended_at", "provenance"])
+            marks = ", ".join(["?"] * (len(fields) + 6) + ["(SELECT provenance FROM jobs WHERE id = ?)"])
             values = tuple(fields.values())
-            ids = []
-            for index, text in enumerate(inputs):
-                job_id = conn.execute(insert, (*values, index, "")).fetchall()[0][0]
-                ids.append(job_id)
+            rows = []
+            for index, (key, (kind, source)) in enumerate(zip(keys, plan)):
+                hit = kind == "hit"
+                rows.append((*values, index, "", key, "finished" if hit else "pending", source if hit else None, now if hit else None, source if hit else None))
+            conn.executemany(f"INSERT INTO jobs ({names}) VALUES ({marks})", rows)
+            ids = [row[0] for row in conn.execute("SELECT id FROM jobs WHERE batch_id = ? ORDER BY batch_index", (batch_id,))]
             conn.execute("UPDATE jobs SET workdir = ? || CAST(id AS TEXT) WHERE batch_id = ?", (str(workdir_prefix), batch_id))
-            conn.executemany("INSERT INTO job_data (job_id, input_data) VALUES (?, ?)", zip(ids, inputs))
-            for task in tasks(ids) if tasks else ():
+            hits, waits, queued = collections.defaultdict(list), {}, []
+            for job_id, (kind, source) in zip(ids, plan):
+                if kind == "hit":
+                    hits[source].append(job_id)
+                elif kind == "wait":
+                    waits[job_id] = source
+                elif kind == "follow":  # the batch's first point of its key
+                    waits[job_id] = ids[source]
+                else:
+                    queued.append(job_id)
+            taken = {job_id for job_ids in hits.values() for job_id in job_ids}
+            conn.executemany("INSERT INTO job_data (job_id, input_data) VALUES (?, ?)", [pair for pair in zip(ids, inputs) if pair[0] not in taken])
+            conn.executemany(
+                f"INSERT INTO job_data (job_id, {', '.join(DATA_FIELDS)}) SELECT ?, {', '.join(DATA_FIELDS)} FROM job_data WHERE job_id = ?",
+                [(job_id, source) for source, job_ids in hits.items() for job_id in job_ids],
+            )
+            conn.executemany("UPDATE jobs SET waits_for = ? WHERE id = ?", [(leader, job_id) for job_id, leader in waits.items()])
+            self._count_cache(conn, "hit", len(taken))
+            self._count_cache(conn, "miss", sum(1 for job_id, key in zip(ids, keys) if key and job_id not in taken and job_id not in waits) if lookup else 0)
+            workdirs = {}
+            if hits:
+                for start in range(0, len(hits), 500):  # within SQLite's parameter limit
+                    chunk = list(hits)[start : start + 500]
+                    found = conn.execute(f"SELECT id, workdir FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
+                    workdirs.update((row[0], row[1]) for row in found)
+            for task in tasks(queued) if tasks else ():
                 self.queue_task(conn, *task)
-        return batch_id, ids
+        return batch_id, ids, Settled(queued, {source: (workdirs.get(source), job_ids) for source, job_ids in hits.items()}, waits)
+
+    def _batch_plan(self, conn, keys):
+        """What each new point of a batch does, from the sources of its key: ("hit", source id),
+        ("wait", id of a job in flight), ("follow", index of the batch's first point of the same
+        key) or ("queue", None)."""
+        sources = self._cache_sources(conn, list(dict.fromkeys(key for key in keys if key)))
+        plan, first = [], {}
+        for index, key in enumerate(keys):
+            source = sources.get(key)
+            if source is not None:
+                plan.append(("hit" if source[1] == "finished" else "wait", source[0]))
+            elif key in first:
+                plan.append(("follow", first[key]))
+            else:
+                plan.append(("queue", None))
+                if key:
+                    first[key] = index
+        return plan
 
     def get_batch(self, batch_id, user_id=None):
         """The batch row (of this user, when given), or None."""
@@ -1427,3 +1632,9 @@ set_directory_roles = _on_current(Store.set_directory_roles)
 add_audit = _on_current(Store.add_audit)
 list_audit = _on_current(Store.list_audit)
 purge_audit = _on_current(Store.purge_audit)
+cache_source = _on_current(Store.cache_source)
+cache_counts = _on_current(Store.cache_counts)
+settle_waiting = _on_current(Store.settle_waiting)
+has_waiting = _on_current(Store.has_waiting)
+stray_leaders = _on_current(Store.stray_leaders)
+clear_cache = _on_current(Store.clear_cache)

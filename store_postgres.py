@@ -9,7 +9,7 @@ import time
 
 import settings
 import store
-from store import DATA_FIELDS, GET_JOB, SCHEMA, SHARING_INDEXES, TEAMS_COLUMNS, TEAMS_SCHEMA
+from store import ADDED_COLUMNS, ADDED_INDEXES, DATA_FIELDS, GET_JOB, SCHEMA, TEAMS_SCHEMA
 
 JOB_SEQUENCE = "pg_get_serial_sequence('jobs', 'id')"
 
@@ -64,6 +64,9 @@ HUEY_ENQUEUE = (
     "INSERT INTO {table} (queue, data, priority) VALUES (?, ?, ?)",
     "SELECT pg_notify(?, '')",
 )
+
+
+COUNT_MISS = "INSERT INTO cache_counts (outcome, n) VALUES ('miss', 1) ON CONFLICT (outcome) DO UPDATE SET n = cache_counts.n + 1"
 
 
 class PostgresStore(store.Store):
@@ -122,9 +125,9 @@ class PostgresStore(store.Store):
         with self.transaction() as conn:
             ddl = pg_ddl(SCHEMA + TEAMS_SCHEMA)
             # The ALTERs: a store made before uploads had a size, jobs ran studies, users were admins, work was shared.
-            added = [pg_ddl(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {declaration}") for table, column, declaration in TEAMS_COLUMNS]
+            added = [pg_ddl(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {declaration}") for table, column, declaration in ADDED_COLUMNS]
             upgrades = ("ALTER TABLE uploads ADD COLUMN IF NOT EXISTS size BIGINT", "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS study_id BIGINT", *added)
-            for statement in (ddl, *upgrades, *SHARING_INDEXES, PG_TRIGGERS, *queue_ddl):
+            for statement in (ddl, *upgrades, *ADDED_INDEXES, PG_TRIGGERS, *queue_ddl):
                 conn.raw.execute(statement)
             store.fill_counts(conn)
 
@@ -162,7 +165,10 @@ class PostgresStore(store.Store):
             raise
         return cursors
 
-    def create_job(self, fields, workdir_prefix, tasks=None):
+    def create_job(self, fields, workdir_prefix, tasks=None, lookup=False, hit_only=False, miss=False):
+        if lookup and fields.get("cache_key"):
+            # The cache lookup decides what to write: the transaction of the base class.
+            return super().create_job(fields, workdir_prefix, tasks, lookup, hit_only)
         # One round trip: the id drawn inside the write and the directory named from it there,
         # unless the task needs the id first (a sequence is outside transactions).
         fields = {"created_at": time.time(), **fields}
@@ -182,6 +188,8 @@ class PostgresStore(store.Store):
         ]
         for task in tasks([job_id]) if tasks else ():
             statements += self._task_statements(*task)
+        if miss:
+            statements.append((COUNT_MISS, ()))
         # A subquery, evaluated once: currval() itself is volatile, and would scan the table.
         statements.append((GET_JOB.replace("= ?", f"= (SELECT currval({JOB_SEQUENCE}))"), ()))
         return self._pipelined(statements)[-1].fetchone()
@@ -305,7 +313,7 @@ class PostgresFeed(store.Feed):
 
 # The tables copy_store() copies, parents first; job_counts follows from the jobs (triggers).
 COPIED_TABLES = (
-    "users", "batches", "jobs", "job_data", "studies", "evaluations", "files", "uploads", "job_durations", "request_counts",
+    "users", "batches", "jobs", "job_data", "studies", "evaluations", "files", "uploads", "job_durations", "request_counts", "cache_counts",
     "access_tokens", "groups", "memberships", "audit",
 )
 

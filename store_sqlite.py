@@ -8,7 +8,7 @@ import threading
 import time
 
 import store
-from store import DATA_FIELDS, PRIVATE, SCHEMA, SHARING_INDEXES, TEAMS_COLUMNS, TEAMS_SCHEMA
+from store import ADDED_COLUMNS, ADDED_INDEXES, DATA_FIELDS, PRIVATE, SCHEMA, TEAMS_SCHEMA
 
 logger = logging.getLogger("gaas")
 
@@ -138,10 +138,10 @@ class SqliteStore(store.Store):
                 tx.execute("ALTER TABLE users ADD COLUMN token_version INTEGER NOT NULL DEFAULT 0")
             if "size" not in self._columns(tx, "uploads"):
                 tx.execute("ALTER TABLE uploads ADD COLUMN size INTEGER")
-            for table, column, declaration in TEAMS_COLUMNS:
+            for table, column, declaration in ADDED_COLUMNS:
                 if column not in self._columns(tx, table):
                     tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-            for statement in SHARING_INDEXES:
+            for statement in ADDED_INDEXES:
                 tx.execute(statement)
             store.fill_counts(tx)
         protect(self.path)

@@ -23,8 +23,10 @@ def job_entry(row):
             job[key] = orjson.loads(job[key])
     for key in ("created_at", "started_at", "ended_at"):
         job[key] = iso(job[key])
-    for key in ("owner", "pid", "cancel_requested", "attempts"):
+    for key in ("owner", "pid", "cancel_requested", "attempts", "cache_key", "waits_for"):
         job.pop(key, None)
+    if "provenance" in job:
+        job["provenance"] = orjson.loads(job["provenance"]) if job["provenance"] else None
     # `owner` above is the process that claimed it; on the wire, the user who submitted it.
     job["owner"], job["group"] = job.pop("owner_name", None), job.pop("group_name", None)
     end = job.pop("traceback_end", None)

@@ -8,6 +8,8 @@
     .venv/bin/python bench/bench.py --web-processes 2 --only S2 M1
     .venv/bin/python bench/bench.py --only H1        # 1 worker host against 2 (PostgreSQL + Redis)
     .venv/bin/python bench/bench.py --only T1 T2     # studies: Sellar MDF on the server, long poll of the history
+    .venv/bin/python bench/bench.py --only C1 C2     # the results cache: synchronous hits, a batch run again
+    .venv/bin/python bench/bench.py --cache off --only S1 A1 B1   # against the cache on: its cost without hits
 
 With --store, the benchmark starts its own PostgreSQL (durable settings: fsync and synchronous
 commits on) and Redis servers with tests/servers.py, which needs psycopg and redis.
@@ -19,6 +21,7 @@ timeout; every process it starts is stopped at the end. Standard library only, b
 
 import argparse
 import http.client
+import itertools
 import json
 import os
 import random
@@ -253,7 +256,17 @@ def start_reference(root):
 # Scenarios
 
 
+POINTS = itertools.count(1)
+
+
+def fresh_point():
+    """Sellar1 at a point no request asked before: a run, not a hit of gaas's results cache."""
+    return {"input_data": {"x_1": [1.0 + next(POINTS) * 1e-9]}}
+
+
 def execute(client, mode="synchronous", body=None, discipline="Sellar1"):
+    if body is None and discipline == "Sellar1":
+        body = fresh_point()
     status, job, seconds = client.call(
         "POST", f"/v1/discipline/{discipline}/execute?execution_mode={mode}", body or {}
     )
@@ -362,6 +375,7 @@ def b1(target, n, threads=8):
     """The same n points of Sellar1, as n asynchronous submits (8 threads), then as one batch."""
     token = target.token()
     points = [{"x_1": [i / n * 10]} for i in range(n)]
+    batch_points = [{"x_1": [i / n * 10 + 1e-9]} for i in range(n)]  # others: runs, not cache hits
     start = time.perf_counter()
     ids = []
 
@@ -376,11 +390,7 @@ def b1(target, n, threads=8):
     separate_s = time.perf_counter() - start
     client = target.client()
     start = time.perf_counter()
-    status, batch, submit_s = client.call("POST", "/v1/discipline/Sellar1/batch", {"samples": points})
-    if status != 202:
-        raise RuntimeError(f"batch answered {status}: {batch}")
-    while batch["batch_status"] in ("pending", "running"):
-        status, batch, _ = client.call("GET", f"/v1/batch/{batch['id']}?long_polling=true&long_polling_timeout=10")
+    batch, submit_s = run_batch(client, batch_points)
     batch_s = time.perf_counter() - start
     return {
         "submit_s": round(submit_s, 3),
@@ -390,6 +400,43 @@ def b1(target, n, threads=8):
         "finished": batch["counts"]["finished"] + separate.count("finished"),
         "of": 2 * n,
     }
+
+
+def run_batch(client, points):
+    """Submit a batch of Sellar1 and wait for its end; return (the batch, seconds to submit)."""
+    status, batch, submit_s = client.call("POST", "/v1/discipline/Sellar1/batch", {"samples": points})
+    if status != 202:
+        raise RuntimeError(f"batch answered {status}: {batch}")
+    while batch["batch_status"] in ("pending", "running"):
+        status, batch, _ = client.call("GET", f"/v1/batch/{batch['id']}?long_polling=true&long_polling_timeout=10")
+    return batch, submit_s
+
+
+def c1(target, n):
+    """The results cache: synchronous hits (one run, then the same request n times)."""
+    client = target.client()
+    body = fresh_point()
+    first, _ = execute(client, body=body)
+    times = []
+    for _ in range(n):
+        job, seconds = execute(client, body=body)
+        assert job["cached_from"] == first["id"], job
+        times.append(seconds)
+    return {"hit_p50_ms": ms(statistics.median(times)), "hit_p95_ms": ms(percentile(times, 95))}
+
+
+def c2(target, n):
+    """The results cache: a batch of n new points, then the same batch again (all hits)."""
+    client = target.client()
+    base = next(POINTS) * 1e-6
+    points = [{"x_1": [base + i / n * 10]} for i in range(n)]
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        batch, _ = run_batch(client, points)
+        times.append(time.perf_counter() - start)
+        assert batch["counts"]["finished"] == n, batch
+    return {"first_s": round(times[0], 3), "again_s": round(times[1], 3), "speedup": round(times[0] / times[1], 1)}
 
 
 class EndWatcher:
@@ -448,10 +495,9 @@ def w1(target, pollers, s1_requests, delay=20):
     """Many clients long-poll pending jobs while one client runs synchronous requests."""
     token = target.token()
     client = Client(target.url, token)
-    blockers = [
-        execute(client, "asynchronous", {"discipline_options": {"enable_delay": delay}}, "SobieskiMission")[0]["id"]
-        for _ in range(2)
-    ]
+    # Two blockers that both run: gaas would otherwise run the second identical one once, for both.
+    blocker = {"discipline_options": {"enable_delay": delay}, **({"cache": False} if target.kind == "gaas" else {})}
+    blockers = [execute(client, "asynchronous", blocker, "SobieskiMission")[0]["id"] for _ in range(2)]
     time.sleep(1)
     pending = [execute(client, "asynchronous")[0]["id"] for _ in range(pollers)]
     answered, failed = [], []
@@ -628,7 +674,7 @@ def h1(engines, scratch, n, duration=0.2, threads=4):
         target = start_gaas(root, engines, "postgresql+redis", worker_hosts=hosts, GEMSEO_PATH=plugins, GEMSEO_HTTP_WORKERS=2)
         try:
             token = target.token()
-            body = {"input_data": {"duration": [duration]}}
+            body = {"input_data": {"duration": [duration]}, "cache": False}  # each runs: no single flight
             ids, start = [], time.perf_counter()
 
             def submit(count):
@@ -782,6 +828,9 @@ TARGETS = {
     # Against the issue's baseline, HTTPDiscipline; speedup_vs_remote (client/'s RemoteDiscipline) is printed beside.
     "T1": ("speedup_vs_http", ">=", 5, "study_over_local_bound", "<=", 1),
     "T2": ("p95_ms", "<=", 100),
+    # Issue 19: a hit no slower than S1's run; a batch again at least 10x sooner.
+    "C1": ("hit_p50_ms", "<=", 2.7),
+    "C2": ("speedup", ">=", 10),
 }
 # Targets of the several-machines modes, where they differ.
 MODE_TARGETS = {
@@ -832,6 +881,8 @@ def run_all(target, counts, only, scratch):
         step("B1", lambda: b1(target, counts["b1"]))
         step("T1", lambda: t1(target, counts["t1"], scratch))
         step("T2", lambda: t2(target, counts["t2"]))
+        step("C1", lambda: c1(target, counts["s1"]))
+        step("C2", lambda: c2(target, counts["b1"]))
     step("M1", lambda: m1(target))
     return results
 
@@ -863,6 +914,7 @@ def main():
     parser.add_argument("--idle", type=float, help="idle seconds before N3 (default 60)")
     parser.add_argument("--store", choices=("sqlite", "postgresql+redis", "postgresql"), default="sqlite")
     parser.add_argument("--web-processes", type=int, default=1, help="GEMSEO_HTTP_WEB_PROCESSES of gaas")
+    parser.add_argument("--cache", choices=("user", "shared", "off"), default="user", help="GEMSEO_HTTP_CACHE of gaas")
     args = parser.parse_args()
     targets = dict(TARGETS)
     targets.update(MODE_TARGETS.get(args.store, {}))
@@ -884,7 +936,7 @@ def main():
                 # The test disciplines only when T2 runs: the other figures stay those of a plain install.
                 plugins = {"GEMSEO_PATH": PLUGINS} if not only or "T2" in only else {}
                 target = start_gaas(Path(scratch) / "gaas", engines, args.store, GEMSEO_HTTP_WEB_PROCESSES=args.web_processes,
-                                    **plugins)
+                                    GEMSEO_HTTP_CACHE=args.cache, **plugins)
                 started.append(target)
             if not (only and only <= {"H1"}):
                 all_results["gaas"] = run_all(target, counts, only, scratch)

@@ -95,7 +95,7 @@ def make_batch(store, user_id, points, size, seed=1):
     batch = {"user_id": user_id, "name": "bench", "discipline_class_name": "Bench", "design": '{"samples": %d}' % points, "input_names": '["x"]'}
     common = {"user_id": user_id, "name": "bench", "discipline_class_name": "Bench", "job_type": "execute", "job_status": "pending", "execution_mode": "asynchronous"}
     inputs = [json.dumps({"x": [float(index)]}) for index in range(points)]
-    batch_id, ids = store.create_batch(batch, common, inputs, "/nonexistent/")
+    batch_id, ids, _ = store.create_batch(batch, common, inputs, "/nonexistent/")
     now = time.time()
     for start in range(0, points, 100):
         moves = []

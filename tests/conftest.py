@@ -19,6 +19,7 @@ from servers import free_port
 
 CODE = Path(__file__).resolve().parent.parent
 PLUGINS = Path(__file__).resolve().parent / "plugins"
+UNCACHED_PLUGINS = ("Sleeper", "Crasher", "MemoryHog", "Printer", "WriteTag", "ReadInput", "Series", "Timestamp")
 TIMEOUT = 60
 # Where the store and the queue live: a fresh PostgreSQL database and Redis database per service,
 # on real servers the session starts. A test runs once, on the first of BACKENDS (its module may
@@ -150,8 +151,11 @@ class Service:
             GEMSEO_HTTP_PORT=str(self.port),
             GEMSEO_HTTP_WORKERS="2",
             GEMSEO_PATH=str(PLUGINS),
+            # The test plugins that sleep, crash, print or write files: each run is the point of the
+            # test that submits it, as an admin lists a model whose runs are events, not values.
+            # A test's settings may name others (GEMSEO_HTTP_UNCACHED_DISCIPLINES="").
+            **{"GEMSEO_HTTP_UNCACHED_DISCIPLINES": ",".join(UNCACHED_PLUGINS), **{key: str(value) for key, value in settings.items()}},
             GAAS_ENV_FILE="",  # bin/gaas-admin must not read the settings of a gaas installed here
-            **{key: str(value) for key, value in settings.items()},
         )
         self.server = self.worker = None
         self.logs = self.root / "test-logs"

@@ -64,7 +64,7 @@ def test_batch_bodies(body, message):
 EXECUTE_CASES = [
     ({"input_dat": {}}, "Field 'input_dat' is not a field of this request; the fields are name, discipline_options, input_data,"
      " input_data_type, input_files, linearize, linearization_mode, linearize_options, differentiated_inputs,"
-     " differentiated_outputs, timeout, group."),
+     " differentiated_outputs, timeout, group, cache."),
     ({"input_data": None}, "Field 'input_data' must be an object."),
     ({"input_data": {"x": None}}, "Field 'input_data.x' must be a number, a string, a boolean or a list."),
     ({"linearize": "yes"}, "Field 'linearize' must be a boolean."),
@@ -162,7 +162,7 @@ def test_text_parameters():
     jobs_query = contract.Operation("GET", "/v1/job")
     assert jobs_query.query({}) == {
         "status": None, "limit": 100, "offset": 0, "batch_id": None, "discipline": None, "name": None, "error": None, "not_error": None,
-        "scope": "mine", "group": None,
+        "cached": None, "scope": "mine", "group": None,
     }
     assert jobs_query.query({"limit": "7", "status": "failed"})["limit"] == 7
     cases = [

@@ -62,7 +62,7 @@ def sleeper_pids(api, job):
 
 
 def assert_next_job_runs(api):
-    job = api.run("Sellar1", "asynchronous", input_data={"x_1": [1.0]})
+    job = api.run("Sellar1", "asynchronous", input_data={"x_1": [1.0]}, cache=False)  # a run, not a hit
     assert api.wait(job["id"])["job_status"] == "finished"
 
 
@@ -254,7 +254,7 @@ def test_unwritable_queue_fails_the_job(live, alice):
     queue = sqlite3.connect(live.root / "database" / "huey.db", isolation_level=None)
     queue.execute("BEGIN EXCLUSIVE")  # nobody else can write the queue meanwhile
     try:
-        response = alice.post("/v1/discipline/Sellar1/execute?execution_mode=asynchronous", json={})
+        response = alice.post("/v1/discipline/Sellar1/execute?execution_mode=asynchronous", json={"cache": False})
     finally:
         queue.execute("ROLLBACK")
         queue.close()

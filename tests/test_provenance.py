@@ -38,9 +38,10 @@ def plugin(tmp_path, monkeypatch):
 
 
 def fingerprint(*paths):
+    """API.md Part 5: the bytes of the defining files, in sorted path order."""
     digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in sorted(paths):
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
@@ -52,31 +53,30 @@ def test_a_gemseo_class_is_known_by_its_distribution_and_its_own_module():
     assert found == {
         "class_name": "Sellar1",
         "module": "gemseo.problems.mdo.sellar.sellar_1",
-        "distribution": "gemseo",
-        "distribution_version": importlib.metadata.version("gemseo"),
         # GEMSEO's own base classes are named by its version, not hashed.
-        "source_sha256": fingerprint(__import__("pathlib").Path(module_file).resolve()),
+        "code_sha256": fingerprint(__import__("pathlib").Path(module_file).resolve()),
+        "distribution": "gemseo " + importlib.metadata.version("gemseo"),
     }
 
 
 def test_a_plugin_is_known_by_its_files_and_their_bases_outside_gemseo(plugin, tmp_path):
     found = provenance.class_provenance(plugin)
     assert provenance.source_files(plugin) == [tmp_path / "prov_plugin.py", tmp_path / "prov_base.py"]
-    assert found["distribution"] is None and found["distribution_version"] is None
+    assert found["distribution"] is None
     assert found["module"] == "prov_plugin" and found["class_name"] == "Doubler"
-    assert found["source_sha256"] == fingerprint(tmp_path / "prov_plugin.py", tmp_path / "prov_base.py")
+    assert found["code_sha256"] == fingerprint(tmp_path / "prov_plugin.py", tmp_path / "prov_base.py")
     # An edit of the base class's file, in place, is another fingerprint (for a process that
     # loads it: a warm process fingerprints the code it loaded, once).
     (tmp_path / "prov_base.py").write_text(PLUGIN_BASE.replace("2.0", "3.0"))
-    assert provenance.class_provenance.__wrapped__(plugin)["source_sha256"] != found["source_sha256"]
+    assert provenance.class_provenance.__wrapped__(plugin)["code_sha256"] != found["code_sha256"]
 
 
 def test_the_process_provenance_names_versions_and_host():
     found = provenance.process_provenance()
-    assert found["gemseo_version"] == importlib.metadata.version("gemseo")
-    assert found["python_version"] == platform.python_version()
+    assert found["gemseo"] == importlib.metadata.version("gemseo")
+    assert found["python"] == platform.python_version()
     assert found["host"] == __import__("socket").gethostname()
-    assert found["service_version"]
+    assert found["gaas"]
 
 
 def test_the_service_version_is_the_version_file_else_the_commit(tmp_path, monkeypatch):
@@ -97,11 +97,15 @@ def test_the_service_version_is_the_version_file_else_the_commit(tmp_path, monke
     assert provenance.service_version() == "2.1.0"
 
 
+def digest_of(data, files=()):
+    return provenance.inputs_sha256({name: provenance.value_digest(value) for name, value in data.items()}, files)
+
+
 def test_the_inputs_digest_tells_values_types_shapes_and_files_apart():
     base = {"x": numpy.array([1.0, 2.0]), "name": numpy.array(["a"])}
-    digest = provenance.inputs_sha256(base)
+    digest = digest_of(base)
     # The same inputs in another order, or as other objects of equal value: the same digest.
-    assert provenance.inputs_sha256({"name": numpy.array(["a"]), "x": numpy.array([1.0, 2.0])}) == digest
+    assert digest_of({"name": ["a"], "x": numpy.array([1.0, 2.0])}) == digest
     different = [
         {**base, "x": numpy.array([1.0, 2.0000000000000004])},
         {**base, "x": numpy.array([1, 2])},
@@ -110,10 +114,10 @@ def test_the_inputs_digest_tells_values_types_shapes_and_files_apart():
         {**base, "y": numpy.array([0.0])},
         {"x\0": numpy.array([1.0, 2.0]), "name": numpy.array(["a"])},
     ]
-    digests = {provenance.inputs_sha256(data) for data in different}
+    digests = {digest_of(data) for data in different}
     assert digest not in digests and len(digests) == len(different)
-    with_file = provenance.inputs_sha256(base, {"in.txt": "ab" * 32})
+    with_file = digest_of(base, {"in.txt": "ab" * 32})
     assert with_file != digest
-    assert provenance.inputs_sha256(base, {"in.txt": "cd" * 32}) != with_file
-    assert provenance.inputs_sha256(base, {"other.txt": "ab" * 32}) != with_file
+    assert digest_of(base, {"in.txt": "cd" * 32}) != with_file
+    assert digest_of(base, {"other.txt": "ab" * 32}) != with_file
 

@@ -94,7 +94,7 @@ def make_batch(target, user_id, points, input_names=INPUT_NAMES):
     """A batch written through the store's functions, its points in the states given; its id."""
     batch = {"user_id": user_id, "name": "mixed", "discipline_class_name": "Sellar1", "design": "{}", "input_names": json.dumps(input_names)}
     common = {"user_id": user_id, "discipline_class_name": "Sellar1", "job_type": "execute", "job_status": "pending", "execution_mode": "asynchronous"}
-    batch_id, ids = target.create_batch(batch, common, [json.dumps(inputs) for _, _, inputs, _ in points], "/nonexistent/")
+    batch_id, ids, _ = target.create_batch(batch, common, [json.dumps(inputs) for _, _, inputs, _ in points], "/nonexistent/")
     now = time.time()
     moves = []
     for job_id, (status, error, _, outputs) in zip(ids, points):

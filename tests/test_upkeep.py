@@ -17,7 +17,8 @@ from test_internals import tmp_store  # noqa: F401 (a fixture)
 def make_batch(user_id, points):
     batch = dict(user_id=user_id, name="", discipline_class_name="Sellar1", design="{}", input_names="[]")
     common = dict(user_id=user_id, discipline_class_name="Sellar1", job_type="execute", job_status="pending", execution_mode="asynchronous")
-    return store.create_batch(batch, common, ["{}"] * points, f"/nonexistent/user-{user_id}/job-")
+    batch_id, ids, _ = store.create_batch(batch, common, ["{}"] * points, f"/nonexistent/user-{user_id}/job-")
+    return batch_id, ids
 
 
 def end(job_id):

@@ -52,6 +52,26 @@ function describe(table, schema) {
   }
 }
 
+// Where the results come from: the job that computed them (a hit of the results cache), the
+// versions, host and code that did, and the inputs' digest.
+function provenanceView(job) {
+  const from = job.cached_from != null
+    ? el("p", { id: "cached-from" }, "From cache (", el("a", { href: "#/job/" + job.cached_from }, "job #" + job.cached_from),
+      "): that job computed these results; this one did not run.")
+    : null;
+  const found = job.provenance;
+  if (!found) return el("div", { id: "provenance" }, from, el("p", { class: "muted" }, "When the job has run."));
+  const code = found.discipline || {};
+  const rows = [
+    ["Discipline", `${code.class_name || ""} (${code.module || ""})`],
+    ["Distribution", code.distribution || "none: a plugin found on GEMSEO_PATH"],
+    ["Code SHA-256", code.code_sha256], ["Inputs SHA-256", found.inputs_sha256], ["Host", found.host],
+    ["gaas", found.gaas], ["GEMSEO", found.gemseo], ["Python", found.python],
+  ];
+  return el("div", { id: "provenance" }, from, el("table", { class: "facts" }, el("tbody", {},
+    rows.map(([name, value]) => el("tr", {}, el("th", {}, name), el("td", {}, el("code", {}, value || "")))))));
+}
+
 // The job's directory, a file a link that downloads it.
 export function jobFiles(jobId, node, prefix = "") {
   const fetchFile = (path) => (event) => { event.preventDefault(); downloadJobFile(jobId, path); };
@@ -127,13 +147,14 @@ function jobPage(job) {
   log.addEventListener("scroll", () => { follow = log.scrollTop + log.clientHeight >= log.scrollHeight - 24; });
   const logNote = el("p", { class: "muted", hidden: "" }, `The last ${LOG_TAIL / 1024} KiB of the log:`);
   const files = el("div", { class: "card", id: "files" }, el("span", { class: "muted" }, "When the job ends."));
+  const origin = el("div", { class: "card", id: "origin" }, provenanceView(job));
   const root = el("section", { class: "job-page", "data-job-page": id },
     el("h1", {}, `Job #${id}` + (job.name ? ` — ${job.name}` : "")),
     el("div", { class: "row" }, cancel, again, remove),
     el("div", { class: "card" }, summary), failure,
     el("h2", {}, "Inputs"), inputs, el("h2", {}, "Outputs"), outputs,
     job.job_type === "execute_and_linearize" ? [el("h2", {}, "Jacobian"), jacobian] : null,
-    el("h2", {}, "Log"), logNote, log, el("h2", {}, "Files"), files);
+    el("h2", {}, "Log"), logNote, log, el("h2", {}, "Files"), files, el("h2", {}, "Provenance"), origin);
   let schemas = null; // {inputs, outputs}, once they arrive
   const page = {
     root,
@@ -168,6 +189,7 @@ function jobPage(job) {
       outputs.replaceChildren(dataTable(job.output_data, "outputs", `${basename}-output`, xChoices));
       if (schemas) page.setSchemas(schemas);
       jacobian.replaceChildren(jacobianView(job.jacobian_data, basename));
+      origin.replaceChildren(provenanceView(job));
       files.replaceChildren(jobFiles(id, tree));
     },
   };

@@ -128,7 +128,8 @@ export async function jobsView(params) {
 function jobLabel(job) {
   const point = job.batch_id ? `batch #${job.batch_id} · point ${job.batch_index}` : "";
   const study = job.study_id ? `study #${job.study_id}` : "";
-  return [job.name, point, study].filter(Boolean).join(" · ");
+  const cached = job.cached_from != null ? `from cache (job #${job.cached_from})` : "";
+  return [job.name, point, study, cached].filter(Boolean).join(" · ");
 }
 
 // Where a row leads: a study's job to its study (its convergence, best point, images).

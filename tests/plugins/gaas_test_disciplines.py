@@ -178,3 +178,23 @@ class Documented(Discipline):
 
     def _run(self, input_data):
         return {"deflection": input_data["load"] * input_data["length"][0] ** 3 / 1e6}
+
+
+class SlowCounted(_Simple):
+    """y = 2 x after delay seconds, failing for a negative x. Each run prints "run at x" and, when
+    GAAS_TEST_RUNS names a file, appends x to it: a count of runs across processes and hosts."""
+
+    inputs = {"x": [1.0], "delay": [0.0]}
+    outputs = ("y",)
+
+    def _run(self, input_data):
+        x = float(input_data["x"][0])
+        print("run at", x, flush=True)
+        runs = os.environ.get("GAAS_TEST_RUNS")
+        if runs:
+            with open(runs, "a") as file:  # one short append: whole lines from concurrent runs
+                file.write(f"{x!r}\n")
+        time.sleep(float(input_data["delay"][0]))
+        if x < 0:
+            raise ValueError(f"no run at a negative x: {x}")
+        return {"y": input_data["x"] * 2}

@@ -1,0 +1,83 @@
+"""The results cache's key (API.md Part 5): what makes two jobs compute the same thing.
+
+A job's key is the SHA-256 of everything its results depend on but the code, then ":" and the
+code's fingerprint (provenance.class_provenance's code_sha256, as the zygotes computed it): the
+scope (the user, or "*" when results are shared), the class, its options as canonical JSON, the
+job type and linearisation fields, and the complete inputs: each given input's digest as the job
+process will convert it, each default's as the description reported it, the input files' SHA-256.
+Inputs equal in value but not in type (1 and 1.0) give two keys: a miss, never a wrong hit.
+The store finds a job's source by it (store.create_job, create_batch); jobs.py settles the rest.
+"""
+
+import hashlib
+from typing import NamedTuple
+
+import orjson
+
+import jobproc
+import provenance
+import settings
+
+
+class Discipline:
+    """What a key needs to know of a discipline built with given options: its code's fingerprint
+    (None: not cached) and its description's defaults."""
+
+    def __init__(self, name, code_sha256, description):
+        uncached = settings.CACHE == "off" or name in settings.UNCACHED_DISCIPLINES
+        self.code_sha256 = None if uncached else code_sha256
+        self.defaults = description.get("default_digests", {})
+        self.arrays = frozenset(description.get("array_defaults", ()))
+        self.array = _array() if self.arrays else None
+
+
+class Request(NamedTuple):
+    """A job's (or a batch's) part in the cache: its discipline, its given inputs (a dict, or a
+    list of dicts for a batch's points), and whether it may take earlier results ("cache")."""
+
+    discipline: Discipline
+    input_data: dict | list
+    lookup: bool
+    looked_up: bool = False  # a synchronous job's, once jobs.from_cache found nothing
+
+
+def key(fields, input_data, discipline):
+    """The cache key of a job (its store columns `fields`, input_files resolved, and its given
+    input_data as a dict), or None when its class is not cached."""
+    return keys(fields, [input_data], discipline)[0]
+
+
+def keys(fields, points, discipline):
+    """The cache keys of jobs that differ only by their given input_data (a batch's points)."""
+    if discipline is None or discipline.code_sha256 is None:
+        return [None] * len(points)
+    input_files = {entry["filename"]: entry.get("sha256sum", "") for entry in orjson.loads(fields["input_files"])}
+    parts = [
+        fields["user_id"] if settings.CACHE == "user" else "*",
+        fields["discipline_class_name"],
+        _canonical(fields["discipline_options"]),
+        fields["job_type"],
+    ]
+    if fields["job_type"] == "execute_and_linearize":
+        parts += [fields["linearization_mode"], _canonical(fields["linearize_options"])]
+        parts += [fields["differentiated_inputs"], fields["differentiated_outputs"]]
+    common = orjson.dumps(parts)
+    found = []
+    for input_data in points:
+        digests = dict(discipline.defaults)
+        for name, value in input_data.items():
+            digests[name] = provenance.value_digest(jobproc.to_array(value, discipline.array if name in discipline.arrays else None))
+        inputs = provenance.inputs_sha256(digests, input_files)
+        found.append(f"{hashlib.sha256(common + inputs.encode()).hexdigest()}:{discipline.code_sha256}")
+    return found
+
+
+def _canonical(text):
+    return orjson.dumps(orjson.loads(text), option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _array():
+    """An array default, for jobproc.to_array: a number given for one becomes a 1-array."""
+    import numpy
+
+    return numpy.empty(0)
