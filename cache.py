@@ -38,7 +38,6 @@ class Request(NamedTuple):
     discipline: Discipline
     input_data: dict | list
     lookup: bool
-    looked_up: bool = False  # a synchronous job's, once jobs.from_cache found nothing
 
 
 def key(fields, input_data, discipline):

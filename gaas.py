@@ -507,12 +507,12 @@ async def execute(request):
         row = await run_in_threadpool(jobs.submit, user["id"], fields, input_files, worker.enqueue, cached)
         return Response(wire.job_json(row), status_code=202, media_type="application/json")
     if cached is not None and state.slots.locked():
-        # Every warm process busy: a hit (or the results of an identical job in flight) must not
-        # wait for one. With one free, the lookup is made in the run's own thread, before it.
-        row = await run_in_threadpool(jobs.from_cache, user["id"], fields, input_files, cached)
+        # Every warm process busy: a hit must not wait for one. Not the wait for an identical job
+        # in flight either, which would hold a thread outside the warm slots' bound: that is made
+        # in the run's own thread, as the lookup is when a warm process is free.
+        row = await run_in_threadpool(jobs.from_cache, user["id"], fields, input_files, cached, False)
         if row is not None:
             return Response(wire.job_json(row), media_type="application/json")
-        cached = cached._replace(looked_up=True)
     # As many synchronous runs in threads as there are warm processes: the others wait here, on
     # the event loop, instead of crowding the GIL and the store's write lock.
     async with warm_slot(state):

@@ -110,10 +110,10 @@ def _cache_key(fields, cached):
     return bool(fields["cache_key"] and cached.lookup)
 
 
-def from_cache(user_id, fields, input_files, cached):
+def from_cache(user_id, fields, input_files, cached, wait=True):
     """The row of a synchronous job that took the results of a finished identical job, after
-    waiting for one in flight; or None, the job's fields then set to run (with its cache key).
-    Never takes a warm process."""
+    waiting for one in flight (with wait); or None, the job's fields then set to run (with its
+    cache key). Never takes a warm process."""
     fields["input_files"] = _input_files(user_id, input_files)
     if not _cache_key(fields, cached):
         return None
@@ -129,6 +129,8 @@ def from_cache(user_id, fields, input_files, cached):
             _copy_results([(row["id"], row["workdir"])], store.get_job(row["cached_from"]), row["cached_from"])
             logger.info("job %s finished: user %s, %s, synchronous, from the cache (job %s)", row["id"], user_id, fields["discipline_class_name"], row["cached_from"])
             return row
+        if not wait:
+            return None
         # An identical job in flight: its results, when it ends, instead of a second run.
         while store.job_status(source[0]) in ("pending", "running") and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -250,14 +252,13 @@ def run_synchronous(job_pool, user_id, fields, input_files, owner, cached=None):
     The job is recorded once a warm process is free, running already and claimed by this web
     app (if the web app dies, it ends lost): one write to start it, one to end it and read it
     back. With cached (a cache.Request), a hit or an identical job in flight is looked for
-    first (from_cache), unless that was done."""
-    if cached is not None and not cached.looked_up:
-        row = from_cache(user_id, fields, input_files, cached)
+    first (from_cache)."""
+    if cached is not None:
+        row = from_cache(user_id, fields, input_files, cached)  # sets the input files and the key
         if row is not None:
             return row
-    elif cached is None:
+    else:
         fields["input_files"] = _input_files(user_id, input_files)
-    # else from_cache set the input files and the cache key
     miss = cached is not None and cached.lookup and fields.get("cache_key") is not None
     queue_rank(user_id, 1)
     try:
