@@ -129,9 +129,9 @@ def from_cache(user_id, fields, input_files, cached, wait=True):
             _copy_results([(row["id"], row["workdir"])], store.get_job(row["cached_from"]), row["cached_from"])
             logger.info("job %s finished: user %s, %s, synchronous, from the cache (job %s)", row["id"], user_id, fields["discipline_class_name"], row["cached_from"])
             return row
-        if not wait:
+        if not wait or source[1] == "pending":  # one still queued may start in hours: run now
             return None
-        # An identical job in flight: its results, when it ends, instead of a second run.
+        # An identical job running: its results, when it ends, instead of a second run.
         while store.job_status(source[0]) in ("pending", "running") and time.monotonic() < deadline:
             time.sleep(0.02)
         if time.monotonic() >= deadline:
