@@ -218,7 +218,7 @@ def test_cancel_a_running_job_from_its_page(browser, live, alice):
 
 
 def test_delete_from_the_job_page(browser, live, alice):
-    job = alice.run("Sellar1")
+    job = alice.run("Sellar1", cache=False)  # a run: its files (a hit of a run that wrote none has none)
     open_job(browser, live, job["id"])
     wait(browser).until(ready.text_to_be_present_in_element((By.CSS_SELECTOR, "#summary .status"), "finished"))
     wait(browser).until(ready.presence_of_element_located((By.CSS_SELECTOR, "#files a")))
