@@ -286,7 +286,7 @@ def test_compose_spreads_survives_a_killed_worker_and_keeps_data(stack):
     # Two worker containers, one thread each: four jobs of 2 s run on both.
     hosts = {podman("inspect", "--format", "{{.Config.Hostname}}", stack.container("worker", n)).stdout.strip(): n
              for n in (1, 2)}
-    jobs = [api.run("Sleeper", mode="asynchronous", input_data={"duration": [2.0]})["id"] for _ in range(4)]
+    jobs = [api.run("Sleeper", mode="asynchronous", input_data={"duration": [2.0]}, cache=False)["id"] for _ in range(4)]  # each runs: no single flight
     for job_id in jobs:
         assert api.wait(job_id)["job_status"] == "finished"
     owners = stack.sql(f"SELECT owner FROM jobs WHERE id IN ({','.join(map(str, jobs))})")
