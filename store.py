@@ -496,17 +496,15 @@ class Store:
     def _cache_sources(conn, keys):
         """{key: (id, status)} of the source of each key that has one (a finished job first)."""
         found = {}
-        for start in range(0, len(keys), 500):  # within SQLite's parameter limit
-            chunk = keys[start : start + 500]
-            rows = conn.execute(
-                f"SELECT cache_key, id, job_status FROM jobs WHERE cache_key IN ({', '.join('?' * len(chunk))})"
-                " AND cached_from IS NULL AND waits_for IS NULL AND job_status IN ('pending', 'running', 'finished')"
-                " ORDER BY id",
-                chunk,
-            ).fetchall()
-            for key, job_id, status in rows:
-                if key not in found or (status == "finished" and found[key][1] != "finished"):
-                    found[key] = (job_id, status)
+        rows = rows_in(
+            conn,
+            "SELECT cache_key, id, job_status FROM jobs WHERE cache_key IN ({marks}) AND cached_from IS NULL"
+            " AND waits_for IS NULL AND job_status IN ('pending', 'running', 'finished') ORDER BY id",
+            keys,
+        )
+        for key, job_id, status in rows:
+            if key not in found or (status == "finished" and found[key][1] != "finished"):
+                found[key] = (job_id, status)
         return found
 
     def _take_results(self, conn, job_ids, source_id):
@@ -849,12 +847,7 @@ class Store:
             conn.executemany("UPDATE jobs SET waits_for = ? WHERE id = ?", [(leader, job_id) for job_id, leader in waits.items()])
             self._count_cache(conn, "hit", len(taken))
             self._count_cache(conn, "miss", sum(1 for job_id, key in zip(ids, keys) if key and job_id not in taken and job_id not in waits) if lookup else 0)
-            workdirs = {}
-            if hits:
-                for start in range(0, len(hits), 500):  # within SQLite's parameter limit
-                    chunk = list(hits)[start : start + 500]
-                    found = conn.execute(f"SELECT id, workdir FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
-                    workdirs.update((row[0], row[1]) for row in found)
+            workdirs = dict(rows_in(conn, "SELECT id, workdir FROM jobs WHERE id IN ({marks})", list(hits)))
             for task in tasks(queued) if tasks else ():
                 self.queue_task(conn, *task)
         return batch_id, ids, Settled(queued, {source: (workdirs.get(source), job_ids) for source, job_ids in hits.items()}, waits)
@@ -1332,6 +1325,16 @@ class Store:
         """{table: rows} of the store's tables, to tell an empty store."""
         conn = self.connect()
         return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in ("users", "jobs", "files", "uploads", "batches", "studies")}
+
+
+def rows_in(conn, sql, values, size=500):
+    """The rows of sql for every value, its `{marks}` the parameters of a chunk of them: within
+    SQLite's limit on parameters, for any number of values."""
+    rows = []
+    for start in range(0, len(values), size):
+        chunk = values[start : start + size]
+        rows += conn.execute(sql.format(marks=", ".join("?" * len(chunk))), chunk).fetchall()
+    return rows
 
 
 def move_statement(move):
