@@ -28,6 +28,7 @@ from study_specs import analytic_spec, sellar_spec, sleeper_spec, space_of
 from test_internals import gaas_log, tmp_store  # noqa: F401 (fixtures)
 
 PLUGINS = Path(__file__).resolve().parent / "plugins"
+CODE = Path(__file__).resolve().parent.parent
 SPECS = Path(__file__).resolve().parent / "study_specs.py"
 
 
@@ -141,7 +142,20 @@ def test_a_doe_on_two_processes_records_every_point_once(engine, tmp_path):
     settings = {"n_samples": 10, "random_state": 2}
     serial = run_study(engine, sellar_spec(algorithm={"name": "PYDOE_LHS", "settings": settings}), tmp_path / "serial")[1]
     spec = sellar_spec(algorithm={"name": "PYDOE_LHS", "settings": {**settings, "n_processes": 2}})
-    summary, parallel = run_study(engine, spec, tmp_path / "parallel", max_processes=2)
+    # GEMSEO forks its pool: from a process of one thread, as a job process is, not from pytest's
+    # (xdist's and the venvs' threads: a child forked while one holds a lock hangs on it).
+    (tmp_path / "parallel").mkdir()
+    script = (
+        "import json, sys, jobproc, study; spec = json.load(sys.stdin); found = [];"
+        f" summary = study.run(jobproc.Engine(frozenset()), spec, {str(tmp_path / 'parallel')!r}, found.extend, max_processes=2);"
+        " print(json.dumps([summary, found]))"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", script], input=json.dumps(spec), capture_output=True, text=True, cwd=CODE, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(CODE)},
+    )
+    assert child.returncode == 0, child.stderr
+    summary, parallel = json.loads(child.stdout.splitlines()[-1])
     assert summary["n_evaluations"] == 10
     assert_whole(parallel)
 

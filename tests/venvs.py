@@ -20,6 +20,8 @@ CACHE = CODE / "tests" / ".venvs"
 _running = set()
 _lock = threading.Lock()
 _stopped = False
+# By venv, held while it is looked at or made: the file lock below excludes other processes only.
+_making = {}
 
 
 def pinned(name):
@@ -50,10 +52,14 @@ def venv(requirements, cache=CACHE):
     path = cache / key
     done = path / ".complete"
     cache.mkdir(parents=True, exist_ok=True)
-    # Two sessions at once (the tests and the benchmark) make it once; a venv left half made by a
-    # killed run has no .complete and is made again.
-    with open(cache / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    # Two sessions at once (the tests and the benchmark, xdist's workers) make it once; a venv
+    # left half made by a killed run has no .complete and is made again. A POSIX lock, not
+    # flock: a process forked meanwhile (a DOE's pool in a test) does not inherit it, and one
+    # that hangs would otherwise hold it for every other session.
+    with _lock:
+        making = _making.setdefault(key, threading.Lock())
+    with making, open(cache / f"{key}.lock", "w") as lock:
+        fcntl.lockf(lock, fcntl.LOCK_EX)
         if not done.exists():
             print(f"making a venv for {' '.join(requirements)} in {path} ...", file=sys.stderr, flush=True)
             shutil.rmtree(path, ignore_errors=True)
