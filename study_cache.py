@@ -3,12 +3,12 @@ cached looks its points up and offers its own, keyed exactly as a job's (cache.k
 "execute", no input files), so that a study run again replays its history from the store and a
 point that a batch computed is a hit.
 
-The worker sends, with the study, the keys known in scope at its start (store.KNOWN_KEY
-characters of each): a point whose key is not among them is a miss without a round trip; one
-that is is asked for on the pipe ({"cache_get": [keys]}) and the worker answers from the store.
-What the disciplines compute leaves with the evaluations ({"cache_put": [...]}). A Jacobian is
-kept under a key of its own (job type "study_linearize", with the linearisation mode and the
-differentiated names), so that it is reused only for what it was computed. Job processes only.
+The worker sends, with the study, the keys known in scope at its start (the first
+store.KNOWN_KEY characters of each): a point whose key is not among them is a miss without a
+round trip; one that is is asked for on the pipe ({"cache_get": [keys]}) and the worker answers
+from the store. What the disciplines compute leaves with the evaluations ({"cache_put": [...]}).
+A Jacobian is kept under a key of its own (job type "study_linearize", with the linearisation
+mode and the differentiated names): reused only for what it was computed. Job processes only.
 """
 
 import hashlib
@@ -20,15 +20,13 @@ from gemseo.caches.simple_cache import SimpleCache
 
 import provenance
 
-KNOWN_KEY = 16  # store.KNOWN_KEY (this module imports no store)
-
-
 class StudyCaches:
     """A study's side of the cache: the keys known at its start, the entries to send, the counts."""
 
     def __init__(self, request, code, ask):
         self.parts, self.lookup = request["parts"], request["lookup"]
         self.known = frozenset(request.get("known", ())) if self.lookup else frozenset()
+        self.width = len(next(iter(self.known), ""))  # store.KNOWN_KEY
         self.code, self.ask = code, ask
         self.lock = threading.Lock()
         self.puts, self.hits, self.misses = [], 0, 0
@@ -67,6 +65,7 @@ class DisciplineCache(SimpleCache):
         self.caches, self.discipline, self.code = caches, discipline, code
         self.parts, self.class_name = parts, parts[1]
         self.execute_prefix = orjson.dumps([*parts, "execute"])
+        self.jacobian_prefix = (None, b"")  # (the names it is for, the prefix)
         self.digest = None  # the inputs' digest of the last entry
         self.looked = None  # that of the last lookup, for the outputs that follow it
 
@@ -78,7 +77,7 @@ class DisciplineCache(SimpleCache):
         if not self.caches.lookup:
             return entry
         keys = [key for key in (self._key(self.execute_prefix, inputs), self._jacobian_key(inputs)) if key]
-        wanted = [key for key in keys if key[:KNOWN_KEY] in self.caches.known]
+        wanted = [key for key in keys if key[: self.caches.width] in self.caches.known]
         found = self.caches.get(wanted) if wanted and wanted[0] == keys[0] else {}
         outputs = _outputs(found.get(keys[0]))
         if outputs is None:
@@ -131,8 +130,10 @@ class DisciplineCache(SimpleCache):
         ins, outs = self._differentiated()
         if not (ins and outs):
             return None
-        prefix = orjson.dumps([*self.parts, "study_linearize", str(self.discipline.linearization_mode), sorted(ins), outs])
-        return self._key(prefix, inputs)
+        names = (str(self.discipline.linearization_mode), sorted(ins), outs)
+        if self.jacobian_prefix[0] != names:
+            self.jacobian_prefix = (names, orjson.dumps([*self.parts, "study_linearize", *names]))
+        return self._key(self.jacobian_prefix[1], inputs)
 
     def _key(self, prefix, inputs):
         return f"{hashlib.sha256(prefix + inputs.encode()).hexdigest()}:{self.code}"

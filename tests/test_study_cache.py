@@ -153,7 +153,7 @@ def test_a_study_discipline_keys_a_point_as_a_job_does():
         return {"cache_entries": answers.pop(0)}
 
     for expected in ("run", "hit"):
-        request = {"parts": [cache.scope_parts(7, name, "{}")], "lookup": True, "known": [job_key[: study_cache.KNOWN_KEY]]}
+        request = {"parts": [cache.scope_parts(7, name, "{}")], "lookup": True, "known": [job_key[:16]]}
         caches = study_cache.StudyCaches(request, engine.code, ask)
         discipline = engine.create(name, {})
         caches.attach([discipline], [{"class_name": name}])
