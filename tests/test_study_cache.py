@@ -26,10 +26,8 @@ def service(tmp_path_factory, backend, backends):
     """A service (cache scope "user") that counts SlowCounted's runs in a file."""
     root = tmp_path_factory.mktemp("study-cache")
     service = start_service(root, GAAS_TEST_RUNS=root / "runs", **backends.settings(backend))
-    try:
-        yield service
-    finally:
-        service.close()
+    yield service  # pytest runs what follows at teardown, whatever the tests did
+    service.close()
 
 
 @pytest.fixture(scope="module")
