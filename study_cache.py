@@ -20,6 +20,7 @@ from gemseo.caches.simple_cache import SimpleCache
 
 import provenance
 
+
 class StudyCaches:
     """A study's side of the cache: the keys known at its start, the entries to send, the counts."""
 
