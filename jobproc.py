@@ -841,6 +841,7 @@ def main():
     # Loaded here, once, not by the first study of each job process (about 0.2 s: the optimiser,
     # h5py and study.py's own imports).
     import study  # noqa: F401
+    import study_cache  # noqa: F401
 
     # Objects that exist now are never collected: their pages stay shared with the forks.
     gc.freeze()
