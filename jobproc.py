@@ -751,15 +751,16 @@ def serve(fd, engine, idle_dir):
     numpy.random.seed()  # forks would otherwise share the zygote's random state
     conn = Connection(fd)
     conn.send({"ready": True, "pid": os.getpid()})
-    lock = threading.Lock()  # a study sends from two threads: its evaluations' and its own
+    lock, asking = threading.Lock(), threading.Lock()  # a study sends from several threads
 
     def send(message):
         with lock:
             conn.send(message)
 
     def ask(message):
-        send(message)
-        return conn.recv()
+        with asking:  # one question at a time: an MDA runs its disciplines in threads
+            send(message)
+            return conn.recv()
 
     while True:
         try:

@@ -38,6 +38,13 @@ class StudyCaches:
             if parts is not None:
                 discipline.cache = DisciplineCache(self, discipline, parts, self.code[entry["class_name"]])
 
+    def count(self, hit):
+        with self.lock:  # an MDA runs its disciplines in threads
+            if hit:
+                self.hits += 1
+            else:
+                self.misses += 1
+
     def put(self, key, class_name, text):
         with self.lock:
             self.puts.append((key, class_name, text))
@@ -81,10 +88,9 @@ class DisciplineCache(SimpleCache):
         wanted = [key for key in keys if key[: self.caches.width] in self.caches.known]
         found = self.caches.get(wanted) if wanted and wanted[0] == keys[0] else {}
         outputs = _outputs(found.get(keys[0]))
+        self.caches.count(outputs is not None)
         if outputs is None:
-            self.caches.misses += 1
             return entry
-        self.caches.hits += 1
         super().cache_outputs(input_data, outputs)
         jacobian = _jacobian(found.get(keys[1])) if len(keys) > 1 else None
         if jacobian:
