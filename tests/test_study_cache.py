@@ -12,6 +12,7 @@ from study_specs import sellar_spec
 from test_batches import submit as submit_batch
 from test_batches import wait_batch
 from test_cache import cache_counts, runs
+from test_internals import tmp_store  # noqa: F401 (a fixture)
 from test_studies import submit, wait_study
 
 # The lookups and entries are SQL of each store; the queue plays no part in them.
@@ -162,3 +163,24 @@ def test_a_study_discipline_keys_a_point_as_a_job_does():
         else:
             assert y_1.tolist() == [5.0] and caches.message() == {}
         assert caches.last_message()["cache_counts"] == {"hit": int(expected == "hit"), "miss": int(expected == "run")}
+
+
+def test_a_studys_entries_go_with_its_job_and_with_cache_clear(tmp_store):
+    """In process (SQLite): known keys by class and user, lookups, and the entries' lifecycle."""
+    import jobs
+
+    user_id = tmp_store.add_user("carol", "hash")
+    fields = {"user_id": user_id, "discipline_class_name": "Study", "job_type": "study", "job_status": "finished", "execution_mode": "asynchronous"}
+    job_ids = [tmp_store.create_job(dict(fields), jobs.workdir_prefix(user_id))["id"] for _ in range(2)]
+    entries = [("a" * 64 + ":code", "Sellar1", '{"y_1": [1.0]}'), ("b" * 64 + ":code", "Sellar2", '{"y_2": [2.0]}')]
+    tmp_store.add_cached_evaluations(job_ids[0], user_id, entries[:1], hits=2, misses=3)
+    tmp_store.add_cached_evaluations(job_ids[1], user_id, entries[1:])
+    assert sorted(tmp_store.known_cache_keys(["Sellar1", "Sellar2"], user_id)) == ["a" * 16, "b" * 16]
+    assert tmp_store.known_cache_keys(["Sellar1"], user_id + 1) == []
+    assert tmp_store.cached_evaluations([entries[0][0], "c" * 64]) == {entries[0][0]: entries[0][2]}
+    assert tmp_store.cache_counts() == {"hit": 2, "miss": 3}
+    tmp_store.delete_job(job_ids[0])
+    tmp_store.add_cached_evaluations(job_ids[0], user_id, entries[:1])  # its last ones, after the delete
+    assert tmp_store.known_cache_keys(["Sellar1", "Sellar2"], None) == ["b" * 16]
+    assert tmp_store.clear_cache("Sellar2") == 1
+    assert tmp_store.known_cache_keys(["Sellar1", "Sellar2"], None) == []
