@@ -51,12 +51,7 @@ def keys(fields, points, discipline):
     if discipline is None or discipline.code_sha256 is None:
         return [None] * len(points)
     input_files = {entry["filename"]: entry.get("sha256sum", "") for entry in orjson.loads(fields["input_files"])}
-    parts = [
-        fields["user_id"] if settings.CACHE == "user" else "*",
-        fields["discipline_class_name"],
-        _canonical(fields["discipline_options"]),
-        fields["job_type"],
-    ]
+    parts = [*scope_parts(fields["user_id"], fields["discipline_class_name"], fields["discipline_options"]), fields["job_type"]]
     if fields["job_type"] == "execute_and_linearize":
         parts += [fields["linearization_mode"], _canonical(fields["linearize_options"])]
         parts += [fields["differentiated_inputs"], fields["differentiated_outputs"]]
@@ -69,6 +64,28 @@ def keys(fields, points, discipline):
         inputs = provenance.inputs_sha256(digests, input_files)
         found.append(f"{hashlib.sha256(common + inputs.encode()).hexdigest()}:{discipline.code_sha256}")
     return found
+
+
+def scope_parts(user_id, class_name, options_text):
+    """The first parts of a key: whose results, which class, which options (canonical JSON)."""
+    return [user_id if settings.CACHE == "user" else "*", class_name, _canonical(options_text)]
+
+
+def study_request(user_id, spec):
+    """What a study's job process needs to key its disciplines' evaluations as jobs (API.md
+    Part 5): for each entry of spec["disciplines"], its scope_parts, or None when its class is
+    not cached (study_cache.py appends the job type and the inputs' digest, as keys() does);
+    None for a study with the cache off. Its "known" keys the worker adds (jobs.py)."""
+    if settings.CACHE == "off":
+        return None
+    parts = [
+        None if entry["class_name"] in settings.UNCACHED_DISCIPLINES
+        else scope_parts(user_id, entry["class_name"], orjson.dumps(entry.get("options", {})))
+        for entry in spec["disciplines"]
+    ]
+    if not any(parts):
+        return None
+    return {"parts": parts, "lookup": spec.get("cache", True)}
 
 
 def _canonical(text):

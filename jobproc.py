@@ -597,8 +597,9 @@ def _address_space():
         return int(statm.read().split()[0]) * resource.getpagesize()
 
 
-def handle(engine, request, idle_dir, send=None):
-    """Answer one request (send() carries a study's evaluations before the reply); never raises."""
+def handle(engine, request, idle_dir, send=None, ask=None):
+    """Answer one request (send() carries a study's evaluations before the reply, ask() sends a
+    question and returns the answer); never raises."""
     try:
         if request["op"] == "catalogue":
             return {"ok": True, "value": {"served": engine.catalogue, "disabled": engine.disabled, "code": engine.code}}
@@ -621,7 +622,7 @@ def handle(engine, request, idle_dir, send=None):
             os.chdir(idle_dir)  # building the disciplines runs their constructors
             with memory_limit(request.get("memory_limit_mb")):
                 return {"ok": True, "value": {"doe": study.check(engine, request["spec"], request["max_processes"])}}
-        return execute_job(engine, request, send)
+        return execute_job(engine, request, send, ask)
     except ClientError as error:
         return {"ok": False, "status": error.status, "detail": str(error)}
     except MemoryError:
@@ -635,17 +636,23 @@ def handle(engine, request, idle_dir, send=None):
         os.chdir(idle_dir)
 
 
-def execute_job(engine, request, send=None):
+def execute_job(engine, request, send=None, ask=None):
     job = request["job"]
     # Started before the memory limit: a thread's stack is address space too.
     sender = EvaluationSender(send) if request["op"] == "study" else None
+    caches = None
+    if sender is not None and request.get("cache"):
+        import study_cache
+
+        caches = study_cache.StudyCaches(request["cache"], engine.code, ask)
+        sender.extra = caches.message
     try:
         os.chdir(job["workdir"])
         with redirected_output(LOG_NAME), memory_limit(request.get("memory_limit_mb")):
             if sender is None:
                 reply = engine.execute(job)
             else:
-                reply = run_study(engine, request, sender)
+                reply = run_study(engine, request, sender, caches)
                 reply["provenance"] = dumps(engine.study_provenance(request["spec"]))
     except MemoryError:
         return {
@@ -662,15 +669,18 @@ def execute_job(engine, request, send=None):
     finally:
         if sender is not None:
             sender.close()  # every evaluation is sent before the reply
+        if caches is not None:
+            send(caches.last_message())
     return {"ok": True, "job_status": "finished", **reply}
 
 
-def run_study(engine, request, sender):
+def run_study(engine, request, sender, caches=None):
     """Run a study in the current directory (the job's); return the reply fields for the store."""
     import study
 
     summary = study.run(
-        engine, request["spec"], os.getcwd(), sender.send_batch, max_processes=request["max_processes"], sender=sender
+        engine, request["spec"], os.getcwd(), sender.send_batch, max_processes=request["max_processes"], sender=sender,
+        caches=caches,
     )
     return {"output_data": dumps(summary)}
 
@@ -687,12 +697,13 @@ class EvaluationSender:
     def __init__(self, send):
         self.send, self.ready, self.closed = send, False, False
         self.hand_on = lambda: None
+        self.extra = dict  # what goes with each batch: the results cache's entries (study_cache.py)
         self.cond = threading.Condition(threading.Lock())
         self.thread = threading.Thread(target=self._loop, name="evaluations", daemon=True)
         self.thread.start()
 
     def send_batch(self, evaluations):
-        self.send({"evaluations": evaluations})
+        self.send({"evaluations": evaluations, **self.extra()})
 
     def wake(self):
         with self.cond:
@@ -740,12 +751,23 @@ def serve(fd, engine, idle_dir):
     numpy.random.seed()  # forks would otherwise share the zygote's random state
     conn = Connection(fd)
     conn.send({"ready": True, "pid": os.getpid()})
+    lock, asking = threading.Lock(), threading.Lock()  # a study sends from several threads
+
+    def send(message):
+        with lock:
+            conn.send(message)
+
+    def ask(message):
+        with asking:  # one question at a time: an MDA runs its disciplines in threads
+            send(message)
+            return conn.recv()
+
     while True:
         try:
             request = conn.recv()
         except (EOFError, OSError):
             return
-        conn.send(handle(engine, request, idle_dir, conn.send))
+        send(handle(engine, request, idle_dir, send, ask))
 
 
 def zygote(control, engine, idle_dir):
@@ -820,6 +842,7 @@ def main():
     # Loaded here, once, not by the first study of each job process (about 0.2 s: the optimiser,
     # h5py and study.py's own imports).
     import study  # noqa: F401
+    import study_cache  # noqa: F401
 
     # Objects that exist now are never collected: their pages stay shared with the forks.
     gc.freeze()

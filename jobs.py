@@ -568,9 +568,10 @@ def _execute(job_pool, process, job_id, row):
     options = {}
     if row["job_type"] == "study":
         recorder = StudyRecorder(store.get_study(row["study_id"]))
-        message.update(op="study", spec=recorder.spec, max_processes=settings.STUDY_MAX_PROCESSES)
+        evaluations = StudyCache(row, recorder)
+        message.update(op="study", spec=recorder.spec, max_processes=settings.STUDY_MAX_PROCESSES, cache=evaluations.request)
         # A stopped study first ends its driver and writes problem.h5, within the cancel bound.
-        options = {"on_message": recorder.write, "grace": STUDY_GRACE}
+        options = {"on_message": evaluations.on_message, "grace": STUDY_GRACE}
     try:
         files.lay_out(Path(job["workdir"]), job["input_files"])  # File entries: filename, unique_filename
         reply = process.ask(message, deadline=deadline, should_stop=cancelled, **options)
@@ -634,6 +635,36 @@ class StudyRecorder:
             self.unsaved = records
             return
         self.unsaved, self.best = [], best
+
+
+class StudyCache:
+    """The worker's side of a study's results cache (study_cache.py): the keys known in scope at
+    its start, sent with it; then the answers to its lookups, and its entries written as they
+    come with its evaluations (handed on to the StudyRecorder)."""
+
+    def __init__(self, row, recorder):
+        self.job_id, self.user_id, self.recorder = row["id"], row["user_id"], recorder
+        self.request = cache.study_request(row["user_id"], recorder.spec)
+        if self.request is not None and self.request["lookup"]:
+            classes = sorted({parts[1] for parts in self.request["parts"] if parts})
+            self.request["known"] = store.known_cache_keys(classes, row["user_id"] if settings.CACHE == "user" else None)
+
+    def on_message(self, message):
+        if "cache_get" in message:
+            try:
+                return {"cache_entries": store.cached_evaluations(message["cache_get"])}
+            except Exception as error:  # a miss: the study runs the point
+                logger.warning("job %s: the results cache could not be read: %s", self.job_id, error)
+                return {"cache_entries": {}}
+        if "cache_put" in message:
+            counts = message.get("cache_counts", {})
+            try:
+                store.add_cached_evaluations(self.job_id, self.user_id, message["cache_put"], counts.get("hit", 0), counts.get("miss", 0))
+            except Exception as error:  # the study goes on without them: later ones run again
+                logger.warning("job %s: %s evaluations not kept in the results cache: %s", self.job_id, len(message["cache_put"]), error)
+        if "evaluations" in message:
+            self.recorder.write(message)
+        return None
 
 
 def study_status(row):

@@ -262,6 +262,11 @@ SCHEMAS = {
             "post_processing": {"type": "array", "items": NAMED_WITH_SETTINGS},
             "timeout": EXECUTE_PROPERTIES["timeout"],
             "group": SHARE_GROUP,
+            "cache": {
+                "type": "boolean",
+                "description": "Whether its disciplines take the results of earlier identical evaluations (jobs, batches,"
+                " studies; default true). False runs every one; its results are offered to later ones all the same.",
+            },
         },
     },
     "Study": {

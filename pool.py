@@ -153,8 +153,9 @@ class JobProcess:
     def ask(self, message, deadline=None, should_stop=None, on_message=None, grace=0.0):
         """Send a request and wait for its reply; kill the process and raise ProcessGone if it
         dies, passes the deadline (monotonic) or should_stop() returns a reason. Messages
-        without "ok" sent before the reply (a study's evaluations) go to on_message. With a
-        grace, a stop sends SIGTERM first and gives the process that long to end its work."""
+        without "ok" sent before the reply (a study's evaluations, its questions) go to
+        on_message, whose answer, when not None, is sent back. With a grace, a stop sends SIGTERM
+        first and gives the process that long to end its work."""
         try:
             self.conn.send(message)
         except OSError:
@@ -166,7 +167,7 @@ class JobProcess:
                     reply = self.conn.recv()
                     if on_message is None or "ok" in reply:
                         return reply
-                    on_message(reply)  # then the checks below: messages may come without a pause
+                    self._answer(on_message, reply)  # then the checks below: messages may come without a pause
             except (EOFError, OSError):
                 return self._gone("crashed")
             now = time.monotonic()
@@ -191,8 +192,13 @@ class JobProcess:
                     reply = self.conn.recv()
                     if on_message is None or "ok" in reply:
                         break
-                    on_message(reply)
+                    self._answer(on_message, reply)
         self._gone(reason)
+
+    def _answer(self, on_message, message):
+        answer = on_message(message)
+        if answer is not None:
+            self.conn.send(answer)
 
     def _gone(self, reason):
         raise ProcessGone(reason, self.kill())

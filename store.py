@@ -176,6 +176,19 @@ CREATE TABLE IF NOT EXISTS cache_counts (
     outcome TEXT PRIMARY KEY,
     n INTEGER NOT NULL
 );
+-- What studies' disciplines computed (study_cache.py), keyed as jobs are (cache.py): the outputs
+-- of an "execute" key, the Jacobian of a "study_linearize" one, as JSON text. They go with the
+-- study's job.
+CREATE TABLE IF NOT EXISTS cached_evaluations (
+    cache_key TEXT PRIMARY KEY,
+    job_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    class_name TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cached_evaluations_by_job ON cached_evaluations (job_id);
+CREATE INDEX IF NOT EXISTS cached_evaluations_by_class ON cached_evaluations (class_name, user_id);
 -- Requests answered, summed over every web process (each adds what it counted every beat).
 CREATE TABLE IF NOT EXISTS request_counts (
     method TEXT NOT NULL,
@@ -248,6 +261,9 @@ ADDED_INDEXES = (
     "CREATE INDEX IF NOT EXISTS jobs_by_leader ON jobs (waits_for) WHERE waits_for IS NOT NULL",
 )
 ROLES = ("viewer", "member", "owner")
+# How many characters of each key's hash a study gets of the keys known at its start: a false
+# match only costs a lookup, and a million keys stay a few megabytes.
+KNOWN_KEY = 16
 
 
 LIST_COLUMNS = (
@@ -447,6 +463,7 @@ class Store:
             conn.execute("DELETE FROM memberships WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM evaluations WHERE study_id IN (SELECT id FROM studies WHERE user_id = ?)", (user_id,))
             conn.execute("DELETE FROM studies WHERE user_id = ?", (user_id,))
+            conn.execute("DELETE FROM cached_evaluations WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
         return workdirs, files, partial
 
@@ -584,14 +601,60 @@ class Store:
         return [row[0] for row in rows]
 
     def clear_cache(self, class_name=None):
-        """Forget the cache keys of ended jobs (of one class when given): later jobs run. Return
-        how many were forgotten."""
+        """Forget the cache keys of ended jobs and the studies' evaluations (of one class when
+        given): later jobs run. Return how many were forgotten."""
         where, params = "cache_key IS NOT NULL AND job_status IN ('finished', 'failed')", []
         if class_name:
             where += " AND discipline_class_name = ?"
             params.append(class_name)
         with self.transaction() as conn:
-            return conn.execute(f"UPDATE jobs SET cache_key = NULL WHERE {where}", params).rowcount
+            forgotten = conn.execute(f"UPDATE jobs SET cache_key = NULL WHERE {where}", params).rowcount
+            entries = f"DELETE FROM cached_evaluations{' WHERE class_name = ?' if class_name else ''}"
+            return forgotten + conn.execute(entries, params[:1]).rowcount
+
+    def known_cache_keys(self, classes, user_id=None):
+        """The first KNOWN_KEY characters of the keys of these classes' finished "execute" jobs that
+        ran and of the studies' evaluations (the user's only, when given), for a study's start."""
+        marks = ", ".join("?" * len(classes))
+        mine = "" if user_id is None else " AND user_id = ?"
+        params = [*classes, *([] if user_id is None else [user_id])]
+        rows = self.connect().execute(
+            f"SELECT substr(cache_key, 1, {KNOWN_KEY}) FROM jobs WHERE discipline_class_name IN ({marks}){mine}"
+            " AND job_type = 'execute' AND cache_key IS NOT NULL AND cached_from IS NULL AND job_status = 'finished'"
+            f" UNION SELECT substr(cache_key, 1, {KNOWN_KEY}) FROM cached_evaluations WHERE class_name IN ({marks}){mine}",
+            params * 2,
+        )
+        return [row[0] for row in rows]
+
+    def cached_evaluations(self, keys):
+        """{key: JSON text} of the keys found: a finished job's outputs that ran, else a study's entry."""
+        conn = self.connect()
+        found = dict(
+            rows_in(
+                conn,
+                "SELECT jobs.cache_key, job_data.output_data FROM jobs JOIN job_data ON job_data.job_id = jobs.id"
+                " WHERE jobs.cache_key IN ({marks}) AND jobs.cached_from IS NULL AND jobs.job_status = 'finished'",
+                keys,
+            )
+        )
+        rest = [key for key in keys if key not in found]
+        found.update(rows_in(conn, "SELECT cache_key, data FROM cached_evaluations WHERE cache_key IN ({marks})", rest))
+        return found
+
+    def add_cached_evaluations(self, job_id, user_id, entries, hits=0, misses=0):
+        """Store a study's evaluations, [key, class name, JSON text] each (a key already there keeps
+        its entry), and count its lookups, in one transaction."""
+        now = time.time()
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+                return  # deleted while it ran: its entries would outlive it
+            conn.executemany(
+                "INSERT INTO cached_evaluations (cache_key, job_id, user_id, class_name, data, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (cache_key) DO NOTHING",
+                [(key, job_id, user_id, class_name, data, now) for key, class_name, data in entries],
+            )
+            self._count_cache(conn, "hit", hits)
+            self._count_cache(conn, "miss", misses)
 
     def _insert_job(self, conn, fields, workdir_prefix, tasks):
         fields = {"created_at": time.time(), **fields}
@@ -742,10 +805,12 @@ class Store:
         return row is None or bool(row[0])
 
     def delete_job(self, job_id):
-        """Delete a job and its data, and the study it runs with its evaluations."""
+        """Delete a job and its data, and the study it runs with its evaluations (those of the
+        results cache too)."""
         with self.transaction() as conn:
             conn.execute("DELETE FROM evaluations WHERE study_id IN (SELECT id FROM studies WHERE job_id = ?)", (job_id,))
             conn.execute("DELETE FROM studies WHERE job_id = ?", (job_id,))
+            conn.execute("DELETE FROM cached_evaluations WHERE job_id = ?", (job_id,))
             conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
     def claimed_jobs(self, owner=None):
@@ -1641,3 +1706,6 @@ settle_waiting = _on_current(Store.settle_waiting)
 has_waiting = _on_current(Store.has_waiting)
 stray_leaders = _on_current(Store.stray_leaders)
 clear_cache = _on_current(Store.clear_cache)
+known_cache_keys = _on_current(Store.known_cache_keys)
+cached_evaluations = _on_current(Store.cached_evaluations)
+add_cached_evaluations = _on_current(Store.add_cached_evaluations)

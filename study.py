@@ -39,10 +39,12 @@ IMAGE_EXTENSIONS = frozenset({"png", "pdf", "svg", "jpg"})
 
 
 class Plan(NamedTuple):
-    """A checked study: whether it is a DOE, and its scenario, built and ready to run."""
+    """A checked study: whether it is a DOE, its scenario, built and ready to run, and its
+    disciplines in the order of the spec."""
 
     doe: bool
     scenario: object
+    disciplines: list
 
 
 # --- the check -------------------------------------------------------------------------------
@@ -82,7 +84,7 @@ def _checked(engine, spec, max_processes):
     reason = library._get_unsuitability_reason(info, scenario.formulation.optimization_problem)
     if reason:
         raise ClientError(422, f"Field 'algorithm.name': {name} cannot solve this problem: {reason}.")
-    return Plan(doe, scenario)
+    return Plan(doe, scenario, disciplines)
 
 
 def _disciplines(engine, entries):
@@ -635,11 +637,12 @@ class _SkippedPoints(logging.Handler):
         )
 
 
-def run(engine, spec, workdir, record, should_stop=None, max_processes=1, sender=None):
+def run(engine, spec, workdir, record, should_stop=None, max_processes=1, sender=None, caches=None):
     """Run a study in workdir, calling record([evaluation]) as each evaluation completes (with a
     sender, record(evaluations) from the sender's thread, which sender.wake() calls for and which
-    then calls sender.hand_on()); write problem.h5 and the post-processing images there, even
-    when stopped; return a summary."""
+    then calls sender.hand_on()); with caches (study_cache.StudyCaches), its disciplines use the
+    results cache; write problem.h5 and the post-processing images there, even when stopped;
+    return a summary."""
     from gemseo.core.discipline import Discipline
 
     workdir = Path(workdir).resolve()
@@ -654,6 +657,10 @@ def run(engine, spec, workdir, record, should_stop=None, max_processes=1, sender
             stop.holding = True  # a stop while the scenario is built: no run, problem.h5 all the same
             plan = _checked(engine, spec, max_processes)
             scenario, skipped = plan.scenario, _SkippedPoints()
+            # A DOE on several processes evaluates in forked children: their caches would not
+            # reach this process's pipe (GEMSEO's own cache is per process there too).
+            if caches is not None and spec["algorithm"].get("settings", {}).get("n_processes", 1) <= 1:
+                caches.attach(plan.disciplines, spec["disciplines"])
             problem = scenario.formulation.optimization_problem
             recorder = Recorder(problem, record, stop, sender and sender.wake)
             if sender is not None:
