@@ -676,11 +676,11 @@ def run_study(engine, request, sender):
 
 
 class EvaluationSender:
-    """Sends a study's evaluations to the pool as {"evaluations": [...]}, in batches, from a
-    thread of its own: woken by wake() when an evaluation ends, it calls hand_on() (set by
-    study.run), which builds the records that ended meanwhile and passes them to send_batch().
-    An evaluation leaves at most FLUSH_INTERVAL after it ended, and a fast study sends one
-    message per interval, not one per evaluation."""
+    """Sends a study's evaluations to the pool as {"batch": ...}, in batches, from a thread of
+    its own: woken by wake() when an evaluation ends, it calls hand_on() (set by study.run),
+    which packs the evaluations that ended meanwhile and passes them to send_batch(); the worker
+    builds their records (study.unpack). An evaluation leaves at most FLUSH_INTERVAL after it
+    ended, and a fast study sends one message per interval, not one per evaluation."""
 
     FLUSH_INTERVAL = 0.05
 
@@ -691,8 +691,8 @@ class EvaluationSender:
         self.thread = threading.Thread(target=self._loop, name="evaluations", daemon=True)
         self.thread.start()
 
-    def send_batch(self, evaluations):
-        self.send({"evaluations": evaluations})
+    def send_batch(self, batch):
+        self.send({"batch": batch})
 
     def wake(self):
         with self.cond:
