@@ -817,9 +817,10 @@ def main():
     os.chdir(idle_dir)
     enabled = frozenset(filter(None, os.environ.get("GAAS_ENABLED", "").split(",")))
     engine = Engine(enabled)
-    # Loaded here, once, not by the first study of each job process (about 0.2 s: the optimiser,
-    # h5py and study.py's own imports).
-    import study  # noqa: F401
+    # Loaded here, once, not by the first study of each job process.
+    import study
+
+    study.warm()
 
     # Objects that exist now are never collected: their pages stay shared with the forks.
     gc.freeze()

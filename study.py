@@ -319,6 +319,21 @@ def _check_post(post, where):
 # --- the run ---------------------------------------------------------------------------------
 
 
+def warm():
+    """Scan GEMSEO's formulations, MDAs, caches and algorithms now (in the zygote, before it forks):
+    else the first study and the first check of each job process pay it, 50 to 150 ms."""
+    from gemseo.algos.doe.factory import DOELibraryFactory
+    from gemseo.algos.opt.factory import OptimizationLibraryFactory
+    from gemseo.caches.factory import CacheFactory
+    from gemseo.formulations.factory import MDOFormulationFactory
+    from gemseo.mda.factory import MDAFactory
+
+    # The scans import the modules they find; factories keep what they found.
+    factories = (MDOFormulationFactory(), MDAFactory(), CacheFactory(), DOELibraryFactory(), OptimizationLibraryFactory())
+    for factory in factories:
+        factory.class_names if hasattr(factory, "class_names") else factory.algo_names_to_libraries  # noqa: B018
+
+
 def _stopped_criterion():
     from gemseo.algos.stop_criteria import TerminationCriterion
 
