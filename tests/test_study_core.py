@@ -25,7 +25,7 @@ from gemseo.problems.mdo.sobieski.core.design_space import SobieskiDesignSpace
 import jobproc
 import study
 from sellar import SELLAR, sellar_scenario
-from study_specs import analytic_spec, sellar_spec, sleeper_spec, space_of
+from study_specs import analytic_spec, log_doe, sellar_spec, sleeper_spec, space_of
 from test_internals import gaas_log, tmp_store  # noqa: F401 (fixtures)
 
 PLUGINS = Path(__file__).resolve().parent / "plugins"
@@ -481,18 +481,6 @@ def one_point(number, x, y):
     """A packed batch of one evaluation, as a study's Recorder sends it."""
     return {"objective": "y", "sign": 1.0, "label": "y", "constraints": [], "tolerances": {}, "observables": [],
             "slices": [("x", 0, 1)], "first": number, "x": ("rows", [[x]]), "functions": {"y": ("rows", [[y]])}}
-
-
-def log_doe(lower, upper):
-    """A DOE of log(x): NaN where x < 0, -inf at 0; the constraint x <= 0.5 feasible below."""
-    return {
-        "disciplines": [{"class_name": "AnalyticDiscipline", "options": {"expressions": {"f": "log(x)", "g": "x - 0.5"}}}],
-        "formulation": "DisciplinaryOpt",
-        "design_space": {"x": {"lower_bound": [lower], "upper_bound": [upper]}},
-        "objective": {"name": "f"},
-        "constraints": [{"name": "g"}],
-        "algorithm": {"name": "PYDOE_FULLFACT", "settings": {"n_samples": 5}},
-    }
 
 
 def test_nan_objectives_are_recorded_as_null_and_never_best(engine, tmp_path):
