@@ -686,11 +686,11 @@ def run_study(engine, request, sender, caches=None):
 
 
 class EvaluationSender:
-    """Sends a study's evaluations to the pool as {"evaluations": [...]}, in batches, from a
-    thread of its own: woken by wake() when an evaluation ends, it calls hand_on() (set by
-    study.run), which builds the records that ended meanwhile and passes them to send_batch().
-    An evaluation leaves at most FLUSH_INTERVAL after it ended, and a fast study sends one
-    message per interval, not one per evaluation."""
+    """Sends a study's evaluations to the pool as {"batch": ...}, in batches, from a thread of
+    its own: woken by wake() when an evaluation ends, it calls hand_on() (set by study.run),
+    which packs the evaluations that ended meanwhile and passes them to send_batch(); the worker
+    builds their records (study.unpack). An evaluation leaves at most FLUSH_INTERVAL after it
+    ended, and a fast study sends one message per interval, not one per evaluation."""
 
     FLUSH_INTERVAL = 0.05
 
@@ -702,8 +702,8 @@ class EvaluationSender:
         self.thread = threading.Thread(target=self._loop, name="evaluations", daemon=True)
         self.thread.start()
 
-    def send_batch(self, evaluations):
-        self.send({"evaluations": evaluations, **self.extra()})
+    def send_batch(self, batch):
+        self.send({"batch": batch, **self.extra()})
 
     def wake(self):
         with self.cond:
@@ -840,9 +840,11 @@ def main():
     enabled = frozenset(filter(None, os.environ.get("GAAS_ENABLED", "").split(",")))
     engine = Engine(enabled)
     # Loaded here, once, not by the first study of each job process (about 0.2 s: the optimiser,
-    # h5py and study.py's own imports).
-    import study  # noqa: F401
+    # h5py and study.py's own imports, GEMSEO's scan of its formulations and algorithms).
+    import study
     import study_cache  # noqa: F401
+
+    study.warm()
 
     # Objects that exist now are never collected: their pages stay shared with the forks.
     gc.freeze()

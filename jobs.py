@@ -585,6 +585,8 @@ def _execute(job_pool, process, job_id, row):
         return {"job_status": "failed", "error": "internal", "traceback": traceback.format_exc()}, False
     if not reply.pop("ok", False):
         return {"job_status": "failed", "error": "internal", "traceback": reply.get("detail", "")}, False
+    if row["job_type"] == "study" and "output_data" in reply:
+        reply["output_data"] = recorder.summary(reply["output_data"])
     # A study's process is kept warm like any other (a fresh fork would import the optimiser,
     # h5py and study.py again at every study): study.run restores GEMSEO's cache default and
     # closes its figures.
@@ -612,7 +614,7 @@ class StudyRecorder:
     def write(self, message):
         if self.gone:
             return
-        records = self.unsaved + message["evaluations"]
+        records = self.unsaved + study.unpack(message["batch"])
         best = study.best_record([self.best, *records] if self.best else records, self.maximize)
         changed = best is not self.best
         try:
@@ -635,6 +637,14 @@ class StudyRecorder:
             self.unsaved = records
             return
         self.unsaved, self.best = [], best
+
+    def summary(self, text):
+        """The study's summary (its job's output_data) with its best point: the job process
+        leaves it out, as the records are built here."""
+        summary = orjson.loads(text)
+        records = [self.best, *self.unsaved] if self.best else self.unsaved
+        summary["best"] = study.best(records, self.maximize)
+        return orjson.dumps(summary).decode()
 
 
 class StudyCache:
@@ -662,7 +672,7 @@ class StudyCache:
                 store.add_cached_evaluations(self.job_id, self.user_id, message["cache_put"], counts.get("hit", 0), counts.get("miss", 0))
             except Exception as error:  # the study goes on without them: later ones run again
                 logger.warning("job %s: %s evaluations not kept in the results cache: %s", self.job_id, len(message["cache_put"]), error)
-        if "evaluations" in message:
+        if "batch" in message:
             self.recorder.write(message)
         return None
 

@@ -321,6 +321,21 @@ def _check_post(post, where):
 # --- the run ---------------------------------------------------------------------------------
 
 
+def warm():
+    """Scan GEMSEO's formulations, MDAs, caches and algorithms now (in the zygote, before it forks):
+    else the first study and the first check of each job process pay it, 50 to 150 ms."""
+    from gemseo.algos.doe.factory import DOELibraryFactory
+    from gemseo.algos.opt.factory import OptimizationLibraryFactory
+    from gemseo.caches.factory import CacheFactory
+    from gemseo.formulations.factory import MDOFormulationFactory
+    from gemseo.mda.factory import MDAFactory
+
+    # The scans import the modules they find; factories keep what they found.
+    factories = (MDOFormulationFactory(), MDAFactory(), CacheFactory(), DOELibraryFactory(), OptimizationLibraryFactory())
+    for factory in factories:
+        factory.class_names if hasattr(factory, "class_names") else factory.algo_names_to_libraries  # noqa: B018
+
+
 def _stopped_criterion():
     from gemseo.algos.stop_criteria import TerminationCriterion
 
@@ -337,16 +352,17 @@ class Recorder:
     algorithm computed only some, once it moves to another point). Called at each stored value,
     so it does little more than a set comparison until a point is complete, then queues it.
 
-    hand_on() builds the records of the queued points and gives them to `record`: at once in
-    the caller's thread, or, with `wake`, later from another thread that wake() calls for and
-    that then calls hand_on(): the study's thread only queues its points, and the records of a
-    batch are built together (4 us a record instead of 10 one by one)."""
+    hand_on() packs the values of the queued points (each function's values at all of them as
+    one array's bytes: pack()) and gives them on: with `wake`, from another thread that wake()
+    calls for, the packed batch itself, which the worker unpacks into records (unpack()), so that
+    building them costs the study's process nothing; without, the records."""
 
     def __init__(self, problem, record, stop, wake=None):
         self.problem, self.record, self.stop, self.wake = problem, record, stop, wake
         self.database = problem.database
-        # Only the count and the best point are kept: the caller stores the records.
-        self.count, self.best, self.best_rank, self.done = 0, None, None, set()
+        # The count, whether any objective was a number, and without wake the best point: the
+        # caller stores the records.
+        self.count, self.best, self.finite, self.done = 0, None, False, set()
         self.size = len(problem.database)
         self.pending = self.x = self.outputs = self.wanted = None
         self.queued = collections.deque()  # (x, outputs) of complete points not handed on yet
@@ -360,23 +376,29 @@ class Recorder:
         """The functions and variables, known once the driver has set the problem up."""
         problem = self.problem
         self.objective = problem.objective.name
-        # GEMSEO stores -f to maximise f: the client gets f, under its name.
-        self.sign = 1.0 if problem.minimize_objective else -1.0
-        self.label = self.objective if problem.minimize_objective else self.objective.removeprefix("-")
-        self.constraints = [function.name for function in problem.constraints]
+        constraints = [function.name for function in problem.constraints]
         tolerances = problem.tolerances  # the algorithm's, set by GEMSEO's driver before any evaluation
-        self.tolerances = {
-            function.name: (function.f_type == function.ConstraintType.EQ, tolerances.equality if
-                            function.f_type == function.ConstraintType.EQ else tolerances.inequality)
-            for function in problem.constraints
-        }
-        self.observables = [function.name for function in problem.observables]
-        self.wanted = {self.objective, *self.constraints, *self.observables}
-        space, start, self.slices = problem.design_space, 0, []
+        observables = [function.name for function in problem.observables]
+        self.wanted = {self.objective, *constraints, *observables}
+        space, start, slices = problem.design_space, 0, []
         for name in space.variable_names:
             size = space.get_size(name)
-            self.slices.append((name, start, start + size))
+            slices.append((name, start, start + size))
             start += size
+        self.header = {
+            "objective": self.objective,
+            # GEMSEO stores -f to maximise f: the client gets f, under its name.
+            "sign": 1.0 if problem.minimize_objective else -1.0,
+            "label": self.objective if problem.minimize_objective else self.objective.removeprefix("-"),
+            "constraints": constraints,
+            "tolerances": {
+                function.name: (function.f_type == function.ConstraintType.EQ, tolerances.equality if
+                                function.f_type == function.ConstraintType.EQ else tolerances.inequality)
+                for function in problem.constraints
+            },
+            "observables": observables,
+            "slices": slices,
+        }
 
     def take(self, x_vect):
         if self.wanted is None:
@@ -423,71 +445,51 @@ class Recorder:
         self.stop.poll()
 
     def hand_on(self):
-        """Build the records of the queued points, in order, and give them to `record`."""
+        """Pack the queued points, in order, and give them to `record`."""
         with self.lock:
             points = []
             while self.queued:
                 points.append(self.queued.popleft())
             if not points:
                 return
-            # No collection while a batch is built and handed on: its records go right after,
-            # and the collections they would set off traverse the whole scenario again.
+            # No collection while a batch is packed and handed on: the collections its objects
+            # would set off traverse the whole scenario again.
             collecting = gc.isenabled()
             gc.disable()
             try:
-                self.record(self._records(points))
+                batch = self.pack(points)
+                if self.wake is not None:
+                    self.record(batch)
+                    return
+                records = unpack(batch)
+                kept = [self.best, *records] if self.best else records
+                self.best = best_record(kept, self.header["sign"] < 0)
+                self.record(records)
             finally:
                 if collecting:
                     gc.enable()
 
-    def _records(self, points):
-        # Each function's values at every point converted in one go: numpy's per-call costs,
-        # paid once a batch and not once a point, were most of a record's.
-        xs = _rows([x for x, _ in points])
-        columns = {name: _rows([outputs.get(name) for _, outputs in points]) for name in self.wanted}
-        objectives, records = columns[self.objective], []
-        for index, flat in enumerate(xs):
-            objective = objectives[index]
-            objective = self.sign * objective[0] if len(objective) == 1 and objective[0] is not None else None
-            constraints = {name: columns[name][index] for name in self.constraints}
-            feasible, violation = self.judge(constraints)
-            self.count += 1
-            evaluation = {
-                "evaluation": self.count,
-                "x": {name: flat[start:end] for name, start, end in self.slices},
-                "objective": {self.label: objective},
-                "constraints": constraints,
-                "observables": {name: columns[name][index] for name in self.observables},
-                "feasible": feasible,
-                "violation": violation,
-            }
-            rank = _rank(evaluation, self.sign < 0)
-            if rank is not None and (self.best_rank is None or rank < self.best_rank):
-                self.best, self.best_rank = evaluation, rank
-            records.append(evaluation)
-        return records
-
-    def judge(self, constraints):
-        """Feasibility and violation measure as GEMSEO decides them (Constraints.is_point_feasible,
-        OptimizationHistory.check_design_point_is_feasible), from the recorded values: GEMSEO's
-        methods read the database again and cost up to 100 us a point."""
-        feasible, total = True, 0.0
-        for name, values in constraints.items():
-            if values is None:
-                return False, total  # not computed: not feasible, and GEMSEO's measure stops there
-            equality, tolerance = self.tolerances[name]
-            for value in values:
-                if value is None:
-                    return False, None  # NaN: infinitely violated
-                excess = (abs(value) if equality else value) - tolerance
-                if excess > 0:
-                    feasible, total = False, total + excess * excess
-        return feasible, total
+    def pack(self, points):
+        """The batch of these points that unpack() turns into their records: the header, their
+        first number, and each function's values (and the points) as one column each."""
+        values = {name: [outputs.get(name) for _, outputs in points] for name in self.wanted}
+        if not self.finite:
+            self.finite = any(_has_number(value) for value in values[self.objective])
+        batch = {**self.header, "first": self.count + 1, "x": _column([x for x, _ in points]),
+                 "functions": {name: _column(column) for name, column in values.items()}}
+        self.count += len(points)
+        return batch
 
 
-def _rows(values):
-    """Values of one function (or design points) as lists of floats, one list per value, null
-    for NaN and infinities (not JSON), None where a value is None."""
+def _has_number(value):
+    import numpy
+
+    return value is not None and bool(numpy.isfinite(numpy.real(value)).any())
+
+
+def _column(values):
+    """Values of one function (or design points) for unpack(): ("d", count, bytes, finite) when
+    they stack into one float array (one conversion for all), else ("rows", their rows)."""
     import numpy
 
     if not any(value is None for value in values):
@@ -496,9 +498,8 @@ def _rows(values):
         except ValueError:  # of different sizes
             stack = None
         if stack is not None and stack.dtype.char == "d" and stack.ndim >= 1:
-            rows = stack.reshape(len(values), -1).tolist()
-            return rows if numpy.isfinite(stack).all() else [[_finite(number) for number in row] for row in rows]
-    return [None if value is None else _numbers(value) for value in values]
+            return ("d", len(values), stack.tobytes(), bool(numpy.isfinite(stack).all()))
+    return ("rows", [None if value is None else _numbers(value) for value in values])
 
 
 def _numbers(value):
@@ -597,7 +598,8 @@ class _StopSignal:
 
 class EvaluationsFailed(ClientError):
     """A DOE study none of whose points gave the objective: GEMSEO's DOE goes on past a point
-    whose evaluation raises, and would end it finished with nothing."""
+    whose evaluation raises, and would end it finished with nothing; or a study that GEMSEO
+    could not end because the objective was never a number (NaN), its points recorded."""
 
     def __init__(self, detail):
         super().__init__(422, detail)
@@ -639,10 +641,10 @@ class _SkippedPoints(logging.Handler):
 
 def run(engine, spec, workdir, record, should_stop=None, max_processes=1, sender=None, caches=None):
     """Run a study in workdir, calling record([evaluation]) as each evaluation completes (with a
-    sender, record(evaluations) from the sender's thread, which sender.wake() calls for and which
-    then calls sender.hand_on()); with caches (study_cache.StudyCaches), its disciplines use the
-    results cache; write problem.h5 and the post-processing images there, even when stopped;
-    return a summary."""
+    sender, record(batch) from the sender's thread, which sender.wake() calls for and which then
+    calls sender.hand_on(): the caller unpacks the batch, and the summary's best is None, left to
+    it); with caches (study_cache.StudyCaches), its disciplines use the results cache; write
+    problem.h5 and the post-processing images there, even when stopped; return a summary."""
     from gemseo.core.discipline import Discipline
 
     workdir = Path(workdir).resolve()
@@ -666,6 +668,7 @@ def run(engine, spec, workdir, record, should_stop=None, max_processes=1, sender
             if sender is not None:
                 sender.hand_on = recorder.hand_on
             problem.database.add_store_listener(recorder)
+            failure = None
             try:
                 stop.holding = False
                 if stop.is_set() or (should_stop is not None and should_stop()):
@@ -674,12 +677,12 @@ def run(engine, spec, workdir, record, should_stop=None, max_processes=1, sender
                 with skipped:
                     scenario.execute(algo_name=spec["algorithm"]["name"], **spec["algorithm"].get("settings", {}))
                 stop.calm()  # here and not only below: a stop raised here is caught below
-            except Exception:
+            except Exception as error:
                 # A stop raised where the driver does not catch it (inside an MDA), or an error
                 # caused by it; any other error fails the job, after problem.h5 is written.
                 stop.calm()
                 if not stop.is_set():
-                    raise
+                    failure = error
             finally:
                 stop.calm()
                 try:
@@ -687,6 +690,15 @@ def run(engine, spec, workdir, record, should_stop=None, max_processes=1, sender
                     recorder.hand_on()  # the last batch: the summary counts it
                 finally:
                     problem.to_hdf(workdir / H5_NAME)
+            if failure is not None:
+                # GEMSEO's result of a run whose objective was NaN everywhere is a KeyError.
+                if recorder.count and not recorder.finite:
+                    raise EvaluationsFailed(
+                        f"The objective was NaN or infinite at each of the {recorder.count} points evaluated (they are"
+                        f" in the history): GEMSEO has no result to give ({type(failure).__name__}:"
+                        f" {jobproc.first_line(failure)})"
+                    ) from failure
+                raise failure
             if plan.doe and not recorder.count and not stop.is_set():
                 raise EvaluationsFailed(skipped.summary())
             files, errors = [H5_NAME], []
@@ -767,6 +779,61 @@ def to_text(evaluation):
 def from_text(text):
     """An evaluation from its stored text."""
     return orjson.loads(text)
+
+
+def unpack(batch):
+    """The evaluation records of a batch that a study's Recorder packed (pure Python: the worker
+    builds them, not the study's process)."""
+    xs = _unpacked(batch["x"])
+    columns = {name: _unpacked(column) for name, column in batch["functions"].items()}
+    objectives, sign, label, tolerances = columns[batch["objective"]], batch["sign"], batch["label"], batch["tolerances"]
+    records = []
+    for index, flat in enumerate(xs):
+        objective = objectives[index]
+        objective = sign * objective[0] if len(objective) == 1 and objective[0] is not None else None
+        constraints = {name: columns[name][index] for name in batch["constraints"]}
+        feasible, violation = _judge(constraints, tolerances)
+        records.append({
+            "evaluation": batch["first"] + index,
+            "x": {name: flat[start:end] for name, start, end in batch["slices"]},
+            "objective": {label: objective},
+            "constraints": constraints,
+            "observables": {name: columns[name][index] for name in batch["observables"]},
+            "feasible": feasible,
+            "violation": violation,
+        })
+    return records
+
+
+def _unpacked(column):
+    """A column of a packed batch as one list of floats per point (null for NaN and infinities),
+    None where a value is None."""
+    if column[0] == "rows":
+        return column[1]
+    _, count, data, finite = column
+    flat = memoryview(data).cast("d").tolist()
+    if not finite:
+        flat = [_finite(number) for number in flat]
+    size = len(flat) // count
+    return [flat[start : start + size] for start in range(0, count * size, size)] if size else [[] for _ in range(count)]
+
+
+def _judge(constraints, tolerances):
+    """Feasibility and violation measure as GEMSEO decides them (Constraints.is_point_feasible,
+    OptimizationHistory.check_design_point_is_feasible), from the recorded values: GEMSEO's
+    methods read the database again and cost up to 100 us a point."""
+    feasible, total = True, 0.0
+    for name, values in constraints.items():
+        if values is None:
+            return False, total  # not computed: not feasible, and GEMSEO's measure stops there
+        equality, tolerance = tolerances[name]
+        for value in values:
+            if value is None:
+                return False, None  # NaN: infinitely violated
+            excess = (abs(value) if equality else value) - tolerance
+            if excess > 0:
+                feasible, total = False, total + excess * excess
+    return feasible, total
 
 
 def best(evaluations, maximize=False):

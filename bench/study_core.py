@@ -2,8 +2,8 @@
 
 1. Recording: the same scenario (built as study.run builds it, GEMSEO's SIMPLE cache on) executed
    with and without the job process's recording: study.py's recorder queueing each evaluation,
-   jobproc.EvaluationSender's thread having the records built and sending them in batches
-   through a pipe to another process, as a job process sends them to its worker; a cheap
+   jobproc.EvaluationSender's thread having them packed and sending them in batches through a
+   pipe to another process, which builds their records, as a job process and its worker do; a cheap
    analytic DOE of many points (where the per-point cost shows most) and Sellar MDF with SLSQP.
 2. A whole Sellar MDF SLSQP study (check, build, run, record, problem.h5) against the same
    optimisation written with GEMSEO's API locally.
@@ -43,14 +43,14 @@ del ANALYTIC["post_processing"]  # the run is timed, not the images
 
 
 def drain():
-    """A process that reads and drops what a job process would send to its worker; return the
-    sending end of its pipe."""
+    """A process that reads what a job process would send to its worker and builds the records,
+    as the worker does; return the sending end of its pipe."""
     reader, writer = multiprocessing.Pipe(duplex=False)
     if os.fork() == 0:
         writer.close()
         try:
             while True:
-                reader.recv()
+                study.unpack(reader.recv()["batch"])
         except EOFError:
             os._exit(0)
     reader.close()

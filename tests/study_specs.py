@@ -55,6 +55,19 @@ def analytic_spec(n_samples=2000):
     }
 
 
+def log_doe(lower, upper):
+    """A DOE of log(x): NaN where x < 0, -inf at 0; the constraint x <= 0.5 feasible below."""
+    return {
+        "name": "log",
+        "disciplines": [{"class_name": "AnalyticDiscipline", "options": {"expressions": {"f": "log(x)", "g": "x - 0.5"}}}],
+        "formulation": "DisciplinaryOpt",
+        "design_space": {"x": {"lower_bound": [lower], "upper_bound": [upper]}},
+        "objective": {"name": "f"},
+        "constraints": [{"name": "g"}],
+        "algorithm": {"name": "PYDOE_FULLFACT", "settings": {"n_samples": 5}},
+    }
+
+
 def sleeper_spec(low=20.0, high=30.0):
     """Three evaluations of the Sleeper test discipline, each lasting between low and high seconds."""
     return {

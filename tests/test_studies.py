@@ -14,7 +14,7 @@ from gemseo.algos.optimization_problem import OptimizationProblem
 from gemseo.problems.mdo.sobieski.core.design_space import SobieskiDesignSpace
 
 from sellar import SELLAR, sellar_scenario
-from study_specs import analytic_spec, sellar_spec, sleeper_spec, space_of
+from study_specs import analytic_spec, log_doe, sellar_spec, sleeper_spec, space_of
 
 # Studies record their job and its task in one transaction when the queue is in PostgreSQL.
 BACKENDS = ("sqlite", "postgresql")
@@ -134,6 +134,7 @@ def test_sellar_study_reaches_the_local_optimum(api, formulation, tmp_path):
     job = api.get(f"/v1/job/{ended['job_id']}").json()
     assert job["job_type"] == "study" and job["study_id"] == created["id"] and job["job_status"] == "finished"
     assert job["output_data"]["n_evaluations"] == ended["n_evaluations"] > 2
+    assert job["output_data"]["best"] == best  # the worker, which builds the records, gives it
     problem = OptimizationProblem.from_hdf(download(api, ended["job_id"], "problem.h5", tmp_path / "problem.h5"))
     history = api.get(f"/v1/study/{created['id']}/history").json()
     assert history["evaluation"] == list(range(1, ended["n_evaluations"] + 1))
@@ -350,3 +351,19 @@ def test_a_doe_whose_every_evaluation_fails_ends_failed(api):
     assert ended["message"].startswith("All 3 evaluations of the DOE failed")
     assert "ValueError: the model diverged at x=" in ended["message"]
     assert "problem.h5" in api.get(f"/v1/job/{ended['job_id']}/files").text
+
+
+def test_nan_objectives_are_null_in_the_history_and_never_best(api):
+    """log(x): NaN below 0, -inf at 0. Such points are recorded with a null objective and never
+    chosen as best; where the objective is never a number, the study fails and says why."""
+    mixed = wait_study(api, submit(api, log_doe(-1.0, 1.0))["id"])
+    assert (mixed["study_status"], mixed["n_evaluations"]) == ("finished", 5)
+    assert mixed["best"]["evaluation"] == 4 and mixed["best"]["x"] == {"x": [0.5]}
+    history = api.get(f"/v1/study/{mixed['id']}/history").json()
+    assert history["functions"]["f"][:3] == [None, None, None] and history["functions"]["f"][4] == 0.0
+    assert [row["f"] for row in csv_rows(api, mixed["id"])[:3]] == ["", "", ""]
+    none = wait_study(api, submit(api, log_doe(-2.0, -1.0))["id"])
+    assert (none["study_status"], none["error"], none["n_evaluations"]) == ("failed", "EvaluationsFailed", 5)
+    assert none["message"].startswith("The objective was NaN or infinite at each of the 5 points evaluated")
+    assert "best" not in none
+    assert api.get(f"/v1/study/{none['id']}/history").json()["functions"]["f"] == [None] * 5

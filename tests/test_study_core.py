@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from gemseo.problems.mdo.sobieski.core.design_space import SobieskiDesignSpace
 import jobproc
 import study
 from sellar import SELLAR, sellar_scenario
-from study_specs import analytic_spec, sellar_spec, sleeper_spec, space_of
+from study_specs import analytic_spec, log_doe, sellar_spec, sleeper_spec, space_of
 from test_internals import gaas_log, tmp_store  # noqa: F401 (fixtures)
 
 PLUGINS = Path(__file__).resolve().parent / "plugins"
@@ -444,8 +445,8 @@ def test_each_discipline_runs_once_per_point(engine, tmp_path, capfd):
 
 
 def test_records_built_in_batches_by_the_senders_thread_are_those_built_one_by_one(engine, tmp_path):
-    """In a job process the sender's thread has the queued points' records built together and
-    sends them in a few messages: the same records as the callback gets one by one."""
+    """In a job process the sender's thread packs the queued points together and sends them in a
+    few messages, which the worker unpacks: the same records as the callback gets one by one."""
     spec = analytic_spec(300)
     spec["algorithm"]["settings"]["random_state"] = 1
     del spec["post_processing"]
@@ -457,9 +458,9 @@ def test_records_built_in_batches_by_the_senders_thread_are_those_built_one_by_o
         summary = study.run(engine, spec, tmp_path / "batched", sender.send_batch, sender=sender)
     finally:
         sender.close()
-    batched = [evaluation for message in messages for evaluation in message["evaluations"]]
+    batched = [evaluation for message in messages for evaluation in study.unpack(message["batch"])]
     assert batched == one_by_one and summary["n_evaluations"] == 300
-    assert summary["best"] == study.best(one_by_one)
+    assert summary["best"] is None  # the worker, which has the records, fills it in
     assert len(messages) < 30  # one message per 50 ms, not one per evaluation
 
 
@@ -490,6 +491,40 @@ def test_a_doe_whose_every_evaluation_fails_fails_and_says_why(engine, tmp_path)
     assert OptimizationProblem.from_hdf(tmp_path / "problem.h5").design_space.variable_names == ["x"]
 
 
+def one_point(number, x, y):
+    """A packed batch of one evaluation, as a study's Recorder sends it."""
+    return {"objective": "y", "sign": 1.0, "label": "y", "constraints": [], "tolerances": {}, "observables": [],
+            "slices": [("x", 0, 1)], "first": number, "x": ("rows", [[x]]), "functions": {"y": ("rows", [[y]])}}
+
+
+def test_nan_objectives_are_recorded_as_null_and_never_best(engine, tmp_path):
+    summary, evaluations = run_study(engine, log_doe(-1.0, 1.0), tmp_path)
+    assert summary["status"] == "finished" and summary["n_evaluations"] == 5
+    assert [evaluation["objective"]["f"] for evaluation in evaluations] == [None, None, None, math.log(0.5), 0.0]
+    assert summary["best"] == study.best(evaluations) and summary["best"]["evaluation"] == 4  # x = 0.5, feasible
+    assert study.history_json(evaluations)["functions"]["f"] == [None, None, None, math.log(0.5), 0.0]
+    rows = list(csv.DictReader(io.StringIO(study.history_csv(evaluations))))
+    assert [row["f"] for row in rows] == ["", "", "", repr(math.log(0.5)), "0.0"]
+
+
+def test_a_doe_whose_objective_is_nan_everywhere_fails_and_says_why(engine, tmp_path):
+    # GEMSEO's result of such a run is a KeyError from its database: the study says what happened.
+    evaluations = []
+    with pytest.raises(study.EvaluationsFailed) as raised:
+        run_study(engine, log_doe(-2.0, -1.0), tmp_path, evaluations)
+    assert str(raised.value).startswith("The objective was NaN or infinite at each of the 5 points evaluated")
+    assert "\n" not in str(raised.value)
+    assert len(evaluations) == 5 and all(evaluation["objective"]["f"] is None for evaluation in evaluations)
+    assert study.best(evaluations) is None
+    assert OptimizationProblem.from_hdf(tmp_path / "problem.h5").design_space.variable_names == ["x"]
+    reply = jobproc.execute_job(
+        engine, {"op": "study", "job": {"workdir": str(tmp_path)}, "spec": log_doe(-2.0, -1.0), "max_processes": 1},
+        lambda _: None,
+    )
+    assert reply["job_status"] == "failed" and reply["error"] == "EvaluationsFailed"
+    assert reply["traceback"].startswith("The objective was NaN or infinite at each of the 5 points")
+
+
 class StudyProcess:
     """A job process whose study sends a batch of evaluations, is deleted (cancelled, then
     removed), sends another, and ends."""
@@ -500,11 +535,9 @@ class StudyProcess:
         import jobs
         import store
 
-        on_message({"evaluations": [{"evaluation": 1, "x": {"x": [0.5]}, "objective": {"y": 1.0},
-                                     "constraints": {}, "observables": {}, "feasible": True, "violation": 0.0}]})
+        on_message({"batch": one_point(1, 0.5, 1.0)})
         jobs.delete_study(store.get_study(message["job"]["study_id"]))
-        on_message({"evaluations": [{"evaluation": 2, "x": {"x": [0.7]}, "objective": {"y": 0.5},
-                                     "constraints": {}, "observables": {}, "feasible": True, "violation": 0.0}]})
+        on_message({"batch": one_point(2, 0.7, 0.5)})
         return {"ok": True, "job_status": "finished", "output_data": "{}"}
 
 
@@ -527,8 +560,8 @@ def test_a_study_deleted_while_it_runs_says_so_in_one_line(tmp_store, gaas_log, 
 
 
 def test_a_batch_converts_each_value_as_one_value_alone():
-    """study._rows, which converts a batch's values together, gives what _numbers gives each alone:
-    NaN and infinities null, complex values their real part, a value not computed None."""
+    """A batch's values packed together (study._column) and unpacked give what _numbers gives
+    each alone: NaN and infinities null, complex values their real part, a value not computed None."""
     batches = [
         [numpy.array([1.0, 2.0]), numpy.array([numpy.nan, numpy.inf])],
         [numpy.float64(3.0), numpy.float64(-numpy.inf)],
@@ -539,6 +572,7 @@ def test_a_batch_converts_each_value_as_one_value_alone():
     ]
     for values in batches:
         alone = [None if value is None else study._numbers(value) for value in values]
-        assert study._rows(values) == alone
-    assert study._rows(batches[0]) == [[1.0, 2.0], [None, None]]
-    assert study._rows(batches[3]) == [[1.0], [3.0]]
+        assert study._unpacked(study._column(values)) == alone
+    assert study._unpacked(study._column(batches[0])) == [[1.0, 2.0], [None, None]]
+    assert study._unpacked(study._column(batches[3])) == [[1.0], [3.0]]
+    assert study._column(batches[0])[0] == "d"  # one conversion for all, the common case
