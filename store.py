@@ -515,11 +515,8 @@ class Store:
     def _take_results_of(self, conn, pairs):
         """_take_results for (job id, source id) pairs, a few statements for a whole batch."""
         now = time.time()
-        for start in range(0, len(pairs), 400):  # within SQLite's parameter limit
-            chunk = pairs[start : start + 400]
-            params = [value for pair in chunk for value in pair]
-            # The pairs as a table: (VALUES ...) names its columns column1, column2 on both backends.
-            pairing = f"(SELECT column1 AS job, column2 AS source FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS given) AS pairing"
+        for given, params in values_tables(pairs, 1):
+            pairing = f"(SELECT column1 AS job, column2 AS source FROM {given}) AS pairing"
             conn.execute(
                 "UPDATE jobs SET job_status = 'finished', cached_from = pairing.source, waits_for = NULL, ended_at = ?,"
                 " provenance = (SELECT source.provenance FROM jobs AS source WHERE source.id = pairing.source)"
@@ -820,10 +817,9 @@ class Store:
             fields = {key: value for key, value in dict(common, created_at=now, batch_id=batch_id).items() if key != "job_status"}
             names = ", ".join([*fields, "batch_index", "cache_key", "cached_from", "job_status", "ended_at", "provenance"])
             points = [(index, key, source if kind == "hit" else None) for index, (key, (kind, source)) in enumerate(zip(keys, plan))]
-            for start in range(0, len(points), CHUNK):
-                # A statement a chunk of points, not one a point: SQLite opens a statement
-                # journal for each statement that fires a trigger (job_counts), 30 us a point.
-                given, params = values_table(points[start : start + CHUNK])
+            # A statement a chunk of points, not one a point: SQLite opens a statement journal
+            # for each statement that fires a trigger (job_counts), 30 us a point.
+            for given, params in values_tables(points, len(fields) + 1):
                 conn.execute(
                     f"INSERT INTO jobs ({names}) SELECT {', '.join('?' * len(fields))}, point.batch_index, point.cache_key,"
                     " point.source, CASE WHEN point.source IS NULL THEN 'pending' ELSE 'finished' END,"
@@ -848,8 +844,7 @@ class Store:
             taken = {job_id for job_ids in hits.values() for job_id in job_ids}
             conn.executemany("INSERT INTO job_data (job_id, input_data) VALUES (?, ?)", [pair for pair in zip(ids, inputs) if pair[0] not in taken])
             pairs = [(job_id, source) for source, job_ids in hits.items() for job_id in job_ids]
-            for start in range(0, len(pairs), CHUNK):
-                given, params = values_table(pairs[start : start + CHUNK])
+            for given, params in values_tables(pairs):
                 conn.execute(
                     f"INSERT INTO job_data (job_id, {', '.join(DATA_FIELDS)}) SELECT given.column1, {', '.join(f'source.{name}' for name in DATA_FIELDS)}"
                     f" FROM {given} JOIN job_data AS source ON source.job_id = given.column2",
@@ -1338,18 +1333,22 @@ class Store:
         return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in ("users", "jobs", "files", "uploads", "batches", "studies")}
 
 
-# Rows a statement takes at once, within SQLite's limit on parameters.
-CHUNK = 500
+# SQLite's limit on a statement's parameters before 3.32.
+PARAMETERS = 999
 
 
-def values_table(rows):
-    """Rows of values (tuples of one length) as a table for a statement, `(VALUES ...) AS given`
-    (its columns column1, column2, ... on both backends), and its parameters."""
-    marks = f"({', '.join('?' * len(rows[0]))})"
-    return f"(VALUES {', '.join([marks] * len(rows))}) AS given", [value for row in rows for value in row]
+def values_tables(rows, spare=0):
+    """Rows of values (tuples of one length) as tables for statements, `(VALUES ...) AS given`
+    (its columns column1, column2, ... on both backends), each with its parameters: as many rows
+    a table as the limit on parameters allows with `spare` others in the statement."""
+    width = len(rows[0]) if rows else 1
+    size, marks = max(1, (PARAMETERS - spare) // width), f"({', '.join('?' * width)})"
+    for start in range(0, len(rows), size):
+        chunk = rows[start : start + size]
+        yield f"(VALUES {', '.join([marks] * len(chunk))}) AS given", [value for row in chunk for value in row]
 
 
-def rows_in(conn, sql, values, size=CHUNK):
+def rows_in(conn, sql, values, size=500):
     """The rows of sql for every value, its `{marks}` the parameters of a chunk of them: within
     SQLite's limit on parameters, for any number of values."""
     rows = []
