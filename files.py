@@ -48,13 +48,15 @@ def lay_out(workdir, sources):
 
 def result_files(source):
     """The paths of what a job's directory holds but its log: what a job that takes its results
-    (the cache) gets a copy of. None when there is nothing (most models write no file)."""
+    (the cache) gets a copy of, from its path or its text. None when there is nothing (most
+    models write no file)."""
     try:
         with os.scandir(source) if source is not None else contextlib.nullcontext(()) as entries:
             if not any(entry.name != LOG_NAME for entry in entries):
-                return None  # scandir first: a thousand hits of a batch each look at their source
+                return None  # scandir first, of the text: a thousand hits of a batch each look at their source
     except OSError:
         return None
+    source = Path(source)
     return [path for path in source.rglob("*") if not (path.name == LOG_NAME and path.parent == source)] or None
 
 

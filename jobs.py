@@ -141,11 +141,11 @@ def from_cache(user_id, fields, input_files, cached, wait=True):
 def _copy_results(taken, source, source_id):
     """Lay out the directories of jobs that took the results of job source_id (a row or None):
     only when it wrote files (a thousand hits of a batch would otherwise cost a thousand folders)."""
-    source_dir = Path(source["workdir"]) if source is not None else None
+    source_dir = source["workdir"] if source is not None else None
     found = files.result_files(source_dir)
     for job_id, workdir in taken if found else ():
         try:
-            files.copy_results(source_dir, found, Path(workdir), files.cache_note(source_id))
+            files.copy_results(Path(source_dir), found, Path(workdir), files.cache_note(source_id))
         except OSError:
             logger.exception("job %s: the files of job %s could not be copied", job_id, source_id)
 

@@ -532,11 +532,8 @@ class Store:
     def _take_results_of(self, conn, pairs):
         """_take_results for (job id, source id) pairs, a few statements for a whole batch."""
         now = time.time()
-        for start in range(0, len(pairs), 400):  # within SQLite's parameter limit
-            chunk = pairs[start : start + 400]
-            params = [value for pair in chunk for value in pair]
-            # The pairs as a table: (VALUES ...) names its columns column1, column2 on both backends.
-            pairing = f"(SELECT column1 AS job, column2 AS source FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS given) AS pairing"
+        for given, params in values_tables(pairs, 1):
+            pairing = f"(SELECT column1 AS job, column2 AS source FROM {given}) AS pairing"
             conn.execute(
                 "UPDATE jobs SET job_status = 'finished', cached_from = pairing.source, waits_for = NULL, ended_at = ?,"
                 " provenance = (SELECT source.provenance FROM jobs AS source WHERE source.id = pairing.source)"
@@ -883,14 +880,20 @@ class Store:
             ).fetchall()[0][0]
             now = time.time()
             fields = {key: value for key, value in dict(common, created_at=now, batch_id=batch_id).items() if key != "job_status"}
-            names = ", ".join([*fields, "batch_index", "workdir", "cache_key", "job_status", "cached_from", "ended_at", "provenance"])
-            marks = ", ".join(["?"] * (len(fields) + 6) + ["(SELECT provenance FROM jobs WHERE id = ?)"])
-            values = tuple(fields.values())
-            rows = []
-            for index, (key, (kind, source)) in enumerate(zip(keys, plan)):
-                hit = kind == "hit"
-                rows.append((*values, index, "", key, "finished" if hit else "pending", source if hit else None, now if hit else None, source if hit else None))
-            conn.executemany(f"INSERT INTO jobs ({names}) VALUES ({marks})", rows)
+            names = ", ".join([*fields, "batch_index", "cache_key", "cached_from", "job_status", "ended_at", "provenance"])
+            points = [(index, key, source if kind == "hit" else None) for index, (key, (kind, source)) in enumerate(zip(keys, plan))]
+            # A statement a chunk of points, not one a point: SQLite opens a statement journal
+            # for each statement that fires a trigger (job_counts), 30 us a point.
+            for given, params in values_tables(points, len(fields) + 1):
+                conn.execute(
+                    f"INSERT INTO jobs ({names}) SELECT {', '.join('?' * len(fields))}, point.batch_index, point.cache_key,"
+                    " point.source, CASE WHEN point.source IS NULL THEN 'pending' ELSE 'finished' END,"
+                    " CASE WHEN point.source IS NULL THEN NULL ELSE ? END,"
+                    " (SELECT provenance FROM jobs AS source WHERE source.id = point.source)"
+                    " FROM (SELECT column1 AS batch_index, column2 AS cache_key, CAST(column3 AS BIGINT) AS source"
+                    f" FROM {given}) AS point ORDER BY point.batch_index",
+                    (*fields.values(), now, *params),
+                )
             ids = [row[0] for row in conn.execute("SELECT id FROM jobs WHERE batch_id = ? ORDER BY batch_index", (batch_id,))]
             conn.execute("UPDATE jobs SET workdir = ? || CAST(id AS TEXT) WHERE batch_id = ?", (str(workdir_prefix), batch_id))
             hits, waits, queued = collections.defaultdict(list), {}, []
@@ -905,10 +908,13 @@ class Store:
                     queued.append(job_id)
             taken = {job_id for job_ids in hits.values() for job_id in job_ids}
             conn.executemany("INSERT INTO job_data (job_id, input_data) VALUES (?, ?)", [pair for pair in zip(ids, inputs) if pair[0] not in taken])
-            conn.executemany(
-                f"INSERT INTO job_data (job_id, {', '.join(DATA_FIELDS)}) SELECT ?, {', '.join(DATA_FIELDS)} FROM job_data WHERE job_id = ?",
-                [(job_id, source) for source, job_ids in hits.items() for job_id in job_ids],
-            )
+            pairs = [(job_id, source) for source, job_ids in hits.items() for job_id in job_ids]
+            for given, params in values_tables(pairs):
+                conn.execute(
+                    f"INSERT INTO job_data (job_id, {', '.join(DATA_FIELDS)}) SELECT given.column1, {', '.join(f'source.{name}' for name in DATA_FIELDS)}"
+                    f" FROM {given} JOIN job_data AS source ON source.job_id = given.column2",
+                    params,
+                )
             conn.executemany("UPDATE jobs SET waits_for = ? WHERE id = ?", [(leader, job_id) for job_id, leader in waits.items()])
             self._count_cache(conn, "hit", len(taken))
             self._count_cache(conn, "miss", sum(1 for job_id, key in zip(ids, keys) if key and job_id not in taken and job_id not in waits) if lookup else 0)
@@ -1390,6 +1396,21 @@ class Store:
         """{table: rows} of the store's tables, to tell an empty store."""
         conn = self.connect()
         return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in ("users", "jobs", "files", "uploads", "batches", "studies")}
+
+
+# SQLite's limit on a statement's parameters before 3.32.
+PARAMETERS = 999
+
+
+def values_tables(rows, spare=0):
+    """Rows of values (tuples of one length) as tables for statements, `(VALUES ...) AS given`
+    (its columns column1, column2, ... on both backends), each with its parameters: as many rows
+    a table as the limit on parameters allows with `spare` others in the statement."""
+    width = len(rows[0]) if rows else 1
+    size, marks = max(1, (PARAMETERS - spare) // width), f"({', '.join('?' * width)})"
+    for start in range(0, len(rows), size):
+        chunk = rows[start : start + size]
+        yield f"(VALUES {', '.join([marks] * len(chunk))}) AS given", [value for row in chunk for value in row]
 
 
 def rows_in(conn, sql, values, size=500):

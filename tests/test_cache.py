@@ -287,6 +287,29 @@ def test_a_batch_run_again_is_all_hits(alice):
         assert_ran(alice, alice.get(f"/v1/job/{entry['id']}").json())
 
 
+@pytest.mark.every_backend
+def test_a_batch_mixing_hits_new_and_repeated_points_keeps_their_order(alice):
+    a, b, c = fresh(), fresh(), fresh()
+    source = alice.run("Counted", input_data={"x": [a]})
+    samples = [a, b, a, c, b, a]
+    batch = submit(alice, {"samples": [{"x": [x]} for x in samples]}, name="Counted")
+    # The hits ended in the submit itself.
+    assert batch["n_samples"] == 6 and batch["counts"]["finished"] >= 3
+    ended = wait_batch(alice, batch["id"])
+    assert ended["batch_status"] == "finished" and ended["counts"]["finished"] == 6
+    jobs = sorted((alice.get(f"/v1/job/{entry['id']}").json() for entry in points(alice, batch["id"])), key=lambda job: job["batch_index"])
+    assert [job["batch_index"] for job in jobs] == list(range(6))
+    assert [(job["input_data"]["x"], job["output_data"]["y"]) for job in jobs] == [([x], [2 * x]) for x in samples]
+    for index in (0, 2, 5):
+        assert_hit(alice, jobs[index], source)
+    assert_ran(alice, jobs[1])  # the first b and c run; the second b takes the first's results
+    assert_ran(alice, jobs[3])
+    assert_hit(alice, jobs[4], jobs[1])
+    results = alice.get(f"/v1/batch/{batch['id']}/results").json()
+    assert results["job_id"] == [job["id"] for job in jobs]
+    assert results["input_data"]["x"] == [[x] for x in samples]
+
+
 # 3. Seeing the cache: the job list, metrics, the admin command
 
 

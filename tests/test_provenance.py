@@ -121,3 +121,21 @@ def test_the_inputs_digest_tells_values_types_shapes_and_files_apart():
     assert digest_of(base, {"in.txt": "cd" * 32}) != with_file
     assert digest_of(base, {"other.txt": "ab" * 32}) != with_file
 
+
+
+def test_the_cache_digests_a_short_list_of_floats_as_numpy_does():
+    # cache._digest skips numpy for a batch's usual point: the digest must be value_digest's.
+    import random
+
+    import cache
+    import jobproc
+
+    rng = random.Random(19)
+    values = [[0.0], [-0.0], [5e-324], [1.7976931348623157e308], [float(2**60)], [0.1, 0.2, 0.30000000000000004]]
+    values += [[rng.uniform(-1e6, 1e6) for _ in range(size)] for size in (1, 2, 3, 10, 64)]
+    # Not for the shortcut: ints, bools, mixed, nested, empty, long lists, scalars, strings.
+    values += [[1], [True], [1.0, 2], [[1.0, 2.0]], [], [0.5] * 65, 1.5, 2, "a", ["a", "b"]]
+    for value in values:
+        for default in (None, numpy.zeros(1)):
+            expected = provenance.value_digest(jobproc.to_array(value, default))
+            assert cache._digest(value, default) == expected, value
