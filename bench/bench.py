@@ -7,7 +7,7 @@
     .venv/bin/python bench/bench.py --store postgresql+redis --only S1 A1 N1 N2
     .venv/bin/python bench/bench.py --web-processes 2 --only S2 M1
     .venv/bin/python bench/bench.py --only H1        # 1 worker host against 2 (PostgreSQL + Redis)
-    .venv/bin/python bench/bench.py --only T1 T2     # studies: Sellar MDF on the server, long poll of the history
+    .venv/bin/python bench/bench.py --cache off --only T1 T2   # studies: Sellar MDF on the server (every run computes), long poll
     .venv/bin/python bench/bench.py --only C1 C2     # the results cache: synchronous hits, a batch run again
     .venv/bin/python bench/bench.py --cache off --only S1 A1 B1   # against the cache on: its cost without hits
 
