@@ -41,10 +41,4 @@ if [ ${#packages[@]} -gt 0 ]; then
         echo "warning: ${packages[*]} missing; the tests that need them will fail or skip" >&2
     fi
 fi
-# The suite in GAAS_TEST_WORKERS processes (pytest-xdist), a test file to each: most of a test's
-# time is waiting for the processes it started, so three share two cores well. 0: one process.
-workers=()
-if [ "$tests" = tests ] && [ "${GAAS_TEST_WORKERS:-3}" != 0 ]; then
-    workers=(-n "${GAAS_TEST_WORKERS:-3}" --dist loadfile)
-fi
-exec .venv/bin/python -m pytest "$tests" "${workers[@]}" "$@"
+exec .venv/bin/python -m pytest "$tests" "$@"

@@ -54,7 +54,8 @@ def sleeper_pids(api, job):
         found = re.search(r"sleeper pid (\d+)\n", api.get(f"/v1/job/{job['id']}/log").text)
     pid = int(found.group(1))
     child_file = Path(job["workdir"], "child.pid")
-    while job["input_data"].get("child", [0])[0] and not child_file.exists():
+    # The file is made, then its number written: wait for the number.
+    while job["input_data"].get("child", [0])[0] and not (child_file.exists() and child_file.read_text().strip()):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     child = int(child_file.read_text()) if child_file.exists() else None

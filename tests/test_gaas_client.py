@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import gemseo
 import pytest
 from gemseo import create_design_space
 from gemseo import create_scenario
@@ -21,6 +22,13 @@ from gaas_client import RemoteDiscipline
 from gaas_client import RemoteError
 from gaas_client import run_batch
 from sellar import SELLAR, assert_reaches, jobs_since, newest_job_id, optimum, sellar_scenario
+
+
+@pytest.fixture(autouse=True, scope="module")
+def gemseo_defaults():
+    """GEMSEO's own configuration, as a client has it: a test that built a jobproc.Engine in
+    this process before (its cache off, for jobs) leaves none of it here."""
+    gemseo.configure()
 
 
 def remote(live, class_name, **options):
