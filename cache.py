@@ -58,14 +58,21 @@ def keys(fields, points, discipline):
         parts += [fields["linearization_mode"], _canonical(fields["linearize_options"])]
         parts += [fields["differentiated_inputs"], fields["differentiated_outputs"]]
     common = orjson.dumps(parts)
+    # provenance.inputs_sha256's bytes, name by name: the defaults' made once for all the points.
+    defaults = {name: _named(name, digest) for name, digest in discipline.defaults.items()}
+    files = b"".join(f"file\0{name}\0{sha256}\0".encode() for name, sha256 in sorted(input_files.items()))
     found = []
     for input_data in points:
-        digests = dict(discipline.defaults)
+        named = dict(defaults)
         for name, value in input_data.items():
-            digests[name] = _digest(value, discipline.array if name in discipline.arrays else None)
-        inputs = provenance.inputs_sha256(digests, input_files)
+            named[name] = _named(name, _digest(value, discipline.array if name in discipline.arrays else None))
+        inputs = hashlib.sha256(b"".join([named[name] for name in sorted(named)]) + files).hexdigest()
         found.append(f"{hashlib.sha256(common + inputs.encode()).hexdigest()}:{discipline.code_sha256}")
     return found
+
+
+def _named(name, digest):
+    return f"{name}\0{digest}\0".encode()
 
 
 def scope_parts(user_id, class_name, options_text):

@@ -115,8 +115,11 @@ def from_cache(user_id, fields, input_files, cached, wait=True):
     waiting for one in flight (with wait); or None, the job's fields then set to run (with its
     cache key). Never takes a warm process."""
     fields["input_files"] = _input_files(user_id, input_files)
-    if not _cache_key(fields, cached):
-        return None
+    return _cache_key(fields, cached) and _hit(user_id, fields, wait) or None
+
+
+def _hit(user_id, fields, wait):
+    """from_cache's lookup, the job's fields set."""
     deadline = time.monotonic() + (fields["timeout"] or math.inf)
     while True:
         source = store.cache_source(fields["cache_key"])
@@ -126,9 +129,7 @@ def from_cache(user_id, fields, input_files, cached, wait=True):
             row = store.create_job(dict(fields, job_status="pending"), workdir_prefix(user_id), lookup=True, hit_only=True)
             if row is None:  # its source went meanwhile: look again
                 continue
-            _copy_results([(row["id"], row["workdir"])], store.get_job(row["cached_from"]), row["cached_from"])
-            logger.info("job %s finished: user %s, %s, synchronous, from the cache (job %s)", row["id"], user_id, fields["discipline_class_name"], row["cached_from"])
-            return row
+            return _took_results(row, user_id, fields)
         if not wait or source[1] == "pending":  # one still queued may start in hours: run now
             return None
         # An identical job running: its results, when it ends, instead of a second run.
@@ -136,6 +137,13 @@ def from_cache(user_id, fields, input_files, cached, wait=True):
             time.sleep(0.02)
         if time.monotonic() >= deadline:
             return None
+
+
+def _took_results(row, user_id, fields):
+    """A synchronous hit's row, once its source's files are copied."""
+    _copy_results([(row["id"], row["workdir"])], store.get_job(row["cached_from"]), row["cached_from"])
+    logger.info("job %s finished: user %s, %s, synchronous, from the cache (job %s)", row["id"], user_id, fields["discipline_class_name"], row["cached_from"])
+    return row
 
 
 def _copy_results(taken, source, source_id):
@@ -252,26 +260,32 @@ def run_synchronous(job_pool, user_id, fields, input_files, owner, cached=None):
     The job is recorded once a warm process is free, running already and claimed by this web
     app (if the web app dies, it ends lost): one write to start it, one to end it and read it
     back. With cached (a cache.Request), a hit or an identical job in flight is looked for
-    first (from_cache)."""
-    if cached is not None:
-        row = from_cache(user_id, fields, input_files, cached)  # sets the input files and the key
-        if row is not None:
-            return row
-    else:
-        fields["input_files"] = _input_files(user_id, input_files)
-    miss = cached is not None and cached.lookup and fields.get("cache_key") is not None
-    queue_rank(user_id, 1)
+    first: in the write that starts the job when a warm process is free at once, else before
+    waiting for one (from_cache: a hit never waits for a warm process)."""
+    fields["input_files"] = _input_files(user_id, input_files)
+    lookup = cached is not None and _cache_key(fields, cached)
+    row, process = _start_looked_up(job_pool, user_id, fields, owner) if lookup else (None, None)
+    if row is not None and process is None:
+        return row  # a hit
+    if row is None and lookup:
+        hit = _hit(user_id, fields, wait=True)
+        if hit is not None:
+            return hit
+    job_id = None
+    if process is None:
+        queue_rank(user_id, 1)
+        try:
+            process = job_pool.acquire(settings.POOL_WAIT_TIMEOUT)
+        except TimeoutError:
+            raise errors.no_warm_process(settings.POOL_WAIT_TIMEOUT) from None
     try:
-        process, job_id = job_pool.acquire(settings.POOL_WAIT_TIMEOUT), None
-    except TimeoutError:
-        raise errors.no_warm_process(settings.POOL_WAIT_TIMEOUT) from None
-    try:
-        now = time.time()
-        fields.update(job_status="running", owner=owner, created_at=now, started_at=now, pid=process.pid)
-        with claims.recording(now):
-            row = store.create_job(fields, workdir_prefix(user_id), miss=miss)
-            job_id = row["id"]
-            claims.hold(job_id)
+        if row is None:
+            now = time.time()
+            with claims.recording(now):
+                # Looked up and not found: a miss, counted in the same write.
+                row = store.create_job({**fields, **_running(owner, process, now)}, workdir_prefix(user_id), miss=lookup)
+                claims.hold(row["id"])
+        job_id = row["id"]
         logger.info("job %s running: user %s, %s, synchronous", job_id, user_id, row["discipline_class_name"])
         started_at = time.monotonic()
         reply, healthy = _execute(job_pool, process, job_id, row)
@@ -292,6 +306,37 @@ def run_synchronous(job_pool, user_id, fields, input_files, owner, cached=None):
     if row is None:
         raise Rejected(404, f"Job {job_id} was deleted while it ran.")
     return row
+
+
+def _start_looked_up(job_pool, user_id, fields, owner):
+    """With a warm process free at once, the cache lookup and the job's start in one write (a
+    read fewer than from_cache then create_job). Return (the row of a hit, None), (the row of the
+    job started, running, the process it holds), or (None, None): no process free, the user at
+    the pending limit (from_cache may still find a hit) or an identical job running."""
+    process = job_pool.take_idle()
+    if process is None:
+        return None, None
+    row = None
+    try:
+        queue_rank(user_id, 1)
+        now = time.time()
+        with claims.recording(now):
+            row, _ = store.create_synchronous_job(fields, workdir_prefix(user_id), _running(owner, process, now))
+            if row is not None and row["cached_from"] is None:
+                claims.hold(row["id"])
+                return row, process
+    except Rejected:
+        pass
+    finally:
+        if row is None or row["cached_from"] is not None:
+            job_pool.release(process)
+    if row is not None:
+        _took_results(row, user_id, fields)
+    return row, None
+
+
+def _running(owner, process, now):
+    return {"job_status": "running", "owner": owner, "created_at": now, "started_at": now, "pid": process.pid}
 
 
 # Batches: many points of one discipline, each an ordinary job
@@ -497,11 +542,11 @@ def _end(job_id, row, owner, reply, started_at, next_id=None, process=None, read
     job `read` as this write left it, when given)."""
     status = reply.pop("job_status")
     key = row["cache_key"]
-    if key and reply.get("provenance"):
-        # Keyed by the code that ran: a host whose plugin differs from the web app's.
+    # Keyed by the code that ran: a host whose plugin differs from the web app's. The key's
+    # code in the provenance's text is the common case, seen without parsing it.
+    if key and reply.get("provenance") and key.rpartition(":")[2] not in reply["provenance"]:
         ran = orjson.loads(reply["provenance"])["discipline"]["code_sha256"]
-        if key.rpartition(":")[2] != ran:
-            reply["cache_key"] = f"{key.rpartition(':')[0]}:{ran}"
+        reply["cache_key"] = f"{key.rpartition(':')[0]}:{ran}"
     moves = [Move(job_id, status, ("running",), {"owner": owner}, dict(reply, ended_at=time.time()))]
     if next_id is not None:
         moves.append(_start(next_id, owner, process))

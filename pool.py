@@ -301,6 +301,11 @@ class Pool:
                 self._cond.wait(remaining)
             return self._idle.pop()
 
+    def take_idle(self):
+        """An idle warm process, or None at once (no wait, none started)."""
+        with self._cond:
+            return self._idle.pop() if self._idle else None
+
     def release(self, process, healthy=True):
         """Give a process back; an unhealthy or worn one is replaced by a fresh one."""
         process.jobs += 1

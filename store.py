@@ -499,6 +499,23 @@ class Store:
                     self._take_results(conn, [job_id], source[0])
             return conn.execute(GET_JOB, (job_id,)).fetchone()
 
+    def create_synchronous_job(self, fields, workdir_prefix, running):
+        """A synchronous job's lookup and insert in one write, once it holds a warm process:
+        (the row of a hit, finished from its source, None); (None, the source) when an identical
+        job runs (the caller waits for it); else (the job inserted with `running` over fields and
+        counted as a miss, the pending source or None)."""
+        with self.transaction() as conn:
+            source = self._cache_source(conn, fields["cache_key"])
+            if source is not None and source[1] == "running":
+                return None, source
+            if source is not None and source[1] == "finished":
+                job_id = self._insert_job(conn, dict(fields, job_status="pending", waits_for=source[0]), workdir_prefix, None)
+                self._take_results(conn, [job_id], source[0])
+                return conn.execute(GET_JOB, (job_id,)).fetchone(), None
+            job_id = self._insert_job(conn, {**fields, **running}, workdir_prefix, None)
+            self._count_cache(conn, "miss", 1)
+            return conn.execute(GET_JOB, (job_id,)).fetchone(), source
+
     # The results cache
 
     def cache_source(self, key):
@@ -1655,6 +1672,7 @@ set_password = _on_current(Store.set_password)
 delete_user = _on_current(Store.delete_user)
 list_users = _on_current(Store.list_users)
 create_job = _on_current(Store.create_job)
+create_synchronous_job = _on_current(Store.create_synchronous_job)
 get_job = _on_current(Store.get_job)
 job_status = _on_current(Store.job_status)
 list_jobs = _on_current(Store.list_jobs)

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Sets up (with the test requirements) and runs the whole test suite. Extra arguments go to pytest.
-# `bin/test.sh --containers` runs the container tests instead (tests/containers), a stage of its
-# own: they build images with podman and take minutes.
+# Sets up (with the test requirements) and runs the test suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GAAS_EXTRA_REQUIREMENTS=requirements-test.txt bin/setup.sh
-tests=tests
+# The fuzzing (tests/test_fuzz.py, about three minutes) and the container tests are stages of
+# their own: `bin/test.sh --fuzz`, `bin/test.sh --containers`; CI runs all three.
+tests=(tests --ignore=tests/test_fuzz.py)
 packages=()
-if [ "${1:-}" = --containers ]; then
+if [ "${1:-}" = --fuzz ]; then
     shift
-    tests=tests/containers
+    tests=(tests/test_fuzz.py)
+elif [ "${1:-}" = --containers ]; then
+    shift
+    tests=(tests/containers)
     # Debian's podman with runc (tests/containers/containers.conf says why), mmdebstrap to make
     # the base image, podman-compose for compose.yaml; aardvark-dns resolves its service names.
     for command in podman /usr/sbin/runc mmdebstrap podman-compose /usr/lib/podman/aardvark-dns; do
@@ -41,4 +44,4 @@ if [ ${#packages[@]} -gt 0 ]; then
         echo "warning: ${packages[*]} missing; the tests that need them will fail or skip" >&2
     fi
 fi
-exec .venv/bin/python -m pytest "$tests" "$@"
+exec .venv/bin/python -m pytest "${tests[@]}" "$@"

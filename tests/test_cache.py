@@ -398,6 +398,26 @@ def test_a_synchronous_hit_takes_no_warm_process(shared):
 
 
 @pytest.mark.every_backend
+def test_a_synchronous_run_identical_to_a_running_job_takes_its_results(shared):
+    """A warm process free: the lookup is made in the write that would start the job
+    (store.create_synchronous_job), finds the identical job running, and waits for its end."""
+    alice, bob = shared.api("alice", "alice-pw"), shared.api("bob", "bob-pw")
+    x = fresh()
+    body = {"input_data": {"x": [x], "delay": [1.5]}}
+    hits, misses = cache_counts(shared)
+    leader = alice.run("SlowCounted", "asynchronous", name=f"leader {x}", **body)
+    wait_listed(alice, f"/v1/job?status=running&name=leader {x}")
+    job = bob.run("SlowCounted", **body)
+    assert job["job_status"] == "finished" and job["cached_from"] == leader["id"]
+    assert job["output_data"] == {"y": [2 * x]} and runs(shared, x) == 1
+    assert cache_counts(shared) == (hits + 1, misses + 1)
+    # And once it ended, a synchronous hit from the same write.
+    again = bob.run("SlowCounted", **body)
+    assert again["cached_from"] == leader["id"] and runs(shared, x) == 1
+    assert cache_counts(shared) == (hits + 2, misses + 1)
+
+
+@pytest.mark.every_backend
 def test_a_burst_of_identical_jobs_runs_once(shared):
     """Eight asynchronous submits at once, by two users (scope shared): one run, seven hits that
     end as soon as it does."""
