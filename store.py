@@ -370,6 +370,9 @@ class Store:
 
     def __init__(self):
         self.local = threading.local()
+        # A job's miss is counted here after its insert, and written with this process's next
+        # heartbeat (beat, forget): not one more write in every job's insert.
+        self.unsaved_misses, self.misses_lock = 0, threading.Lock()
         self.list_columns = LIST_COLUMNS.format(traceback_end=self.TRACEBACK_END, names=entry_names("jobs"))
         self.study_columns = STUDY_COLUMNS.format(traceback_end=self.TRACEBACK_END.replace("traceback", "jobs.traceback"))
 
@@ -492,12 +495,14 @@ class Store:
                 return None
             if source is None:
                 job_id = self._insert_job(conn, fields, workdir_prefix, tasks)
-                self._count_cache(conn, "miss", 1 if lookup and fields.get("cache_key") or miss else 0)
             else:
                 job_id = self._insert_job(conn, dict(fields, waits_for=source[0]), workdir_prefix, None)
                 if source[1] == "finished":
                     self._take_results(conn, [job_id], source[0])
-            return conn.execute(GET_JOB, (job_id,)).fetchone()
+            row = conn.execute(GET_JOB, (job_id,)).fetchone()
+        if source is None and (lookup and fields.get("cache_key") or miss):
+            self.count_miss()
+        return row
 
     def create_synchronous_job(self, fields, workdir_prefix, running):
         """A synchronous job's lookup and insert in one write, once it holds a warm process:
@@ -513,8 +518,9 @@ class Store:
                 self._take_results(conn, [job_id], source[0])
                 return conn.execute(GET_JOB, (job_id,)).fetchone(), None
             job_id = self._insert_job(conn, {**fields, **running}, workdir_prefix, None)
-            self._count_cache(conn, "miss", 1)
-            return conn.execute(GET_JOB, (job_id,)).fetchone(), source
+            row = conn.execute(GET_JOB, (job_id,)).fetchone()
+        self.count_miss()
+        return row, source
 
     # The results cache
 
@@ -573,9 +579,37 @@ class Store:
             )
 
     def cache_counts(self):
-        """{"hit": n, "miss": n} since the store was made."""
+        """{"hit": n, "miss": n} since the store was made, this process's misses not yet written
+        included (another process's are written with its next heartbeat)."""
         counts = dict(self.connect().execute("SELECT outcome, n FROM cache_counts").fetchall())
+        counts["miss"] = counts.get("miss", 0) + self.unsaved_misses
         return {outcome: int(counts.get(outcome, 0)) for outcome in ("hit", "miss")}
+
+    def count_miss(self):
+        """Count a job's miss, written with this process's next heartbeat."""
+        with self.misses_lock:
+            self.unsaved_misses += 1
+
+    def _save_misses(self, conn):
+        """Write the misses counted since the last time in this transaction; return them, to be
+        counted again if it fails (_with_misses)."""
+        with self.misses_lock:
+            misses, self.unsaved_misses = self.unsaved_misses, 0
+        self._count_cache(conn, "miss", misses)
+        return misses
+
+    @contextlib.contextmanager
+    def _with_misses(self):
+        """A transaction that also writes the unsaved misses, and keeps them unsaved if it fails."""
+        misses = 0
+        try:
+            with self.transaction() as conn:
+                misses = self._save_misses(conn)
+                yield conn
+        except BaseException:
+            with self.misses_lock:
+                self.unsaved_misses += misses
+            raise
 
     def settle_waiting(self, leader_id):
         """Settle the jobs waiting for leader_id once it ended or is gone: finished, they take its
@@ -1144,7 +1178,7 @@ class Store:
         """Record that a worker or web app is alive."""
         host, pid = owner_id.split(":")[1:3]
         now = time.time()
-        with self.transaction() as conn:
+        with self._with_misses() as conn:
             conn.execute(
                 "INSERT INTO processes (id, host, pid, started_at, beat_at) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at",
@@ -1153,7 +1187,7 @@ class Store:
 
     def forget(self, owner_id):
         """Drop the heartbeat of a process that stops in order."""
-        with self.transaction() as conn:
+        with self._with_misses() as conn:
             conn.execute("DELETE FROM processes WHERE id = ?", (owner_id,))
 
     def forget_silent(self, before):

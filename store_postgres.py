@@ -66,7 +66,6 @@ HUEY_ENQUEUE = (
 )
 
 
-COUNT_MISS = "INSERT INTO cache_counts (outcome, n) VALUES ('miss', 1) ON CONFLICT (outcome) DO UPDATE SET n = cache_counts.n + 1"
 
 
 class PostgresStore(store.Store):
@@ -188,11 +187,12 @@ class PostgresStore(store.Store):
         ]
         for task in tasks([job_id]) if tasks else ():
             statements += self._task_statements(*task)
-        if miss:
-            statements.append((COUNT_MISS, ()))
         # A subquery, evaluated once: currval() itself is volatile, and would scan the table.
         statements.append((GET_JOB.replace("= ?", f"= (SELECT currval({JOB_SEQUENCE}))"), ()))
-        return self._pipelined(statements)[-1].fetchone()
+        row = self._pipelined(statements)[-1].fetchone()
+        if miss:
+            self.count_miss()
+        return row
 
     def create_synchronous_job(self, fields, workdir_prefix, running):
         # A read, then the one-round-trip insert: fewer round trips than the base class's
