@@ -426,6 +426,35 @@ def test_processes_up_to_the_limit_and_nested_settings_pass(engine):
     assert study.check(engine, spec) is False
 
 
+def test_statistics_off_cost_no_semaphore_and_on_count_as_gemseo_does(engine):
+    """jobproc.plain_statistics: with GEMSEO's statistics off (the job processes'), a discipline,
+    MDA or chain gets plain counters, not three multiprocessing.Values; on, GEMSEO's own. Fails
+    when GEMSEO's ExecutionStatistics no longer sets the attributes it replaces."""
+    from multiprocessing.sharedctypes import Synchronized
+
+    from gemseo.core.execution_statistics import ExecutionStatistics
+    from gemseo.mda.mda_chain import MDAChain
+
+    assert jobproc.plain_statistics()
+    assert not ExecutionStatistics.is_enabled
+    chain = MDAChain(create_discipline(list(SELLAR)))
+    for statistics in [chain.execution_statistics, *(d.execution_statistics for d in chain.disciplines)]:
+        assert [type(getattr(statistics, name)) for name in jobproc.STATISTICS_NAMES] == [jobproc.PlainCounter] * 3
+        assert statistics.n_executions is None
+    ExecutionStatistics.is_enabled = True
+    try:
+        discipline = create_discipline("Sellar1")
+        counters = [getattr(discipline.execution_statistics, name) for name in jobproc.STATISTICS_NAMES]
+        assert all(isinstance(counter, Synchronized) for counter in counters)
+        discipline.execute()
+        discipline.linearize(compute_all_jacobians=True)
+        assert discipline.execution_statistics.n_executions >= 1
+        assert discipline.execution_statistics.n_linearizations == 1
+        assert discipline.execution_statistics.duration > 0
+    finally:
+        ExecutionStatistics.is_enabled = False
+
+
 def test_each_discipline_runs_once_per_point(engine, tmp_path, capfd):
     """The objective from one discipline, a constraint from another computed from it: one run
     of the first per design point, as a local scenario does (GEMSEO's simple cache), not one per
