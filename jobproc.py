@@ -91,15 +91,17 @@ STATISTICS_NAMES = ("_ExecutionStatistics__duration", "_ExecutionStatistics__n_e
 
 
 class PlainCounter:
-    """A statistic's stand-in while GEMSEO's statistics are off: read and written by nobody."""
+    """A statistic's stand-in while GEMSEO's statistics are off (then nobody reads or counts it;
+    statistics turned on later count in this process only)."""
 
     __slots__ = ("value",)
+    lock = threading.Lock()  # one for all: an increment holds it a moment, never nested
 
     def __init__(self, value):
         self.value = value
 
     def get_lock(self):
-        return threading.Lock()
+        return self.lock
 
 
 def plain_statistics():
