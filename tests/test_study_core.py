@@ -179,10 +179,11 @@ def test_feasibility_follows_the_algorithm_tolerances(engine, tmp_path):
     assert all(evaluation["feasible"] and evaluation["violation"] == 0 for evaluation in evaluations)
 
 
-def test_sobieski_mdf_study_maximises_without_negating(engine, tmp_path):
+def sobieski_spec():
+    """Sobieski's MDF maximising the range y_4, a few SLSQP iterations."""
     design_space = SobieskiDesignSpace()
     design_space.filter(["x_shared", "x_1", "x_2", "x_3"])
-    spec = {
+    return {
         "name": "sobieski",
         "disciplines": [
             {"class_name": name}
@@ -196,7 +197,10 @@ def test_sobieski_mdf_study_maximises_without_negating(engine, tmp_path):
         "algorithm": {"name": "SLSQP", "settings": {"max_iter": 5}},
         "post_processing": [{"name": "OptHistoryView", "settings": {"file_extension": "svg"}}],
     }
-    summary, evaluations = run_study(engine, spec, tmp_path)
+
+
+def test_sobieski_mdf_study_maximises_without_negating(engine, tmp_path):
+    summary, evaluations = run_study(engine, sobieski_spec(), tmp_path)
     assert summary["status"] == "finished" and evaluations
     assert_whole(evaluations)
     assert all(evaluation["objective"]["y_4"] > 0 for evaluation in evaluations)  # the range, not -range
@@ -424,6 +428,71 @@ def test_processes_up_to_the_limit_and_nested_settings_pass(engine):
     assert study.check(engine, spec, max_processes=2) is True
     spec = sellar_spec(formulation_settings={"main_mda_name": "MDAJacobi", "main_mda_settings": {"tolerance": 1e-10}})
     assert study.check(engine, spec) is False
+
+
+def test_statistics_off_cost_no_semaphore_and_on_count_as_gemseo_does(engine):
+    """jobproc.plain_statistics: with GEMSEO's statistics off (the job processes'), a discipline,
+    MDA or chain gets plain counters, not three multiprocessing.Values; on, GEMSEO's own. Fails
+    when GEMSEO's ExecutionStatistics no longer sets the attributes it replaces."""
+    from multiprocessing.sharedctypes import Synchronized
+
+    from gemseo.core.execution_statistics import ExecutionStatistics
+    from gemseo.mda.mda_chain import MDAChain
+
+    assert jobproc.plain_statistics()
+    assert not ExecutionStatistics.is_enabled
+    chain = MDAChain(create_discipline(list(SELLAR)))
+    for statistics in [chain.execution_statistics, *(d.execution_statistics for d in chain.disciplines)]:
+        assert [type(getattr(statistics, name)) for name in jobproc.STATISTICS_NAMES] == [jobproc.PlainCounter] * 3
+        assert statistics.n_executions is None
+    ExecutionStatistics.is_enabled = True
+    try:
+        discipline = create_discipline("Sellar1")
+        counters = [getattr(discipline.execution_statistics, name) for name in jobproc.STATISTICS_NAMES]
+        assert all(isinstance(counter, Synchronized) for counter in counters)
+        discipline.execute()
+        discipline.linearize(compute_all_jacobians=True)
+        assert discipline.execution_statistics.n_executions >= 1
+        assert discipline.execution_statistics.n_linearizations == 1
+        assert discipline.execution_statistics.duration > 0
+    finally:
+        ExecutionStatistics.is_enabled = False
+
+
+def h5_content(path):
+    """Every group and dataset of an HDF5 file: its dtype, string kind, shape, maxshape, values."""
+    import h5py
+
+    found = {}
+
+    def visit(name, item):
+        if isinstance(item, h5py.Dataset):
+            found[name] = (str(item.dtype), h5py.check_string_dtype(item.dtype), item.shape, item.maxshape, repr(item[()]))
+        else:
+            found[name] = "group"
+
+    with h5py.File(path) as file:
+        file.visititems(visit)
+    return found
+
+
+@pytest.mark.parametrize("spec", [sellar_spec(), analytic_spec(60), sobieski_spec()], ids=["sellar", "doe", "maximise"])
+def test_problem_h5_is_the_file_gemseo_writes(engine, spec, tmp_path, monkeypatch):
+    """study.write_problem writes what OptimizationProblem.to_hdf writes for the same problem,
+    group for group, dataset for dataset (fails when GEMSEO's format moves); a point with an
+    output it does not write itself (none here) goes to GEMSEO's writer whole."""
+    problems, write = [], study.write_problem
+    monkeypatch.setattr(study, "write_problem", lambda problem, path: (problems.append(problem), write(problem, path)))
+    run_study(engine, spec, tmp_path / "study")
+    problem = problems[0]
+    problem.to_hdf(tmp_path / "gemseo.h5")
+    ours = h5_content(tmp_path / "study" / study.H5_NAME)
+    assert ours == h5_content(tmp_path / "gemseo.h5")
+    assert len([name for name in ours if name.startswith("x/")]) == len(problem.database) > 0
+    problem.database.store(problem.design_space.get_current_value() + 0.5, {})
+    write(problem, tmp_path / "fallback.h5")
+    problem.to_hdf(tmp_path / "gemseo-fallback.h5")
+    assert h5_content(tmp_path / "fallback.h5") == h5_content(tmp_path / "gemseo-fallback.h5")
 
 
 def test_each_discipline_runs_once_per_point(engine, tmp_path, capfd):
