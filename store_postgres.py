@@ -66,8 +66,6 @@ HUEY_ENQUEUE = (
 )
 
 
-
-
 class PostgresStore(store.Store):
     """The store of several machines: a PostgreSQL database (GEMSEO_HTTP_DATABASE_URL).
 
