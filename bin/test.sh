@@ -6,13 +6,19 @@ GAAS_EXTRA_REQUIREMENTS=requirements-test.txt bin/setup.sh
 # The fuzzing (tests/test_fuzz.py, about three minutes) and the container tests are stages of
 # their own: `bin/test.sh --fuzz`, `bin/test.sh --containers`; CI runs all three.
 tests=(tests --ignore=tests/test_fuzz.py)
+# The suite on several pytest workers (pytest-xdist): alone, it leaves a third of two cores idle
+# while services start and tests wait. One more worker than cores fills them;
+# GAAS_TEST_WORKERS=0 runs it in this one process.
+workers=(-n "${GAAS_TEST_WORKERS:-$(( $(nproc) + 1 ))}")
 packages=()
 if [ "${1:-}" = --fuzz ]; then
     shift
     tests=(tests/test_fuzz.py)
+    workers=()
 elif [ "${1:-}" = --containers ]; then
     shift
     tests=(tests/containers)
+    workers=()
     # Debian's podman with runc (tests/containers/containers.conf says why), mmdebstrap to make
     # the base image, podman-compose for compose.yaml; aardvark-dns resolves its service names.
     for command in podman /usr/sbin/runc mmdebstrap podman-compose /usr/lib/podman/aardvark-dns; do
@@ -44,4 +50,4 @@ if [ ${#packages[@]} -gt 0 ]; then
         echo "warning: ${packages[*]} missing; the tests that need them will fail or skip" >&2
     fi
 fi
-exec .venv/bin/python -m pytest "${tests[@]}" "$@"
+exec .venv/bin/python -m pytest "${tests[@]}" ${workers[@]+"${workers[@]}"} "$@"
