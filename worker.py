@@ -18,6 +18,7 @@ import settings
 import store
 import store_postgres
 import store_sqlite
+import wakeup
 
 # Huey imports the PostgreSQL and Redis drivers whenever they are installed: 0.3 s and 23 MiB
 # more in every web and worker process (measured). Keep out those this mode does not use.
@@ -33,10 +34,28 @@ WORKER_ID = pool.owner_id("worker")
 
 
 class LazySqliteStorage(SqliteStorage):
-    """Huey's SQLite storage, creating its folder and tables on first use instead of at import."""
+    """Huey's SQLite storage, creating its folder and tables on first use instead of at import;
+    its dequeue waits for a task to be queued (wakeup.py) instead of the consumer polling."""
+
+    blocking = True  # the consumer does not sleep between two empty dequeues: ours waited
+    WAIT_SECONDS = 1.0  # the longest wait before looking again, were a ring lost
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, create_tables=False, **kwargs)
+        self.bells = self.filename + "-bells"
+        self.listener = wakeup.Listener(self.bells)
+
+    def enqueue(self, data, priority=None):
+        super().enqueue(data, priority)
+        wakeup.ring(self.bells)
+
+    def dequeue(self):
+        self.listener.listen()
+        found = super().dequeue()
+        if found is None:
+            self.listener.wait(self.WAIT_SECONDS)
+            found = super().dequeue()
+        return found
 
     def _create_connection(self):
         os.makedirs(os.path.dirname(self.filename), exist_ok=True)

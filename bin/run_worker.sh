@@ -3,10 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(.venv/bin/python settings.py WORKER_THREADS)"
-# -d/-m/-b: Huey sleeps between polls of an empty queue, backing off up to 10 s by default, so
-# a job submitted after an idle spell would wait seconds. An empty poll is one read-only query
-# (no lock), so polling every 2 ms to 20 ms costs well under 1% of a core and starts any job
-# within 20 ms.
+# -d/-m/-b: Huey's sleep between two empty looks at the queue, backing off up to 10 s by
+# default. None of our queues needs it when all is well: SQLite's dequeue waits until a task is
+# queued (worker.py, wakeup.py), PostgreSQL's on LISTEN, Redis's on a blocking pop. What is left
+# is the pause after a failed look (the store down), kept short so that jobs start soon after.
 # -k thread: each thread only waits on its job process; the work itself runs in those processes.
 exec .venv/bin/huey_consumer worker.huey \
     -k thread \
