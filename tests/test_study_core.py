@@ -645,3 +645,34 @@ def test_a_batch_converts_each_value_as_one_value_alone():
     assert study._unpacked(study._column(batches[0])) == [[1.0, 2.0], [None, None]]
     assert study._unpacked(study._column(batches[3])) == [[1.0], [3.0]]
     assert study._column(batches[0])[0] == "d"  # one conversion for all, the common case
+
+
+def test_gemseo_imported_with_light_stacks_makes_the_same_enums():
+    """jobproc.light_stacks: GEMSEO's merged enums (merge_enums reads inspect.stack()) get the same
+    module and qualified name as with the real inspect.stack, and pickle; the real one is back after."""
+    names = ["gemseo.core.mdo_functions.mdo_function:MDOFunction.FunctionType",
+             "gemseo.core.discipline.discipline:Discipline.ApproximationMode",
+             "gemseo.core.discipline.discipline:Discipline.LinearizationMode",
+             "gemseo.core.chains.chain:MDOChain.LinearizationMode",
+             "gemseo.algos.evaluation_problem:EvaluationProblem.DifferentiationMethod"]
+    code = (
+        "import importlib, inspect, json, pickle, sys\n"
+        "light = sys.argv[1] == 'light'\n"
+        "if light:\n"
+        "    import jobproc; context = jobproc.light_stacks(); context.__enter__()\n"
+        "import gemseo, gemseo.algos.evaluation_problem, gemseo.core.chains.chain\n"
+        "if light:\n"
+        "    context.__exit__(None, None, None); assert inspect.stack is jobproc.STACK\n"
+        "found = []\n"
+        f"for name in {names!r}:\n"
+        "    module, path = name.split(':'); enum = importlib.import_module(module)\n"
+        "    for part in path.split('.'): enum = getattr(enum, part)\n"
+        "    member = next(iter(enum))\n"
+        "    assert pickle.loads(pickle.dumps(member)) is member\n"
+        "    found.append([enum.__module__, enum.__qualname__, [m.value for m in enum], enum.__doc__])\n"
+        "print(json.dumps(found))\n"
+    )
+    runs = [subprocess.run([sys.executable, "-c", code, how], cwd=CODE, capture_output=True, text=True, timeout=300)
+            for how in ("light", "real")]
+    assert all(run.returncode == 0 for run in runs), [run.stderr[-2000:] for run in runs]
+    assert runs[0].stdout == runs[1].stdout and len(json.loads(runs[0].stdout)) == len(names)
