@@ -508,7 +508,7 @@ def _let_go(job_id, owner):
 def _started_by(owner, process, written):
     """(whether this start moved the job, its row) from a start write: a start written again after
     a cut connection finds the job started by its first try: by this owner, in this process."""
-    (moved, *_), row = written
+    (moved, *_), row, _ = written
     if not moved and row is not None and row["job_status"] == "running":
         moved = (row["owner"], row["pid"]) == (owner, process.pid)
     return moved, row
@@ -550,12 +550,14 @@ def _end(job_id, row, owner, reply, started_at, next_id=None, process=None, read
     moves = [Move(job_id, status, ("running",), {"owner": owner}, dict(reply, ended_at=time.time()))]
     if next_id is not None:
         moves.append(_start(next_id, owner, process))
-    read_row = None
+    # Whether identical jobs wait for this one (a cached job only), read in the end's write.
+    leader = job_id if key else None
+    read_row, waiting = None, False
     try:
-        if read is None:
+        if read is None and leader is None:
             moved = _retried(lambda: store.set_statuses(moves), job_id, "end")
         else:
-            moved, read_row = _retried(lambda: store.set_statuses_and_read(moves, read), job_id, "end")
+            moved, read_row, waiting = _retried(lambda: store.set_statuses_and_read(moves, read, leader), job_id, "end")
     except Exception as error:  # e.g. outputs too big for the store: the job must still end
         if errors.unavailable(error):
             raise  # still down: this process's sweep ends the job once the store is back
@@ -564,6 +566,7 @@ def _end(job_id, row, owner, reply, started_at, next_id=None, process=None, read
         text = f"The result could not be stored: {type(error).__name__}: {error}"
         moved = [fail(job_id, ("running",), "internal", text, where={"owner": owner}), False]
         read_row = store.get_job(read) if read == job_id else None
+        waiting = leader is not None and store.has_waiting(job_id)
     next_started = next_id if len(moved) > 1 and moved[1] else None
     if not moved[0]:
         now = read_row if read == job_id else store.get_job(job_id)
@@ -584,7 +587,7 @@ def _end(job_id, row, owner, reply, started_at, next_id=None, process=None, read
         time.monotonic() - started_at,
         f", error {reply['error']}" if reply.get("error") else "",
     )
-    if key and store.has_waiting(job_id):
+    if waiting:
         settle_waiting(job_id)
     return status, next_started, read_row
 

@@ -252,18 +252,19 @@ ADDED_COLUMNS = (
     ("jobs", "waits_for", "INTEGER"),
     ("jobs", "provenance", "TEXT"),
 )
+# How many characters of each key's hash a study gets of the keys known at its start: a false
+# match only costs a lookup, and a million keys stay a few megabytes.
+KNOWN_KEY = 16
+# What SQLite's index of cache keys holds, as lookups must write it for the index to serve them.
+KEY_PREFIX = f"substr(cache_key, 1, {KNOWN_KEY})"
 # Made once ADDED_COLUMNS are there: the lists of what is shared with a group read them (the
 # job list's total counts its group's index entries, not 100,000 rows).
 ADDED_INDEXES = (
     *(f"CREATE INDEX IF NOT EXISTS {table}_by_group ON {table} (group_id, id)" for table in ("jobs", "batches", "studies")),
     "CREATE INDEX IF NOT EXISTS jobs_by_group_user ON jobs (group_id, user_id, job_status)",
-    "CREATE INDEX IF NOT EXISTS jobs_by_cache_key ON jobs (cache_key) WHERE cache_key IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS jobs_by_leader ON jobs (waits_for) WHERE waits_for IS NOT NULL",
 )
 ROLES = ("viewer", "member", "owner")
-# How many characters of each key's hash a study gets of the keys known at its start: a false
-# match only costs a lookup, and a million keys stay a few megabytes.
-KNOWN_KEY = 16
 
 
 LIST_COLUMNS = (
@@ -293,6 +294,8 @@ STUDY_COLUMNS = (
     "studies.*, " + entry_names("studies") + ", jobs.job_status, jobs.error, {traceback_end} AS traceback_end,"
     " jobs.started_at, jobs.ended_at FROM studies LEFT JOIN jobs ON jobs.id = studies.job_id"
 )
+# Whether pending jobs wait for a job (identical to it, API.md Part 5).
+WAITING = "SELECT 1 FROM jobs WHERE waits_for = ? AND job_status = 'pending' LIMIT 1"
 GET_JOB = f"SELECT jobs.*, {entry_names('jobs')}, {DATA_COLUMNS} FROM jobs LEFT JOIN job_data ON job_data.job_id = jobs.id WHERE jobs.id = ?"
 PRIVATE = 0o600  # the store holds password hashes and every job
 
@@ -363,6 +366,10 @@ class Store:
     TRACEBACK_END = None
     CONTAINS = None
     JSON_MEMBERS = None
+    # The index of the jobs' cache keys (made after ADDED_INDEXES), and what follows "FROM jobs"
+    # in a lookup by keys to use it (_rows_by_keys).
+    CACHE_INDEXES = ()
+    BY_CACHE_KEY = ""
     # The exception of a broken UNIQUE constraint.
     integrity_error = None
     # True when a read waits on the network: the web app then reads in a thread, not on its loop.
@@ -532,20 +539,33 @@ class Store:
     def _cache_source(self, conn, key):
         return None if key is None else self._cache_sources(conn, [key]).get(key)
 
-    @staticmethod
-    def _cache_sources(conn, keys):
+    def _cache_sources(self, conn, keys):
         """{key: (id, status)} of the source of each key that has one (a finished job first)."""
         found = {}
-        rows = rows_in(
+        rows = self._rows_by_keys(
             conn,
-            "SELECT cache_key, id, job_status FROM jobs WHERE cache_key IN ({marks}) AND cached_from IS NULL"
-            " AND waits_for IS NULL AND job_status IN ('pending', 'running', 'finished') ORDER BY id",
+            "SELECT cache_key, id, job_status FROM jobs{by} WHERE {keys} AND cached_from IS NULL AND waits_for IS NULL"
+            " AND job_status IN ('pending', 'running', 'finished') ORDER BY id",
             keys,
         )
         for key, job_id, status in rows:
             if key not in found or (status == "finished" and found[key][1] != "finished"):
                 found[key] = (job_id, status)
         return found
+
+    def _rows_by_keys(self, conn, sql, keys, size=250):
+        """The rows of sql (first column: cache_key) for jobs of these cache keys: `{by}` follows
+        "FROM jobs", `{keys}` stands for the condition on the keys (_keys_condition)."""
+        wanted, rows = set(keys), []
+        for start in range(0, len(keys), size):
+            where, params = self._keys_condition(keys[start : start + size])
+            rows += conn.execute(sql.format(by=self.BY_CACHE_KEY, keys=where), params).fetchall()
+        return [row for row in rows if row[0] in wanted]
+
+    def _keys_condition(self, keys):
+        """(SQL condition, parameters) that selects the jobs of these keys by CACHE_INDEXES (and
+        maybe others whose rows _rows_by_keys then drops)."""
+        return f"cache_key IN ({', '.join('?' * len(keys))})", keys
 
     def _take_results(self, conn, job_ids, source_id):
         """End pending jobs (those waiting for source_id, or new hits) as finished with the
@@ -636,7 +656,7 @@ class Store:
 
     def has_waiting(self, leader_id):
         """Whether pending jobs wait for this one."""
-        return self.connect().execute("SELECT 1 FROM jobs WHERE waits_for = ? AND job_status = 'pending' LIMIT 1", (leader_id,)).fetchone() is not None
+        return self.connect().execute(WAITING, (leader_id,)).fetchone() is not None
 
     def stray_leaders(self):
         """Ids of the jobs that pending jobs wait for and that ended or are gone (their end did
@@ -678,10 +698,10 @@ class Store:
         """{key: JSON text} of the keys found: a finished job's outputs that ran, else a study's entry."""
         conn = self.connect()
         found = dict(
-            rows_in(
+            self._rows_by_keys(
                 conn,
-                "SELECT jobs.cache_key, job_data.output_data FROM jobs JOIN job_data ON job_data.job_id = jobs.id"
-                " WHERE jobs.cache_key IN ({marks}) AND jobs.cached_from IS NULL AND jobs.job_status = 'finished'",
+                "SELECT jobs.cache_key, job_data.output_data FROM jobs{by} JOIN job_data ON job_data.job_id = jobs.id"
+                " WHERE {keys} AND jobs.cached_from IS NULL AND jobs.job_status = 'finished'",
                 keys,
             )
         )
@@ -825,11 +845,14 @@ class Store:
         with self.transaction() as conn:
             return self._move_in(conn, moves)
 
-    def set_statuses_and_read(self, moves, job_id):
-        """set_statuses(moves), then the row of job_id in the same transaction: (whether each
-        moved, the row or None)."""
+    def set_statuses_and_read(self, moves, job_id=None, waited_for=None):
+        """set_statuses(moves), then in the same transaction the row of job_id and whether
+        pending jobs wait for the job waited_for (has_waiting), each when given: (whether each
+        moved, the row or None, whether any waits)."""
         with self.transaction() as conn:
-            return self._move_in(conn, moves), conn.execute(GET_JOB, (job_id,)).fetchone()
+            moved = self._move_in(conn, moves)
+            row = None if job_id is None else conn.execute(GET_JOB, (job_id,)).fetchone()
+            return moved, row, waited_for is not None and conn.execute(WAITING, (waited_for,)).fetchone() is not None
 
     def _move_in(self, conn, moves):
         moved = []

@@ -9,7 +9,7 @@ import time
 
 import settings
 import store
-from store import ADDED_COLUMNS, ADDED_INDEXES, DATA_FIELDS, GET_JOB, SCHEMA, TEAMS_SCHEMA
+from store import ADDED_COLUMNS, ADDED_INDEXES, DATA_FIELDS, GET_JOB, SCHEMA, TEAMS_SCHEMA, WAITING
 
 JOB_SEQUENCE = "pg_get_serial_sequence('jobs', 'id')"
 
@@ -80,6 +80,9 @@ class PostgresStore(store.Store):
     WRITE_LOCK = 7_261_001  # any fixed number; the key of the advisory lock
 
     JSON_MEMBERS = ("json_each(CAST({} AS json)) WITH ORDINALITY AS member (key, value, place)", "json_typeof(member.value)", "member.place")
+    # The whole keys: PostgreSQL has no statistics on a partial index's expression, and would
+    # read every job for a lookup by prefixes alone.
+    CACHE_INDEXES = ("CREATE INDEX IF NOT EXISTS jobs_by_cache_key ON jobs (cache_key) WHERE cache_key IS NOT NULL",)
 
     def __init__(self, url):
         import psycopg  # only when the store is PostgreSQL
@@ -124,7 +127,7 @@ class PostgresStore(store.Store):
             # The ALTERs: a store made before uploads had a size, jobs ran studies, users were admins, work was shared.
             added = [pg_ddl(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {declaration}") for table, column, declaration in ADDED_COLUMNS]
             upgrades = ("ALTER TABLE uploads ADD COLUMN IF NOT EXISTS size BIGINT", "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS study_id BIGINT", *added)
-            for statement in (ddl, *upgrades, *ADDED_INDEXES, PG_TRIGGERS, *queue_ddl):
+            for statement in (ddl, *upgrades, *ADDED_INDEXES, *self.CACHE_INDEXES, PG_TRIGGERS, *queue_ddl):
                 conn.raw.execute(statement)
             store.fill_counts(conn)
 
@@ -208,9 +211,13 @@ class PostgresStore(store.Store):
     def set_statuses(self, moves):
         return [cursor.fetchone()[0] == 1 for cursor in self._pipelined(self._moves(moves))]
 
-    def set_statuses_and_read(self, moves, job_id):
-        *moved, read = self._pipelined([*self._moves(moves), (GET_JOB, (job_id,))])
-        return [cursor.fetchone()[0] == 1 for cursor in moved], read.fetchone()
+    def set_statuses_and_read(self, moves, job_id=None, waited_for=None):
+        reads = [(GET_JOB, (job_id,))] if job_id is not None else []
+        reads += [(WAITING, (waited_for,))] if waited_for is not None else []
+        cursors = self._pipelined([*self._moves(moves), *reads])
+        moved = [cursor.fetchone()[0] == 1 for cursor in cursors[: len(moves)]]
+        row = cursors[len(moves)].fetchone() if job_id is not None else None
+        return moved, row, waited_for is not None and cursors[-1].fetchone() is not None
 
     @staticmethod
     def _moves(moves):

@@ -42,6 +42,14 @@ class SqliteStore(store.Store):
     TRACEBACK_END = "substr(traceback, -400)"
     CONTAINS = "instr(name, ?) > 0"
     JSON_MEMBERS = ("json_each({}) AS member", "member.type", "member.id")
+    # A key's first characters, not its 129: an index of random keys is where a batch's insert
+    # spent its time (2.5x less for 200 points, measured). Named, since from ten keys on the
+    # planner would rather walk jobs_by_status (every finished job) than probe this index.
+    CACHE_INDEXES = (
+        "DROP INDEX IF EXISTS jobs_by_cache_key",
+        f"CREATE INDEX IF NOT EXISTS jobs_by_cache_prefix ON jobs ({store.KEY_PREFIX}) WHERE cache_key IS NOT NULL",
+    )
+    BY_CACHE_KEY = " INDEXED BY jobs_by_cache_prefix"
     integrity_error = sqlite3.IntegrityError
 
     def __init__(self, path):
@@ -50,6 +58,11 @@ class SqliteStore(store.Store):
 
     def summary(self):
         return f"sqlite {self.path}"
+
+    def _keys_condition(self, keys):
+        # By prefix only: with a "cache_key = ?" beside it, SQLite puts that value in place of the
+        # column in the prefix's expression, which then no longer matches its index.
+        return f"{store.KEY_PREFIX} IN ({', '.join('?' * len(keys))}) AND cache_key IS NOT NULL", [key[: store.KNOWN_KEY] for key in keys]
 
     def snapshot(self):
         """A connection of its own inside a read transaction, usable from any thread, one at a
@@ -141,7 +154,7 @@ class SqliteStore(store.Store):
             for table, column, declaration in ADDED_COLUMNS:
                 if column not in self._columns(tx, table):
                     tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-            for statement in ADDED_INDEXES:
+            for statement in (*ADDED_INDEXES, *self.CACHE_INDEXES):
                 tx.execute(statement)
             store.fill_counts(tx)
         protect(self.path)

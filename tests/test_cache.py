@@ -652,3 +652,94 @@ def open_page_row(browser, live, job_id):
     from test_ui import open_page
 
     return open_page(browser, live, "#/jobs", f"tr[data-job='{job_id}']")
+
+
+# The store's lookups, in this process on a store of their own
+
+
+def keyed_store(backend, backends, tmp_path):
+    """An empty store of that backend, schema made."""
+    import store_postgres
+    import store_sqlite
+
+    url = backends.settings(backend).get("GEMSEO_HTTP_DATABASE_URL")
+    made = store_postgres.PostgresStore(url) if url else store_sqlite.SqliteStore(tmp_path / "gaas.db")
+    made.init()
+    return made
+
+
+def add_finished_points(target, user_id, n, tag):
+    """n finished jobs with cache keys, 500 a batch; their keys."""
+    keys = [hashlib.sha256(f"{tag}-{index}".encode()).hexdigest() + ":" + "c" * 64 for index in range(n)]
+    batch = {"user_id": user_id, "name": "", "discipline_class_name": "Sellar1", "design": "{}", "input_names": "[]"}
+    common = {"user_id": user_id, "discipline_class_name": "Sellar1", "job_type": "execute", "job_status": "pending", "execution_mode": "asynchronous"}
+    for start in range(0, n, 500):
+        chunk = keys[start : start + 500]
+        batch_id, _, _ = target.create_batch(batch, common, ["{}"] * len(chunk), "/nonexistent/", keys=chunk)
+        with target.transaction() as conn:
+            conn.execute("UPDATE jobs SET job_status = 'finished' WHERE batch_id = ?", (batch_id,))
+    return keys
+
+
+@pytest.mark.every_backend
+def test_a_lookup_of_many_keys_reads_the_keys_index_not_every_job(backend, backends, tmp_path):
+    # Guards the lookups' use of the index of cache keys: from ten keys on, SQLite's planner
+    # walked jobs_by_status instead (every finished job: a 200-point batch's submit took 20 ms
+    # more on a store of 50,000 jobs, and grew with it); a lookup of one key can scan it all too.
+    target = keyed_store(backend, backends, tmp_path)
+    user_id = target.add_user("alice", "hash")
+    known = add_finished_points(target, user_id, 1_000, "first")
+    asked = known[:150] + [key.replace("c" * 64, "d" * 64) for key in known[150:200]] + [key[:16] + "e" * 113 for key in known[200:250]]
+    found = target._cache_sources(target.connect(), asked)
+    # Same prefix or same hash with other code: another key.
+    assert sorted(found) == sorted(known[:150]) and {status for _, status in found.values()} == {"finished"}
+    assert sorted(target.cached_evaluations(asked)) == sorted(known[:150])
+    if backend == "sqlite":
+        def steps():
+            # SQLite's virtual machine steps, counted 100 at a time, of the real lookup.
+            count = [0]
+            conn = target.connect()
+            conn.set_progress_handler(lambda: count.__setitem__(0, count[0] + 1), 100)
+            try:
+                target._cache_sources(conn, asked)
+                target.cached_evaluations(asked)
+                target._cache_sources(conn, asked[:1])  # one key: its plan differs
+            finally:
+                conn.set_progress_handler(None, 100)
+            return count[0]
+
+        small = steps()
+        add_finished_points(target, user_id, 10_000, "more")
+        # Ten times the jobs: the same probes (old plan: about ten times the steps).
+        assert steps() < 1.5 * small + 10, (small, steps())
+    else:
+        add_finished_points(target, user_id, 10_000, "more")
+        with target.transaction() as conn:
+            conn.execute("ANALYZE jobs")
+        # Twenty keys: for 250, reading 11,000 jobs is what PostgreSQL's costs prefer, rightly.
+        where, params = target._keys_condition(asked[:20])
+        sql = f"EXPLAIN SELECT id FROM jobs WHERE {where} AND cached_from IS NULL AND job_status IN ('pending', 'running', 'finished')"
+        plan = "\n".join(row[0] for row in target.connect().execute(sql, params))
+        assert "jobs_by_cache_key" in plan and "Seq Scan" not in plan, plan
+
+
+@pytest.mark.every_backend
+def test_the_end_of_a_job_reads_whether_identical_jobs_wait_for_it(backend, backends, tmp_path):
+    # Guards store.set_statuses_and_read's waited_for, read in the end's own write: without it,
+    # jobs waiting for this one would wait for the sweep instead of ending with it.
+    import store
+
+    target = keyed_store(backend, backends, tmp_path)
+    user_id = target.add_user("alice", "hash")
+    fields = {"user_id": user_id, "discipline_class_name": "Sellar1", "job_type": "execute", "job_status": "pending",
+              "execution_mode": "asynchronous", "input_data": "{}", "cache_key": "k" * 64 + ":" + "c" * 64}
+    leader, alone = (target.create_job(dict(fields, cache_key=key), "/nonexistent/")["id"] for key in (fields["cache_key"], None))
+    waiter = target.create_job(fields, "/nonexistent/", lookup=True)
+    assert waiter["waits_for"] == leader
+    for job_id in (leader, alone):
+        assert target.set_statuses([store.Move(job_id, "running", ("pending",), None, {"owner": "me"})]) == [True]
+    end = store.Move(leader, "finished", ("running",), {"owner": "me"}, {"output_data": "{}"})
+    assert target.set_statuses_and_read([end], None, leader) == ([True], None, True)
+    end = store.Move(alone, "finished", ("running",), {"owner": "me"}, {"output_data": "{}"})
+    moved, row, waiting = target.set_statuses_and_read([end], alone, alone)
+    assert (moved, row["job_status"], waiting) == ([True], "finished", False)

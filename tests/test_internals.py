@@ -246,10 +246,10 @@ def test_a_write_reads_the_job_as_it_left_it(tmp_store):
         store.Move(job_id, "running", ("pending",), {"owner": ""}, {"owner": "me", "pid": 7}),
         store.Move(job_id, "finished", ("pending",), None, {"output_data": '{"y": [2.0]}'}),  # no longer pending
     ]
-    moved, row = store.set_statuses_and_read(moves, job_id)
-    assert moved == [True, False]
+    moved, row, waiting = store.set_statuses_and_read(moves, job_id)
+    assert moved == [True, False] and waiting is False
     assert (row["job_status"], row["owner"], row["pid"], row["output_data"]) == ("running", "me", 7, "{}")
-    assert store.set_statuses_and_read([], job_id + 1000) == ([], None)
+    assert store.set_statuses_and_read([], job_id + 1000) == ([], None, False)
 
 
 # 2b. Store outages: a job's end written again, and a job that no thread runs any more ended
