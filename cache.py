@@ -9,6 +9,7 @@ Inputs equal in value but not in type (1 and 1.0) give two keys: a miss, never a
 The store finds a job's source by it (store.create_job, create_batch); jobs.py settles the rest.
 """
 
+import functools
 import hashlib
 import struct
 import sys
@@ -29,8 +30,26 @@ class Discipline:
         uncached = settings.CACHE == "off" or name in settings.UNCACHED_DISCIPLINES
         self.code_sha256 = None if uncached else code_sha256
         self.defaults = description.get("default_digests", {})
+        # provenance.inputs_sha256's bytes of each default, made once for all the keys.
+        self.named = {name: _named(name, digest) for name, digest in self.defaults.items()}
         self.arrays = frozenset(description.get("array_defaults", ()))
         self.array = _array() if self.arrays else None
+
+
+# Disciplines by description: the web app keeps a description per class and options, and a
+# request's key then starts from that one's work (the object is held, so its id stays its own).
+_disciplines = {}
+
+
+def discipline(name, code_sha256, description):
+    """Discipline(name, code_sha256, description), made once per description object."""
+    key = (name, code_sha256, id(description), settings.CACHE)
+    found = _disciplines.get(key)
+    if found is None or found[0] is not description:
+        if len(_disciplines) >= 1024:
+            _disciplines.clear()
+        found = _disciplines[key] = (description, Discipline(name, code_sha256, description))
+    return found[1]
 
 
 class Request(NamedTuple):
@@ -52,22 +71,22 @@ def keys(fields, points, discipline):
     """The cache keys of jobs that differ only by their given input_data (a batch's points)."""
     if discipline is None or discipline.code_sha256 is None:
         return [None] * len(points)
-    input_files = {entry["filename"]: entry.get("sha256sum", "") for entry in orjson.loads(fields["input_files"])}
+    given_files = fields["input_files"]
+    input_files = {} if given_files == "[]" else {entry["filename"]: entry.get("sha256sum", "") for entry in orjson.loads(given_files)}
     parts = [*scope_parts(fields["user_id"], fields["discipline_class_name"], fields["discipline_options"]), fields["job_type"]]
     if fields["job_type"] == "execute_and_linearize":
         parts += [fields["linearization_mode"], _canonical(fields["linearize_options"])]
         parts += [fields["differentiated_inputs"], fields["differentiated_outputs"]]
     common = orjson.dumps(parts)
-    # provenance.inputs_sha256's bytes, name by name: the defaults' made once for all the points.
-    defaults = {name: _named(name, digest) for name, digest in discipline.defaults.items()}
+    # provenance.inputs_sha256's bytes, name by name, the defaults' made with the discipline.
     files = b"".join(f"file\0{name}\0{sha256}\0".encode() for name, sha256 in sorted(input_files.items()))
-    found = []
+    found, code, arrays = [], discipline.code_sha256, discipline.arrays
     for input_data in points:
-        named = dict(defaults)
+        named = discipline.named.copy()
         for name, value in input_data.items():
-            named[name] = _named(name, _digest(value, discipline.array if name in discipline.arrays else None))
+            named[name] = _named(name, _digest(value, discipline.array if name in arrays else None))
         inputs = hashlib.sha256(b"".join([named[name] for name in sorted(named)]) + files).hexdigest()
-        found.append(f"{hashlib.sha256(common + inputs.encode()).hexdigest()}:{discipline.code_sha256}")
+        found.append(f"{hashlib.sha256(common + inputs.encode()).hexdigest()}:{code}")
     return found
 
 
@@ -111,6 +130,7 @@ def _digest(value, default):
     return provenance.value_digest(jobproc.to_array(value, default))
 
 
+@functools.lru_cache(maxsize=256)
 def _canonical(text):
     return orjson.dumps(orjson.loads(text), option=orjson.OPT_SORT_KEYS).decode()
 

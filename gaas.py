@@ -524,7 +524,7 @@ async def cache_request(state, name, description, input_data, body):
     """The cache.Request of a job (input_data: a dict, or a batch's list of them), or None when
     the cache is off or the class is not cached."""
     code = (await catalogue(state)).get("code", {}).get(name)
-    discipline = cache.Discipline(name, code, description)
+    discipline = cache.discipline(name, code, description)
     if discipline.code_sha256 is None:
         return None
     return cache.Request(discipline, input_data, body.get("cache", True))
