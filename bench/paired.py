@@ -8,6 +8,7 @@ apart.
 
     .venv/bin/python bench/paired.py --a GEMSEO_HTTP_CACHE=user --b GEMSEO_HTTP_CACHE=off
     .venv/bin/python bench/paired.py --rounds 40 --only S1
+    .venv/bin/python bench/paired.py --rounds 60 --both-orders   # two fresh pairs, b started first in the second
 
 Prints, for each figure, both medians, the median of the per-round ratios a/b and its spread,
 and the ratio of the CPU time the two services' processes spent in their rounds; then one JSON
@@ -70,44 +71,68 @@ def settings(pairs):
     return dict(pair.split("=", 1) for pair in pairs)
 
 
+def measure(args, first, second):
+    """{figure: (a's values, b's values, a's CPU, b's CPU)} of rounds on two fresh services, the
+    one of settings `first` started first."""
+    found = {}
+    with tempfile.TemporaryDirectory(prefix="gaas-paired-") as scratch:
+        targets = {}
+        try:
+            for name, given in (first, second):
+                root = Path(scratch) / name
+                root.mkdir()
+                targets[name] = bench.start_gaas(root, **settings(given))
+            for figure in args.only:
+                run, n, _ = ROUNDS[figure]
+                print(f"[paired] {figure} ...", file=sys.stderr, flush=True)
+                seen, cpu = {"a": [], "b": []}, {"a": 0.0, "b": 0.0}
+                for number in range(args.rounds):
+                    order = ("a", "b") if number % 2 == 0 else ("b", "a")
+                    for name in order:
+                        before = service_cpu(targets[name])
+                        seen[name].append(run(targets[name], n) * 1000)
+                        cpu[name] += service_cpu(targets[name]) - before
+                found[figure] = (seen["a"], seen["b"], cpu["a"], cpu["b"])
+        finally:
+            for target in targets.values():
+                target.stop()
+    return found
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--a", nargs="*", default=["GEMSEO_HTTP_CACHE=user"], help="settings of service a")
     parser.add_argument("--b", nargs="*", default=["GEMSEO_HTTP_CACHE=off"], help="settings of service b")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--only", nargs="*", default=list(ROUNDS))
+    parser.add_argument("--both-orders", action="store_true",
+                        help="measure again on two fresh services started the other way round, and give the geometric"
+                        " mean of both: two identical services differ by a few percent, the same one each time")
     args = parser.parse_args()
+    a, b = ("a", args.a), ("b", args.b)
+    runs = [measure(args, a, b)] + ([measure(args, b, a)] if args.both_orders else [])
     results = {}
-    with tempfile.TemporaryDirectory(prefix="gaas-paired-") as scratch:
-        targets = []
-        try:
-            for name, given in (("a", args.a), ("b", args.b)):
-                root = Path(scratch) / name
-                root.mkdir()
-                targets.append(bench.start_gaas(root, **settings(given)))
-            for figure in args.only:
-                run, n, unit = ROUNDS[figure]
-                print(f"[paired] {figure} ...", file=sys.stderr, flush=True)
-                seen, cpu = {"a": [], "b": []}, {"a": [], "b": []}
-                for number in range(args.rounds):
-                    order = (("a", targets[0]), ("b", targets[1]))
-                    for name, target in order if number % 2 == 0 else order[::-1]:
-                        before = service_cpu(target)
-                        seen[name].append(run(target, n) * 1000)
-                        cpu[name].append(service_cpu(target) - before)
-                ratios = sorted(a / b for a, b in zip(seen["a"], seen["b"]))
-                quartiles = statistics.quantiles(ratios, n=4)
-                results[figure] = {
-                    "unit": unit, "a_median": round(statistics.median(seen["a"]), 3),
-                    "b_median": round(statistics.median(seen["b"]), 3),
-                    "ratio_median": round(statistics.median(ratios), 4),
-                    "ratio_quartiles": [round(quartiles[0], 4), round(quartiles[2], 4)], "rounds": args.rounds,
-                    "service_cpu_ratio": round(sum(cpu["a"]) / sum(cpu["b"]), 4),
-                }
-        finally:
-            for target in targets:
-                target.stop()
-    print(f"a: {' '.join(args.a)}\nb: {' '.join(args.b)}")
+    for figure in args.only:
+        ratios, cpu_ratios, a_values, b_values = [], [], [], []
+        for run in runs:
+            seen_a, seen_b, cpu_a, cpu_b = run[figure]
+            ratios.append(sorted(x / y for x, y in zip(seen_a, seen_b)))
+            cpu_ratios.append(cpu_a / cpu_b)
+            a_values += seen_a
+            b_values += seen_b
+        medians = [statistics.median(values) for values in ratios]
+        quartiles = [statistics.quantiles(values, n=4) for values in ratios]
+        results[figure] = {
+            "unit": ROUNDS[figure][2], "a_median": round(statistics.median(a_values), 3),
+            "b_median": round(statistics.median(b_values), 3),
+            "ratio_median": round(statistics.geometric_mean(medians), 4),
+            "ratio_quartiles": [round(statistics.geometric_mean([q[0] for q in quartiles]), 4),
+                                round(statistics.geometric_mean([q[2] for q in quartiles]), 4)],
+            "rounds": args.rounds * len(runs),
+            "service_cpu_ratio": round(statistics.geometric_mean(cpu_ratios), 4),
+            "per_order": [{"ratio_median": round(m, 4), "service_cpu_ratio": round(c, 4)} for m, c in zip(medians, cpu_ratios)],
+        }
+    print(f"a: {' '.join(args.a)}\nb: {' '.join(args.b)}" + ("\n(both orders: geometric means)" if args.both_orders else ""))
     for figure, row in results.items():
         print(f"{figure:3} {row['unit']:28} a {row['a_median']:9.3f}  b {row['b_median']:9.3f}  a/b {row['ratio_median']:.4f}"
               f" (quartiles {row['ratio_quartiles'][0]:.4f}-{row['ratio_quartiles'][1]:.4f}, {row['rounds']} rounds);"
