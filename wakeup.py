@@ -40,6 +40,31 @@ def ring(folder):
             os.close(fd)
 
 
+class _Fifo:
+    """A thread's FIFO, opened; closed and removed when its thread ends (its thread-local goes)."""
+
+    def __init__(self, folder):
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        self.path = os.path.join(folder, f"{os.getpid()}-{threading.get_ident()}")
+        try:
+            os.mkfifo(self.path, 0o600)
+        except FileExistsError:
+            pass  # left by a thread of an earlier process with our PID
+        # Read and write: a FIFO that no one holds for writing reads as ended and would wake
+        # select() at once, for ever.
+        self.fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
+
+    def __del__(self, close=os.close, unlink=os.unlink):
+        # A consumer thread that Huey restarts after a crash is a new thread: without this, each
+        # restart would keep a descriptor and a FIFO that every ring still writes to. (os's
+        # functions bound here: at the interpreter's exit, modules may be gone first.)
+        close(self.fd)
+        try:
+            unlink(self.path)
+        except OSError:
+            pass
+
+
 class Listener:
     """The FIFO of each thread that waits for tasks, made on its first listen()."""
 
@@ -50,23 +75,15 @@ class Listener:
     def listen(self):
         """Be ready to hear rings from now on, forgetting earlier ones: call it before looking at
         the queue, so that a task queued after the look still wakes wait()."""
-        fd = getattr(self.local, "fd", None)
-        if fd is None:
-            os.makedirs(self.folder, mode=0o700, exist_ok=True)
-            path = os.path.join(self.folder, f"{os.getpid()}-{threading.get_ident()}")
-            try:
-                os.mkfifo(path, 0o600)
-            except FileExistsError:
-                pass  # left by a thread of an earlier process with our PID
-            # Read and write: a FIFO that no one holds for writing reads as ended and would wake
-            # select() at once, for ever.
-            fd = self.local.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        fifo = getattr(self.local, "fifo", None)
+        if fifo is None:
+            fifo = self.local.fifo = _Fifo(self.folder)
         try:
-            while os.read(fd, 4096):
+            while os.read(fifo.fd, 4096):
                 pass
         except BlockingIOError:
             pass
 
     def wait(self, timeout):
         """Wait until rung since the last listen(), or for timeout seconds."""
-        select.select([self.local.fd], [], [], timeout)
+        select.select([self.local.fifo.fd], [], [], timeout)

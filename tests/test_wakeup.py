@@ -52,10 +52,30 @@ def test_a_ring_made_before_the_wait_is_not_lost(tmp_path):
 
 def test_the_fifo_of_an_ended_process_is_removed_by_the_next_ring(tmp_path):
     folder = str(tmp_path / "bells")
-    code = f"import wakeup; wakeup.Listener({folder!r}).listen()"
+    # Killed, as it were: no clean exit that would remove its FIFO.
+    code = f"import os, wakeup; listener = wakeup.Listener({folder!r}); listener.listen(); os._exit(0)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=worker.settings.CODE_DIR, timeout=60)
     assert len(os.listdir(folder)) == 1
     mine = wakeup.Listener(folder)
     mine.listen()
     wakeup.ring(folder)
     assert os.listdir(folder) == [f"{os.getpid()}-{threading.get_ident()}"]
+
+
+def test_the_fifo_of_an_ended_thread_is_closed_and_removed(tmp_path):
+    # Guards wakeup._Fifo.__del__: Huey restarts a crashed consumer thread as a new thread, and
+    # each ended one left an open descriptor and a FIFO that every ring wrote to.
+    listener = wakeup.Listener(str(tmp_path / "bells"))
+    opened = {}
+
+    def consumer():
+        listener.listen()
+        opened["fd"] = listener.local.fifo.fd
+
+    before = set(os.listdir("/proc/self/fd"))
+    thread = threading.Thread(target=consumer)
+    thread.start()
+    thread.join(30)
+    assert "fd" in opened
+    assert os.listdir(listener.folder) == []
+    assert set(os.listdir("/proc/self/fd")) <= before
