@@ -102,3 +102,13 @@ def stop():
         _stopped = True
         for process in _running:
             process.terminate()
+
+
+def make_all():
+    """Make every venv the test suite uses (conftest.VENVS), one after the other."""
+    for requirements in [REFERENCE_CLIENT, *(client_requirements(gemseo) for gemseo in CLIENT_GEMSEOS.values())]:
+        venv(requirements)
+
+
+if __name__ == "__main__":
+    make_all()  # .ci/run, before the suite: see there
