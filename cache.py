@@ -29,9 +29,8 @@ class Discipline:
     def __init__(self, name, code_sha256, description):
         uncached = settings.CACHE == "off" or name in settings.UNCACHED_DISCIPLINES
         self.code_sha256 = None if uncached else code_sha256
-        self.defaults = description.get("default_digests", {})
         # provenance.inputs_sha256's bytes of each default, made once for all the keys.
-        self.named = {name: _named(name, digest) for name, digest in self.defaults.items()}
+        self.named = {name: _named(name, digest) for name, digest in description.get("default_digests", {}).items()}
         self.arrays = frozenset(description.get("array_defaults", ()))
         self.array = _array() if self.arrays else None
 
@@ -43,7 +42,7 @@ _disciplines = {}
 
 def discipline(name, code_sha256, description):
     """Discipline(name, code_sha256, description), made once per description object."""
-    key = (name, code_sha256, id(description), settings.CACHE)
+    key = (name, code_sha256, id(description), settings.CACHE, name in settings.UNCACHED_DISCIPLINES)
     found = _disciplines.get(key)
     if found is None or found[0] is not description:
         if len(_disciplines) >= 1024:

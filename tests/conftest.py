@@ -36,11 +36,8 @@ VENV_POOL = pytest.StashKey()
 # The venvs of tests/venvs.py that each fixture needs. pip takes half a minute or more for each on
 # a fresh machine: the session begins those its tests need at once, one at a time in the
 # background (a core for pip, one for the tests), while other tests run; the fixture then waits
-# for its own (venvs.venv's lock) or finds it made.
-VENVS = {
-    "reference_client": [venvs.REFERENCE_CLIENT],
-    "client_venvs": [venvs.client_requirements(gemseo) for gemseo in venvs.CLIENT_GEMSEOS.values()],
-}
+# for its own (venvs.venv's lock) or finds it made (.ci/run makes them all before the suite).
+VENVS = venvs.FIXTURE_VENVS
 
 
 def pytest_runtest_setup(item):

@@ -104,10 +104,18 @@ def stop():
             process.terminate()
 
 
+# The venvs each test fixture needs (conftest.py begins them in the background).
+FIXTURE_VENVS = {
+    "reference_client": [REFERENCE_CLIENT],
+    "client_venvs": [client_requirements(gemseo) for gemseo in CLIENT_GEMSEOS.values()],
+}
+
+
 def make_all():
-    """Make every venv the test suite uses (conftest.VENVS), one after the other."""
-    for requirements in [REFERENCE_CLIENT, *(client_requirements(gemseo) for gemseo in CLIENT_GEMSEOS.values())]:
-        venv(requirements)
+    """Make every venv the test suite uses, one after the other."""
+    for needs in FIXTURE_VENVS.values():
+        for requirements in needs:
+            venv(requirements)
 
 
 if __name__ == "__main__":
