@@ -20,11 +20,49 @@ from psycopg import sql
 TIMEOUT = 60
 
 
-def free_port():
-    """Return a TCP port that is free on 127.0.0.1 right now."""
+def _bindable(port):
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _port_block():
+    """This pytest-xdist worker's own ports: an equal share of those below the kernel's ephemeral
+    range, so no other worker and no outgoing connection is given one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        return None
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    size = (low - 10000) // max(count, 1)
+    start = 10000 + int(worker.removeprefix("gw")) * size
+    return itertools.cycle(range(start, start + size))
+
+
+_ports = _port_block()
+
+
+def free_port():
+    """Return a TCP port that is free on 127.0.0.1 right now.
+
+    Under pytest-xdist, a port a worker's bind(0) just got back could be handed to another worker
+    before the server meant for it binds it, or it could be the port of another worker's service
+    that is being restarted: a test then signs in to somebody else's service. So each worker takes
+    ports from its own block, each once, in turn."""
+    if _ports is None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+    for port in itertools.islice(_ports, 1000):
+        if _bindable(port):
+            return port
+    raise RuntimeError("no free port in this worker's block")
 
 
 def find_postgres():
