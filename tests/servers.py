@@ -31,9 +31,12 @@ def _bindable(port):
 
 def _port_block():
     """This pytest-xdist worker's own ports: an equal share of those below the kernel's ephemeral
-    range, so no other worker and no outgoing connection is given one."""
+    range, so no other worker and no outgoing connection is given one. A process the worker
+    starts (bench/bench.py in test_bench) inherits its environment, not its place in the block:
+    it binds port 0 as outside xdist."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker is None:
+    owner = os.environ.setdefault("GAAS_TEST_PORTS_OWNER", str(os.getpid()))
+    if worker is None or owner != str(os.getpid()):
         return None
     count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     try:
