@@ -73,6 +73,24 @@ def pytest_sessionfinish(session):
         pool.shutdown(cancel_futures=True)
 
 
+def pytest_collection_modifyitems(items):
+    # pytest-xdist's `load` hands tests out in this order. The tests that start services of their
+    # own (up to a minute each) go first, those on the shared `live` services (a second or less)
+    # last, so that the run ends with short tests on every worker instead of a long one on a single
+    # worker while the others idle. Among the latter, those that run a client in a venv of its own
+    # (up to a minute) go first within their backend: moving a test to another backend's tests
+    # would start that backend's `live` service again on its worker.
+    backends = {}
+
+    def order(item):
+        names = getattr(item, "fixturenames", ())
+        backend = getattr(item, "callspec", None) and item.callspec.params.get("backend")
+        shared = "live" in names
+        return shared, backends.setdefault(backend, len(backends)) if shared else 0, not VENVS.keys() & set(names)
+
+    items.sort(key=order)
+
+
 def pytest_generate_tests(metafunc):
     if "backend" in metafunc.fixturenames:
         chosen = getattr(metafunc.module, "BACKENDS", BACKENDS)
