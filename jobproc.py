@@ -130,6 +130,22 @@ def plain_statistics():
     return True
 
 
+def serial_mdas():
+    """A job process runs on one core, as a study's DOE does unless allowed more: GEMSEO's Jacobi
+    MDA (MDF's) would run each discipline of every iteration in a thread of its own, one per CPU,
+    which for disciplines in Python only adds the threads' cost (a Sellar MDF study: 18% of its
+    run). A spec may still ask its MDA for n_processes. gemseo.configure(enable_parallel_execution=
+    False) sets the default on the base settings class only, after which the classes already
+    made keep theirs: each is set here. Jacobi's iterates are the same either way."""
+    from gemseo.mda.base_parallel_mda_settings import BaseParallelMDASettings
+
+    classes = [BaseParallelMDASettings]
+    while classes:
+        settings_class = classes.pop()
+        settings_class.set_default_n_processes(1)
+        classes.extend(settings_class.__subclasses__())
+
+
 def light_stack(context=1):
     """inspect.stack() without each frame's source lines and file lookup, for light_stacks()."""
     frame, found = sys._getframe(1), []
@@ -174,6 +190,7 @@ class Engine:
             enable_discipline_cache=False,
         )
         plain_statistics()
+        serial_mdas()
         from gemseo.disciplines.factory import DisciplineFactory
 
         import formulas

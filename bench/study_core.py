@@ -9,7 +9,8 @@
    optimisation written with GEMSEO's API locally.
 Runs alternate; CPU times of this process, the sender's thread included (process_time: other
 work on the machine counts less), medians (the overhead: the median of each pair's ratio), then
-one JSON line. The wall time spent inside the recorder's calls is shown too (a loaded machine
+one JSON line. Recording's overhead is also given in wall time (the run's duration, pair by pair:
+the sender's thread and the reader may use the other core). The wall time spent inside the recorder's calls is shown too (a loaded machine
 inflates it: it counts the time the process waits for a processor).
 
     .venv/bin/python bench/study_core.py [--repeat 7] [--only analytic_doe_2000 ...]
@@ -90,14 +91,14 @@ def execute(engine, spec, pipe=None):
             inside[0] += time.perf_counter() - start
 
         problem.database.add_store_listener(timed)
-    start = time.process_time()
+    start, wall = time.process_time(), time.perf_counter()
     scenario.execute(algo_name=spec["algorithm"]["name"], **spec["algorithm"]["settings"])
     if pipe is not None:
         recorder.flush()
         recorder.hand_on()
         sender.close()
         count = recorder.count
-    return time.process_time() - start, count, inside[0]
+    return time.process_time() - start, count, inside[0], time.perf_counter() - wall
 
 
 def plain_sellar():
@@ -143,23 +144,26 @@ def main():
     for label, spec in (("analytic_doe_2000", ANALYTIC), ("sellar_mdf_slsqp", SELLAR)):
         if only and label not in only:
             continue
-        plain, recorded, listener, count = [], [], [], 0
+        plain, recorded, listener, count, walls = [], [], [], 0, []
         execute(engine, spec, pipe)  # warm-up: first imports and lambdify
         for _ in range(repeat):
-            plain.append(execute(engine, spec)[0])
-            elapsed, count, inside = execute(engine, spec, pipe)
+            plain_cpu, _, _, plain_wall = execute(engine, spec)
+            plain.append(plain_cpu)
+            elapsed, count, inside, wall = execute(engine, spec, pipe)
             recorded.append(elapsed)
             listener.append(inside)
+            walls.append(wall / plain_wall)
         p, r, i = statistics.median(plain), statistics.median(recorded), statistics.median(listener)
         # Run by run (a plain run, then a recorded one): a drift of the machine's speed cancels out.
         paired = statistics.median(b / a for a, b in zip(plain, recorded))
         figures[label] = {
             "evaluations": count, "plain_cpu_s": round(p, 4), "recorded_cpu_s": round(r, 4),
-            "overhead_pct": round(100 * (paired - 1), 2), "listener_cpu_s": round(i, 4),
+            "overhead_pct": round(100 * (paired - 1), 2),
+            "wall_overhead_pct": round(100 * (statistics.median(walls) - 1), 2), "listener_cpu_s": round(i, 4),
             "listener_pct": round(100 * i / p, 2), "listener_us_per_evaluation": round(1e6 * i / count, 1),
         }
         print(f"{label}: {count} evaluations, CPU plain {p * 1000:.1f} ms, recorded {r * 1000:.1f} ms"
-              f" ({figures[label]['overhead_pct']:+.2f}%); inside the recorder {i * 1000:.1f} ms ="
+              f" ({figures[label]['overhead_pct']:+.2f}%; wall {figures[label]['wall_overhead_pct']:+.2f}%); inside the recorder {i * 1000:.1f} ms ="
               f" {figures[label]['listener_pct']:.2f}% of plain, {1e6 * i / count:.0f} us per evaluation (target < 10%)")
     if only and "sellar_study_vs_local" not in only:
         print(json.dumps(figures))

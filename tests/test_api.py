@@ -126,8 +126,9 @@ def test_unknown_discipline(alice):
 
 @pytest.mark.every_backend
 def test_synchronous_execution(alice):
-    job = alice.run("Sellar1", input_data={"x_1": [2.0]}, name="my sellar")
-    assert job["job_status"] == "finished"
+    # A run, not a hit of another test's job (a hit never starts: no started_at).
+    job = alice.run("Sellar1", input_data={"x_1": [2.0]}, name="my sellar", cache=False)
+    assert job["job_status"] == "finished" and job["cached_from"] is None
     assert job["name"] == "my sellar"
     assert job["output_data"]["y_1"][0] == pytest.approx((2.0 + 1.0 - 0.2 * 1.0) ** 0.5)
     assert job["input_data"]["x_shared"] == [1.0, 0.0]  # completed with the defaults

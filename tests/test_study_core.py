@@ -20,6 +20,7 @@ import pytest
 from gemseo import create_discipline, create_scenario
 from gemseo.algos.optimization_problem import OptimizationProblem
 from gemseo.disciplines.factory import DisciplineFactory
+from gemseo.problems.mdo.sellar.sellar_design_space import SellarDesignSpace
 from gemseo.problems.mdo.sobieski.core.design_space import SobieskiDesignSpace
 
 import jobproc
@@ -106,6 +107,29 @@ def test_sellar_study_reaches_the_local_optimum(engine, formulation, tmp_path):
     assert all(evaluation["observables"]["y_1"] is not None for evaluation in evaluations)
     assert summary["files"] == ["problem.h5"]
     assert_history_in_h5(tmp_path / "problem.h5", evaluations)
+
+
+def test_an_mdf_study_runs_its_mda_in_its_own_thread_to_the_optimum_of_threads(engine, tmp_path, monkeypatch):
+    """jobproc.serial_mdas: GEMSEO's Jacobi MDA starts no thread in a job process, and goes where
+    GEMSEO's default (a thread per discipline at each iteration) goes, point for point."""
+    started = []
+    start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda thread: started.append(thread.name) or start(thread))
+    summary, evaluations = run_study(engine, sellar_spec(), tmp_path)
+    monkeypatch.undo()
+    assert summary["status"] == "finished" and started == []
+
+    space = SellarDesignSpace(dtype="float64")
+    threaded = {"inner_mda_name": "MDAJacobi", "inner_mda_settings": {"n_processes": 2}}
+    local = create_scenario(create_discipline(list(SELLAR)), "obj", space, formulation_name="MDF", main_mda_settings=threaded)
+    assert local.formulation.mda.inner_mdas[0].settings.n_processes == 2
+    local.add_constraint("c_1", constraint_type="ineq")
+    local.add_constraint("c_2", constraint_type="ineq")
+    local.execute(algo_name="SLSQP", max_iter=50)
+    # The same points, within the MDA's tolerance.
+    history = local.formulation.optimization_problem.database.get_function_history("obj")
+    assert [evaluation["objective"]["obj"] for evaluation in evaluations] == pytest.approx(history.tolist(), rel=1e-6)
+    assert summary["best"]["objective"] == pytest.approx(local.optimization_result.f_opt, rel=1e-6)
 
 
 def test_doe_history_equals_a_local_doe_scenario(engine, tmp_path):
