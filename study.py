@@ -79,12 +79,29 @@ def _checked(engine, spec, max_processes):
     except Exception as error:
         text = f"GEMSEO cannot build this {spec['formulation']} scenario: {jobproc.first_line(error, 3)}"
         raise ClientError(422, f"Field 'formulation': {text}") from None
+    _check_mda_processes(scenario.formulation, max_processes)
     name = spec["algorithm"]["name"]
     library, info = _algorithm_library(name)
     reason = library._get_unsuitability_reason(info, scenario.formulation.optimization_problem)
     if reason:
         raise ClientError(422, f"Field 'algorithm.name': {name} cannot solve this problem: {reason}.")
     return Plan(doe, scenario, disciplines)
+
+
+def _check_mda_processes(formulation, max_processes):
+    """An MDA may run its disciplines on several threads or processes (n_processes in its
+    settings, its inner MDAs' too): no more than a DOE may (jobproc.serial_mdas sets 1 by default)."""
+    mdas = [formulation.mda] if getattr(formulation, "mda", None) is not None else []
+    while mdas:
+        mda = mdas.pop()
+        mdas += [*getattr(mda, "inner_mdas", ()), *getattr(mda, "mda_sequence", ())]
+        wanted = getattr(mda.settings, "n_processes", 1)
+        if wanted > max_processes:
+            raise ClientError(
+                422,
+                f"Field 'formulation_settings': its MDA {type(mda).__name__} asks for n_processes={wanted};"
+                f" at most {max_processes} on this server.",
+            )
 
 
 def _disciplines(engine, entries):

@@ -413,6 +413,10 @@ def test_analytic_formulas_go_through_the_checker(engine, tmp_path):
         (["formulation_settings"], {"main_mda_name": "MDANewtonRaphson", "main_mda_settings": {"newton_linear_solver_settings": {"nope": 1}}},
          "Field 'formulation_settings.main_mda_settings.newton_linear_solver_settings.nope' is not a setting"),
         (["formulation_settings"], {"main_mda_name": "NoMDA"}, "Field 'formulation_settings"),
+        (["formulation_settings"], {"main_mda_settings": {"inner_mda_settings": {"n_processes": 4, "use_threading": False}}},
+         "Field 'formulation_settings': its MDA MDAJacobi asks for n_processes=4; at most 1 on this server."),
+        (["formulation_settings"], {"main_mda_name": "MDAJacobi", "main_mda_settings": {"n_processes": 2}},
+         "Field 'formulation_settings': its MDA MDAJacobi asks for n_processes=2; at most 1"),
         (["design_space", "x_9"], {"lower_bound": [0.0], "upper_bound": [1.0]}, "Field 'design_space.x_9': 'x_9' is not an input"),
         (["design_space", "x_1"], {"lower_bound": [2.0], "upper_bound": [1.0]},
          "Field 'design_space.x_1.lower_bound[0]': 2.0 is above the upper bound 1.0."),
@@ -454,6 +458,8 @@ def test_refusals_name_their_field(engine, path, value, expected):
 def test_processes_up_to_the_limit_and_nested_settings_pass(engine):
     spec = sellar_spec(algorithm={"name": "PYDOE_LHS", "settings": {"n_samples": 4, "n_processes": 2}})
     assert study.check(engine, spec, max_processes=2) is True
+    spec = sellar_spec(formulation_settings={"main_mda_settings": {"inner_mda_settings": {"n_processes": 2}}})
+    assert study.check(engine, spec, max_processes=2) is False
     spec = sellar_spec(formulation_settings={"main_mda_name": "MDAJacobi", "main_mda_settings": {"tolerance": 1e-10}})
     assert study.check(engine, spec) is False
 
