@@ -86,7 +86,9 @@ def pytest_collection_modifyitems(items):
         names = getattr(item, "fixturenames", ())
         backend = getattr(item, "callspec", None) and item.callspec.params.get("backend")
         shared = "live" in names
-        return shared, backends.setdefault(backend, len(backends)) if shared else 0, not VENVS.keys() & set(names)
+        if not shared:  # grouped as pytest left them: a module's own service is started once
+            return False, 0, False
+        return True, backends.setdefault(backend, len(backends)), not VENVS.keys() & set(names)
 
     items.sort(key=order)
 
