@@ -14,7 +14,15 @@ fi
 # kept the connection's own peer: a proxy's user header is believed by that peer only.
 # No access log: it costs a tenth of a millisecond per request; jobs are logged, and counted in
 # /metrics by route and status.
-exec .venv/bin/uvicorn gaas:app \
+# uvicorn is started as its script would be, but with SIGINT's default action until it sets its
+# own handler: Python's would raise KeyboardInterrupt wherever the import of uvicorn is, and
+# inside a weakref callback Python only prints it. A Ctrl-C then was lost, and bin/run_all.sh
+# waited for ever for a web app that ran on. Nothing needs cleaning up before that handler.
+exec .venv/bin/python -c 'import signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+sys.argv[0] = ".venv/bin/uvicorn"
+from uvicorn.main import main
+sys.exit(main())' gaas:app \
     "${workers[@]}" \
     --host "$HOST" \
     --port "$PORT" \
