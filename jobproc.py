@@ -134,9 +134,10 @@ def serial_mdas():
     """A job process runs on one core, as a study's DOE does unless allowed more: GEMSEO's Jacobi
     MDA (MDF's) would run each discipline of every iteration in a thread of its own, one per CPU,
     which for disciplines in Python only adds the threads' cost (a Sellar MDF study: 18% of its
-    run). A spec may still ask its MDA for n_processes. gemseo.configure(enable_parallel_execution=
-    False) sets the default on the base settings class only, after which the classes already
-    made keep theirs: each is set here. Jacobi's iterates are the same either way."""
+    run). A spec may still ask its MDA for n_processes, up to GEMSEO_HTTP_STUDY_MAX_PROCESSES.
+    gemseo.configure(enable_parallel_execution=False) sets the default on the base settings class
+    only, after which the classes already made keep theirs: each is set here. Jacobi's iterates
+    agree with the threaded ones to the MDA's tolerance (tests/test_study_core.py)."""
     from gemseo.mda.base_parallel_mda_settings import BaseParallelMDASettings
 
     classes = [BaseParallelMDASettings]
