@@ -10,8 +10,9 @@
 Runs alternate; CPU times of this process, the sender's thread included (process_time: other
 work on the machine counts less), medians (the overhead: the median of each pair's ratio), then
 one JSON line. Recording's overhead is also given in wall time (the run's duration, pair by pair:
-the sender's thread and the reader may use the other core). The wall time spent inside the recorder's calls is shown too (a loaded machine
-inflates it: it counts the time the process waits for a processor).
+the sender's thread and the reader may use the other core). The wall time spent inside the
+recorder's calls is shown too (a loaded machine inflates it: it counts the time the process
+waits for a processor).
 
     .venv/bin/python bench/study_core.py [--repeat 7] [--only analytic_doe_2000 ...]
 """

@@ -7,10 +7,10 @@ from gemseo.problems.mdo.sellar.sellar_design_space import SellarDesignSpace
 SELLAR = ("Sellar1", "Sellar2", "SellarSystem")
 
 
-def sellar_scenario(disciplines, formulation_name="MDF"):
+def sellar_scenario(disciplines, formulation_name="MDF", **formulation_settings):
     """The Sellar problem: minimise obj subject to c_1 <= 0 and c_2 <= 0."""
     design_space = SellarDesignSpace(dtype="float64", add_couplings=formulation_name == "IDF")
-    scenario = create_scenario(disciplines, "obj", design_space, formulation_name=formulation_name)
+    scenario = create_scenario(disciplines, "obj", design_space, formulation_name=formulation_name, **formulation_settings)
     scenario.add_constraint("c_1", constraint_type="ineq")
     scenario.add_constraint("c_2", constraint_type="ineq")
     return scenario

@@ -20,7 +20,6 @@ import pytest
 from gemseo import create_discipline, create_scenario
 from gemseo.algos.optimization_problem import OptimizationProblem
 from gemseo.disciplines.factory import DisciplineFactory
-from gemseo.problems.mdo.sellar.sellar_design_space import SellarDesignSpace
 from gemseo.problems.mdo.sobieski.core.design_space import SobieskiDesignSpace
 
 import jobproc
@@ -111,7 +110,7 @@ def test_sellar_study_reaches_the_local_optimum(engine, formulation, tmp_path):
 
 def test_an_mdf_study_runs_its_mda_in_its_own_thread_to_the_optimum_of_threads(engine, tmp_path, monkeypatch):
     """jobproc.serial_mdas: GEMSEO's Jacobi MDA starts no thread in a job process, and goes where
-    GEMSEO's default (a thread per discipline at each iteration) goes, point for point."""
+    GEMSEO's default (a thread per discipline at each iteration) goes: the same points."""
     started = []
     start = threading.Thread.start
     monkeypatch.setattr(threading.Thread, "start", lambda thread: started.append(thread.name) or start(thread))
@@ -119,12 +118,9 @@ def test_an_mdf_study_runs_its_mda_in_its_own_thread_to_the_optimum_of_threads(e
     monkeypatch.undo()
     assert summary["status"] == "finished" and started == []
 
-    space = SellarDesignSpace(dtype="float64")
     threaded = {"inner_mda_name": "MDAJacobi", "inner_mda_settings": {"n_processes": 2}}
-    local = create_scenario(create_discipline(list(SELLAR)), "obj", space, formulation_name="MDF", main_mda_settings=threaded)
+    local = sellar_scenario(create_discipline(list(SELLAR)), main_mda_settings=threaded)
     assert local.formulation.mda.inner_mdas[0].settings.n_processes == 2
-    local.add_constraint("c_1", constraint_type="ineq")
-    local.add_constraint("c_2", constraint_type="ineq")
     local.execute(algo_name="SLSQP", max_iter=50)
     # The same points, within the MDA's tolerance.
     history = local.formulation.optimization_problem.database.get_function_history("obj")
