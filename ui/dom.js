@@ -5,8 +5,12 @@ export const PAGE = 20; // rows of a list the server pages
 const view = document.getElementById("view");
 let generation = 0; // bumped on every navigation: loops of an old view stop
 
-// A new page is being shown: the loops of the pages before stop.
-export function navigated() { generation += 1; }
+// A new page is being shown: the loops of the pages before stop. The body names the address
+// being shown, so a reader (a test) can tell the old page's elements from the new one's.
+export function navigated() {
+  generation += 1;
+  document.body.dataset.route = location.hash;
+}
 
 // A test for a view's loops: true until the user goes to another page.
 export function stillHere() {
