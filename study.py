@@ -370,20 +370,23 @@ class Recorder:
     so it does little more than a set comparison until a point is complete, then queues it.
 
     hand_on() packs the values of the queued points (each function's values at all of them as
-    one array's bytes: pack()) and gives them on: with `wake`, from another thread that wake()
-    calls for, the packed batch itself, which the worker unpacks into records (unpack()), so that
-    building them costs the study's process nothing; without, the records."""
+    one array's bytes: pack()) and gives them on: with `pace`, the packed batch itself, which the
+    worker unpacks into records (unpack()), so that building them costs the study's process
+    nothing, when pace() says so or later when the sender calls hand_on(); without, the records
+    of each point as it completes."""
 
-    def __init__(self, problem, record, stop, wake=None):
-        self.problem, self.record, self.stop, self.wake = problem, record, stop, wake
+    def __init__(self, problem, record, stop, pace=None):
+        self.problem, self.record, self.stop, self.pace = problem, record, stop, pace
         self.database = problem.database
-        # The count, whether any objective was a number, and without wake the best point: the
+        # The count, whether any objective was a number, and without pace the best point: the
         # caller stores the records.
         self.count, self.best, self.finite, self.done = 0, None, False, set()
         self.size = len(problem.database)
         self.pending = self.x = self.outputs = self.wanted = None
         self.queued = collections.deque()  # (x, outputs) of complete points not handed on yet
-        self.lock = threading.Lock()  # one hand_on at a time, so records leave in order
+        # Held while a batch is packed and given on: the sender's alarm, whose handler may run in
+        # the middle of it, comes back later.
+        self.lock = threading.Lock()
 
     def __call__(self, x_vect):
         self.take(x_vect)
@@ -443,48 +446,51 @@ class Recorder:
         return self.database.get(x_vect)
 
     def flush(self):
-        """Queue the pending point if the objective was evaluated there, and hand it on or call
-        for hand_on()."""
+        """Queue the pending point if the objective was evaluated there, and hand it on now or
+        leave it to the sender (pace())."""
         point, outputs = self.pending, self.outputs
         self.pending = self.outputs = None
         if point is None or not outputs or self.objective not in outputs:
             return
         self.done.add(point)
         self.queued.append((self.x, outputs))
-        if self.wake is None:
-            self.stop.holding = True  # never interrupt the caller's write half-way
-            try:
-                self.hand_on()
-            finally:
-                self.stop.release()
-        elif len(self.queued) == 1:  # the first of a batch; the others join it
-            self.wake()
+        if self.pace is None or self.pace():
+            self.hand_on()
         self.stop.poll()
 
     def hand_on(self):
-        """Pack the queued points, in order, and give them to `record`."""
-        with self.lock:
-            points = []
-            while self.queued:
-                points.append(self.queued.popleft())
-            if not points:
+        """Pack the queued points, in order, and give them to `record`. A stop that comes
+        meanwhile waits for the end: the caller's write is never cut half-way."""
+        holding, self.stop.holding = self.stop.holding, True
+        try:
+            with self.lock:
+                points = []
+                while self.queued:
+                    points.append(self.queued.popleft())
+                if points:
+                    self._give(points)
+        finally:
+            self.stop.holding = holding
+            if not holding:
+                self.stop.check()
+
+    def _give(self, points):
+        # No collection while a batch is packed and handed on: the collections its objects
+        # would set off traverse the whole scenario again.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            batch = self.pack(points)
+            if self.pace is not None:
+                self.record(batch)
                 return
-            # No collection while a batch is packed and handed on: the collections its objects
-            # would set off traverse the whole scenario again.
-            collecting = gc.isenabled()
-            gc.disable()
-            try:
-                batch = self.pack(points)
-                if self.wake is not None:
-                    self.record(batch)
-                    return
-                records = unpack(batch)
-                kept = [self.best, *records] if self.best else records
-                self.best = best_record(kept, self.header["sign"] < 0)
-                self.record(records)
-            finally:
-                if collecting:
-                    gc.enable()
+            records = unpack(batch)
+            kept = [self.best, *records] if self.best else records
+            self.best = best_record(kept, self.header["sign"] < 0)
+            self.record(records)
+        finally:
+            if collecting:
+                gc.enable()
 
     def pack(self, points):
         """The batch of these points that unpack() turns into their records: the header, their
@@ -576,11 +582,6 @@ class _StopSignal:
         if self.event.is_set():
             self._raise()
 
-    def release(self):
-        """End a stretch where a stop only sets the flag (holding), raising a stop that came."""
-        self.holding = False
-        self.check()
-
     def poll(self):
         """Ask should_stop() now, then check."""
         if self.raising and self.should_stop is not None and self.should_stop():
@@ -658,10 +659,10 @@ class _SkippedPoints(logging.Handler):
 
 def run(engine, spec, workdir, record, should_stop=None, max_processes=1, sender=None, caches=None):
     """Run a study in workdir, calling record([evaluation]) as each evaluation completes (with a
-    sender, record(batch) from the sender's thread, which sender.wake() calls for and which then
-    calls sender.hand_on(): the caller unpacks the batch, and the summary's best is None, left to
-    it); with caches (study_cache.StudyCaches), its disciplines use the results cache; write
-    problem.h5 and the post-processing images there, even when stopped; return a summary."""
+    sender, record(batch) with the evaluations that ended since the last batch, as the sender
+    paces them: the caller unpacks the batch, and the summary's best is None, left to it); with
+    caches (study_cache.StudyCaches), its disciplines use the results cache; write problem.h5
+    and the post-processing images there, even when stopped; return a summary."""
     from gemseo.core.discipline import Discipline
 
     workdir = Path(workdir).resolve()
@@ -681,9 +682,9 @@ def run(engine, spec, workdir, record, should_stop=None, max_processes=1, sender
             if caches is not None and spec["algorithm"].get("settings", {}).get("n_processes", 1) <= 1:
                 caches.attach(plan.disciplines, spec["disciplines"])
             problem = scenario.formulation.optimization_problem
-            recorder = Recorder(problem, record, stop, sender and sender.wake)
+            recorder = Recorder(problem, record, stop, sender and sender.pace)
             if sender is not None:
-                sender.hand_on = recorder.hand_on
+                sender.follow(recorder.hand_on, recorder.lock)
             problem.database.add_store_listener(recorder)
             failure = None
             try:

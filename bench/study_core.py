@@ -2,17 +2,17 @@
 
 1. Recording: the same scenario (built as study.run builds it, GEMSEO's SIMPLE cache on) executed
    with and without the job process's recording: study.py's recorder queueing each evaluation,
-   jobproc.EvaluationSender's thread having them packed and sending them in batches through a
-   pipe to another process, which builds their records, as a job process and its worker do; a cheap
-   analytic DOE of many points (where the per-point cost shows most) and Sellar MDF with SLSQP.
+   jobproc.EvaluationSender having them packed and sent in batches (one per 50 ms, at its alarm)
+   through a pipe to another process, which builds their records, as a job process and its worker
+   do; a cheap analytic DOE of many points (where the per-point cost shows most) and Sellar MDF
+   with SLSQP.
 2. A whole Sellar MDF SLSQP study (check, build, run, record, problem.h5) against the same
    optimisation written with GEMSEO's API locally.
-Runs alternate; CPU times of this process, the sender's thread included (process_time: other
-work on the machine counts less), medians (the overhead: the median of each pair's ratio), then
-one JSON line. Recording's overhead is also given in wall time (the run's duration, pair by pair:
-the sender's thread and the reader may use the other core). The wall time spent inside the
-recorder's calls is shown too (a loaded machine inflates it: it counts the time the process
-waits for a processor).
+Runs alternate; CPU times of this process (process_time: other work on the machine counts less),
+medians (the overhead: the median of each pair's ratio), then one JSON line. Recording's overhead
+is also given in wall time (the run's duration, pair by pair: the reader may use the other core).
+The wall time spent inside the recorder's calls is shown too (a loaded machine inflates it: it
+counts the time the process waits for a processor).
 
     .venv/bin/python bench/study_core.py [--repeat 7] [--only analytic_doe_2000 ...]
 """
@@ -82,8 +82,8 @@ def execute(engine, spec, pipe=None):
         # As study.run and the job process do it, but for the scenario's check and problem.h5.
         sender = jobproc.EvaluationSender(pipe.send)
         stop = study._StopSignal(study._stopped_criterion(), None)
-        recorder = study.Recorder(problem, sender.send_batch, stop, sender.wake)
-        sender.hand_on = recorder.hand_on
+        recorder = study.Recorder(problem, sender.send_batch, stop, sender.pace)
+        sender.follow(recorder.hand_on, recorder.lock)
 
         def timed(x_vect):
             # perf_counter: 0.06 us a call, where process_time (a system call) costs 1 us

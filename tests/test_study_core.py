@@ -543,9 +543,9 @@ def test_each_discipline_runs_once_per_point(engine, tmp_path, capfd):
     assert capfd.readouterr().out.count("run at") == 5
 
 
-def test_records_built_in_batches_by_the_senders_thread_are_those_built_one_by_one(engine, tmp_path):
-    """In a job process the sender's thread packs the queued points together and sends them in a
-    few messages, which the worker unpacks: the same records as the callback gets one by one."""
+def test_records_built_in_batches_by_the_sender_are_those_built_one_by_one(engine, tmp_path):
+    """In a job process the sender has the queued points packed together and sent in a few
+    messages, which the worker unpacks: the same records as the callback gets one by one."""
     spec = analytic_spec(300)
     spec["algorithm"]["settings"]["random_state"] = 1
     del spec["post_processing"]
@@ -561,6 +561,40 @@ def test_records_built_in_batches_by_the_senders_thread_are_those_built_one_by_o
     assert batched == one_by_one and summary["n_evaluations"] == 300
     assert summary["best"] is None  # the worker, which has the records, fills it in
     assert len(messages) < 30  # one message per 50 ms, not one per evaluation
+
+
+def test_an_evaluation_held_for_its_batch_leaves_during_the_next_evaluation(engine, tmp_path):
+    """A fast evaluation that ends within 50 ms of the last batch waits for the sender's alarm,
+    which comes in the middle of the next evaluation (here a sleep of 0.6 s), not after it; a
+    slow evaluation leaves as it ends. The alarm does not cut the sleep short."""
+    spec = {
+        "disciplines": [{"class_name": "Timestamp"}],
+        "formulation": "DisciplinaryOpt",
+        "design_space": {"x": {"lower_bound": [0.0], "upper_bound": [1.0]}, "delay": {"lower_bound": [0.0], "upper_bound": [0.6]}},
+        "objective": {"name": "y"},
+        "observables": ["t"],
+        # (x, delay): (0, 0), (1, 0), (0, 0.6), (1, 0.6)
+        "algorithm": {"name": "PYDOE_FULLFACT", "settings": {"n_samples": 4}},
+    }
+    sent = []
+    before = signal.getsignal(signal.SIGALRM)
+    sender = jobproc.EvaluationSender(lambda message: sent.append((time.time(), message)))
+    (tmp_path / "w").mkdir()
+    try:
+        summary = study.run(engine, spec, tmp_path / "w", sender.send_batch, sender=sender)
+    finally:
+        sender.close()
+    assert signal.getsignal(signal.SIGALRM) is before
+    assert summary["n_evaluations"] == 4
+    left = {}  # evaluation number: (when its message left, when it ended)
+    for at, message in sent:
+        for evaluation in study.unpack(message["batch"]):
+            left[evaluation["evaluation"]] = (at, evaluation["observables"]["t"][0])
+    assert sorted(left) == [1, 2, 3, 4]
+    assert [round(left[n][1] - left[n - 1][1], 1) for n in (2, 3, 4)] == [0.0, 0.6, 0.6]
+    assert left[1][0] - left[1][1] < 0.05  # the first goes at once
+    assert left[2][0] - left[2][1] < 0.1 and left[2][0] < left[3][1] - 0.4  # during the third's sleep
+    assert left[3][0] - left[3][1] < 0.05 and left[4][0] - left[4][1] < 0.05
 
 
 def failing_doe(n_samples):
