@@ -389,8 +389,24 @@ class Recorder:
         self.lock = threading.Lock()
 
     def __call__(self, x_vect):
-        self.take(x_vect)
-        self.stop.check()
+        """Called at each stored value (one call per function and point): kept short."""
+        # Points told apart by their bytes: GEMSEO's hashable arrays compare with numpy, a few
+        # microseconds each time.
+        point = x_vect.tobytes()
+        if point != self.pending:
+            if self.wanted is None:
+                self._learn()
+            if point in self.done:
+                self.stop.check()
+                return
+            self.flush()
+            # A copy: an algorithm may change its array in place before the point is recorded.
+            self.pending, self.x, self.outputs = point, x_vect.copy(), self.outputs_of(x_vect)
+        # The database updates a point's dict in place: this one sees every new value.
+        if self.outputs is not None and self.wanted <= self.outputs.keys():
+            self.flush()
+        if self.stop.event.is_set():
+            self.stop.check()
 
     def _learn(self):
         """The functions and variables, known once the driver has set the problem up."""
@@ -419,22 +435,6 @@ class Recorder:
             "observables": observables,
             "slices": slices,
         }
-
-    def take(self, x_vect):
-        if self.wanted is None:
-            self._learn()
-        # Points told apart by their bytes: GEMSEO's hashable arrays compare with numpy, a few
-        # microseconds each time, and this runs at every stored value.
-        point = x_vect.tobytes()
-        if point != self.pending:
-            if point in self.done:
-                return
-            self.flush()
-            # A copy: an algorithm may change its array in place before the point is recorded.
-            self.pending, self.x, self.outputs = point, x_vect.copy(), self.outputs_of(x_vect)
-        # The database updates a point's dict in place: this one sees every new value.
-        if self.outputs is not None and self.wanted <= self.outputs.keys():
-            self.flush()
 
     def outputs_of(self, x_vect):
         """The database's dict of a point; a point just added is the last one, found without
