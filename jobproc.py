@@ -782,7 +782,7 @@ def run_study(engine, request, sender, caches=None):
 
 class EvaluationSender:
     """Sends a study's evaluations to the pool as {"batch": ...}, in batches, from the study's
-    own thread; the worker builds their records (study.unpack). As each evaluation ends the
+    own thread; the worker builds their records (study.unpack). At each stored value the
     recorder asks pace(): if FLUSH_INTERVAL has passed since the last batch, it hands on at once
     (a slow study sends each evaluation as it ends); else a one-shot SIGALRM timer calls
     hand_on() (set by study.run) at the end of the interval, so a fast study sends one message
@@ -819,12 +819,12 @@ class EvaluationSender:
 
     def send_batch(self, batch):
         self.send({"batch": batch, **self.extra()})
+        self.last = time.monotonic()
 
     def pace(self):
         """Whether the caller hands its evaluations on now; if not, they go at the alarm."""
         now = time.monotonic()
         if self.saved is None or now - self.last >= self.FLUSH_INTERVAL:
-            self.last = now
             return True
         if not self.armed:
             self.armed = True
@@ -839,7 +839,6 @@ class EvaluationSender:
             self.armed = True
             signal.setitimer(signal.ITIMER_REAL, self.RETRY)
             return
-        self.last = time.monotonic()
         self.hand_on()
 
     def close(self):

@@ -9,10 +9,10 @@ An evaluation record is a dict, stored as one JSON text:
  "observables": {name: [...]}, "feasible": bool, "violation": float or null (infinite)}.
 """
 
-import collections
 import csv
 import gc
 import io
+import itertools
 import logging
 import math
 import os
@@ -364,49 +364,65 @@ def _stopped_criterion():
 
 
 class Recorder:
-    """A store listener of the problem's database: one record per point at which the objective
-    was evaluated, once every function of the point is there (or, for a point where the
-    algorithm computed only some, once it moves to another point). Called at each stored value,
-    so it does little more than a set comparison until a point is complete, then queues it.
+    """A store listener of the problem's database: one record per point of the database at which
+    the objective was evaluated, once every function of the point is there or, for a point where
+    the algorithm computed only some, once a later point is in the database. Called at each
+    stored value, it only asks pace(); hand_on() then takes the points added to the database
+    since its last call, a batch at a time (a look at each point as it was stored cost 9 us an
+    evaluation, packing included; this, 3 to 4: bench/study_core.py).
 
-    hand_on() packs the values of the queued points (each function's values at all of them as
-    one array's bytes: pack()) and gives them on: with `pace`, the packed batch itself, which the
+    hand_on() packs the values of those points (each function's values at all of them as one
+    array's bytes: pack()) and gives them on: with `pace`, the packed batch itself, which the
     worker unpacks into records (unpack()), so that building them costs the study's process
     nothing, when pace() says so or later when the sender calls hand_on(); without, the records
     of each point as it completes."""
 
     def __init__(self, problem, record, stop, pace=None):
         self.problem, self.record, self.stop, self.pace = problem, record, stop, pace
-        self.database = problem.database
+        # The database's own ordered dict: the new points are its last ones, taken without
+        # walking the older ones (its Mapping interface has no reverse order).
+        self.entries = problem.database._Database__data
+        self.seen = len(self.entries)  # points before this index were looked at
+        self.waiting, self.last_key = [], None  # (key, outputs) of points not complete yet
         # The count, whether any objective was a number, and without pace the best point: the
         # caller stores the records.
-        self.count, self.best, self.finite, self.done = 0, None, False, set()
-        self.size = len(problem.database)
-        self.pending = self.x = self.outputs = self.wanted = None
-        self.queued = collections.deque()  # (x, outputs) of complete points not handed on yet
+        self.count, self.best, self.finite, self.wanted = 0, None, False, None
         # Held while a batch is packed and given on: the sender's alarm, whose handler may run in
         # the middle of it, comes back later.
         self.lock = threading.Lock()
 
-    def __call__(self, x_vect):
-        """Called at each stored value (one call per function and point): kept short."""
-        # Points told apart by their bytes: GEMSEO's hashable arrays compare with numpy, a few
-        # microseconds each time.
-        point = x_vect.tobytes()
-        if point != self.pending:
-            if self.wanted is None:
-                self._learn()
-            if point in self.done:
-                self.stop.check()
-                return
-            self.flush()
-            # A copy: an algorithm may change its array in place before the point is recorded.
-            self.pending, self.x, self.outputs = point, x_vect.copy(), self.outputs_of(x_vect)
-        # The database updates a point's dict in place: this one sees every new value.
-        if self.outputs is not None and self.wanted <= self.outputs.keys():
-            self.flush()
-        if self.stop.event.is_set():
-            self.stop.check()
+    def __call__(self, _x_vect):
+        if self.pace is None or self.pace():
+            self.hand_on()
+        self.stop.poll()
+
+    def _new_points(self, last):
+        """(x, outputs) of the points to record now, in the database's order: the points added
+        since the last call, and those left waiting then, that have the objective and are
+        complete, or are not the database's last point any more, or all of them when `last`
+        (the run is over). A point with no value yet waits: GEMSEO's parallel DOE stores each
+        sample empty first and fills them in the order they end."""
+        entries, seen = self.entries, self.seen
+        size = len(entries)
+        if size == seen and not self.waiting:
+            return []
+        if self.wanted is None:
+            self._learn()
+        added = list(itertools.islice(reversed(entries.items()), size - seen))
+        added.reverse()
+        self.seen = size
+        if added:
+            self.last_key = added[-1][0]
+        points, waiting, wanted, objective = [], [], self.wanted, self.objective
+        for key, outputs in (*self.waiting, *added) if self.waiting else added:
+            if wanted <= outputs.keys():
+                points.append((key.wrapped_array, outputs))
+            elif not last and (not outputs or key is self.last_key):
+                waiting.append((key, outputs))  # the database fills this dict in place
+            elif objective in outputs:
+                points.append((key.wrapped_array, outputs))
+        self.waiting = waiting
+        return points
 
     def _learn(self):
         """The functions and variables, known once the driver has set the problem up."""
@@ -436,37 +452,14 @@ class Recorder:
             "slices": slices,
         }
 
-    def outputs_of(self, x_vect):
-        """The database's dict of a point; a point just added is the last one, found without
-        hashing and comparing its array again as a lookup would."""
-        size = len(self.database)
-        if size > self.size:
-            self.size = size
-            return self.database.last_item
-        return self.database.get(x_vect)
-
-    def flush(self):
-        """Queue the pending point if the objective was evaluated there, and hand it on now or
-        leave it to the sender (pace())."""
-        point, outputs = self.pending, self.outputs
-        self.pending = self.outputs = None
-        if point is None or not outputs or self.objective not in outputs:
-            return
-        self.done.add(point)
-        self.queued.append((self.x, outputs))
-        if self.pace is None or self.pace():
-            self.hand_on()
-        self.stop.poll()
-
-    def hand_on(self):
-        """Pack the queued points, in order, and give them to `record`. A stop that comes
-        meanwhile waits for the end: the caller's write is never cut half-way."""
+    def hand_on(self, last=False):
+        """Pack the new complete points, in order, and give them to `record`; with `last`, every
+        new point. A stop that comes meanwhile waits for the end: the caller's write is never
+        cut half-way."""
         holding, self.stop.holding = self.stop.holding, True
         try:
             with self.lock:
-                points = []
-                while self.queued:
-                    points.append(self.queued.popleft())
+                points = self._new_points(last)
                 if points:
                     self._give(points)
         finally:
@@ -704,8 +697,7 @@ def run(engine, spec, workdir, record, should_stop=None, max_processes=1, sender
             finally:
                 stop.calm()
                 try:
-                    recorder.flush()
-                    recorder.hand_on()  # the last batch: the summary counts it
+                    recorder.hand_on(last=True)  # the last batch: the summary counts it
                 finally:
                     write_problem(problem, workdir / H5_NAME)
             if failure is not None:

@@ -1,11 +1,11 @@
 """What a study costs over plain GEMSEO, in process (study.py, issue 18).
 
 1. Recording: the same scenario (built as study.run builds it, GEMSEO's SIMPLE cache on) executed
-   with and without the job process's recording: study.py's recorder queueing each evaluation,
-   jobproc.EvaluationSender having them packed and sent in batches (one per 50 ms, at its alarm)
-   through a pipe to another process, which builds their records, as a job process and its worker
-   do; a cheap analytic DOE of many points (where the per-point cost shows most) and Sellar MDF
-   with SLSQP.
+   with and without the job process's recording: study.py's recorder taking the new evaluations
+   from the database, packed and sent in batches (one per 50 ms, at jobproc.EvaluationSender's
+   alarm) through a pipe to another process, which builds their records, as a job process and
+   its worker do; a cheap analytic DOE of many points (where the per-point cost shows most) and
+   Sellar MDF with SLSQP.
 2. A whole Sellar MDF SLSQP study (check, build, run, record, problem.h5) against the same
    optimisation written with GEMSEO's API locally.
 Runs alternate; CPU times of this process (process_time: other work on the machine counts less),
@@ -95,8 +95,7 @@ def execute(engine, spec, pipe=None):
     start, wall = time.process_time(), time.perf_counter()
     scenario.execute(algo_name=spec["algorithm"]["name"], **spec["algorithm"]["settings"])
     if pipe is not None:
-        recorder.flush()
-        recorder.hand_on()
+        recorder.hand_on(last=True)
         sender.close()
         count = recorder.count
     return time.process_time() - start, count, inside[0], time.perf_counter() - wall
