@@ -798,7 +798,7 @@ class EvaluationSender:
     thread there is no signal: each evaluation is sent as it ends."""
 
     FLUSH_INTERVAL = 0.05
-    RETRY = 0.002  # when the alarm came in the middle of a send: try again this soon
+    RETRY = 0.002  # when the alarm came in the middle of a send or of the recorder: again this soon
 
     def __init__(self, send, locks=()):
         self.send, self.extra = send, dict  # extra: what goes with each batch (study_cache.py)
@@ -807,7 +807,9 @@ class EvaluationSender:
         self.locks = [lock for lock in (getattr(send, "lock", None), *locks) if lock is not None]
         self.hand_on = lambda: None
         self.last, self.armed, self.saved = 0.0, False, None
-        if threading.current_thread() is threading.main_thread():
+        self.alarms = threading.current_thread() is threading.main_thread()
+        if self.alarms:
+            # None when the handler was not set from Python: the default is put back then.
             self.saved = signal.signal(signal.SIGALRM, self._on_alarm)
             # The reads and writes of C code that the alarm interrupts resume on their own.
             signal.siginterrupt(signal.SIGALRM, False)
@@ -824,7 +826,7 @@ class EvaluationSender:
     def pace(self):
         """Whether the caller hands its evaluations on now; if not, they go at the alarm."""
         now = time.monotonic()
-        if self.saved is None or now - self.last >= self.FLUSH_INTERVAL:
+        if not self.alarms or now - self.last >= self.FLUSH_INTERVAL:
             return True
         if not self.armed:
             self.armed = True
@@ -833,7 +835,7 @@ class EvaluationSender:
 
     def _on_alarm(self, *_):
         self.armed = False
-        if self.saved is None:
+        if not self.alarms:
             return
         if any(lock.locked() for lock in self.locks):
             self.armed = True
@@ -842,10 +844,10 @@ class EvaluationSender:
         self.hand_on()
 
     def close(self):
-        if self.saved is not None:
+        if self.alarms:
             signal.setitimer(signal.ITIMER_REAL, 0)  # first: no alarm comes once the old handler is back
-            signal.signal(signal.SIGALRM, self.saved)
-            self.saved = None
+            signal.signal(signal.SIGALRM, signal.SIG_DFL if self.saved is None else self.saved)
+            self.alarms = False
 
 
 def discipline_traceback(error):

@@ -535,8 +535,8 @@ def _finite(value):
 
 class _StopSignal:
     """Stops the run on SIGTERM or when should_stop() turns true. Deterministic: the recorder
-    asks should_stop() after each evaluation and checks the flag at each stored value, so the
-    next evaluation after a stop request ends the driver. For a long evaluation, in the main
+    asks should_stop() and checks the flag at each stored value, so the next evaluation after a
+    stop request ends the driver. For a long evaluation, in the main
     thread, a SIGTERM handler raises at once (time.sleep and most blocking calls return early on
     a signal), and a watcher thread turns should_stop() into such a signal."""
 
