@@ -237,7 +237,7 @@ def test_the_dashboard_shows_mine_or_my_groups_and_shares_from_the_form(sharing,
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import Select
 
-    from test_ui import chromium, screenshot, sign_in, wait
+    from test_ui import chromium, open_page, screenshot, sign_in, wait
 
     apis, group, names = team_of(sharing)
     shared = apis["owner"].run("Sellar1", group=group)
@@ -258,11 +258,11 @@ def test_the_dashboard_shows_mine_or_my_groups_and_shares_from_the_form(sharing,
         assert row.find_element(By.CSS_SELECTOR, ".group").text == group
         screenshot(driver, "sharing-jobs")
         for view in ("batches", "studies"):
-            driver.get(f"{sharing.url}/ui/#/{view}?scope=group")
+            open_page(driver, sharing, f"#/{view}?scope=group", "#scope")  # not the jobs page's
             assert Select(find("#scope")).first_selected_option.get_attribute("value") == "group"
             assert [cell.get_attribute("textContent") for cell in driver.find_elements(By.CSS_SELECTOR, f"#{view} th")][-2:] == ["Owner", "Group"]
         # The execute form shares into the member's group.
-        driver.get(sharing.url + "/ui/#/discipline/Sellar1")
+        open_page(driver, sharing, "#/discipline/Sellar1", "#group-picker")
         Select(find("#group-picker")).select_by_value(group)
         find("#run-sync").click()
         wait(driver).until(lambda d: "#/job/" in d.current_url)

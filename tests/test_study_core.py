@@ -544,8 +544,8 @@ def test_each_discipline_runs_once_per_point(engine, tmp_path, capfd):
 
 
 def test_records_built_in_batches_by_the_sender_are_those_built_one_by_one(engine, tmp_path):
-    """In a job process the sender has the queued points packed together and sent in a few
-    messages, which the worker unpacks: the same records as the callback gets one by one."""
+    """In a job process the recorder packs the new points together and the sender sends them in
+    a few messages, which the worker unpacks: the same records as the callback gets one by one."""
     spec = analytic_spec(300)
     spec["algorithm"]["settings"]["random_state"] = 1
     del spec["post_processing"]

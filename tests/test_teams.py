@@ -344,7 +344,7 @@ def test_the_dashboard_manages_tokens_and_shows_admins_their_page(team, tmp_path
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
 
-    from test_ui import chromium, screenshot, wait
+    from test_ui import chromium, open_page, screenshot, wait
     from test_ui import sign_in as type_sign_in
 
     name, _ = new_user(team, root)
@@ -361,7 +361,7 @@ def test_the_dashboard_manages_tokens_and_shows_admins_their_page(team, tmp_path
         find("#username")
         type_sign_in(driver, user, password)
         find("#jobs")
-        driver.get(team.url + "/ui/" + fragment)
+        open_page(driver, team, fragment, css)
         return find(css)
 
     try:
@@ -378,7 +378,7 @@ def test_the_dashboard_manages_tokens_and_shows_admins_their_page(team, tmp_path
         driver.find_element(By.CSS_SELECTOR, "#tokens button.revoke").click()
         wait(driver).until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#tokens tr[data-token]"))
         assert Api(team.url, secret).get("/v1/user/me/").status_code == 401
-        driver.get(team.url + "/ui/#/admin")
+        open_page(driver, team, "#/admin", "#view .error")
         assert "for administrators" in find("#view .error").text
 
         open_as("root", "root-pw", "#/tokens", "#token-form")

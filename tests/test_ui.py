@@ -101,10 +101,11 @@ def opened_id(driver, fragment):
     return driver.current_url.rsplit("/", 1)[1]
 
 
-def open_page(driver, live, fragment, css):
-    """Go to a dashboard page and wait for an element of that page (not of the page before it: a new
-    fragment is routed in a later task, and until then the old page's elements are there)."""
-    driver.get(live.url + "/ui/" + fragment)
+def open_page(driver, service, fragment, css):
+    """Go to a dashboard page of a service and wait for an element of that page (not of the page
+    before it: a new fragment is routed in a later task, and until then the old page's elements
+    are there)."""
+    driver.get(service.url + "/ui/" + fragment)
     wait(driver).until(lambda _: driver.execute_script("return document.body.dataset.route === location.hash"))
     return wait(driver).until(ready.presence_of_element_located((By.CSS_SELECTOR, css)))
 
